@@ -1,0 +1,56 @@
+"""Typed errors. Every message says what is wrong, with which file or value, and what to do.
+
+`UserInputError` (and subclasses) are the user's to fix: CLIs print the message without a traceback and
+exit 2. Anything else that escapes is a bug or an environment failure (exit 1).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class EdgekdError(Exception):
+    """Base of every error edgekd raises on purpose."""
+
+
+class UserInputError(EdgekdError, ValueError):
+    """Bad input from the user: a path, file, value or option. CLIs exit 2."""
+
+
+class UnknownNameError(UserInputError, KeyError):
+    """A registry lookup with a name that is not registered."""
+
+    def __init__(self, family: str, name: str, known: Sequence[str]) -> None:
+        self.family, self.name, self.known = family, name, list(known)
+        super().__init__(f"unknown {family} {name!r}; known {family}s: {', '.join(self.known) or '(none)'}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class ModelLoadError(UserInputError):
+    """A model file that is missing, not a model, truncated or corrupt."""
+
+
+class ManifestError(UserInputError):
+    """A bundle manifest that is missing, malformed or inconsistent with its files."""
+
+
+class ChecksumMismatchError(ManifestError):
+    """A model file whose sha256 differs from the one its manifest records."""
+
+
+class ImageError(UserInputError):
+    """An image that cannot be read or used (unreadable, empty, too small, NaN, wrong shape)."""
+
+
+class BlankImageError(ImageError):
+    """An image with no ink on it: refusing to guess."""
+
+
+class InputShapeError(UserInputError):
+    """An input array whose shape or dtype does not fit the model."""
+
+
+class BackendUnavailableError(EdgekdError):
+    """No installed interpreter can run this model format (e.g. no TFLite runtime)."""

@@ -1,0 +1,193 @@
+"""The bundle manifest (`manifest.json`): the one file the board needs besides the models.
+
+Schema (format_version 1)::
+
+    {
+      "format": "edgekd-bundle", "format_version": 1,
+      "task": "image-classification",
+      "name": "dscnn-w16-d3-r28",                  # student id
+      "labels": ["0", ..., "9"],
+      "input":  {"name": "input", "shape": [1, 1, 28, 28], "layout": "NCHW", "dtype": "float32"},
+      "output": {"name": "logits", "kind": "logits"},           # "logits" or "probs"
+      "normalization": {"mean": 0.1307, "std": 0.3081},          # x = (pixel/255 - mean) / std
+      "preprocessing": {"kind": "mnist", "canvas": 28, "box": 20, "polarity": "auto"},
+      "artifacts": [
+        {"path": "student.onnx", "format": "onnx", "precision": "fp32", "size_bytes": 1234,
+         "sha256": "...", "parity": {"reference": "torch", "max_abs_diff": 1e-7, "top1_agreement": 1.0,
+         "tolerance": 1e-4, "passed": true}, "accuracy": 0.981, "budget_ok": true}
+      ],
+      "budget": {...}, "profile": {...}, "versions": {...}, "created": "2026-11-23T18:00:00Z",
+      "report": "report.md"
+    }
+
+Artifact paths are relative to the bundle directory. Precision is one of fp32, fp16, int8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_json, sha256_file
+from .errors import ChecksumMismatchError, ManifestError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "edgekd-bundle"
+FORMAT_VERSION = 1
+PRECISIONS = ("fp32", "fp16", "int8")
+ARTIFACT_FORMATS = ("onnx", "tflite")
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str = "input"
+    shape: tuple[int, ...] = (1, 1, 28, 28)  # batch dimension first; -1 or 1 for a dynamic batch
+    layout: str = "NCHW"  # NCHW or NHWC
+    dtype: str = "float32"
+
+    @property
+    def size(self) -> int:
+        """Side of the square image the model takes (H == W)."""
+        return int(self.shape[2] if self.layout == "NCHW" else self.shape[1])
+
+
+@dataclass(frozen=True)
+class Normalization:
+    mean: float = MNIST_MEAN
+    std: float = MNIST_STD
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    kind: str = "mnist"  # the MNIST procedure (crop ink, fit 20x20, pad 28x28, centre of mass)
+    canvas: int = 28
+    box: int = 20
+    polarity: str = "auto"  # auto | light-on-dark | dark-on-light
+
+
+@dataclass
+class Artifact:
+    path: str
+    format: str
+    precision: str
+    size_bytes: int
+    sha256: str
+    parity: dict[str, Any] | None = None
+    accuracy: float | None = None
+    budget_ok: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, bundle_dir: str | os.PathLike, rel_path: str, precision: str, **kw: Any) -> "Artifact":
+        p = Path(bundle_dir) / rel_path
+        fmt = p.suffix.lstrip(".")
+        if fmt not in ARTIFACT_FORMATS:
+            raise ManifestError(f"artifact {p} has suffix {p.suffix!r}; expected .onnx or .tflite")
+        if precision not in PRECISIONS:
+            raise ManifestError(f"artifact {p}: precision {precision!r} is not one of {PRECISIONS}")
+        return cls(path=rel_path, format=fmt, precision=precision, size_bytes=p.stat().st_size,
+                   sha256=sha256_file(p), **kw)
+
+
+@dataclass
+class Manifest:
+    name: str
+    labels: list[str]
+    input: InputSpec = field(default_factory=InputSpec)
+    output: dict[str, Any] = field(default_factory=lambda: {"name": "logits", "kind": "logits"})
+    normalization: Normalization = field(default_factory=Normalization)
+    preprocessing: PreprocessSpec = field(default_factory=PreprocessSpec)
+    artifacts: list[Artifact] = field(default_factory=list)
+    task: str = "image-classification"
+    budget: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str | None = None
+    report: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ---- serialisation -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input"]["shape"] = list(self.input.shape)
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **d}
+
+    def save(self, bundle_dir: str | os.PathLike) -> Path:
+        path = Path(bundle_dir) / MANIFEST_NAME
+        atomic_write_json(path, self.to_dict())
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "manifest") -> "Manifest":
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ManifestError(f"{source}: not an edgekd bundle manifest (missing \"format\": \"{FORMAT}\")")
+        if d.get("format_version", 0) > FORMAT_VERSION:
+            raise ManifestError(f"{source}: format_version {d['format_version']} is newer than this runtime "
+                                f"understands ({FORMAT_VERSION}); upgrade edgekd-runtime")
+        try:
+            inp = dict(d.get("input") or {})
+            if "shape" in inp:
+                inp["shape"] = tuple(int(s) for s in inp["shape"])
+            m = cls(
+                name=str(d["name"]),
+                labels=[str(x) for x in d["labels"]],
+                input=InputSpec(**inp),
+                output=dict(d.get("output") or {"name": "logits", "kind": "logits"}),
+                normalization=Normalization(**(d.get("normalization") or {})),
+                preprocessing=PreprocessSpec(**(d.get("preprocessing") or {})),
+                artifacts=[Artifact(**a) for a in d.get("artifacts", [])],
+                task=d.get("task", "image-classification"),
+                budget=d.get("budget"), profile=d.get("profile"), versions=d.get("versions") or {},
+                created=d.get("created"), report=d.get("report"), extra=d.get("extra") or {},
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ManifestError(f"{source}: malformed manifest ({type(e).__name__}: {e}); "
+                                f"re-create it with `edgekd export`") from None
+        if m.input.layout not in ("NCHW", "NHWC"):
+            raise ManifestError(f"{source}: input.layout {m.input.layout!r} must be NCHW or NHWC")
+        if not m.labels:
+            raise ManifestError(f"{source}: labels is empty")
+        return m
+
+    @classmethod
+    def load(cls, bundle_dir: str | os.PathLike) -> "Manifest":
+        path = Path(bundle_dir) / MANIFEST_NAME
+        if not path.is_file():
+            raise ManifestError(f"{bundle_dir}: no {MANIFEST_NAME}; pass a bundle directory made by "
+                                f"`edgekd export`, or a .onnx/.tflite file")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ManifestError(f"{path}: not valid JSON ({e}); re-create it with `edgekd export`") from None
+        return cls.from_dict(d, source=str(path))
+
+    # ---- queries -------------------------------------------------------------------------------------------
+    def artifact(self, format: str | None = None, precision: str | None = None) -> Artifact:
+        """The first artifact matching format/precision (the manifest lists the preferred one first)."""
+        for a in self.artifacts:
+            if (format is None or a.format == format) and (precision is None or a.precision == precision):
+                return a
+        have = ", ".join(f"{a.path} ({a.format}/{a.precision})" for a in self.artifacts) or "none"
+        raise ManifestError(f"bundle {self.name!r} has no artifact with format={format} precision={precision}; "
+                            f"it has: {have}")
+
+    def set_artifact(self, art: Artifact) -> None:
+        """Add or replace (by path) an artifact entry."""
+        self.artifacts = [a for a in self.artifacts if a.path != art.path] + [art]
+
+
+def verify_artifact(bundle_dir: str | os.PathLike, art: Artifact) -> Path:
+    """Check that an artifact exists and its sha256 matches the manifest; return its path."""
+    p = Path(bundle_dir) / art.path
+    if not p.is_file():
+        raise ManifestError(f"{p}: listed in the manifest but missing; copy the whole bundle directory")
+    digest = sha256_file(p)
+    if digest != art.sha256:
+        raise ChecksumMismatchError(
+            f"{p}: sha256 {digest[:16]}... does not match the manifest's {art.sha256[:16]}...; the file was "
+            f"changed or damaged in transit: copy it again from the workstation's bundle")
+    return p
