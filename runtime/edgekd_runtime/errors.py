@@ -54,3 +54,15 @@ class InputShapeError(UserInputError):
 
 class BackendUnavailableError(EdgekdError):
     """No installed interpreter can run this model format (e.g. no TFLite runtime)."""
+
+
+class ProfileError(UserInputError):
+    """A device profile (built-in name or JSON file) that is missing, malformed or lacks what is asked of it."""
+
+
+class CalibrationError(EdgekdError):
+    """The calibration suite could not be run or fitted on this board (exit 1)."""
+
+
+class BudgetError(UserInputError):
+    """A hardware budget that is invalid, contradictory, or that no candidate student meets."""
