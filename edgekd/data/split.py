@@ -1,0 +1,45 @@
+"""Deterministic stratified train/val/test splits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekd_runtime.errors import UserInputError
+
+
+def stratified_indices(y: np.ndarray, num_classes: int, fractions: tuple[float, ...], seed: int,
+                       limit_per_class: int | None = None) -> list[np.ndarray]:
+    """Split indices of `y` per class into len(fractions)+1 parts (the last part takes the rest).
+
+    Each class is shuffled with a generator seeded from (seed, class), so adding a class does not move the others.
+    Every part of every class gets at least one sample when the class has enough of them.
+    """
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
+    for c in range(num_classes):
+        idx = np.flatnonzero(y == c)
+        rng = np.random.default_rng([seed, c])
+        idx = idx[rng.permutation(len(idx))]
+        if limit_per_class is not None:
+            idx = idx[:limit_per_class]
+        n = len(idx)
+        start = 0
+        for k, f in enumerate(fractions):
+            take = int(round(f * n))
+            if f > 0 and take == 0 and n - start > 1:
+                take = 1
+            parts[k].append(idx[start:start + take])
+            start += take
+        parts[-1].append(idx[start:])
+    return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
+
+
+def check_classes(y: np.ndarray, class_names: list[str], where: str) -> None:
+    """Refuse labels out of range and classes with no samples (an empty class cannot be learned or tested)."""
+    if y.size == 0:
+        raise UserInputError(f"{where}: no samples found")
+    if y.min() < 0 or y.max() >= len(class_names):
+        raise UserInputError(f"{where}: labels must be in 0..{len(class_names) - 1}, found {y.min()}..{y.max()}")
+    counts = np.bincount(y, minlength=len(class_names))
+    empty = [class_names[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise UserInputError(f"{where}: class(es) {empty} have no samples; add samples or remove the class")

@@ -1,0 +1,1 @@
+"""Model families: students (the small networks that ship to the board) and teachers."""

@@ -1,0 +1,185 @@
+"""The student family: `linear`, `mlp`, `cnn` and `dscnn`, each parametrized by width, depth and input resolution.
+
+Student ids are stable strings used by the budget search, checkpoints and manifests::
+
+    linear-r{R}            logistic regression on the R x R canvas (the extreme-budget case)
+    mlp-w{W}-d{D}-r{R}     D hidden layers of W units
+    cnn-w{W}-d{D}-r{R}     D plain conv stages (3x3 conv + BN + ReLU), widths W, 2W, 4W, ...; stride 2 after stage 0
+    dscnn-w{W}-d{D}-r{R}   MobileNet-like: a 3x3 stem of W channels then D depthwise-separable blocks
+
+Every student takes (N, 1, R, R) normalised float and returns logits (N, C). Only ops that export cleanly to
+ONNX opset 17 and convert with onnx2tf are used: Conv2d (BatchNorm folds into it on export), depthwise Conv2d,
+ReLU, global average pooling, Flatten and Linear.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from edgekd_runtime.errors import UserInputError
+from edgekd_runtime.registry import Registry
+
+if TYPE_CHECKING:  # torch is imported lazily so `edgekd --help` stays fast
+    from torch import nn
+
+RESOLUTIONS = (28, 20, 16)
+STUDENTS: Registry[Callable[..., "nn.Module"]] = Registry("student")
+
+_ID_RE = re.compile(r"^(?P<family>[a-z]+)(?:-w(?P<w>\d+)-d(?P<d>\d+))?-r(?P<r>\d+)$")
+
+
+class StudentIdError(UserInputError):
+    """A student id that does not parse or is outside the family's valid range."""
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """A parsed student id."""
+
+    family: str
+    width: int | None
+    depth: int | None
+    input_size: int
+
+    @property
+    def id(self) -> str:
+        if self.family == "linear":
+            return f"linear-r{self.input_size}"
+        return f"{self.family}-w{self.width}-d{self.depth}-r{self.input_size}"
+
+
+def parse_student_id(student_id: str) -> StudentSpec:
+    """Parse `dscnn-w16-d3-r28` into a StudentSpec; raises StudentIdError naming the valid forms."""
+    m = _ID_RE.match(student_id.strip())
+    fam = m.group("family") if m else None
+    hint = ("valid forms: linear-r{R}, mlp-w{W}-d{D}-r{R}, cnn-w{W}-d{D}-r{R}, dscnn-w{W}-d{D}-r{R} "
+            f"with R in 8..64 (e.g. dscnn-w16-d3-r28); known families: {', '.join(STUDENTS.names())}")
+    if not m or fam not in STUDENTS:
+        raise StudentIdError(f"bad student id {student_id!r}; {hint}")
+    r = int(m.group("r"))
+    if not 8 <= r <= 64:
+        raise StudentIdError(f"student id {student_id!r}: input resolution r{r} out of range; {hint}")
+    if fam == "linear":
+        if m.group("w") is not None:
+            raise StudentIdError(f"student id {student_id!r}: linear takes no width/depth; use linear-r{r}")
+        return StudentSpec("linear", None, None, r)
+    if m.group("w") is None:
+        raise StudentIdError(f"student id {student_id!r}: {fam} needs width and depth; {hint}")
+    w, d = int(m.group("w")), int(m.group("d"))
+    max_depth = {"mlp": 4, "cnn": 4, "dscnn": 6}[fam]
+    if not 1 <= w <= 512 or not 1 <= d <= max_depth:
+        raise StudentIdError(f"student id {student_id!r}: width must be 1..512 and depth 1..{max_depth} for {fam}")
+    return StudentSpec(fam, w, d, r)
+
+
+def build_student(student_id: str, num_classes: int) -> "nn.Module":
+    """Build the student `student_id` with `num_classes` outputs (an nn.Module with a `features` method)."""
+    if num_classes < 2:
+        raise UserInputError(f"num_classes must be >= 2, got {num_classes}")
+    spec = parse_student_id(student_id)
+    model = STUDENTS.get(spec.family)(spec, num_classes)
+    model.student_id = spec.id
+    model.input_size = spec.input_size
+    return model
+
+
+def search_space() -> list[str]:
+    """The student ids the budget search enumerates: a few dozen spanning the family, small to large."""
+    ids = [f"linear-r{r}" for r in RESOLUTIONS]
+    ids += [f"mlp-w{w}-d{d}-r{r}" for w in (16, 32, 64, 128) for d in (1, 2) for r in (28, 16)]
+    ids += [f"cnn-w{w}-d{d}-r{r}" for w in (4, 8, 16, 32) for d in (2, 3) for r in RESOLUTIONS]
+    ids += [f"dscnn-w{w}-d{d}-r{r}" for w in (8, 16, 32) for d in (2, 3, 4) for r in RESOLUTIONS]
+    return ids
+
+
+def count_params(model: "nn.Module") -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _module_classes():
+    """Define the nn.Module classes on first use (keeps torch out of import time)."""
+    global _CLASSES
+    if _CLASSES is not None:
+        return _CLASSES
+    import torch
+    from torch import nn
+
+    class Student(nn.Module):
+        """A body that yields a feature vector and a linear head; `features` serves FitNet-style hints."""
+
+        def __init__(self, body: nn.Module, feature_dim: int, num_classes: int) -> None:
+            super().__init__()
+            self.body = body
+            self.head = nn.Linear(feature_dim, num_classes)
+            self.feature_dim = feature_dim
+
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x))
+
+    def conv_bn_relu(c_in: int, c_out: int, stride: int = 1, groups: int = 1, k: int = 3) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, groups=groups, bias=False),
+                nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+    _CLASSES = (Student, conv_bn_relu)
+    return _CLASSES
+
+
+_CLASSES = None
+
+
+@STUDENTS.register(key="linear")
+def _linear(spec: StudentSpec, num_classes: int) -> "nn.Module":
+    from torch import nn
+
+    Student, _ = _module_classes()
+    return Student(nn.Flatten(), spec.input_size**2, num_classes)
+
+
+@STUDENTS.register(key="mlp")
+def _mlp(spec: StudentSpec, num_classes: int) -> "nn.Module":
+    from torch import nn
+
+    Student, _ = _module_classes()
+    layers: list[nn.Module] = [nn.Flatten()]
+    dim = spec.input_size**2
+    for _ in range(spec.depth):
+        layers += [nn.Linear(dim, spec.width), nn.ReLU(inplace=True)]
+        dim = spec.width
+    return Student(nn.Sequential(*layers), dim, num_classes)
+
+
+@STUDENTS.register(key="cnn")
+def _cnn(spec: StudentSpec, num_classes: int) -> "nn.Module":
+    from torch import nn
+
+    Student, conv_bn_relu = _module_classes()
+    layers: list[nn.Module] = []
+    c_in, c_out = 1, spec.width
+    for i in range(spec.depth):
+        layers += conv_bn_relu(c_in, c_out, stride=1 if i == 0 else 2)
+        c_in, c_out = c_out, c_out * 2
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Student(nn.Sequential(*layers), c_in, num_classes)
+
+
+@STUDENTS.register(key="dscnn")
+def _dscnn(spec: StudentSpec, num_classes: int) -> "nn.Module":
+    from torch import nn
+
+    Student, conv_bn_relu = _module_classes()
+    layers: list[nn.Module] = conv_bn_relu(1, spec.width, stride=1)
+    c = spec.width
+    for i in range(spec.depth):
+        stride = 2 if i < 3 else 1  # three downsamplings at most: 28 -> 14 -> 7 -> 4
+        c_out = c * 2 if i < 3 else c
+        layers += conv_bn_relu(c, c, stride=stride, groups=c)  # depthwise 3x3
+        layers += conv_bn_relu(c, c_out, k=1)  # pointwise 1x1
+        c = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Student(nn.Sequential(*layers), c, num_classes)
