@@ -1,0 +1,95 @@
+"""`edgekd-convert`: ONNX -> TFLite (float32/float16/int8) or ONNX int8 for any ONNX image classifier."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from edgekd_runtime.cli_support import handle_errors, print_json
+
+app = typer.Typer(name="edgekd-convert", add_completion=False, pretty_exceptions_enable=False,
+                  help="Convert an ONNX image classifier to TFLite (float32, float16, full-int8) and/or ONNX int8 "
+                       "(QDQ, per-channel); every artifact is checked against the ONNX model on real inputs.")
+
+
+class Target(str, Enum):
+    tflite = "tflite"
+    onnx_int8 = "onnx-int8"
+
+
+class Preprocess(str, Enum):
+    mnist = "mnist"
+    resize = "resize"
+
+
+@app.command()
+@handle_errors
+def convert(
+    model: Path = typer.Argument(..., help="The ONNX model (one 4-D image input, NCHW or NHWC; one output)."),
+    to: List[Target] = typer.Option(..., "--to", help="Target; repeat for several (tflite, onnx-int8)."),
+    calib: Path = typer.Option(..., "--calib", help="Calibration images: a .npy array (N, H, W[, C]) in [0, 1] "
+                               "(or uint8 0..255), or a folder of images; at least 200 representative samples."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: <model>_converted next "
+                                       "to the model). Refused if it exists, unless --force."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval", help="Samples to check parity on (.npy or folder; "
+                                             "default: the calibration samples)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Integer labels (.npy) of the --eval samples: "
+                                          "report each artifact's accuracy."),
+    mean: float = typer.Option(0.0, "--mean", help="Input normalisation x = (pixel/255 - mean) / std."),
+    std: float = typer.Option(1.0, "--std", help="Input normalisation std (see --mean)."),
+    preprocess: Preprocess = typer.Option(Preprocess.mnist, "--preprocess",
+                                          help="How images in a folder become canvases: mnist (handwriting "
+                                               "procedure, 1 channel) or resize."),
+    force: bool = typer.Option(False, "--force", help="Replace the output directory if it exists."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Convert MODEL and check every artifact (exit 1 on a parity failure, 2 on bad input)."""
+    from rich.console import Console
+
+    from .calibration import load_labels, load_samples
+    from .convert import convert_model, prepare
+    from .errors import CalibrationDataError
+    from .staging import check_output_dir
+
+    if std <= 0:
+        raise CalibrationDataError(f"--std must be > 0, got {std}")
+    targets = [t.value for t in dict.fromkeys(to)]
+    out = out or model.with_name(f"{model.stem}_converted")
+    check_output_dir(out, force)
+    info = prepare(model, targets)
+    calib_x = load_samples(calib, info, preprocess.value)
+    eval_x = load_samples(eval_data, info, preprocess.value) if eval_data else None
+    eval_y = load_labels(labels, len(eval_x if eval_x is not None else calib_x)) if labels else None
+    err = Console(stderr=True)
+    with err.status(f"converting {model.name} to {', '.join(targets)} ...", spinner="dots"):
+        report = convert_model(model, out, targets, calib_x, eval_x, eval_y, mean=mean, std=std, force=force)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    _print_report(report, out)
+
+
+def _print_report(report, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.source} -> {out}")
+    for col in ("artifact", "precision", "size", "max |diff|", "top-1 agree", "accuracy", "parity"):
+        table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
+    for a in report.artifacts:
+        p = a.parity
+        table.add_row(a.path.name, a.precision, f"{a.size_bytes / 1024:.1f} KiB", f"{p.max_abs_diff:.2e}",
+                      f"{p.top1_agreement:.2%}", "-" if a.accuracy is None else f"{a.accuracy:.2%}",
+                      "[green]ok[/green]" if p.passed else "[red]FAIL[/red]")
+    console = Console()
+    console.print(table)
+    ref = "" if report.reference_accuracy is None else f"; reference accuracy {report.reference_accuracy:.2%}"
+    console.print(f"parity on {report.extra.get('num_eval_samples')} samples against the ONNX model{ref}; "
+                  f"{report.wall_s:.1f} s")
+
+
+def main() -> None:
+    app()

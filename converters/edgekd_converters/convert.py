@@ -1,0 +1,179 @@
+"""Convert any ONNX image classifier to TFLite (fp32/fp16/int8) and ONNX int8, each checked for parity.
+
+Public entry points: `to_tflite`, `to_onnx_int8` (a directory of artifacts) and `convert_into` (the engine,
+also used by `convert_bundle`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import parity as parity_mod
+from .calibration import MIN_CALIBRATION_SAMPLES, check_canvases, subsample, to_model_input
+from .errors import CalibrationDataError, UserInputError
+from .model_info import OnnxModelInfo, check_ops, inspect_model, load_onnx
+from .parity import ParityResult, Tolerance
+from .runners import run_onnx, run_tflite
+from .staging import staged_directory
+
+TARGETS = ("tflite", "onnx-int8")
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
+FILE_NAMES = {("tflite", "fp32"): "{stem}_float32.tflite", ("tflite", "fp16"): "{stem}_float16.tflite",
+              ("tflite", "int8"): "{stem}_int8.tflite", ("onnx", "int8"): "{stem}_int8.onnx"}
+MAX_CALIBRATION_SAMPLES = 500
+
+
+@dataclass(frozen=True)
+class ConvertedArtifact:
+    """One checked artifact: where it is, what it is, and its numbers."""
+
+    path: Path
+    format: str
+    precision: str
+    size_bytes: int
+    parity: ParityResult
+    accuracy: float | None = None
+    convert_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.format, "precision": self.precision,
+                "size_bytes": self.size_bytes, "parity": self.parity.to_dict(), "accuracy": self.accuracy,
+                "convert_s": round(self.convert_s, 3)}
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What a conversion produced; `reference_accuracy` is the source model's accuracy on the same labels."""
+
+    source: str
+    artifacts: tuple[ConvertedArtifact, ...]
+    reference_accuracy: float | None = None
+    wall_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "reference_accuracy": self.reference_accuracy,
+                "wall_s": round(self.wall_s, 3), "artifacts": [a.to_dict() for a in self.artifacts], **self.extra}
+
+
+def prepare(onnx_path: str | os.PathLike, targets: Sequence[str]) -> OnnxModelInfo:
+    """Load, check and inspect the source model, and check every op converts for every target."""
+    bad = [t for t in targets if t not in TARGETS]
+    if bad or not targets:
+        raise UserInputError(f"unknown conversion target(s) {bad or '(none)'}; choose from {', '.join(TARGETS)}")
+    model = load_onnx(onnx_path)
+    info = inspect_model(model, onnx_path)
+    for t in targets:
+        check_ops(model, onnx_path, t)
+    return info
+
+
+def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], calib_canvases: np.ndarray,
+                 eval_canvases: np.ndarray | None = None, eval_labels: np.ndarray | None = None, *,
+                 mean: float = 0.0, std: float = 1.0, stem: str = "model",
+                 tflite_precisions: Sequence[str] = TFLITE_PRECISIONS,
+                 reference_outputs: np.ndarray | None = None, reference_name: str = "onnx",
+                 tolerances: Mapping[str, Tolerance] | None = None,
+                 min_calib_samples: int = MIN_CALIBRATION_SAMPLES) -> ConversionReport:
+    """Write every requested artifact into `dest_dir` and check each against the reference.
+
+    Args:
+        info: the source model (from `prepare`).
+        dest_dir: an existing directory (a staging one: nothing here is final until the caller says so).
+        targets: "tflite" and/or "onnx-int8".
+        calib_canvases: >= `min_calib_samples` representative canvases in [0, 1] (see `calibration`).
+        eval_canvases: the real inputs parity (and accuracy, with `eval_labels`) is measured on;
+            the calibration canvases when None.
+        mean, std: the model's input normalisation.
+        reference_outputs: (N, C) reference outputs on `eval_canvases` (e.g. torch logits); by default the
+            source ONNX model run by onnxruntime.
+        tolerances: per-precision overrides of `parity.TOLERANCES`.
+
+    Raises:
+        CalibrationDataError: too few, mis-shaped or out-of-range samples.
+        ParityError: an artifact outside its tolerance (carries the numbers).
+    """
+    start = time.perf_counter()
+    tols = {**parity_mod.TOLERANCES, **(tolerances or {})}
+    calib = check_canvases(calib_canvases, info, "calibration data", min_samples=min_calib_samples)
+    calib = subsample(calib, MAX_CALIBRATION_SAMPLES)
+    evals = calib if eval_canvases is None else check_canvases(eval_canvases, info, "evaluation data", 1)
+    if eval_labels is not None and len(eval_labels) != len(evals):
+        raise CalibrationDataError(f"evaluation labels: {len(eval_labels)} labels for {len(evals)} samples")
+    x_eval = to_model_input(evals, info, mean, std)
+    ref = run_onnx(info.path, x_eval) if reference_outputs is None else np.asarray(reference_outputs, np.float32)
+    if ref.shape[0] != len(x_eval):
+        raise CalibrationDataError(f"reference outputs: {ref.shape[0]} rows for {len(x_eval)} evaluation samples")
+
+    def accuracy(outputs: np.ndarray) -> float | None:
+        return None if eval_labels is None else float(np.mean(outputs.argmax(1) == np.asarray(eval_labels)))
+
+    plan: list[tuple[str, str]] = []
+    if "tflite" in targets:
+        plan += [("tflite", p) for p in tflite_precisions]
+    if "onnx-int8" in targets:
+        plan.append(("onnx", "int8"))
+    paths = {k: dest_dir / FILE_NAMES[k].format(stem=stem) for k in plan}
+    timings: dict[tuple[str, str], float] = {}
+
+    tflite_paths = {p: paths[("tflite", p)] for f, p in plan if f == "tflite"}
+    if tflite_paths:
+        from .tflite import convert_tflite
+
+        t = time.perf_counter()
+        convert_tflite(info, tflite_paths, calib if "int8" in tflite_paths else None, mean, std)
+        for p in tflite_paths:
+            timings[("tflite", p)] = (time.perf_counter() - t) / len(tflite_paths)
+    if ("onnx", "int8") in paths:
+        from .onnx_int8 import convert_onnx_int8
+
+        t = time.perf_counter()
+        convert_onnx_int8(info, paths[("onnx", "int8")], to_model_input(calib, info, mean, std))
+        timings[("onnx", "int8")] = time.perf_counter() - t
+
+    artifacts = []
+    for fmt, precision in plan:
+        path = paths[(fmt, precision)]
+        out = run_tflite(path, x_eval) if fmt == "tflite" else run_onnx(path, x_eval)
+        result = parity_mod.check(path.name, ref, out, tols[precision], reference_name)
+        artifacts.append(ConvertedArtifact(path, fmt, precision, path.stat().st_size, result, accuracy(out),
+                                           timings[(fmt, precision)]))
+    return ConversionReport(info.path, tuple(artifacts), accuracy(ref), time.perf_counter() - start,
+                            extra={"num_calibration_samples": len(calib), "num_eval_samples": len(evals)})
+
+
+def convert_model(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, targets: Sequence[str],
+                  calib_canvases: np.ndarray, eval_canvases: np.ndarray | None = None,
+                  eval_labels: np.ndarray | None = None, *, mean: float = 0.0, std: float = 1.0,
+                  force: bool = False, **kw: Any) -> ConversionReport:
+    """Convert to every target into `out_dir` (created; refused if it exists unless `force`); all or nothing."""
+    from .staging import check_output_dir
+
+    check_output_dir(out_dir, force)
+    info = prepare(onnx_path, targets)
+    stem = kw.pop("stem", None) or Path(onnx_path).stem
+    with staged_directory(out_dir, force) as stage:
+        report = convert_into(info, stage, targets, calib_canvases, eval_canvases, eval_labels,
+                              mean=mean, std=std, stem=stem, **kw)
+    final = Path(out_dir)
+    arts = tuple(ConvertedArtifact(final / a.path.name, a.format, a.precision, a.size_bytes, a.parity, a.accuracy,
+                                   a.convert_s) for a in report.artifacts)
+    return ConversionReport(report.source, arts, report.reference_accuracy, report.wall_s, report.extra)
+
+
+def to_tflite(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, calib_canvases: np.ndarray,
+              **kw: Any) -> ConversionReport:
+    """ONNX -> TFLite float32, float16 and full-int8 in `out_dir` (see `convert_model` for the options)."""
+    return convert_model(onnx_path, out_dir, ["tflite"], calib_canvases, **kw)
+
+
+def to_onnx_int8(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, calib_canvases: np.ndarray,
+                 **kw: Any) -> ConversionReport:
+    """ONNX -> ONNX int8 (QDQ, per-channel) in `out_dir` (see `convert_model` for the options)."""
+    return convert_model(onnx_path, out_dir, ["onnx-int8"], calib_canvases, **kw)

@@ -1,0 +1,100 @@
+"""Run an .onnx or .tflite classifier on a batch of model-space inputs (already normalised) and return float
+outputs (int8 models are quantized on the way in and dequantized on the way out).
+
+Inputs are given in the ONNX model's layout; a TFLite model made by onnx2tf takes NHWC, so NCHW batches are
+transposed for it. Used for parity; accuracy is measured through `edgekd_runtime` as the board runs it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelLoadError
+
+BATCH = 256
+
+
+def run_onnx(path: str | os.PathLike, x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Outputs of an ONNX model's first output on `x` (batched in chunks of `BATCH`)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ModelLoadError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
+    name = sess.get_inputs()[0].name
+    outs = [sess.run(None, {name: x[i:i + BATCH].astype(np.float32)})[0] for i in range(0, len(x), BATCH)]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def make_tflite_interpreter(path: str | os.PathLike, threads: int = 1):
+    """A LiteRT interpreter (ai_edge_litert, else tflite_runtime, else tensorflow.lite)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - depends on the installed interpreter
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+    from .quiet import captured_output
+
+    try:
+        with captured_output():  # LiteRT prints "Created TensorFlow Lite XNNPACK delegate" on fd 2
+            return Interpreter(model_path=str(path), num_threads=threads)
+    except Exception as e:
+        raise ModelLoadError(f"{path}: the TFLite interpreter cannot load it ({str(e)[:200]})") from None
+
+
+def run_tflite(path: str | os.PathLike, x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Outputs of a TFLite model on `x` (NCHW or NHWC float; transposed to the model's layout if needed)."""
+    it = make_tflite_interpreter(path, threads)
+    inp = it.get_input_details()[0]
+    model_shape = tuple(int(d) for d in inp["shape"][1:])
+    if tuple(x.shape[1:]) != model_shape:
+        if x.ndim == 4 and tuple(np.transpose(x, (0, 2, 3, 1)).shape[1:]) == model_shape:
+            x = np.transpose(x, (0, 2, 3, 1))
+        else:
+            raise ModelLoadError(f"{Path(path).name}: takes input {list(model_shape)} per sample; got "
+                                 f"{list(x.shape[1:])}")
+    from .quiet import captured_output
+
+    outs = []
+    with captured_output():  # the XNNPACK delegate announces itself on fd 2 at the first allocate
+        for chunk_out in _invoke_chunks(it, inp, x, model_shape):
+            outs.append(chunk_out)
+    return np.concatenate(outs)
+
+
+def _invoke_chunks(it, inp, x: np.ndarray, model_shape: tuple[int, ...]):
+    for i in range(0, len(x), BATCH):
+        chunk = np.ascontiguousarray(x[i:i + BATCH], dtype=np.float32)
+        it.resize_tensor_input(inp["index"], [len(chunk), *model_shape])
+        it.allocate_tensors()
+        d, o = it.get_input_details()[0], it.get_output_details()[0]
+        if d["dtype"] in (np.int8, np.uint8):
+            scale, zero = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            chunk = np.clip(np.round(chunk / scale + zero), info.min, info.max).astype(d["dtype"])
+        it.set_tensor(d["index"], chunk)
+        it.invoke()
+        y = it.get_tensor(o["index"])
+        if o["dtype"] in (np.int8, np.uint8):
+            scale, zero = o["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        yield np.asarray(y, dtype=np.float32).reshape(len(chunk), -1)
+
+
+def run_model(path: str | os.PathLike, x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Dispatch on the suffix: .onnx -> onnxruntime, .tflite -> LiteRT."""
+    suffix = Path(path).suffix
+    if suffix == ".onnx":
+        return run_onnx(path, x, threads)
+    if suffix == ".tflite":
+        return run_tflite(path, x, threads)
+    raise ModelLoadError(f"{path}: unknown model suffix {suffix!r}; expected .onnx or .tflite")

@@ -1,0 +1,75 @@
+"""ONNX -> TFLite float32, float16 and full-int8 (int8 in/out) through onnx2tf.
+
+onnx2tf writes a SavedModel and half a dozen .tflite files and prints a lot: it runs in a temp directory with
+its output captured, and only the artifacts asked for are moved out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConversionError
+from .model_info import OnnxModelInfo
+
+# precision -> suffix onnx2tf gives the file (<stem>_<suffix>.tflite)
+ONNX2TF_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8": "full_integer_quant"}
+
+
+def convert_tflite(info: OnnxModelInfo, out_paths: dict[str, Path], calib_canvases: np.ndarray | None,
+                   mean: float, std: float) -> dict[str, Path]:
+    """Convert `info.path` with onnx2tf and move the requested precisions to `out_paths`.
+
+    Args:
+        info: the ONNX model (single image input).
+        out_paths: precision ("fp32", "fp16", "int8") -> destination file.
+        calib_canvases: (N, H, W, C) float32 canvases in [0, 1]; needed for "int8".
+        mean, std: the model's input normalisation, applied by onnx2tf to the calibration canvases.
+
+    Returns:
+        The same mapping, once every file is in place.
+    """
+    from .quiet import captured_output
+
+    want_int8 = "int8" in out_paths
+    with tempfile.TemporaryDirectory(prefix="edgekd-onnx2tf-") as tmp:
+        tmp_dir = Path(tmp)
+        src = tmp_dir / "model.onnx"
+        shutil.copyfile(info.path, src)
+        kwargs: dict = dict(input_onnx_file_path=str(src), output_folder_path=str(tmp_dir / "out"),
+                            copy_onnx_input_output_names_to_tflite=True, non_verbose=True,
+                            output_integer_quantized_tflite=want_int8)
+        if want_int8:
+            if calib_canvases is None:
+                raise ConversionError("int8 TFLite needs calibration canvases")
+            calib_path = tmp_dir / "calib.npy"
+            np.save(calib_path, np.ascontiguousarray(calib_canvases, dtype=np.float32))
+            c = calib_canvases.shape[-1]
+            kwargs["custom_input_op_name_np_data_path"] = [[
+                info.input_name, str(calib_path),
+                np.full((1, 1, 1, c), mean, np.float32), np.full((1, 1, 1, c), std, np.float32)]]
+            kwargs["quant_type"] = "per-channel"
+        with captured_output() as log:
+            try:
+                import onnx2tf  # heavy: pulls in tensorflow (its import logs are captured too)
+
+                onnx2tf.convert(**kwargs)
+                error = None
+            except (Exception, SystemExit) as e:  # onnx2tf calls sys.exit on some failures
+                error = e
+        if error is not None:
+            tail = "\n".join(log[0].strip().splitlines()[-8:]) if log and log[0] else ""
+            raise ConversionError(f"{info.path}: onnx2tf failed ({type(error).__name__}: {error}); its last "
+                                  f"output:\n{tail}")
+        for precision, dst in out_paths.items():
+            made = tmp_dir / "out" / f"model_{ONNX2TF_SUFFIX[precision]}.tflite"
+            if not made.is_file():
+                raise ConversionError(f"{info.path}: onnx2tf did not write the {precision} TFLite model "
+                                      f"({made.name}); files written: {sorted(os.listdir(tmp_dir / 'out'))}")
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(made), str(dst))
+    return out_paths
