@@ -1,12 +1,29 @@
-"""`edgekd report` (not implemented yet)."""
+"""`edgekd report RUN_DIR`: re-render report.md and the figures from report.json."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from edgekd_runtime.cli_support import handle_errors, print_json
+from edgekd_runtime.errors import UserInputError
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("report", help="(not implemented yet)")
-    def report_placeholder() -> None:
-        typer.echo("edgekd report is not implemented yet", err=True)
-        raise typer.Exit(1)
+    @app.command("report")
+    @handle_errors
+    def report(
+        run_dir: Path = typer.Argument(..., help="A run directory made by `edgekd run`."),
+        json_out: bool = typer.Option(False, "--json", help="Print report.json instead of rendering."),
+    ) -> None:
+        """Re-render a run's report.md and PNGs from its report.json."""
+        from edgekd.report.render import load_report, render_report
+
+        if not run_dir.is_dir():
+            raise UserInputError(f"{run_dir}: no such run directory")
+        if json_out:
+            print_json(load_report(run_dir))
+            return
+        path = render_report(run_dir)
+        typer.echo(f"wrote {path}")
