@@ -1,6 +1,31 @@
 """edgekd_runtime: run edgekd students on a board with numpy, pillow, onnxruntime and a TFLite interpreter.
 
-Never imports torch or tensorflow (tensorflow.lite is only a last, lazy fallback interpreter).
+Never imports torch or tensorflow (tensorflow.lite is only a last, lazy fallback interpreter)::
+
+    import edgekd_runtime as rt
+    rec = rt.load("bundle/")                 # or "student.onnx" / "student_int8.tflite"
+    rec.predict("photo_of_a_7.jpg")          # Prediction(label='7', probability=0.98, ...)
+    rec.benchmark(runs=200).to_dict()        # benchmark_model-style latency report
 """
 
 __version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    BackendUnavailableError,
+    BlankImageError,
+    ChecksumMismatchError,
+    EdgekdError,
+    ImageError,
+    InputShapeError,
+    ManifestError,
+    ModelLoadError,
+    UserInputError,
+)
+from .preprocess import preprocess, resize_canvas  # noqa: E402
+from .recognizer import Prediction, Recognizer, load  # noqa: E402
+
+__all__ = [
+    "load", "Recognizer", "Prediction", "preprocess", "resize_canvas", "EdgekdError", "UserInputError",
+    "ModelLoadError", "ManifestError", "ChecksumMismatchError", "ImageError", "BlankImageError",
+    "InputShapeError", "BackendUnavailableError", "__version__",
+]

@@ -1,0 +1,119 @@
+"""Inference backends: one small class per interpreter, all with the same surface.
+
+A backend owns a loaded model and runs already-laid-out input tensors. It reports what it is (name, version,
+delegate/provider, threads actually used) and what the model takes (`TensorInfo`). Interpreters are imported
+lazily inside `open_backend`, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelLoadError
+
+BACKENDS = ("onnx", "tflite")
+FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite"}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One model input or output as the interpreter sees it."""
+
+    name: str
+    shape: tuple[int, ...]  # -1 for a dynamic dimension
+    dtype: str  # numpy dtype name: float32, float16, int8, uint8
+    scale: float = 0.0  # quantization: real = (q - zero_point) * scale; scale 0 = not quantized
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale > 0.0 and self.dtype in ("int8", "uint8", "int16")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.quantized:
+            d.update(scale=self.scale, zero_point=self.zero_point)
+        return d
+
+
+class Backend:
+    """Common surface. Subclasses fill the attributes in `__init__` and implement `run`."""
+
+    name: str  # "onnxruntime" | "ai_edge_litert" | "tflite_runtime" | "tensorflow.lite"
+    version: str
+    format: str  # "onnx" | "tflite"
+    delegate: str  # XNNPACK / CPUExecutionProvider ...
+    threads: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """Run one batch that fits the model as loaded; return the first output (raw dtype). Hot path."""
+        raise NotImplementedError
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Run any batch size: one call when the batch dimension allows it, else in model-sized chunks."""
+        fixed = self.fixed_batch
+        n = x.shape[0]
+        if fixed is None or n == fixed:
+            return self.invoke(x)
+        if n % fixed:
+            raise ModelLoadError(f"model input {self.inputs[0].name} has a fixed batch of {fixed}; "
+                                 f"cannot run a batch of {n}")  # unreachable for fixed == 1
+        return np.concatenate([self.invoke(x[i:i + fixed]) for i in range(0, n, fixed)])
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model insists on; None when the batch dimension is dynamic."""
+        b = self.inputs[0].shape[0] if self.inputs[0].shape else 1
+        return None if b <= 0 else b
+
+
+def default_threads() -> int:
+    """Cores this process may use (affinity-aware), capped at 4 like benchmark_model's usual settings."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
+
+
+def resolve_format(path: Path, backend: str) -> str:
+    """Which model format a backend request means for a file."""
+    fmt = FORMAT_OF_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise ModelLoadError(f"{path}: not a model file (suffix {path.suffix or 'none'!r}); pass a .onnx or .tflite "
+                             f"file or a bundle directory with manifest.json")
+    if backend not in ("auto", fmt):
+        raise ModelLoadError(f"{path}: backend {backend!r} cannot run a .{fmt} file; use --backend {fmt} or auto")
+    return fmt
+
+
+def open_backend(path: Path, fmt: str, threads: int | None = None) -> Backend:
+    """Load `path` with the interpreter for `fmt` ("onnx" or "tflite").
+
+    Raises:
+        ModelLoadError: not a model / truncated / corrupt. BackendUnavailableError: no interpreter installed.
+    """
+    threads = threads if threads and threads > 0 else default_threads()
+    if fmt == "onnx":
+        from .backend_onnx import OnnxBackend
+
+        return OnnxBackend(path, threads)
+    if fmt == "tflite":
+        from .backend_tflite import TFLiteBackend
+
+        return TFLiteBackend(path, threads)
+    raise ModelLoadError(f"{path}: unknown backend {fmt!r}; known backends: {', '.join(BACKENDS)}")
+
+
+def tflite_available() -> bool:
+    """Whether any TFLite interpreter can be imported (without importing tensorflow)."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tflite_runtime", "tensorflow"))

@@ -1,0 +1,156 @@
+"""Latency reports with the fields of TFLite's benchmark_model and onnxruntime_perf_test.
+
+`run_benchmark` times the interpreter call alone on a fixed, already-laid-out input (like benchmark_model),
+after a first inference and a warm-up; `LatencyReport` holds the statistics, the raw per-run samples and the
+context a figure needs to be comparable (backend + version, delegate, threads, model hash, CPU, OS, Python).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from .atomic import sha256_file
+from .errors import UserInputError
+from .sysinfo import peak_rss_bytes, system_info
+
+if TYPE_CHECKING:
+    from .recognizer import Recognizer
+
+
+@dataclass
+class LatencyReport:
+    """One benchmark run. Times in milliseconds, sizes in bytes; `samples_ms` are the measured runs in order."""
+
+    # model
+    model_path: str
+    model_size_bytes: int
+    model_sha256: str
+    format: str
+    precision: str
+    input_shape: list[int]
+    input_dtype: str
+    input_layout: str
+    batch: int
+    # interpreter
+    backend: str
+    backend_version: str
+    delegate: str
+    threads: int
+    # timings
+    init_ms: float  # model load + interpreter init
+    first_inference_ms: float
+    warmup_runs: int
+    warmup_mean_ms: float | None
+    runs: int
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    p999_ms: float | None  # only with >= 1000 runs
+    max_ms: float
+    inferences_per_s: float  # batch * runs / total measured time
+    # memory
+    rss_after_load_bytes: int | None
+    peak_rss_bytes: int | None
+    # machine
+    system: dict[str, Any] = field(default_factory=dict)
+    samples_ms: list[float] = field(default_factory=list)
+
+    def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        d = asdict(self)
+        if not samples:
+            d.pop("samples_ms")
+        return d
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(field, value) pairs for a human table, in benchmark_model's order."""
+        def ms(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f} ms"
+
+        def mib(v: int | None) -> str:
+            return "-" if v is None else f"{v / 2**20:.1f} MiB"
+
+        s = self.system
+        return [
+            ("model", f"{self.model_path} ({self.format}, {self.precision}, {self.model_size_bytes:,} B)"),
+            ("sha256", self.model_sha256[:16] + "..."),
+            ("input", f"{self.input_shape} {self.input_dtype} {self.input_layout}, batch {self.batch}"),
+            ("backend", f"{self.backend} {self.backend_version}, {self.delegate}, {self.threads} threads"),
+            ("init (load)", ms(self.init_ms)),
+            ("first inference", ms(self.first_inference_ms)),
+            ("warm-up", f"{self.warmup_runs} runs, mean {ms(self.warmup_mean_ms)}"),
+            ("runs", str(self.runs)),
+            ("mean / std", f"{ms(self.mean_ms)} / {ms(self.std_ms)}"),
+            ("min / max", f"{ms(self.min_ms)} / {ms(self.max_ms)}"),
+            ("p50 / p90 / p95", f"{ms(self.p50_ms)} / {ms(self.p90_ms)} / {ms(self.p95_ms)}"),
+            ("p99 / p99.9", f"{ms(self.p99_ms)} / {ms(self.p999_ms)}"),
+            ("inferences/s", f"{self.inferences_per_s:,.1f}"),
+            ("RSS after load / peak", f"{mib(self.rss_after_load_bytes)} / {mib(self.peak_rss_bytes)}"),
+            ("machine", f"{s.get('cpu_model')}, {s.get('cpu_cores')} cores, {s.get('os')}, Python {s.get('python')}"),
+        ]
+
+
+def benchmark_input(rec: "Recognizer", batch: int = 1, seed: int = 0) -> np.ndarray:
+    """A fixed, digit-like random canvas batch (sparse bright strokes), laid out for the model."""
+    rng = np.random.default_rng(seed)
+    s = rec.size
+    canvases = ((rng.random((batch, s, s)) < 0.2) * rng.random((batch, s, s))).astype(np.float32)
+    return rec.to_input(canvases)
+
+
+def run_benchmark(rec: "Recognizer", runs: int = 100, warmup: int = 10, batch: int = 1, seed: int = 0,
+                  progress: Callable[[int], None] | None = None) -> LatencyReport:
+    """Time `runs` interpreter calls after `warmup`; see the module docstring.
+
+    Raises:
+        UserInputError: runs < 1, warmup < 0 or batch < 1.
+    """
+    if runs < 1:
+        raise UserInputError(f"runs={runs}: need at least 1 measured run")
+    if warmup < 0:
+        raise UserInputError(f"warmup={warmup}: must be >= 0")
+    if batch < 1:
+        raise UserInputError(f"batch={batch}: must be >= 1")
+    x = benchmark_input(rec, batch, seed)
+    run = rec.backend.run
+    clock = time.perf_counter_ns
+    if rec.first_inference_ms is None:
+        t0 = clock()
+        run(x)
+        rec.first_inference_ms = (clock() - t0) / 1e6
+    warm = np.empty(warmup, np.float64)
+    for i in range(warmup):
+        t0 = clock()
+        run(x)
+        warm[i] = (clock() - t0) / 1e6
+    samples = np.empty(runs, np.float64)
+    for i in range(runs):
+        t0 = clock()
+        run(x)
+        samples[i] = (clock() - t0) / 1e6
+        if progress is not None:
+            progress(i + 1)
+    p50, p90, p95, p99, p999 = np.percentile(samples, [50, 90, 95, 99, 99.9])
+    mp = rec.model_path
+    inp = rec.backend.inputs[0]
+    return LatencyReport(
+        model_path=str(mp), model_size_bytes=mp.stat().st_size, model_sha256=sha256_file(mp),
+        format=rec.backend.format, precision=rec.precision, input_shape=[int(d) for d in x.shape],
+        input_dtype=inp.dtype, input_layout=rec.input_spec.layout, batch=batch,
+        backend=rec.backend.name, backend_version=rec.backend.version, delegate=rec.backend.delegate,
+        threads=rec.backend.threads, init_ms=rec.load_ms, first_inference_ms=float(rec.first_inference_ms),
+        warmup_runs=warmup, warmup_mean_ms=float(warm.mean()) if warmup else None, runs=runs,
+        mean_ms=float(samples.mean()), std_ms=float(samples.std()), min_ms=float(samples.min()),
+        p50_ms=float(p50), p90_ms=float(p90), p95_ms=float(p95), p99_ms=float(p99),
+        p999_ms=float(p999) if runs >= 1000 else None, max_ms=float(samples.max()),
+        inferences_per_s=float(batch * runs * 1e3 / samples.sum()) if samples.sum() > 0 else float("inf"),
+        rss_after_load_bytes=rec.rss_after_load_bytes, peak_rss_bytes=peak_rss_bytes(),
+        system=system_info(), samples_ms=[float(v) for v in samples],
+    )

@@ -1,0 +1,204 @@
+"""`edgekd-rt`: recognise handwriting, benchmark and inspect a student on the board.
+
+    edgekd-rt predict IMAGES... --model PATH [--top-k K] [--json]
+    edgekd-rt bench PATH [--runs N] [--warmup W] [--threads T] [--backend onnx|tflite] [--json]
+    edgekd-rt info PATH [--json]
+
+Exit codes: 0 ok, 1 failure (e.g. no interpreter installed), 2 bad input (message on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from .cli_support import EXIT_USAGE, handle_errors, print_json
+from .errors import ImageError, UserInputError
+
+app = typer.Typer(
+    name="edgekd-rt",
+    help="Run an edgekd student on this board: predict handwriting, benchmark latency, inspect a model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+MODEL_HELP = "Bundle directory (with manifest.json) or a .onnx / .tflite file."
+BACKEND_HELP = "auto (bundle's first usable artifact / the file's format), onnx or tflite."
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def expand_images(paths: List[Path]) -> List[Path]:
+    """Files as given, directories expanded to their image files (sorted); nothing found -> ImageError."""
+    from .images import IMAGE_SUFFIXES
+
+    out: List[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ImageError(f"{p}: directory has no image files ({', '.join(IMAGE_SUFFIXES)})")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+@app.command("predict")
+@handle_errors
+def predict_cmd(
+    images: List[Path] = typer.Argument(..., help="Image files or directories of images (PNG, JPEG, ...)."),
+    model: Path = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many candidates to show per image."),
+    backend: str = typer.Option("auto", "--backend", "-b", help=BACKEND_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="Interpreter threads."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="In a bundle: fp32, fp16 or int8."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Recognise handwriting in images. Exits 2 if any image cannot be read (the others are still shown)."""
+    from .recognizer import load
+
+    rec = load(model, backend=backend, threads=threads, precision=precision)
+    files = expand_images(images)
+    results: List[dict] = []
+    for f in files:
+        try:
+            results.append({"image": str(f), **rec.predict(f, top_k=top_k).to_dict()})
+        except UserInputError as e:
+            results.append({"image": str(f), "error": str(e), "error_type": type(e).__name__})
+    failed = [r for r in results if "error" in r]
+    if as_json:
+        print_json({"model": str(rec.model_path), "backend": rec.backend_name, "precision": rec.precision,
+                    "results": results})
+    else:
+        _print_predictions(rec, results, top_k)
+    for r in failed:
+        typer.echo(f"error: {r['error']}", err=True)
+    if failed:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _print_predictions(rec: Any, results: List[dict], top_k: int) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{rec.model_path.name} ({rec.backend_name} {rec.backend_version}, {rec.precision})")
+    for col in ("image", "label", "probability", f"top-{top_k}", "latency"):
+        t.add_column(col, justify="right" if col in ("probability", "latency") else "left")
+    for r in results:
+        if "error" in r:
+            t.add_row(r["image"], "[red]error[/]", "-", r["error_type"], "-")
+            continue
+        top = ", ".join(f"{c['label']} {c['probability']:.2f}" for c in r["top_k"])
+        t.add_row(r["image"], f"[bold]{r['label']}[/]", f"{r['probability']:.3f}", top,
+                  f"{r['latency_ms']:.2f} ms (+{r['preprocess_ms']:.1f} prep)")
+    _console().print(t)
+
+
+@app.command("bench")
+@handle_errors
+def bench_cmd(
+    model: Path = typer.Argument(..., help=MODEL_HELP),
+    runs: int = typer.Option(100, "--runs", "-n", min=1, help="Measured runs."),
+    warmup: int = typer.Option(10, "--warmup", "-w", min=0, help="Warm-up runs (not measured)."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="Interpreter threads."),
+    backend: str = typer.Option("auto", "--backend", "-b", help=BACKEND_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help="In a bundle: fp32, fp16 or int8."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Batch size per run."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output with every per-run sample."),
+) -> None:
+    """Measure latency like TFLite's benchmark_model: init, first run, warm-up, mean/std/percentiles, RSS."""
+    from .recognizer import load
+
+    rec = load(model, backend=backend, threads=threads, precision=precision)
+    if as_json:
+        print_json(rec.benchmark(runs=runs, warmup=warmup, batch=batch).to_dict())
+        return
+    from rich.progress import Progress
+
+    with Progress(console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("benchmarking", total=runs)
+        step = max(1, runs // 50)
+        report = rec.benchmark(runs=runs, warmup=warmup, batch=batch,
+                               progress=lambda i: bar.update(task, completed=i) if i % step == 0 else None)
+    _print_rows("latency", report.rows())
+
+
+@app.command("info")
+@handle_errors
+def info_cmd(
+    model: Path = typer.Argument(..., help=MODEL_HELP),
+    backend: str = typer.Option("auto", "--backend", "-b", help=BACKEND_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help="In a bundle: fp32, fp16 or int8."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show a model's inputs, outputs, precision, size, interpreter and (for a bundle) its manifest."""
+    from .recognizer import load
+
+    info = load(model, backend=backend, precision=precision).info()
+    if as_json:
+        print_json(info)
+        return
+    tensors = lambda ts: "; ".join(  # noqa: E731
+        f"{t['name']} {t['shape']} {t['dtype']}" + (f" (scale {t['scale']:.4g}, zp {t['zero_point']})"
+                                                      if "scale" in t else "") for t in ts)
+    rows = [
+        ("model", f"{info['model_path']} ({info['format']}, {info['precision']})"),
+        ("size", f"{info['size_bytes']:,} B"), ("sha256", info["sha256"]),
+        ("backend", f"{info['backend']} {info['backend_version']}, {info['delegate']}, {info['threads']} threads"),
+        ("inputs", tensors(info["inputs"])), ("layout", f"{info['input_layout']}, {info['input_size']}x{info['input_size']}"),
+        ("outputs", tensors(info["outputs"]) + f" ({info['output_kind']})"),
+        ("labels", " ".join(info["labels"])),
+        ("normalization", f"mean {info['normalization']['mean']}, std {info['normalization']['std']}"),
+        ("preprocessing", ", ".join(f"{k}={v}" for k, v in info["preprocessing"].items())),
+    ]
+    m = info["manifest"]
+    if m:
+        rows.append(("bundle", f"{m['name']} ({m['task']}), created {m.get('created') or '-'}"))
+        for a in m["artifacts"]:
+            par = a.get("parity") or {}
+            rows.append((f"  {a['path']}", f"{a['format']}/{a['precision']}, {a['size_bytes']:,} B, "
+                         f"accuracy {a.get('accuracy') if a.get('accuracy') is not None else '-'}, "
+                         f"parity {'ok' if par.get('passed') else ('FAILED' if par else '-')}"))
+    _print_rows("model", rows)
+
+
+def _print_rows(title: str, rows: List[tuple]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, str(v))
+    _console().print(t)
+
+
+def _register_calibrate() -> None:
+    """`edgekd-rt calibrate` lives in its own module (device profiles); add it when that module exists."""
+    import importlib
+    import importlib.util
+
+    name = f"{__package__}.cli_calibrate"
+    if importlib.util.find_spec(name) is None:
+        return
+    mod = importlib.import_module(name)  # a broken module raises here instead of silently vanishing
+    if hasattr(mod, "register"):
+        mod.register(app)
+
+
+_register_calibrate()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

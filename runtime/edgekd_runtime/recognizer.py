@@ -1,0 +1,360 @@
+"""`load()` a student (bundle directory or bare .onnx/.tflite) and recognise handwriting with it.
+
+The recognizer turns canvases (preprocessed float32 (N, S, S) in [0, 1]) into the model's input tensor
+(normalisation, NCHW/NHWC, int8 quantization, all taken from the model's own input details), runs the
+backend, dequantizes int8 outputs and applies softmax when the model emits logits.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .atomic import sha256_file
+from .backends import Backend, TensorInfo, open_backend, resolve_format, tflite_available
+from .errors import ImageError, InputShapeError, ManifestError, ModelLoadError, UnknownNameError, UserInputError
+from .images import ImageLike, describe
+from .manifest import PRECISIONS, InputSpec, Manifest, Normalization, PreprocessSpec, verify_artifact
+from .preprocess import preprocess
+from .sysinfo import rss_bytes
+
+BACKEND_CHOICES = ("auto", "onnx", "tflite")
+LAYOUTS = ("NCHW", "NHWC", "NHW", "NF")  # NHW: (N, H, W); NF: flattened (N, H*W)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a recognizer read in one image."""
+
+    label: str
+    index: int  # class index into Recognizer.labels
+    probability: float
+    top_k: list[tuple[str, float]]  # (label, probability), most likely first
+    latency_ms: float  # model inference only
+    preprocess_ms: float = 0.0  # decode + preprocessing (0 when given a canvas)
+    source: str | None = None  # the image's path or a short description
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["top_k"] = [{"label": lab, "probability": p} for lab, p in self.top_k]
+        return d
+
+
+@dataclass
+class Recognizer:
+    """A loaded student. Build it with `edgekd_runtime.load`."""
+
+    backend: Backend
+    model_path: Path
+    precision: str
+    labels: list[str]
+    input_spec: InputSpec  # what the model file takes: name, shape, layout, dtype
+    normalization: Normalization = field(default_factory=Normalization)
+    preprocess_spec: PreprocessSpec = field(default_factory=PreprocessSpec)
+    output_kind: str = "auto"  # logits | probs | auto (detected from the values)
+    manifest: Manifest | None = None
+    load_ms: float = 0.0
+    rss_after_load_bytes: int | None = None
+    first_inference_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        inp: TensorInfo = self.backend.inputs[0]
+        self._in_dtype = np.dtype(inp.dtype)
+        self._in_scale, self._in_zp = (inp.scale, inp.zero_point) if inp.quantized else (0.0, 0)
+        out: TensorInfo = self.backend.outputs[0]
+        self._out_scale, self._out_zp = (out.scale, out.zero_point) if out.quantized else (0.0, 0)
+        self._mean = np.float32(self.normalization.mean)
+        self._inv_std = np.float32(1.0 / self.normalization.std)
+        self._labels_arr = np.array(self.labels, dtype=object)
+
+    # ---- what it is -------------------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Side of the square canvas the model takes."""
+        return self.input_spec.size if self.input_spec.layout in ("NCHW", "NHWC") else _side(self.input_spec)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def backend_version(self) -> str:
+        return self.backend.version
+
+    @property
+    def threads(self) -> int:
+        return self.backend.threads
+
+    def info(self) -> dict[str, Any]:
+        """Everything `edgekd-rt info` shows: model file, interpreter, tensors, labels, manifest."""
+        return {
+            "model_path": str(self.model_path), "format": self.backend.format, "precision": self.precision,
+            "size_bytes": self.model_path.stat().st_size, "sha256": sha256_file(self.model_path),
+            "backend": self.backend.name, "backend_version": self.backend.version,
+            "delegate": self.backend.delegate, "threads": self.backend.threads,
+            "input_layout": self.input_spec.layout, "input_size": self.size,
+            "inputs": [t.to_dict() for t in self.backend.inputs],
+            "outputs": [t.to_dict() for t in self.backend.outputs],
+            "output_kind": self.output_kind, "labels": list(self.labels),
+            "normalization": asdict(self.normalization), "preprocessing": asdict(self.preprocess_spec),
+            "load_ms": self.load_ms, "manifest": self.manifest.to_dict() if self.manifest else None,
+        }
+
+    # ---- canvases -> scores ------------------------------------------------------------------------------------
+    def to_input(self, canvases: np.ndarray) -> np.ndarray:
+        """Canvases (N, S, S) float32 [0, 1] -> the model's input tensor (normalised, laid out, quantized)."""
+        c = self._check_canvases(canvases)
+        x = (c - self._mean) * self._inv_std
+        layout = self.input_spec.layout
+        if layout == "NCHW":
+            x = x[:, None]
+            ch = self.input_spec.shape[1]
+            if ch > 1:
+                x = np.repeat(x, ch, axis=1)
+        elif layout == "NHWC":
+            x = x[..., None]
+            ch = self.input_spec.shape[3]
+            if ch > 1:
+                x = np.repeat(x, ch, axis=3)
+        elif layout == "NF":
+            x = x.reshape(x.shape[0], -1)
+        if self._in_scale:
+            info = np.iinfo(self._in_dtype)
+            x = np.clip(np.rint(x / self._in_scale + self._in_zp), info.min, info.max)
+        return np.ascontiguousarray(x, dtype=self._in_dtype)
+
+    def forward(self, canvases: np.ndarray) -> np.ndarray:
+        """Raw model outputs (N, C) float32 for canvases (N, S, S): dequantized, no softmax."""
+        return self._run(self.to_input(canvases))[0]
+
+    def predict_proba(self, canvases: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C) for canvases (N, S, S)."""
+        return self._to_proba(self.forward(canvases))
+
+    def evaluate(self, canvases: np.ndarray, labels: Sequence[int] | np.ndarray, batch_size: int = 256) -> float:
+        """Top-1 accuracy on canvases (N, S, S) with integer class labels (N,)."""
+        y = np.asarray(labels).reshape(-1)
+        c = np.asarray(canvases)
+        if c.shape[0] != y.shape[0]:
+            raise InputShapeError(f"evaluate: {c.shape[0]} canvases but {y.shape[0]} labels; pass one label each")
+        if y.size == 0:
+            raise InputShapeError("evaluate: no canvases given; pass at least one")
+        hits = 0
+        for i in range(0, y.size, batch_size):
+            hits += int((self.forward(c[i:i + batch_size]).argmax(axis=1) == y[i:i + batch_size]).sum())
+        return hits / y.size
+
+    # ---- images -> predictions ---------------------------------------------------------------------------------
+    def canvas(self, image: ImageLike) -> np.ndarray:
+        """Preprocess one image to the canvas this model takes (float32 (S, S))."""
+        return preprocess(image, self.preprocess_spec, self.size)
+
+    def predict(self, image: ImageLike, top_k: int = 3, preprocessed: bool = False) -> Prediction:
+        """Recognise one image (path, PIL image, array); `preprocessed=True` takes a canvas (S, S) as is."""
+        t0 = time.perf_counter()
+        c = np.asarray(image, dtype=np.float32)[None] if preprocessed else self.canvas(image)[None]
+        prep_ms = (time.perf_counter() - t0) * 1e3
+        scores, latency_ms = self._run(self.to_input(c))
+        src = None if preprocessed else describe(image)
+        return self._decode(self._to_proba(scores)[0], top_k, latency_ms, prep_ms, src)
+
+    def predict_batch(self, images: Sequence[ImageLike] | np.ndarray, top_k: int = 3,
+                      preprocessed: bool = False) -> list[Prediction]:
+        """Recognise several images in one model call (chunked when the model's batch is fixed)."""
+        if len(images) == 0:
+            return []
+        t0 = time.perf_counter()
+        if preprocessed:
+            c = np.asarray(images, dtype=np.float32)
+        else:
+            c = np.stack([self.canvas(im) for im in images])
+        prep_ms = (time.perf_counter() - t0) * 1e3 / len(images)
+        scores, latency_ms = self._run(self.to_input(c))
+        probs = self._to_proba(scores)
+        per_ms = latency_ms / len(images)
+        return [self._decode(probs[i], top_k, per_ms, prep_ms, None if preprocessed else describe(images[i]))
+                for i in range(len(images))]
+
+    def benchmark(self, runs: int = 100, warmup: int = 10, batch: int = 1, seed: int = 0,
+                  progress: Any = None) -> Any:
+        """Time `runs` inferences after `warmup` on a fixed random canvas batch, like benchmark_model.
+
+        Returns:
+            bench.LatencyReport
+        """
+        from .bench import run_benchmark
+
+        return run_benchmark(self, runs=runs, warmup=warmup, batch=batch, seed=seed, progress=progress)
+
+    # ---- internals ---------------------------------------------------------------------------------------------
+    def _check_canvases(self, canvases: Any) -> np.ndarray:
+        c = np.asarray(canvases, dtype=np.float32)
+        s = self.size
+        if c.ndim == 2:
+            c = c[None]
+        if c.ndim == 4 and 1 in (c.shape[1], c.shape[3]):  # tolerate (N,1,S,S) / (N,S,S,1)
+            c = c.reshape(c.shape[0], c.shape[2] if c.shape[1] == 1 else c.shape[1], -1)
+        if c.ndim != 3 or c.shape[1:] != (s, s):
+            raise InputShapeError(f"canvases of shape {tuple(np.shape(canvases))} do not fit the model "
+                                  f"{self.model_path.name}, which takes (N, {s}, {s}) canvases; preprocess images "
+                                  f"with preprocess(image, size={s}) or resize_canvas(canvas, {s})")
+        if c.shape[0] == 0:
+            raise InputShapeError(f"an empty batch of canvases {c.shape}; pass at least one")
+        if not np.isfinite(c).all():
+            raise ImageError(f"canvases contain NaN/inf values; clean them (np.nan_to_num) before predicting")
+        return c
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
+        y = self.backend.run(x)
+        ms = (time.perf_counter() - t0) * 1e3
+        if self.first_inference_ms is None:
+            self.first_inference_ms = ms
+        y = y.reshape(y.shape[0], -1)
+        if self._out_scale:
+            y = (y.astype(np.float32) - np.float32(self._out_zp)) * np.float32(self._out_scale)
+        elif y.dtype != np.float32:
+            y = y.astype(np.float32)
+        return y, ms
+
+    def _to_proba(self, y: np.ndarray) -> np.ndarray:
+        kind = self.output_kind
+        if kind == "auto":
+            kind = "probs" if (y.min() >= 0 and np.allclose(y.sum(axis=1), 1.0, atol=2e-2)) else "logits"
+        if kind == "probs":
+            return y
+        e = np.exp(y - y.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def _decode(self, p: np.ndarray, top_k: int, latency_ms: float, prep_ms: float, src: str | None) -> Prediction:
+        if p.shape[0] != len(self.labels):
+            raise ManifestError(f"{self.model_path}: the model outputs {p.shape[0]} scores but the manifest has "
+                                f"{len(self.labels)} labels; re-export the bundle")
+        k = max(1, min(int(top_k), p.shape[0]))
+        order = np.argsort(-p, kind="stable")[:k]
+        top = [(self.labels[i], float(p[i])) for i in order]
+        i0 = int(order[0])
+        return Prediction(self.labels[i0], i0, float(p[i0]), top, latency_ms, prep_ms, src)
+
+
+def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None,
+         precision: str | None = None) -> Recognizer:
+    """Load a student for recognition.
+
+    Args:
+        path: a bundle directory (with manifest.json) or a bare .onnx / .tflite file.
+        backend: "auto" (the bundle's first usable artifact, or the file's format), "onnx" or "tflite".
+        threads: interpreter threads; None = the cores this process may use (at most 4).
+        precision: in a bundle, pick the artifact with this precision (fp32, fp16, int8).
+
+    Raises:
+        ModelLoadError, ManifestError, ChecksumMismatchError (user-fixable); BackendUnavailableError.
+    """
+    if backend not in BACKEND_CHOICES:
+        raise UnknownNameError("backend", backend, BACKEND_CHOICES)
+    if precision is not None and precision not in PRECISIONS:
+        raise UserInputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if threads is not None and threads < 1:
+        raise UserInputError(f"threads={threads}: must be >= 1 (or None for the number of usable cores)")
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{p}: no such file or directory; pass a bundle directory (with manifest.json) or a "
+                             f".onnx/.tflite file")
+    t0 = time.perf_counter()
+    manifest = None
+    if p.is_dir():
+        manifest = Manifest.load(p)
+        art = _choose_artifact(manifest, backend, precision)
+        model_path, fmt, prec = verify_artifact(p, art), art.format, art.precision
+    else:
+        model_path, fmt, prec = p, resolve_format(p, backend), precision
+    if model_path.stat().st_size == 0:
+        raise ModelLoadError(f"{model_path}: the model file is empty (0 bytes); copy it again")
+    be = open_backend(model_path, fmt, threads)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    rss = rss_bytes()
+    spec = _input_spec(be.inputs[0], manifest, model_path)
+    n_out = be.outputs[0].shape[-1] if be.outputs[0].shape else -1
+    if manifest is not None:
+        labels = list(manifest.labels)
+        if n_out > 0 and n_out != len(labels):
+            raise ManifestError(f"{model_path}: the model outputs {n_out} scores but {manifest.name!r}'s manifest "
+                                f"lists {len(labels)} labels; re-export the bundle")
+        kind = str(manifest.output.get("kind", "logits"))
+        return Recognizer(be, model_path, prec, labels, spec, manifest.normalization, manifest.preprocessing,
+                          kind, manifest, load_ms, rss)
+    if n_out <= 0:
+        raise ModelLoadError(f"{model_path}: the output {be.outputs[0].name} has no fixed class dimension "
+                             f"{be.outputs[0].shape}; use a bundle whose manifest lists the labels")
+    return Recognizer(be, model_path, prec or _guess_precision(be, model_path), [str(i) for i in range(n_out)],
+                      spec, Normalization(), PreprocessSpec(), "auto", None, load_ms, rss)
+
+
+def _choose_artifact(m: Manifest, backend: str, precision: str | None):
+    import importlib.util
+
+    usable = {"onnx": importlib.util.find_spec("onnxruntime") is not None, "tflite": tflite_available()}
+    cands = [a for a in m.artifacts if (backend == "auto" and usable.get(a.format, False)) or a.format == backend]
+    cands = [a for a in cands if precision is None or a.precision == precision]
+    if not cands:
+        m.artifact(None if backend == "auto" else backend, precision)  # raises ManifestError listing them
+        raise ManifestError(f"bundle {m.name!r}: no interpreter installed for its artifacts "
+                            f"({', '.join(a.path for a in m.artifacts)}); `pip install onnxruntime` or "
+                            f"`pip install 'edgekd-runtime[tflite]'`")
+    failed = lambda a: isinstance(a.parity, dict) and a.parity.get("passed") is False  # noqa: E731
+    return sorted(cands, key=failed)[0]  # stable: manifest order, parity failures last
+
+
+def _input_spec(t: TensorInfo, manifest: Manifest | None, path: Path) -> InputSpec:
+    shape = t.shape
+    hint = manifest.input if manifest else InputSpec()
+    if t.dtype not in ("float32", "float16") and not t.quantized:
+        raise ModelLoadError(f"{path}: input {t.name} is {t.dtype} without quantization parameters; edgekd "
+                             f"runs float or int8-quantized inputs (re-convert with `edgekd convert`)")
+    if len(shape) == 4:
+        if shape[3] in (1, 3) and shape[1] not in (1, 3):
+            layout = "NHWC"
+        elif shape[1] in (1, 3):
+            layout = "NCHW" if (shape[3] not in (1, 3) or hint.layout == "NCHW") else "NHWC"
+        else:
+            raise ModelLoadError(f"{path}: input {t.name} has shape {shape}: not a 1- or 3-channel image in NCHW "
+                                 f"or NHWC; edgekd students take (N, 1, S, S) or (N, S, S, 1)")
+    elif len(shape) == 3:
+        layout = "NHW"
+    elif len(shape) == 2:
+        layout = "NF"
+    else:
+        raise ModelLoadError(f"{path}: input {t.name} has shape {shape}; expected an image batch (rank 2 to 4)")
+    dims = list(shape)
+    if any(d <= 0 for d in dims[1:]):  # dynamic spatial size: take the manifest's / MNIST's
+        side = hint.size
+        fill = {"NCHW": [1, side, side], "NHWC": [side, side, 1], "NHW": [side, side], "NF": [side * side]}[layout]
+        dims = [dims[0]] + [d if d > 0 else f for d, f in zip(dims[1:], fill)]
+    spec = InputSpec(name=t.name, shape=tuple(dims), layout=layout, dtype=t.dtype)
+    if layout in ("NCHW", "NHWC"):
+        h, w = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
+        if h != w:
+            raise ModelLoadError(f"{path}: input {t.name} is {h}x{w}; edgekd students take square canvases")
+    elif layout == "NF" and int(round(dims[1] ** 0.5)) ** 2 != dims[1]:
+        raise ModelLoadError(f"{path}: flat input {t.name} has {dims[1]} features, not a square image")
+    return spec
+
+
+def _side(spec: InputSpec) -> int:
+    return int(spec.shape[1]) if spec.layout == "NHW" else int(round(spec.shape[1] ** 0.5))
+
+
+def _guess_precision(be: Backend, path: Path) -> str:
+    if be.inputs[0].quantized or be.outputs[0].quantized:
+        return "int8"
+    name = path.name.lower()
+    if "int8" in name or "quant" in name:
+        return "int8"
+    if "float16" in name or "fp16" in name:
+        return "fp16"
+    return "fp32"
