@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""webpad: serve a drawing page that recognises handwritten digits with an edgekd bundle.
+
+    python3 samples/webpad/webpad.py BUNDLE_OR_MODEL [--host 0.0.0.0] [--port 8000]
+
+Then open http://<board>:8000/ on a phone or laptop, draw a digit and see the top-3 and the latency.
+API: `curl --data-binary @digit.png -H 'Content-Type: image/png' http://<board>:8000/api/predict`.
+Uses only edgekd_runtime and the standard library (no torch, no tensorflow).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, when run as a script
+
+from edgekd_runtime.cli_support import handle_errors, print_json  # noqa: E402
+
+app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+
+
+@app.command()
+@handle_errors
+def serve(
+    model: Path = typer.Argument(..., help="Bundle directory (with manifest.json) or a .onnx/.tflite file."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 serves the LAN."),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port; 0 picks a free one."),
+    backend: str = typer.Option("auto", help="auto, onnx or tflite."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Interpreter threads (default: the runtime's)."),
+    max_body_bytes: int = typer.Option(1 << 20, min=1024, help="Largest request body accepted."),
+    max_side_px: int = typer.Option(2048, min=28, help="Largest image width or height accepted."),
+    max_connections: int = typer.Option(64, min=1, help="Simultaneous connections; more get a 503."),
+    inference_slots: int = typer.Option(1, min=1, help="Concurrent inferences (raise only for ONNX)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One stderr line per request."),
+    json_out: bool = typer.Option(False, "--json", help="Print the listening address as JSON on start."),
+) -> None:
+    """Serve the drawing page and the PNG -> JSON endpoint until Ctrl-C."""
+    import edgekd_runtime
+
+    from image_intake import IntakeLimits
+    from webpad_server import ServerLimits, configure_access_log, make_server
+
+    recognizer = edgekd_runtime.load(model, backend=backend, threads=threads)
+    intake = IntakeLimits(max_body_bytes=max_body_bytes, max_side_px=max_side_px,
+                          max_pixels=max_side_px * max_side_px)
+    limits = ServerLimits(intake=intake, max_connections=max_connections, inference_slots=inference_slots)
+    configure_access_log(access_log)
+    server = make_server(recognizer, host, port, limits)
+    bound_host, bound_port = server.server_address[:2]
+    url = f"http://{bound_host}:{bound_port}/"
+    info = server.RequestHandlerClass.app.info()
+    if json_out:
+        print_json({"url": url, "host": bound_host, "port": bound_port, "model": info["model"],
+                    "backend": info["backend"]})
+    else:
+        typer.echo(f"webpad: serving {url} (model {info['model']}, backend {info['backend']}); Ctrl-C stops")
+        if bound_host == "127.0.0.1":
+            typer.echo("webpad: only this machine can connect; use --host 0.0.0.0 to serve the LAN")
+    sys.stdout.flush()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        typer.echo("webpad: stopped")
+    finally:
+        server.server_close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

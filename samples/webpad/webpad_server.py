@@ -1,0 +1,252 @@
+"""The webpad HTTP server: the drawing page, and `POST /api/predict` that takes a PNG and returns JSON.
+
+Standard library only (`http.server.ThreadingHTTPServer`) plus `edgekd_runtime`. Built to stay up on a board
+facing a LAN: bounded body size, image dimensions, connections and concurrent inferences; socket timeouts for
+slow clients; every refusal is a 4xx/503 with a JSON `{"error": ...}` body, and an unexpected failure in one
+request is a 500 for that request only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from edgekd_runtime.errors import BlankImageError, ImageError, UserInputError
+
+from image_intake import IntakeLimits, RequestRejected, check_content_length, decode_image
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The only files served: a fixed map, so no request path ever reaches the file system.
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'",
+    "Referrer-Policy": "no-referrer",
+}
+log = logging.getLogger("webpad")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Bounds that keep a small board responsive under load or abuse."""
+
+    intake: IntakeLimits = field(default_factory=IntakeLimits)
+    max_connections: int = 64  # simultaneous connections (one thread each); more get an immediate 503
+    inference_slots: int = 1  # concurrent predict() calls; 1 is safe for every backend (TFLite is not reentrant)
+    queue_timeout_s: float = 10.0  # how long a request waits for an inference slot before a 503
+    socket_timeout_s: float = 10.0  # a client silent for this long is disconnected
+
+
+class WebpadApp:
+    """What the handler needs: the recognizer, the limits and the static files (read once at start)."""
+
+    def __init__(self, recognizer: Any, limits: ServerLimits = ServerLimits()) -> None:
+        self.recognizer = recognizer
+        self.limits = limits
+        self._slots = threading.BoundedSemaphore(limits.inference_slots)
+        self.static = {route: ((STATIC_DIR / name).read_bytes(), ctype) for route, (name, ctype) in
+                       STATIC_FILES.items()}
+        self.requests_served = 0
+        self._count_lock = threading.Lock()
+
+    def info(self) -> dict[str, Any]:
+        """Model facts for `GET /api/health` and the page header."""
+        rec = self.recognizer
+        manifest = getattr(rec, "manifest", None)
+        return {
+            "status": "ok",
+            "model": manifest.name if manifest else Path(str(getattr(rec, "model_path", "model"))).name,
+            "backend": f"{getattr(rec, 'backend_name', 'unknown')} {getattr(rec, 'backend_version', '')}".strip(),
+            "precision": getattr(rec, "precision", None),
+            "labels": list(rec.labels),
+            "limits": {"max_body_bytes": self.limits.intake.max_body_bytes,
+                       "max_side_px": self.limits.intake.max_side_px},
+            "requests_served": self.requests_served,
+        }
+
+    def predict(self, body: bytes) -> dict[str, Any]:
+        """Decode `body`, run the model and return the JSON-ready prediction; raises RequestRejected."""
+        t0 = time.perf_counter()
+        image = decode_image(body, self.limits.intake)
+        if not self._slots.acquire(timeout=self.limits.queue_timeout_s):
+            raise RequestRejected(503, f"server busy: no inference slot within {self.limits.queue_timeout_s} s; "
+                                       f"retry shortly")
+        try:
+            pred = self.recognizer.predict(image, top_k=3)
+        except BlankImageError as e:
+            raise RequestRejected(422, f"no digit found: {e}") from None
+        except (ImageError, UserInputError) as e:
+            raise RequestRejected(422, str(e)) from None
+        finally:
+            self._slots.release()
+        with self._count_lock:
+            self.requests_served += 1
+        return {
+            "label": str(pred.label),
+            "index": int(pred.index),
+            "probability": float(pred.probability),
+            "top_k": [{"label": str(lbl), "probability": float(p)} for lbl, p in pred.top_k],
+            "latency_ms": float(pred.latency_ms),
+            "preprocess_ms": float(getattr(pred, "preprocess_ms", 0.0)),
+            "server_ms": (time.perf_counter() - t0) * 1e3,
+        }
+
+
+class WebpadHandler(BaseHTTPRequestHandler):
+    """Routes: GET / (page), GET /app.js, /style.css, GET /api/health, POST /api/predict."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "edgekd-webpad/0.1"
+    app: WebpadApp  # set on the subclass made by make_server
+
+    def setup(self) -> None:
+        self.timeout = self.app.limits.socket_timeout_s
+        super().setup()
+
+    # ---- responses -------------------------------------------------------------------------------------
+    def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in {**SECURITY_HEADERS, **(extra or {})}.items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_json(self, status: int, obj: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj).encode("utf-8"), "application/json",
+                   {"Cache-Control": "no-store", **(extra or {})})
+
+    def _send_error_json(self, status: int, message: str) -> None:
+        extra = {"Retry-After": "1"} if status == 503 else None
+        self._send_json(status, {"error": message, "status": status}, extra)
+
+    # ---- routes ----------------------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        route = self.path.split("?", 1)[0]
+        if route in self.app.static:
+            body, ctype = self.app.static[route]
+            self._send(200, body, ctype, {"Cache-Control": "no-cache"})
+        elif route == "/api/health":
+            self._send_json(200, self.app.info())
+        else:
+            self._send_error_json(404, f"no such page {route!r}; the page is / and the API is POST /api/predict")
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:  # noqa: N802
+        route = self.path.split("?", 1)[0]
+        if route != "/api/predict":
+            self.close_connection = True  # the body is left unread
+            self._send_error_json(404, f"no such endpoint {route!r}; POST a PNG to /api/predict")
+            return
+        try:
+            length_bytes = check_content_length(self.headers.get("Content-Length"), self.app.limits.intake)
+        except RequestRejected as e:
+            self.close_connection = True  # never read an oversized or unknown-length body
+            self._send_error_json(e.status, str(e))
+            return
+        try:
+            body = self.rfile.read(length_bytes)
+        except OSError:  # includes TimeoutError: a client that stopped sending mid-body
+            self.close_connection = True
+            self._send_error_json(408, f"timed out reading the body after {self.app.limits.socket_timeout_s} s")
+            return
+        if len(body) < length_bytes:
+            self.close_connection = True
+            self._send_error_json(400, f"body ended after {len(body)} of {length_bytes} bytes")
+            return
+        try:
+            result = self.app.predict(body)
+        except RequestRejected as e:
+            self._send_error_json(e.status, str(e))
+        except Exception as e:  # one bad request must not take the server down
+            log.error("predict failed: %s", traceback.format_exc())
+            self._send_error_json(500, f"internal error: {type(e).__name__}: {e}")
+        else:
+            self._send_json(200, result)
+
+    def _method_not_allowed(self) -> None:
+        self.close_connection = True
+        self._send_error_json(405, f"method {self.command} not allowed; use GET / or POST /api/predict")
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base-class signature)
+        log.info("%s %s", self.address_string(), format % args)
+
+
+class BoundedThreadingHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that refuses connections beyond `max_connections` with an immediate 503."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128  # listen backlog; socketserver's 5 makes a burst of clients wait 1 s for a SYN retry
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
+        self._connections = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):
+            body = json.dumps({"error": "server busy: too many connections; retry shortly", "status": 503})
+            try:
+                request.sendall((f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                 f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+                                 f"{body}").encode())
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # client went away or timed out: routine on a LAN, not worth a traceback
+            log.info("%s connection dropped: %s", client_address[0], exc)
+        else:
+            log.error("error serving %s: %s", client_address[0], traceback.format_exc())
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
+
+def make_server(recognizer: Any, host: str = "127.0.0.1", port: int = 8000,
+                limits: ServerLimits = ServerLimits()) -> BoundedThreadingHTTPServer:
+    """Bind a webpad server (port 0 picks a free port: read it from `server.server_address`)."""
+    app = WebpadApp(recognizer, limits)
+    handler = type("BoundWebpadHandler", (WebpadHandler,), {"app": app})
+    try:
+        return BoundedThreadingHTTPServer((host, port), handler, limits.max_connections)
+    except OSError as e:
+        raise UserInputError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port or "
+                             f"stop what is using it") from None
+
+
+def configure_access_log(enabled: bool) -> None:
+    """One line per request on stderr (or only warnings and errors when disabled)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if enabled else logging.WARNING)
+    log.propagate = False

@@ -1,0 +1,209 @@
+"""The webpad HTTP endpoint with good, malformed, empty, oversized and hostile requests; it must keep serving."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from samples_support import png_bytes
+
+from image_intake import IntakeLimits
+from webpad_server import ServerLimits, make_server
+
+LIMITS = ServerLimits(intake=IntakeLimits(max_body_bytes=64 * 1024, max_side_px=1024, max_pixels=1024 * 1024),
+                      max_connections=8, socket_timeout_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def server(digit_model):
+    import edgekd_runtime
+
+    srv = make_server(edgekd_runtime.load(digit_model.bundle), "127.0.0.1", 0, LIMITS)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _request(server, method: str, path: str, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        raw = resp.read()
+        ctype = resp.getheader("Content-Type", "")
+        return resp.status, (json.loads(raw) if ctype.startswith("application/json") else {"raw": raw}), \
+            dict(resp.getheaders())
+    finally:
+        conn.close()
+
+
+def _predict(server, body: bytes) -> tuple[int, dict]:
+    status, payload, _ = _request(server, "POST", "/api/predict", body, {"Content-Type": "image/png"})
+    return status, payload
+
+
+def _raw(server, data: bytes, wait_s: float = 0.0) -> bytes:
+    """Send raw bytes on a fresh socket (optionally pause), return everything the server answers."""
+    with socket.create_connection(server.server_address[:2], timeout=10) as s:
+        s.sendall(data)
+        if wait_s:
+            time.sleep(wait_s)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _assert_still_serving(server, digit_model) -> None:
+    canvas, label = digit_model.clear_digits(1)[7]
+    status, payload = _predict(server, png_bytes(canvas))
+    assert status == 200 and payload["label"] == str(label)
+
+
+def test_clear_digits_get_correct_labels_with_top3_and_latency(server, digit_model):
+    for canvas, label in digit_model.clear_digits(per_class=2):
+        status, payload = _predict(server, png_bytes(canvas))
+        assert status == 200, payload
+        assert payload["label"] == str(label) and payload["index"] == label
+        probs = [t["probability"] for t in payload["top_k"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True)
+        assert payload["top_k"][0] == {"label": payload["label"], "probability": payload["probability"]}
+        assert 0.5 < payload["probability"] <= 1.0 and sum(probs) <= 1.0 + 1e-5
+        assert 0 < payload["latency_ms"] <= payload["server_ms"] < 5_000
+
+
+def test_jpeg_photo_of_dark_ink_on_white_is_accepted(server, digit_model):
+    from PIL import Image
+
+    canvas, label = digit_model.clear_digits(1)[4]
+    buf = io.BytesIO()
+    Image.fromarray(255 - canvas).resize((140, 140)).convert("RGB").save(buf, format="JPEG", quality=90)
+    status, payload = _predict(server, buf.getvalue())
+    assert status == 200 and payload["label"] == str(label)
+
+
+def test_page_assets_and_health(server):
+    status, payload, headers = _request(server, "GET", "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b"<canvas id=\"pad\"" in payload["raw"] and b"app.js" in payload["raw"]
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    status, payload, headers = _request(server, "GET", "/app.js")
+    assert status == 200 and b"api/predict" in payload["raw"]
+    status, health, _ = _request(server, "GET", "/api/health")
+    assert status == 200 and health["status"] == "ok" and health["labels"] == [str(i) for i in range(10)]
+    assert health["model"] == "logreg-test"
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (b"", 400, "empty body"),
+    (b"hello, this is not an image", 415, "not a PNG"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, 400, "malformed"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", 415, "not a PNG"),
+])
+def test_malformed_and_empty_bodies_get_4xx_json(server, digit_model, body, status, words):
+    got, payload = _predict(server, body)
+    assert got == status and words in payload["error"] and payload["status"] == status
+    _assert_still_serving(server, digit_model)
+
+
+def test_truncated_png_is_400_and_names_the_problem(server, digit_model):
+    canvas, _ = digit_model.clear_digits(1)[0]
+    body = png_bytes(canvas)
+    status, payload = _predict(server, body[: len(body) // 2])
+    assert status == 400 and ("truncated" in payload["error"] or "malformed" in payload["error"])
+    _assert_still_serving(server, digit_model)
+
+
+def test_oversized_body_is_413_before_it_is_read(server, digit_model):
+    limit = LIMITS.intake.max_body_bytes
+    head = (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {100 * limit}\r\n\r\n").encode()
+    answer = _raw(server, head + b"\x89PNG\r\n\x1a\n" + b"\0" * 1000)  # 100x the limit announced, 1 KB sent
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert f"exceeds the limit of {limit} bytes".encode() in answer
+    _assert_still_serving(server, digit_model)
+
+
+def test_image_dimensions_over_the_limit_are_413(server, digit_model):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (4000, 300)).save(buf, format="PNG")  # compresses to ~2 KB: only the header check stops it
+    assert len(buf.getvalue()) < LIMITS.intake.max_body_bytes
+    status, payload = _predict(server, buf.getvalue())
+    assert status == 413 and "4000x300" in payload["error"]
+    _assert_still_serving(server, digit_model)
+
+
+def test_tiny_and_blank_images_are_rejected(server, digit_model):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (3, 3), 255).save(buf, format="PNG")
+    status, payload = _predict(server, buf.getvalue())
+    assert status == 400 and "3x3" in payload["error"]
+    status, payload = _predict(server, png_bytes(np.zeros((28, 28), np.uint8)))
+    assert status == 422 and "no digit" in payload["error"]
+    _assert_still_serving(server, digit_model)
+
+
+def test_missing_content_length_is_411(server, digit_model):
+    answer = _raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411 ") and b"Content-Length" in answer
+    answer = _raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    _assert_still_serving(server, digit_model)
+
+
+def test_client_that_stalls_mid_body_is_dropped(server, digit_model):
+    head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n\x89PNG"
+    t0 = time.monotonic()
+    answer = _raw(server, head)  # 4 of 5000 bytes, then silence
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert LIMITS.socket_timeout_s * 0.9 < time.monotonic() - t0 < 10
+    _assert_still_serving(server, digit_model)
+
+
+def test_unknown_paths_and_methods(server, digit_model):
+    assert _request(server, "GET", "/etc/passwd")[0] == 404
+    assert _request(server, "GET", "/../samples/webpad/webpad.py")[0] == 404
+    assert _request(server, "POST", "/api/other", b"x")[0] == 404
+    status, payload, _ = _request(server, "DELETE", "/api/predict")
+    assert status == 405 and "POST /api/predict" in payload["error"]
+    _assert_still_serving(server, digit_model)
+
+
+def test_connections_beyond_the_limit_get_503_then_service_resumes(digit_model):
+    import edgekd_runtime
+
+    limits = ServerLimits(max_connections=2, socket_timeout_s=5.0)
+    srv = make_server(edgekd_runtime.load(digit_model.bundle), "127.0.0.1", 0, limits)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    health = b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    try:
+        idle = [socket.create_connection(srv.server_address[:2], timeout=10) for _ in range(2)]
+        deadline = time.monotonic() + 4  # the idle pair holds both slots until its 5 s socket timeout
+        while not (answer := _raw(srv, health)).startswith(b"HTTP/1.1 503 "):
+            assert time.monotonic() < deadline, answer[:200]
+            time.sleep(0.05)
+        assert b"too many connections" in answer and b"Retry-After: 1" in answer
+        for s in idle:
+            s.close()
+        deadline = time.monotonic() + 5
+        while not _raw(srv, health).startswith(b"HTTP/1.1 200 "):  # slots come back as the idle ones close
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        _assert_still_serving(srv, digit_model)
+    finally:
+        srv.shutdown()
+        srv.server_close()

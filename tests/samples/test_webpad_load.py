@@ -1,0 +1,40 @@
+"""The webpad CLI under load: 500 requests from 16 concurrent clients on 127.0.0.1, zero errors, p99 reported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from samples_support import SAMPLES, png_bytes
+
+from loadtest import run_load
+
+REQUESTS, CONCURRENCY = 500, 16
+P99_BOUND_MS = 3_000.0  # generous: 2 shared CI cores; the figure itself is printed (~65 ms on the dev box)
+
+
+def test_500_requests_16_concurrent_zero_errors(webpad_server, digit_model, capsys):
+    canvas, label = digit_model.clear_digits(1)[3]
+    result = run_load(webpad_server.url, png_bytes(canvas), requests=REQUESTS, concurrency=CONCURRENCY,
+                      timeout_s=30.0)
+    with capsys.disabled():
+        print(f"\nwebpad load: {result.describe()}")
+    assert result.errors == 0, (result.statuses, result.first_error)
+    assert result.statuses == {"200": REQUESTS}
+    assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms < 30_000
+    assert result.p99_ms < P99_BOUND_MS
+    assert "Traceback" not in webpad_server.log()
+    assert webpad_server.proc.poll() is None  # still serving
+
+
+def test_loadtest_cli_reports_and_refuses_bad_url(webpad_server, digit_model, tmp_path):
+    canvas, _ = digit_model.clear_digits(1)[1]
+    image = tmp_path / "digit.png"
+    image.write_bytes(png_bytes(canvas))
+    cli = [sys.executable, str(SAMPLES / "webpad" / "loadtest.py")]
+    done = subprocess.run([*cli, webpad_server.url, str(image), "--requests", "40", "--concurrency", "4"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "40 requests, 4 concurrent: 0 errors" in done.stdout and "p99" in done.stdout
+    bad = subprocess.run([*cli, "ftp://example", str(image)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not an http:// URL" in bad.stderr and "Traceback" not in bad.stderr
