@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""recognize: read handwritten digits from image files, a (watched) folder or a camera with an edgekd bundle.
+
+    python3 samples/recognize/recognize.py BUNDLE digits/            # every image in a folder
+    python3 samples/recognize/recognize.py BUNDLE a.png b.jpg        # some files
+    python3 samples/recognize/recognize.py BUNDLE inbox/ --watch     # and new files as they arrive
+    python3 samples/recognize/recognize.py BUNDLE --camera auto      # picamera2 or OpenCV device 0
+
+Prints label, confidence, top-3 and latency per image, then a summary (count, errors, p50/p99 latency).
+`--json` prints one JSON object per line (one per image, then {"summary": ...}).
+Exit codes: 0 every image recognised; 1 failure; 2 bad usage, or at least one image file could not be
+read (the others are still recognised and reported).
+Uses only edgekd_runtime and the standard library (OpenCV or picamera2 for --camera).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, when run as a script
+
+from edgekd_runtime.cli_support import EXIT_USAGE, handle_errors  # noqa: E402
+from edgekd_runtime.errors import EdgekdError, UserInputError  # noqa: E402
+
+app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+
+
+def _result_line(source: str, pred: Any, total_ms: float) -> dict[str, Any]:
+    return {
+        "source": source, "label": str(pred.label), "index": int(pred.index),
+        "probability": float(pred.probability),
+        "top_k": [{"label": str(lbl), "probability": float(p)} for lbl, p in pred.top_k],
+        "latency_ms": float(pred.latency_ms), "preprocess_ms": float(getattr(pred, "preprocess_ms", 0.0)),
+        "total_ms": total_ms,
+    }
+
+
+def _human(res: dict[str, Any], width: int) -> str:
+    top = "  ".join(f"{t['label']} {100 * t['probability']:5.1f}%" for t in res["top_k"])
+    return (f"{res['source']:<{width}}  {res['label']:>3}  {100 * res['probability']:5.1f}%  "
+            f"top-{len(res['top_k'])}: {top}  {res['latency_ms']:7.2f} ms")
+
+
+@app.command()
+@handle_errors
+def recognize(
+    model: Path = typer.Argument(..., help="Bundle directory (with manifest.json) or a .onnx/.tflite file."),
+    inputs: Optional[List[Path]] = typer.Argument(None, help="Image files and/or folders of images."),
+    camera: Optional[str] = typer.Option(None, help="Read a camera instead: auto, picamera2, or an OpenCV "
+                                                    "device index/path such as 0 or /dev/video0."),
+    watch: bool = typer.Option(False, help="Keep watching the (single) input folder for new images."),
+    new_only: bool = typer.Option(False, help="With --watch: skip the images already in the folder."),
+    recursive: bool = typer.Option(False, help="Include images in sub-folders."),
+    interval_s: float = typer.Option(0.5, min=0.01, help="Watch poll period / camera frame period."),
+    crop: float = typer.Option(1.0, help="Camera: side of the central square kept, as a fraction (0, 1]."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Stop after this many images."),
+    duration_s: Optional[float] = typer.Option(None, min=0.0, help="Stop watching / filming after this long."),
+    top_k: int = typer.Option(3, min=1, help="How many classes to list per image."),
+    backend: str = typer.Option("auto", help="auto, onnx or tflite."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Interpreter threads (default: the runtime's)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per line instead of text."),
+) -> None:
+    """Recognise each image and print label, confidence, top-k and latency, then a summary."""
+    import edgekd_runtime
+
+    from frame_sources import camera_frames, file_frames, watch_frames
+    from latency_stats import LatencySummary
+
+    inputs = list(inputs or [])
+    if camera is not None and inputs:
+        raise UserInputError("give either image paths or --camera, not both")
+    if camera is None and not inputs:
+        raise UserInputError("nothing to recognise: pass image files or folders, or --camera auto")
+    if watch and (len(inputs) != 1 or not inputs[0].is_dir()):
+        raise UserInputError("--watch takes exactly one folder, e.g. `recognize.py BUNDLE inbox/ --watch`")
+
+    stop_at = time.monotonic() + duration_s if duration_s is not None else None
+    if camera is not None:
+        frames = camera_frames(camera, every_s=interval_s, crop=crop, stop_at=stop_at)
+    elif watch:
+        frames = watch_frames(inputs[0], interval_s=interval_s, include_existing=not new_only,
+                              recursive=recursive, stop_at=stop_at)
+    else:
+        frames = file_frames(inputs, recursive=recursive)
+        frames = iter(list(frames))  # expand folders now so bad paths fail before the model loads
+
+    recognizer = edgekd_runtime.load(model, backend=backend, threads=threads)
+    width = 24 if (camera or watch) else max([len(str(p)) for p in inputs] + [12])
+    latencies_ms: list[float] = []
+    totals_ms: list[float] = []
+    failed_files = 0
+    no_digit_frames = 0
+    try:
+        for frame in frames:
+            t0 = time.perf_counter()
+            try:
+                pred = recognizer.predict(frame.image, top_k=top_k)
+            except (EdgekdError, OSError, ValueError) as e:
+                if not frame.from_camera:
+                    failed_files += 1
+                elif isinstance(e, UserInputError):  # blank or unusable frame: normal for a camera
+                    no_digit_frames += 1
+                else:
+                    raise
+                msg = str(e) if isinstance(e, EdgekdError) else f"cannot read image: {e}"
+                if msg.startswith(f"{frame.source}: "):  # the runtime's messages already name the file
+                    msg = msg[len(frame.source) + 2:]
+                if json_out:
+                    typer.echo(json.dumps({"source": frame.source, "error": msg, "error_type": type(e).__name__}))
+                else:
+                    typer.echo(f"error: {frame.source}: {msg}", err=True)
+            else:
+                total_ms = (time.perf_counter() - t0) * 1e3
+                res = _result_line(frame.source, pred, total_ms)
+                latencies_ms.append(res["latency_ms"])
+                totals_ms.append(total_ms)
+                typer.echo(json.dumps(res) if json_out else _human(res, width))
+            sys.stdout.flush()
+            if limit is not None and len(latencies_ms) + failed_files + no_digit_frames >= limit:
+                break
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends a watch or a camera run: still print the summary
+    finally:
+        close = getattr(frames, "close", None)
+        if close:
+            close()
+
+    model_lat, total_lat = LatencySummary.of(latencies_ms), LatencySummary.of(totals_ms)
+    summary = {"count": len(latencies_ms) + failed_files + no_digit_frames, "recognised": len(latencies_ms),
+               "errors": failed_files, "no_digit": no_digit_frames,
+               "latency_ms": model_lat.to_dict(), "total_ms": total_lat.to_dict()}
+    if json_out:
+        typer.echo(json.dumps({"summary": summary}))
+    else:
+        extra = f", {no_digit_frames} frames without a digit" if camera is not None else ""
+        typer.echo(f"\n{summary['count']} images, {len(latencies_ms)} recognised, {failed_files} errors{extra}")
+        typer.echo(f"model latency: {model_lat.describe()}")
+        typer.echo(f"per image (read + preprocess + model): {total_lat.describe()}")
+    if failed_files:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
