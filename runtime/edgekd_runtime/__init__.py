@@ -21,11 +21,11 @@ from .errors import (  # noqa: E402
     ModelLoadError,
     UserInputError,
 )
-from .preprocess import preprocess, resize_canvas  # noqa: E402
+from .preprocess import resize_canvas  # noqa: E402  (edgekd_runtime.preprocess stays the module)
 from .recognizer import Prediction, Recognizer, load  # noqa: E402
 
 __all__ = [
-    "load", "Recognizer", "Prediction", "preprocess", "resize_canvas", "EdgekdError", "UserInputError",
+    "load", "Recognizer", "Prediction", "resize_canvas", "EdgekdError", "UserInputError",
     "ModelLoadError", "ManifestError", "ChecksumMismatchError", "ImageError", "BlankImageError",
     "InputShapeError", "BackendUnavailableError", "__version__",
 ]

