@@ -1,12 +1,133 @@
-"""`edgekd budget` (not implemented yet)."""
+"""`edgekd budget`: the most capable student that fits a board's budget (table, --json, PNG plot)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+
+from edgekd_runtime.cli_support import handle_errors, print_json
+
+TARGET_HELP = "Built-in board estimate: rpi3b, rpi4, rpi5, rpi-zero2w, host."
+PROFILE_HELP = "Profile JSON measured on the board with `edgekd-rt calibrate --out board.json`."
+
+
+def budget_options() -> dict[str, Any]:
+    """The budget flags, shared with `edgekd distill` (name -> typer.Option)."""
+    return {
+        "target": typer.Option(None, "--target", "-t", help=TARGET_HELP),
+        "profile": typer.Option(None, "--profile", help=PROFILE_HELP),
+        "latency_ms": typer.Option(None, "--latency-ms", help="Latency limit per image (ms), predicted."),
+        "flash_kb": typer.Option(None, "--flash-kb", help="Model file size limit (KiB) at --precision."),
+        "ram_kb": typer.Option(None, "--ram-kb", help="Peak activation RAM limit (KiB) at --precision."),
+        "macs": typer.Option(None, "--macs", help="Multiply-accumulates per image limit."),
+        "params": typer.Option(None, "--params", help="Parameter count limit."),
+        "precision": typer.Option("int8", "--precision", "-p", help="Deployed precision: int8, fp16 or fp32."),
+    }
+
+
+def run_search(target: Optional[str], profile: Optional[Path], latency_ms: Optional[float],
+               flash_kb: Optional[float], ram_kb: Optional[float], macs: Optional[float], params: Optional[float],
+               precision: str, num_classes: int = 10, proxy_epochs: int = 0, log: Any = None,
+               default_target: Optional[str] = None):
+    """Resolve the board and budget from CLI values and run the search (raises typed errors on bad input)."""
+    from edgekd.budget.profiles import resolve_profile
+    from edgekd.budget.search import Budget, search
+
+    prof = resolve_profile(target, profile, default=default_target)
+    budget = Budget.from_cli(latency_ms=latency_ms, flash_kb=flash_kb, ram_kb=ram_kb, macs=macs, params=params,
+                             precision=precision)
+    proxy = None
+    if proxy_epochs:
+        from edgekd.budget.proxy import proxy_ranker
+
+        proxy = proxy_ranker(proxy_epochs, log=log)
+    return search(budget, prof, num_classes=num_classes, proxy=proxy)
+
+
+def _table(result: Any, show_all: bool) -> Any:
+    from rich.table import Table
+
+    from edgekd.budget.search import LIMITS
+
+    limits = [k for k in LIMITS if k in result.limits]
+    t = Table(title=f"students on {result.profile.name} at {result.budget.precision} "
+                    f"({len(result.feasible)}/{len(result.candidates)} fit; ranked by {result.ranked_by})")
+    t.add_column("candidate")
+    t.add_column("params", justify="right")
+    t.add_column("MACs", justify="right")
+    t.add_column("latency ms", justify="right")
+    for k in limits:
+        t.add_column(f"{k.replace('_bytes', '').replace('_ms', '')} %", justify="right")
+    if result.ranked_by == "proxy_accuracy":
+        t.add_column("proxy acc", justify="right")
+    t.add_column("fits")
+    t.add_column("chosen")
+    rows = result.candidates if show_all else [c for c in result.candidates if c.feasible][:15]
+    if result.chosen not in rows:
+        rows = [result.chosen, *rows]
+    for c in rows:
+        cells = [c.student_id, f"{c.cost.params:,}", f"{c.cost.macs:,}", f"{c.latency_ms:.4f}"]
+        for k in limits:
+            u = 100 * c.usage[k]
+            cells.append(f"[red]{u:.1f}[/red]" if u > 100 else f"{u:.1f}")
+        if result.ranked_by == "proxy_accuracy":
+            cells.append("-" if c.proxy_accuracy is None else f"{c.proxy_accuracy:.3f}")
+        cells += ["yes" if c.feasible else "[red]no[/red]", "<==" if c is result.chosen else ""]
+        t.add_row(*cells)
+    return t
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("budget", help="(not implemented yet)")
-    def budget_placeholder() -> None:
-        typer.echo("edgekd budget is not implemented yet", err=True)
-        raise typer.Exit(1)
+    opts = budget_options()
+
+    @app.command("budget", help="Pick the most capable student that fits a board's latency/flash/RAM/MACs/params "
+                                "budget. Prints a table (or --json) and writes a PNG plot. Impossible budgets exit 2 "
+                                "naming the binding limit and the nearest students.")
+    @handle_errors
+    def budget_cmd(
+        target: Optional[str] = opts["target"],
+        profile: Optional[Path] = opts["profile"],
+        latency_ms: Optional[float] = opts["latency_ms"],
+        flash_kb: Optional[float] = opts["flash_kb"],
+        ram_kb: Optional[float] = opts["ram_kb"],
+        macs: Optional[float] = opts["macs"],
+        params: Optional[float] = opts["params"],
+        precision: str = opts["precision"],
+        num_classes: int = typer.Option(10, "--num-classes", min=2, help="Output classes of the student."),
+        proxy_epochs: int = typer.Option(0, "--proxy-epochs", min=0,
+                                         help="Rank the 6 most capable feasible students by a short training "
+                                              "(this many epochs on the embedded digits) instead of capacity."),
+        plot: Optional[Path] = typer.Option(Path("budget.png"), "--plot", help="Where to write the PNG plot."),
+        no_plot: bool = typer.Option(False, "--no-plot", help="Do not write the plot."),
+        show_all: bool = typer.Option(False, "--all", help="List every candidate, not just the feasible ones."),
+        json_out: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+    ) -> None:
+        from rich.console import Console
+
+        err = Console(stderr=True, highlight=False)
+        log = None if json_out else (lambda m: err.print(m))
+        result = run_search(target, profile, latency_ms, flash_kb, ram_kb, macs, params, precision,
+                            num_classes=num_classes, proxy_epochs=proxy_epochs, log=log,
+                            default_target=None)
+        plot_path = None
+        if plot is not None and not no_plot:
+            from edgekd.budget.plot import plot_search
+
+            plot_path = str(plot_search(result, plot))
+        if json_out:
+            print_json({**result.to_dict(), "plot": plot_path})
+            return
+        out = Console(highlight=False)
+        if not out.is_terminal:
+            out = Console(highlight=False, width=160)
+        out.print(_table(result, show_all))
+        c = result.chosen
+        out.print(f"chosen: [bold]{c.student_id}[/bold]  {c.cost.params:,} params, {c.cost.macs:,} MACs, "
+                  f"{c.latency_ms:.4f} ms predicted, {c.flash_bytes / 1024:.1f} KiB flash, "
+                  f"{c.ram_bytes / 1024:.1f} KiB RAM at {result.budget.precision}")
+        for n in result.notes:
+            out.print(f"note: {n}")
+        if plot_path:
+            out.print(f"plot: {plot_path}")

@@ -1,0 +1,319 @@
+"""Cost model of a student or teacher: parameters, MACs, flash bytes and peak activation RAM per precision, and
+the per-op-class features the latency model of a `DeviceProfile` takes.
+
+Everything is computed from the ONNX graph with static shapes, the graph the converters and the board also see:
+a torch module is exported to ONNX in memory first (`module_cost`), so the workstation and `edgekd-rt calibrate`
+share one definition of the features. `torch_macs` counts with torch's `FlopCounterMode` as a cross-check.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgekd_runtime.errors import ModelLoadError, UserInputError
+from edgekd_runtime.profile import PRECISIONS, OpFeatures
+
+# Bytes per activation element in the arena. fp16 TFLite models store fp16 weights but compute in fp32.
+ACTIVATION_BYTES = {"fp32": 4, "fp16": 4, "int8": 1}
+# Bytes per weight element; biases stay 32-bit in int8 models (int32 accumulators), fp16 in fp16 models.
+WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+BIAS_BYTES = {"fp32": 4, "fp16": 2, "int8": 4}
+# int8: per-output-channel float32 scale + int64 zero point stored with each quantized weight tensor.
+INT8_BYTES_PER_CHANNEL = 12
+# Container overhead (flatbuffer/protobuf metadata, tensor names, quantization params of activations),
+# fitted on onnx2tf 1.28.8 outputs for the student family; reconciled with real files in the benchmark.
+FILE_BASE_BYTES = {"fp32": 1500, "fp16": 1900, "int8": 2400}
+FILE_BYTES_PER_LAYER = {"fp32": 260, "fp16": 420, "int8": 520}
+
+DENSE_OPS = {"Gemm", "MatMul"}
+POOL_OPS = {"MaxPool", "AveragePool"}
+GLOBAL_POOL_OPS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"}
+FUSABLE_ACTIVATIONS = {"Relu", "Clip"}  # fused into the producing conv/dense/add by ORT and XNNPACK
+FUSING_PRODUCERS = {"Conv", "Gemm", "MatMul", "Add"}
+ALIAS_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}  # no kernel, no new buffer
+FREE_OPS = ALIAS_OPS | {"Constant", "Shape", "Gather", "Cast", "ConstantOfShape"}
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """What a model costs at batch 1. Byte counts are per precision (fp32, fp16, int8)."""
+
+    name: str
+    params: int
+    macs: int
+    features: OpFeatures
+    flash_bytes: Mapping[str, int]
+    peak_ram_bytes: Mapping[str, int]
+    input_shape: tuple[int, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params, "macs": self.macs, "features": self.features.to_dict(),
+                "flash_bytes": dict(self.flash_bytes), "peak_ram_bytes": dict(self.peak_ram_bytes),
+                "input_shape": list(self.input_shape)}
+
+
+def _load(model: Any):
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        try:
+            return onnx.load_from_string(bytes(model))
+        except Exception as e:  # protobuf DecodeError has no stable import path
+            raise ModelLoadError(f"bytes are not an ONNX model ({e})") from None
+    p = Path(model)
+    if not p.is_file():
+        raise ModelLoadError(f"{p}: no such ONNX file")
+    try:
+        return onnx.load(str(p))
+    except Exception as e:
+        raise ModelLoadError(f"{p}: not a readable ONNX model ({type(e).__name__}: {e}); re-export it") from None
+
+
+def _shapes(mp) -> dict[str, tuple[int, ...]]:
+    """Static shapes of every value (dynamic dims -> 1, i.e. batch 1)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(mp, strict_mode=True)
+    except Exception as e:
+        raise ModelLoadError(f"ONNX shape inference failed ({e}); export with static input shapes") from None
+    g = inferred.graph
+    out: dict[str, tuple[int, ...]] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            out[vi.name] = tuple(max(int(d.dim_value), 1) if d.HasField("dim_value") else 1 for d in t.shape.dim)
+    for init in g.initializer:
+        out[init.name] = tuple(init.dims)
+    return out
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _attr(node, name: str, default: Any) -> Any:
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
+    """Cost of an ONNX model (path, bytes or ModelProto) at batch 1.
+
+    Raises:
+        ModelLoadError: the model is unreadable or its shapes cannot be inferred.
+    """
+    mp = _load(model)
+    g = mp.graph
+    shapes = _shapes(mp)
+    inits = {i.name: i for i in g.initializer}
+    const_outputs = {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    consumers: dict[str, list[int]] = {}
+    for i, n in enumerate(g.node):
+        for t in n.input:
+            consumers.setdefault(t, []).append(i)
+    producer = {o: n for n in g.node for o in n.output}
+
+    def shape(t: str) -> tuple[int, ...]:
+        if t not in shapes:
+            raise ModelLoadError(f"ONNX value {t!r} has no inferred shape; export with static input shapes")
+        return shapes[t]
+
+    conv = dw = dense = elem = layers = 0
+    fused: set[int] = set()
+    bias_names: set[str] = set()
+    weight_channels: dict[str, int] = {}
+    for i, n in enumerate(g.node):
+        op = n.op_type
+        if op in FUSABLE_ACTIVATIONS:
+            src = producer.get(n.input[0])
+            if src is not None and src.op_type in FUSING_PRODUCERS and len(consumers.get(n.input[0], [])) == 1:
+                fused.add(i)
+                continue
+        if op in FREE_OPS:
+            continue
+        out_elems = _numel(shape(n.output[0]))
+        layers += 1
+        if op == "Conv":
+            w = shape(n.input[1])  # (Cout, Cin/groups, kH, kW)
+            groups = int(_attr(n, "group", 1))
+            cin = shape(n.input[0])[1]
+            m = out_elems * _numel(w[1:])
+            if groups > 1 and groups == cin:
+                dw += m
+            else:
+                conv += m
+            weight_channels[n.input[1]] = int(w[0])
+            if len(n.input) > 2:
+                bias_names.add(n.input[2])
+        elif op in DENSE_OPS:
+            a = shape(n.input[0])
+            k = a[-1]
+            dense += out_elems * int(k)
+            if op == "Gemm":
+                w = shape(n.input[1])
+                weight_channels[n.input[1]] = int(w[0] if _attr(n, "transB", 0) else w[1])
+                if len(n.input) > 2:
+                    bias_names.add(n.input[2])
+            else:
+                weight_channels[n.input[1]] = int(shape(n.input[1])[-1])
+        elif op in POOL_OPS:
+            elem += out_elems * _numel(tuple(_attr(n, "kernel_shape", [1])))
+        elif op in GLOBAL_POOL_OPS:
+            elem += _numel(shape(n.input[0]))
+        else:  # stand-alone elementwise / softmax / batchnorm / anything else: one pass over its output
+            elem += out_elems
+
+    float_types = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+    params = 0
+    flash = {p: 0 for p in PRECISIONS}
+    for init in g.initializer:
+        if init.data_type not in float_types:
+            continue
+        k = _numel(tuple(init.dims))
+        params += k
+        for p in PRECISIONS:
+            if init.name in bias_names or len(init.dims) <= 1:
+                flash[p] += k * BIAS_BYTES[p]
+            else:
+                flash[p] += k * WEIGHT_BYTES[p]
+                if p == "int8":
+                    flash[p] += INT8_BYTES_PER_CHANNEL * weight_channels.get(init.name, 1)
+    for p in PRECISIONS:
+        flash[p] += FILE_BASE_BYTES[p] + FILE_BYTES_PER_LAYER[p] * layers
+
+    peak = {p: _peak_activation_bytes(g, shapes, inits, const_outputs, consumers, fused, ACTIVATION_BYTES[p])
+            for p in PRECISIONS}
+    in_name = next(i.name for i in g.input if i.name not in inits)
+    feats = OpFeatures(conv_macs=conv, dwconv_macs=dw, dense_macs=dense, elementwise_elems=elem, layers=layers)
+    return ModelCost(name=name or g.name or "model", params=params, macs=feats.macs, features=feats,
+                     flash_bytes=flash, peak_ram_bytes=peak, input_shape=shape(in_name))
+
+
+def _peak_activation_bytes(g, shapes, inits, const_outputs, consumers, fused, elem_bytes: int) -> int:
+    """Largest sum of live activation buffers while any node runs (what an arena planner must hold).
+
+    A tensor lives from the node that produces it (graph inputs: from the start) to its last consumer (graph
+    outputs: to the end). Reshape-like ops and fused activations reuse their input's buffer.
+    """
+    n_nodes = len(g.node)
+    graph_outputs = {o.name for o in g.output}
+    buf_of: dict[str, int] = {}
+    size: dict[int, int] = {}
+    last_use: dict[int, int] = {}
+
+    def is_activation(t: str) -> bool:
+        return bool(t) and t not in inits and t not in const_outputs
+
+    def new_buf(t: str, born: int) -> None:
+        b = len(size)
+        buf_of[t] = b
+        size[b] = _numel(shapes.get(t, (0,))) * elem_bytes
+        last_use[b] = born
+
+    for inp in g.input:
+        if is_activation(inp.name):
+            new_buf(inp.name, -1)
+    births: dict[int, list[int]] = {}
+    for i, n in enumerate(g.node):
+        ins = [t for t in n.input if is_activation(t) and t in buf_of]
+        for t in ins:
+            last_use[buf_of[t]] = max(last_use[buf_of[t]], i)
+        if n.op_type == "Constant":
+            continue
+        alias = (n.op_type in ALIAS_OPS or i in fused) and ins
+        for o in n.output:
+            if not o:
+                continue
+            if alias:
+                buf_of[o] = buf_of[ins[0]]
+                size[buf_of[o]] = max(size[buf_of[o]], _numel(shapes.get(o, (0,))) * elem_bytes)
+            else:
+                new_buf(o, i)
+                births.setdefault(i, []).append(buf_of[o])
+            if o in graph_outputs:
+                last_use[buf_of[o]] = n_nodes
+    born_at = {b: -1 for b in size}
+    for i, bs in births.items():
+        for b in bs:
+            born_at[b] = i
+    peak = 0
+    for i in range(n_nodes):
+        live = sum(size[b] for b in size if born_at[b] <= i <= max(last_use[b], born_at[b]))
+        peak = max(peak, live)
+    return int(peak)
+
+
+# ---- torch side ---------------------------------------------------------------------------------------------
+def export_onnx_bytes(module: Any, input_shape: tuple[int, ...]) -> bytes:
+    """Export a torch module (eval mode, batch 1) to ONNX in memory, the way `edgekd export` does."""
+    import torch
+
+    module = module.eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, torch.zeros(*input_shape), buf, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"])
+    return buf.getvalue()
+
+
+def module_cost(module: Any, input_shape: tuple[int, ...], name: str = "model") -> ModelCost:
+    """Cost of a torch module: exported to ONNX in memory, then `analyze_onnx`; `params` is the torch count."""
+    c = analyze_onnx(export_onnx_bytes(module, input_shape), name=name)
+    torch_params = sum(p.numel() for p in module.parameters())
+    return ModelCost(name=name, params=int(torch_params), macs=c.macs, features=c.features,
+                     flash_bytes=c.flash_bytes, peak_ram_bytes=c.peak_ram_bytes, input_shape=c.input_shape,
+                     extra={"onnx_params": c.params})
+
+
+def torch_macs(module: Any, input_shape: tuple[int, ...]) -> int:
+    """MACs of one forward pass counted by torch's FlopCounterMode (FLOPs / 2); a cross-check of analyze_onnx."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        module.eval()(torch.zeros(*input_shape))
+    return int(fc.get_total_flops()) // 2
+
+
+_RES = re.compile(r"-r(\d+)$")
+
+
+def student_resolution(student_id: str) -> int:
+    """Input side R of a student id such as ``dscnn-w16-d3-r28``."""
+    m = _RES.search(student_id)
+    if not m:
+        raise UserInputError(f"student id {student_id!r} has no '-r<resolution>' suffix (e.g. dscnn-w16-d3-r28)")
+    return int(m.group(1))
+
+
+@lru_cache(maxsize=512)
+def student_cost(student_id: str, num_classes: int = 10) -> ModelCost:
+    """Cost of a student of the family (built with random weights; costs do not depend on them)."""
+    from edgekd.models.students import build_student
+
+    r = student_resolution(student_id)
+    return module_cost(build_student(student_id, num_classes), (1, 1, r, r), name=student_id)
+
+
+def file_cost(path: str | os.PathLike) -> ModelCost:
+    """Cost of an ONNX file on disk (a teacher or an exported student)."""
+    return analyze_onnx(path, name=Path(path).stem)

@@ -1,0 +1,81 @@
+"""`edgekd-rt calibrate`: measure this board's latency model and write a device profile JSON.
+
+    edgekd-rt calibrate --out my-board.json [--backend tflite|onnx] [--threads T] [--precision int8 ...]
+                        [--full] [--name NAME] [--json]
+
+Then on the workstation: ``edgekd budget --profile my-board.json --latency-ms 5 ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .cli_support import handle_errors, print_json
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("calibrate", help="Run the micro-model suite on this board with the backend and threads you "
+                                   "will deploy with, fit the latency model (non-negative least squares) and "
+                                   "write a device profile JSON for `edgekd budget --profile`.")
+    @handle_errors
+    def calibrate_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="Profile JSON to write (atomically)."),
+        backend: str = typer.Option("tflite", "--backend", "-b", help="tflite or onnx (onnxruntime)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                              help="Interpreter threads (default: cores, at most 4)."),
+        precision: Optional[List[str]] = typer.Option(None, "--precision", "-p",
+                                                      help="Precision(s) to calibrate; repeat. Default: fp32 and "
+                                                           "int8."),
+        full: bool = typer.Option(False, "--full", help="The whole suite, longer timing windows, two rounds "
+                                                        "(minutes on a Pi) instead of the quick one (seconds)."),
+        name: Optional[str] = typer.Option(None, "--name", help="Profile name (default: --out's file stem)."),
+        json_out: bool = typer.Option(False, "--json", help="Print the profile as JSON on stdout."),
+    ) -> None:
+        from .calibrate import CalibrationConfig, calibrate
+        from .errors import ProfileError
+
+        if out.exists() and out.is_dir():
+            raise ProfileError(f"--out {out} is a directory; give a file name such as {out / 'board.json'}")
+        precs = tuple(precision) if precision else ("fp32", "int8")
+        kw = dict(backend=backend, threads=threads, precisions=precs)
+        config = CalibrationConfig.full(**kw) if full else CalibrationConfig(**kw)
+        from .calibrate import load_suite
+
+        n_total = len(load_suite(config.quick)) * len(precs) * config.rounds
+        if json_out:
+            profile = calibrate(config, name=name or out.stem, out_dir_for_flash=out.parent.resolve())
+        else:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            with Progress(console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task(f"calibrating ({backend})", total=n_total)
+                profile = calibrate(config, name=name or out.stem, out_dir_for_flash=out.parent.resolve(),
+                                    progress=lambda p, m, ms: bar.update(task, advance=1,
+                                                                         description=f"{p} {m}"))
+        profile.save(out)
+        if json_out:
+            print_json(profile.to_dict())
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        con = Console(highlight=False)
+        if not con.is_terminal:
+            con = Console(highlight=False, width=160)
+        cal = profile.calibration or {}
+        t = Table(title=f"{profile.name}: {cal.get('cpu')} | {cal.get('backend_version')} | "
+                        f"{profile.threads} threads | {cal.get('duration_s')} s")
+        for col in ("precision", "samples", "median err %", "max err %", "invoke ms", "layer us",
+                    "conv ns/MAC", "dw ns/MAC", "dense ns/MAC", "elem ns/el"):
+            t.add_column(col, justify="right")
+        for p, c in profile.latency.items():
+            f = cal.get("fit", {}).get(p, {})
+            t.add_row(p, str(f.get("samples")), f"{f.get('median_ape_pct', 0):.1f}", f"{f.get('max_ape_pct', 0):.1f}",
+                      f"{c.per_invoke_ms:.4f}", f"{c.per_layer_us:.3f}", f"{c.conv_ns_per_mac:.4f}",
+                      f"{c.dwconv_ns_per_mac:.4f}", f"{c.dense_ns_per_mac:.4f}", f"{c.elementwise_ns_per_elem:.4f}")
+        con.print(t)
+        con.print(f"wrote {out}  (use it on the workstation: edgekd budget --profile {out.name} ...)")
