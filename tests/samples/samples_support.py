@@ -115,6 +115,19 @@ def png_bytes(canvas_u8: np.ndarray, scale: int = 10) -> bytes:
     return buf.getvalue()
 
 
+WORKSTATION_ONLY = ("torch", "tensorflow", "onnx", "onnx2tf", "mlxtend", "edgekd", "edgekd_converters")
+
+
+def board_env(blocker_dir: Path) -> dict[str, str]:
+    """Environment for a subprocess in which the workstation-only packages cannot be imported, as on a board."""
+    for name in WORKSTATION_ONLY:
+        pkg = blocker_dir / name
+        pkg.mkdir(parents=True, exist_ok=True)
+        (pkg / "__init__.py").write_text(f"raise ImportError('{name} is not installed on the board')\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(blocker_dir),
+                                                                      os.environ.get("PYTHONPATH")]))}
+
+
 @dataclass
 class RunningServer:
     proc: subprocess.Popen
@@ -125,11 +138,12 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_webpad(bundle: Path, log_path: Path, *extra: str, timeout_s: float = 60.0) -> RunningServer:
+def start_webpad(bundle: Path, log_path: Path, *extra: str, timeout_s: float = 60.0,
+                 env: dict[str, str] | None = None) -> RunningServer:
     """Start `webpad.py BUNDLE --port 0` as a subprocess and wait for its "serving http://..." line."""
     out = open(log_path, "w")  # a file, not a pipe: an unread pipe would block a chatty server
     proc = subprocess.Popen([sys.executable, str(WEBPAD), str(bundle), "--port", "0", *extra],
-                            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stdout=out, stderr=subprocess.STDOUT, env={**(env or os.environ), "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         m = re.search(r"serving (http://\S+/)", log_path.read_text(errors="replace"))

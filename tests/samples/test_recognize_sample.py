@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from samples_support import RECOGNIZE, save_digit
+from samples_support import RECOGNIZE, WORKSTATION_ONLY, board_env, save_digit
 
 from latency_stats import LatencySummary, percentile
 
 
 def _run(*args: str, timeout_s: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(RECOGNIZE), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout_s, env={**os.environ, **(env or {})})
+                          timeout=timeout_s, env=env or os.environ)
 
 
 def _jsonl(stdout: str) -> tuple[list[dict], dict]:
@@ -54,6 +54,17 @@ def test_clear_digits_in_a_folder_get_correct_labels(digit_model, clear_folder):
     lat = summary["latency_ms"]
     assert lat["count"] == 20 and 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
     assert lat["p99_ms"] == pytest.approx(percentile([r["latency_ms"] for r in results], 99))
+
+
+def test_runs_where_torch_tensorflow_and_onnx_cannot_be_imported(digit_model, clear_folder, tmp_path):
+    env = board_env(tmp_path / "blocked")
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert probe.returncode == 1 and "not installed on the board" in probe.stderr  # the blockers work
+    folder, expected = clear_folder
+    done = _run(digit_model.bundle, folder, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    results, _ = _jsonl(done.stdout)
+    assert {r["source"]: int(r["label"]) for r in results} == expected
 
 
 def test_unpicked_heldout_digits_reach_the_models_accuracy(digit_model, tmp_path):
@@ -202,7 +213,7 @@ def test_camera_frames_via_opencv_are_recognised(digit_model, tmp_path):
     picked = digit_model.clear_digits(1)
     np.save(tmp_path / "frames.npy", np.stack([picked[i][0] for i in (2, 5, 9)]))
     (tmp_path / "cv2.py").write_text(FAKE_CV2)
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "FRAMES_NPY": str(tmp_path / "frames.npy")}
     done = _run(digit_model.bundle, "--camera", "0", "--interval-s", "0.01", "--limit", "6", "--json", env=env)
     assert done.returncode == 0, done.stderr
@@ -217,7 +228,7 @@ def test_camera_frames_via_opencv_are_recognised(digit_model, tmp_path):
 
 def test_camera_without_opencv_or_picamera2_says_what_to_install(digit_model, tmp_path):
     (tmp_path / "cv2.py").write_text("raise ImportError('no OpenCV here')\n")
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = _run(digit_model.bundle, "--camera", "auto", env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "pip install opencv-python-headless" in done.stderr
