@@ -1,12 +1,59 @@
-"""`edgekd convert` (not implemented yet)."""
+"""`edgekd convert BUNDLE/`: add TFLite fp32/fp16/int8 and ONNX int8 artifacts, each checked, to a bundle."""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+
+from edgekd_runtime.cli_support import handle_errors, print_json
+
+
+class Target(str, Enum):
+    tflite = "tflite"
+    onnx_int8 = "onnx-int8"
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("convert", help="(not implemented yet)")
-    def convert_placeholder() -> None:
-        typer.echo("edgekd convert is not implemented yet", err=True)
-        raise typer.Exit(1)
+    @app.command("convert", help="Convert an exported bundle to TFLite (float32, float16, full-int8) and ONNX int8; "
+                                 "each artifact's parity and test accuracy (through edgekd_runtime) go to the "
+                                 "manifest. Exit 1 if an artifact misses its tolerance (nothing is written).")
+    @handle_errors
+    def convert(
+        bundle: Path = typer.Argument(..., help="Bundle directory made by `edgekd export`."),
+        to: Optional[List[Target]] = typer.Option(None, "--to", help="Targets (default: tflite and onnx-int8)."),
+        calib_samples: int = typer.Option(500, "--calib-samples", min=200,
+                                          help="Training samples used to calibrate int8 (>= 200)."),
+        max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1,
+                                                  help="Check on at most this many test samples."),
+        force: bool = typer.Option(False, "--force", help="Replace artifacts of an earlier conversion."),
+        json_out: bool = typer.Option(False, "--json", help="Print the updated manifest as JSON."),
+    ) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from edgekd.export import convert_exported_bundle
+
+        targets = [t.value for t in dict.fromkeys(to)] if to else ["tflite", "onnx-int8"]
+        with Console(stderr=True).status(f"converting {bundle} to {', '.join(targets)} ...", spinner="dots"):
+            manifest, report = convert_exported_bundle(bundle, targets=targets, force=force,
+                                                       calib_samples=calib_samples, max_samples=max_samples)
+        if json_out:
+            print_json(manifest.to_dict())
+            return
+        conv = manifest.extra.get("conversion", {})
+        table = Table(title=f"{bundle} ({manifest.name})")
+        for col in ("artifact", "precision", "size", "max |diff|", "top-1 agree", "test acc", "parity"):
+            table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
+        for a in manifest.artifacts:
+            p = a.parity or {}
+            table.add_row(a.path, a.precision, f"{a.size_bytes / 1024:.1f} KiB", f"{p.get('max_abs_diff', 0):.2e}",
+                          f"{p.get('top1_agreement', 0):.2%}", "-" if a.accuracy is None else f"{a.accuracy:.2%}",
+                          "[green]ok[/green]" if p.get("passed") else "[red]FAIL[/red]")
+        console = Console()
+        console.print(table)
+        console.print(f"parity against {conv.get('reference')} on {conv.get('num_eval_samples')} test samples; "
+                      f"int8 calibrated on {conv.get('num_calibration_samples')} training samples; "
+                      f"{conv.get('wall_s', 0):.1f} s")

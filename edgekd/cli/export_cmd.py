@@ -1,12 +1,42 @@
-"""`edgekd export` (not implemented yet)."""
+"""`edgekd export CKPT --out BUNDLE/`: student checkpoint -> bundle with `student.onnx` + `manifest.json`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from edgekd_runtime.cli_support import handle_errors, print_json
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("export", help="(not implemented yet)")
-    def export_placeholder() -> None:
-        typer.echo("edgekd export is not implemented yet", err=True)
-        raise typer.Exit(1)
+    @app.command("export", help="Export a student checkpoint to ONNX (opset >= 17, dynamic batch) in a new bundle "
+                                "directory, checked against torch on the real test split, with manifest.json.")
+    @handle_errors
+    def export(
+        checkpoint: Path = typer.Argument(..., help="The student checkpoint (student.pt from `edgekd distill`)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create."),
+        opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
+        max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1,
+                                                  help="Check parity on at most this many test samples."),
+        force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+        json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    ) -> None:
+        from rich.console import Console
+
+        from edgekd.export import export_bundle
+
+        with Console(stderr=True).status(f"exporting {checkpoint} ...", spinner="dots"):
+            manifest = export_bundle(checkpoint, out, force=force, opset=opset, max_samples=max_samples)
+        if json_out:
+            print_json(manifest.to_dict())
+            return
+        art = manifest.artifacts[0]
+        p = art.parity
+        Console().print(
+            f"[bold]{out / art.path}[/bold] ({manifest.name}, {art.size_bytes / 1024:.1f} KiB, opset {opset})\n"
+            f"  parity vs torch on {p['num_samples']} test samples: max |logit diff| {p['max_abs_diff']:.2e} "
+            f"(tolerance {p['allowed_abs_diff']:.0e}), top-1 agreement {p['top1_agreement']:.2%}\n"
+            f"  test accuracy {art.accuracy:.2%} (torch {manifest.extra['torch_accuracy']:.2%})\n"
+            f"  next: edgekd convert {out}")

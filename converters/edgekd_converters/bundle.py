@@ -1,0 +1,128 @@
+"""Fill an edgekd bundle (made by `edgekd export`) with TFLite and ONNX int8 artifacts, each with parity and
+accuracy recorded in `manifest.json`.
+
+All or nothing: artifacts are built and checked in a hidden staging directory inside the bundle, accuracy is
+measured by loading the staged bundle through `edgekd_runtime` (what the board runs), and only then are the
+files moved in and the manifest rewritten atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgekd_runtime.manifest import Artifact, Manifest, verify_artifact
+
+from .calibration import MIN_CALIBRATION_SAMPLES
+from .convert import FILE_NAMES, ConversionReport, convert_into, prepare
+from .errors import CalibrationDataError, InputShapeError, OutputExistsError
+from .parity import Tolerance
+
+DEFAULT_TARGETS = ("tflite", "onnx-int8")
+
+
+def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, eval_canvases: np.ndarray,
+                   eval_labels: np.ndarray, *, reference_outputs: np.ndarray | None = None,
+                   reference_name: str = "onnx", targets: Sequence[str] = DEFAULT_TARGETS, force: bool = False,
+                   tolerances: Mapping[str, Tolerance] | None = None,
+                   min_calib_samples: int = MIN_CALIBRATION_SAMPLES) -> tuple[Manifest, ConversionReport]:
+    """Convert the bundle's fp32 ONNX model and record every artifact in its manifest.
+
+    Args:
+        bundle_dir: a directory with `manifest.json` and the fp32 `.onnx` it lists.
+        calib_canvases: (N, S, S) float32 [0, 1] training canvases at the model's resolution (N >= 200).
+        eval_canvases, eval_labels: the test split (canvases and int labels) for parity and accuracy.
+        reference_outputs: (N, C) reference logits on `eval_canvases` (e.g. torch's); default the ONNX model's.
+        reference_name: what `reference_outputs` came from ("torch", "onnx").
+        force: replace artifacts a previous conversion left in the bundle.
+
+    Returns:
+        The updated manifest (already saved) and the conversion report.
+    """
+    bundle = Path(bundle_dir)
+    manifest = Manifest.load(bundle)
+    src = manifest.artifact("onnx", "fp32")
+    src_path = verify_artifact(bundle, src)
+    stem = Path(src.path).stem
+    wanted = _planned_names(targets, stem)
+    present = [a.path for a in manifest.artifacts if a.path in wanted] + \
+        [n for n in wanted if (bundle / n).exists() and n not in {a.path for a in manifest.artifacts}]
+    if present and not force:
+        raise OutputExistsError(f"{bundle}: already has {', '.join(sorted(set(present)))}; pass --force to "
+                                f"convert again and replace them")
+    info = prepare(src_path, targets)
+    if info.height != manifest.input.size:
+        raise InputShapeError(f"{src_path}: input {list(info.input_shape)} does not match the manifest's "
+                              f"{list(manifest.input.shape)}; re-run `edgekd export`")
+    eval_labels = np.asarray(eval_labels)
+    if eval_labels.ndim != 1 or len(eval_labels) != len(eval_canvases):
+        raise CalibrationDataError(f"evaluation labels: shape {list(eval_labels.shape)} for {len(eval_canvases)} "
+                                   f"samples; pass one integer label per test canvas")
+    norm = manifest.normalization
+    start = time.perf_counter()
+    stage = Path(tempfile.mkdtemp(prefix=".convert-", dir=bundle))
+    try:
+        shutil.copyfile(src_path, stage / src.path)
+        report = convert_into(info, stage, targets, calib_canvases, eval_canvases, eval_labels,
+                              mean=norm.mean, std=norm.std, stem=stem, reference_outputs=reference_outputs,
+                              reference_name=reference_name, tolerances=tolerances,
+                              min_calib_samples=min_calib_samples)
+        staged = Manifest.from_dict(manifest.to_dict(), source=str(bundle / "manifest.json"))
+        staged.artifacts = [a for a in staged.artifacts if a.path not in wanted]
+        for conv in report.artifacts:
+            staged.set_artifact(Artifact.from_file(
+                stage, conv.path.name, conv.precision, parity=conv.parity.to_dict(), accuracy=conv.accuracy,
+                extra={"accuracy_source": "converters", "convert_s": round(conv.convert_s, 3)}))
+        staged.save(stage)
+        _runtime_accuracy(stage, staged, eval_canvases, eval_labels)
+        staged.versions = {**staged.versions, **_versions()}
+        staged.extra = {**staged.extra, "conversion": {
+            "reference": reference_name, "reference_accuracy": report.reference_accuracy,
+            "wall_s": round(time.perf_counter() - start, 3), **report.extra}}
+        for conv in report.artifacts:
+            os.replace(stage / conv.path.name, bundle / conv.path.name)
+        staged.save(bundle)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return staged, report
+
+
+def _planned_names(targets: Sequence[str], stem: str) -> set[str]:
+    keys = [("tflite", p) for p in ("fp32", "fp16", "int8")] if "tflite" in targets else []
+    keys += [("onnx", "int8")] if "onnx-int8" in targets else []
+    return {FILE_NAMES[k].format(stem=stem) for k in keys}
+
+
+def _runtime_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, labels: np.ndarray) -> None:
+    """Replace each converted artifact's accuracy by the one `edgekd_runtime` measures on the staged bundle."""
+    import edgekd_runtime
+
+    load = getattr(edgekd_runtime, "load", None)
+    if load is None:  # the runtime package predates Recognizer: keep the converters' own measurement
+        return
+    x = np.asarray(canvases, dtype=np.float32)
+    if x.ndim == 4:
+        x = x[..., 0] if x.shape[-1] == 1 else x[:, 0]
+    for art in manifest.artifacts:
+        if art.extra.get("accuracy_source") != "converters":
+            continue
+        rec = load(str(stage), backend=art.format, precision=art.precision)
+        art.accuracy = float(rec.evaluate(x, np.asarray(labels)))
+        art.extra["accuracy_source"] = "edgekd_runtime"
+
+
+def _versions() -> dict[str, str]:
+    out: dict[str, Any] = {}
+    for dist in ("edgekd-converters", "onnx", "onnxruntime", "onnx2tf", "tensorflow-cpu", "ai-edge-litert"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

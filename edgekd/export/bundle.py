@@ -1,0 +1,97 @@
+"""`edgekd export`: a student checkpoint -> bundle directory with `student.onnx` and `manifest.json`.
+
+The ONNX model is checked against torch on the real test split (max abs logit difference and top-1 agreement,
+fp32 tolerance) and its accuracy is measured through `edgekd_runtime`, the way the board runs it. The bundle is
+built in a hidden staging directory and renamed into place only when every check passed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd_runtime.atomic import sha256_file
+from edgekd_runtime.manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
+
+from .onnx_export import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, torch_logits
+from .samples import bundle_samples, normalise
+
+ONNX_NAME = "student.onnx"
+
+
+def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False,
+                  opset: int = MIN_OPSET, max_samples: int | None = None) -> Manifest:
+    """Export a student checkpoint to a new bundle directory.
+
+    Args:
+        checkpoint: `student.pt` (the DESIGN checkpoint contract).
+        out_dir: the bundle directory to create (refused if it exists, unless `force`).
+        opset: ONNX opset (>= 17).
+        max_samples: check parity on at most this many test samples (None: the whole test split).
+
+    Raises:
+        OutputExistsError: `out_dir` exists and not `force`.
+        ParityError: ONNX differs from torch beyond the fp32 tolerance (nothing is written).
+    """
+    from edgekd.train.checkpoint import load_student_checkpoint
+    from edgekd_converters import TOLERANCES
+    from edgekd_converters.parity import check
+    from edgekd_converters.runners import run_onnx
+    from edgekd_converters.staging import check_output_dir, staged_directory
+
+    check_output_dir(out_dir, force)
+    model, ck = load_student_checkpoint(checkpoint)
+    size = int(ck.get("input_size") or getattr(model, "input_size", 28))
+    norm = Normalization(**(ck.get("normalization") or {}))
+    samples = bundle_samples(ck.get("data"), size)
+    test_x, test_y = samples.test_x[:max_samples], samples.test_y[:max_samples]
+    x = normalise(test_x, norm.mean, norm.std)
+    with staged_directory(out_dir, force) as stage:
+        onnx_path = export_onnx(model, size, stage / ONNX_NAME, opset)
+        ref = torch_logits(model, x)
+        out = run_onnx(onnx_path, x)
+        parity = check(ONNX_NAME, ref, out, TOLERANCES["fp32"], reference_name="torch")
+        manifest = Manifest(
+            name=str(ck["arch"]), labels=[str(s) for s in ck["labels"]],
+            input=InputSpec(INPUT_NAME, (1, 1, size, size), "NCHW", "float32"),
+            output={"name": OUTPUT_NAME, "kind": "logits"}, normalization=norm, preprocessing=PreprocessSpec(),
+            artifacts=[Artifact.from_file(stage, ONNX_NAME, "fp32", parity=parity.to_dict(),
+                                          accuracy=float(np.mean(out.argmax(1) == test_y)),
+                                          extra={"accuracy_source": "onnxruntime", "opset": opset})],
+            budget=ck.get("budget"), profile=ck.get("profile"), versions=_versions(),
+            created=datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            extra={"data": ck.get("data"), "eval_split": samples.split, "num_eval_samples": int(len(test_y)),
+                   "torch_accuracy": float(np.mean(ref.argmax(1) == test_y)),
+                   "checkpoint": {"path": str(Path(checkpoint).resolve()), "sha256": sha256_file(checkpoint)},
+                   "metrics": ck.get("metrics") or {}})
+        manifest.save(stage)
+        _runtime_accuracy(stage, manifest, test_x, test_y)
+        manifest.save(stage)
+    return manifest
+
+
+def _runtime_accuracy(bundle: Path, manifest: Manifest, canvases: np.ndarray, labels: np.ndarray) -> None:
+    import edgekd_runtime
+
+    load = getattr(edgekd_runtime, "load", None)
+    if load is None:  # runtime without a Recognizer yet: keep onnxruntime's own measurement
+        return
+    art = manifest.artifacts[0]
+    art.accuracy = float(load(str(bundle), backend="onnx", precision="fp32").evaluate(canvases, labels))
+    art.extra["accuracy_source"] = "edgekd_runtime"
+
+
+def _versions() -> dict[str, Any]:
+    out = {"python": platform.python_version()}
+    for dist in ("edgekd", "edgekd-runtime", "torch", "onnx", "onnxruntime"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,47 @@
+"""`edgekd convert`: fill an exported bundle with TFLite (fp32/fp16/int8) and ONNX int8 artifacts.
+
+The data are rebuilt from the DataSpec the manifest records (`extra.data`): training canvases calibrate int8,
+the test split checks parity and accuracy. When the checkpoint the bundle was exported from is still where the
+manifest says (same sha256), parity is measured against torch's logits; otherwise against the ONNX model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekd_runtime.atomic import sha256_file
+from edgekd_runtime.manifest import Manifest
+
+from .onnx_export import torch_logits
+from .samples import bundle_samples, normalise
+
+
+def convert_exported_bundle(bundle_dir: str | os.PathLike, *, targets: Sequence[str] = ("tflite", "onnx-int8"),
+                            force: bool = False, calib_samples: int = 500,
+                            max_samples: int | None = None) -> tuple[Manifest, Any]:
+    """Convert the bundle in place; returns (saved manifest, `edgekd_converters.ConversionReport`)."""
+    from edgekd_converters import convert_bundle
+
+    manifest = Manifest.load(bundle_dir)
+    size = manifest.input.size
+    samples = bundle_samples(manifest.extra.get("data"), size, calib_samples)
+    test_x, test_y = samples.test_x[:max_samples], samples.test_y[:max_samples]
+    ref, ref_name = _torch_reference(manifest, test_x)
+    return convert_bundle(bundle_dir, samples.calib, test_x, test_y, reference_outputs=ref,
+                          reference_name=ref_name, targets=targets, force=force)
+
+
+def _torch_reference(manifest: Manifest, canvases: np.ndarray) -> tuple[np.ndarray | None, str]:
+    ck = manifest.extra.get("checkpoint") or {}
+    path = Path(ck.get("path", ""))
+    if not ck.get("path") or not path.is_file() or sha256_file(path) != ck.get("sha256"):
+        return None, "onnx"
+    from edgekd.train.checkpoint import load_student_checkpoint
+
+    model, _ = load_student_checkpoint(path)
+    norm = manifest.normalization
+    return torch_logits(model, normalise(canvases, norm.mean, norm.std)), "torch"

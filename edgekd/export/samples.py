@@ -1,0 +1,52 @@
+"""The real samples a bundle is checked on, rebuilt from the checkpoint's DataSpec: training canvases for
+int8 calibration and the test split for parity and accuracy, at the student's input resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekd_runtime.errors import ManifestError, UserInputError
+
+
+@dataclass(frozen=True)
+class BundleSamples:
+    """Canvases (N, R, R) float32 in [0, 1] and int64 labels."""
+
+    calib: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    split: str  # which split test_x came from ("test", or "val" when the spec has no test split)
+
+
+def bundle_samples(data: dict[str, Any] | None, input_size: int, calib_samples: int = 500,
+                   seed: int = 0) -> BundleSamples:
+    """Load the data described by `data` (a DataSpec dict) and return calibration and test canvases."""
+    from edgekd.data import DataSpec, load_data
+
+    from edgekd_runtime.preprocess import resize_canvas
+
+    if not data:
+        raise ManifestError("the bundle/checkpoint records no data spec (extra.data); re-export it from a "
+                            "checkpoint made by `edgekd distill`")
+    splits = load_data(DataSpec.from_dict(dict(data)))
+    test, name = (splits.test, "test") if len(splits.test) else (splits.val, "val")
+    if len(test) == 0:
+        raise UserInputError(f"data {data}: no test or validation samples to check the export on; set a "
+                             f"test_fraction > 0")
+
+    def canvases(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        return x if input_size == x.shape[-1] else resize_canvas(x, input_size).astype(np.float32)
+
+    train_x = splits.train.x
+    if len(train_x) > calib_samples:
+        train_x = train_x[np.sort(np.random.default_rng(seed).choice(len(train_x), calib_samples, replace=False))]
+    return BundleSamples(canvases(train_x), canvases(test.x), test.y.astype(np.int64), name)
+
+
+def normalise(canvases: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """(N, R, R) canvases -> (N, 1, R, R) model input."""
+    return ((canvases.astype(np.float32) - np.float32(mean)) / np.float32(std))[:, None]
