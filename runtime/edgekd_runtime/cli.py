@@ -90,8 +90,10 @@ def _print_predictions(rec: Any, results: List[dict], top_k: int) -> None:
 
     t = Table(title=f"{rec.model_path.name} ({rec.backend_name} {rec.backend_version}, {rec.precision})")
     for col in ("image", "label", "probability", f"top-{top_k}", "latency"):
-        t.add_column(col, justify="right" if col in ("probability", "latency") else "left")
+        t.add_column(col, justify="right" if col in ("probability", "latency") else "left",
+                     overflow="fold" if col == "image" else "ellipsis")
     for r in results:
+        r = {**r, "image": Path(r["image"]).name}  # full paths are in --json
         if "error" in r:
             t.add_row(r["image"], "[red]error[/]", "-", r["error_type"], "-")
             continue

@@ -1,0 +1,133 @@
+"""edgekd-rt predict / bench / info through the Typer app and as a real console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import digit_canvas, handwriting_photo
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgekd_runtime.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def images(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(2):
+        Image.fromarray(handwriting_photo(digit_canvas(), seed=i)).save(d / f"digit{i}.png")
+    (d / "readme.txt").write_text("not an image; ignored when expanding the directory")
+    return d
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("cmd", [[], ["predict"], ["bench"], ["info"]])
+def test_help(cmd):
+    r = invoke(*cmd, "--help")
+    assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_predict_directory_and_file(images, bundle):
+    r = invoke("predict", images, images / "digit0.png", "--model", bundle, "--top-k", 2)
+    assert r.exit_code == 0, r.output
+    assert r.output.count("digit0.png") == 2 and "digit1.png" in r.output and "readme" not in r.output
+
+
+def test_predict_json(images, bundle):
+    r = invoke("predict", images, "-m", bundle, "--json", "--backend", "tflite")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["backend"] == "ai_edge_litert" and len(doc["results"]) == 2
+    res = doc["results"][0]
+    assert res["label"].startswith("c") and len(res["top_k"]) == 3 and res["latency_ms"] > 0
+
+
+def test_predict_blank_page_exits_2_without_traceback(tmp_path, bundle, images):
+    Image.new("L", (200, 200), 245).save(tmp_path / "blank.png")
+    r = invoke("predict", images / "digit0.png", tmp_path / "blank.png", "-m", bundle, "--json")
+    assert r.exit_code == 2
+    doc = json.loads(r.stdout)  # the good image is still reported
+    assert "label" in doc["results"][0] and doc["results"][1]["error_type"] == "BlankImageError"
+    assert "blank.png: no ink found" in r.stderr and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("case", ["missing_model", "bad_model", "checksum", "missing_image", "empty_dir"])
+def test_bad_input_exits_2(case, tmp_path, bundle, images):
+    model, imgs = bundle, [images]
+    if case == "missing_model":
+        model = tmp_path / "nope.onnx"
+    elif case == "bad_model":
+        model = tmp_path / "bad.tflite"
+        model.write_bytes(b"garbage!" * 8)
+    elif case == "checksum":
+        (bundle / "student.onnx").write_bytes((bundle / "student.onnx").read_bytes() + b"\0")
+    elif case == "missing_image":
+        imgs = [tmp_path / "nope.png"]
+    else:
+        (tmp_path / "empty").mkdir()
+        imgs = [tmp_path / "empty"]
+    r = invoke("predict", *imgs, "-m", model)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("error: ") and "Traceback" not in r.output
+
+
+def test_bench_json_has_samples(bundle):
+    r = invoke("bench", bundle, "--runs", 30, "--warmup", 2, "--threads", 1, "--backend", "tflite", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert len(doc["samples_ms"]) == 30 and doc["threads"] == 1 and doc["backend"] == "ai_edge_litert"
+    assert doc["format"] == "tflite" and doc["warmup_runs"] == 2
+
+
+def test_bench_human_table(tiny_tflite):
+    r = invoke("bench", tiny_tflite, "-n", 20)
+    assert r.exit_code == 0, r.output
+    for field in ("first inference", "p50", "p99", "inferences/s", "XNNPACK", "RSS"):
+        assert field in r.stdout
+
+
+def test_bench_bad_backend(bundle):
+    r = invoke("bench", bundle, "--backend", "tpu")
+    assert r.exit_code == 2 and "known backends: auto, onnx, tflite" in r.stderr
+
+
+def test_info(bundle):
+    r = invoke("info", bundle, "--precision", "int8")
+    assert r.exit_code == 0, r.output
+    assert "student_int8.tflite" in r.stdout and "int8" in r.stdout and "scale" in r.stdout
+    doc = json.loads(invoke("info", bundle, "--json").stdout)
+    assert doc["format"] == "onnx" and doc["labels"][0] == "c0" and len(doc["manifest"]["artifacts"]) == 3
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    bad = tmp_path / "student.onnx"
+    bad.write_bytes(b"\x08\x01" * 5)
+    p = subprocess.run([sys.executable, "-m", "edgekd_runtime.cli", "info", str(bad)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "student.onnx" in p.stderr
+
+
+def test_predict_prints_the_reading(tmp_path, lin_onnx, lin_weights):
+    from conftest import reference_logits
+
+    from edgekd_runtime.preprocess import preprocess
+
+    photo = handwriting_photo(digit_canvas())
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    z = reference_logits(preprocess(tmp_path / "p.png")[None], *lin_weights)[0]
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    doc = json.loads(invoke("predict", tmp_path / "p.png", "-m", lin_onnx, "--json", "-k", 4).stdout)
+    res = doc["results"][0]
+    assert res["index"] == int(p.argmax()) and res["image"] == str(tmp_path / "p.png")
+    assert [c["label"] for c in res["top_k"]] == [str(i) for i in np.argsort(-p)[:4]]
+    np.testing.assert_allclose([c["probability"] for c in res["top_k"]], np.sort(p)[::-1][:4], rtol=1e-4)

@@ -1,0 +1,239 @@
+"""load() / forward / predict on real onnxruntime and LiteRT sessions, checked against numpy references."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import digit_canvas, handwriting_photo, make_linear_onnx, reference_logits, tiny_reference
+
+import edgekd_runtime as rt
+from edgekd_runtime.errors import (
+    ChecksumMismatchError,
+    ImageError,
+    InputShapeError,
+    ManifestError,
+    ModelLoadError,
+    UnknownNameError,
+    UserInputError,
+)
+
+
+def canvases(n: int, seed: int = 0, size: int = 28) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return ((rng.random((n, size, size)) < 0.25) * rng.random((n, size, size))).astype(np.float32)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_onnx_forward_matches_numpy(lin_onnx, lin_weights):
+    rec = rt.load(lin_onnx, threads=1)
+    c = canvases(5)
+    out = rec.forward(c)
+    assert out.shape == (5, 10) and out.dtype == np.float32
+    np.testing.assert_allclose(out, reference_logits(c, *lin_weights), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(rec.predict_proba(c), softmax(reference_logits(c, *lin_weights)), atol=1e-5)
+    assert rec.backend_name == "onnxruntime" and rec.backend_version and rec.threads == 1
+    assert rec.input_spec.layout == "NCHW" and rec.size == 28 and rec.precision == "fp32"
+    assert rec.labels == [str(i) for i in range(10)] and rec.model_path == lin_onnx
+
+
+def test_tflite_forward_matches_numpy(tiny_tflite, tiny_weights):
+    rec = rt.load(tiny_tflite)
+    c = canvases(3, seed=1)
+    out = rec.forward(c)  # fixed batch 1 in the model: run in three calls
+    np.testing.assert_allclose(out, tiny_reference(c, *tiny_weights), rtol=1e-4, atol=1e-4)
+    assert rec.backend_name == "ai_edge_litert" and rec.input_spec.layout == "NHWC"
+    assert rec.backend.delegate == "XNNPACK"
+
+
+def test_int8_tflite_quantizes_input_and_dequantizes_output(tiny_int8_tflite, tiny_weights):
+    rec = rt.load(tiny_int8_tflite)
+    assert rec.precision == "int8" and rec.input_spec.dtype == "int8"
+    c = canvases(8, seed=2)
+    x = rec.to_input(c)
+    assert x.dtype == np.int8 and x.shape == (8, 28, 28, 1)
+    ref = tiny_reference(c, *tiny_weights)
+    out = rec.forward(c)
+    assert out.dtype == np.float32
+    scale = rec.backend.outputs[0].scale
+    assert np.abs(out - ref).max() < 0.1 + 4 * scale  # int8 I/O error stays within a few output steps
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.75
+
+
+def test_nhwc_fixed_batch_onnx_and_probability_outputs(tmp_path, lin_weights):
+    w, b = lin_weights
+    path = make_linear_onnx(tmp_path / "nhwc_probs.onnx", w, b, batch=1, layout="NHWC", softmax=True)
+    rec = rt.load(path)
+    assert rec.input_spec.layout == "NHWC" and rec.backend.fixed_batch == 1
+    c = canvases(4, seed=3)
+    # Flatten of NHWC (N,28,28,1) has the same element order as NCHW (N,1,28,28): same reference
+    probs = rec.predict_proba(c)
+    np.testing.assert_allclose(probs, softmax(reference_logits(c, w, b)), atol=1e-5)  # not softmaxed twice
+    preds = rec.predict_batch(c, preprocessed=True, top_k=2)
+    assert [p.index for p in preds] == list(probs.argmax(1))
+
+
+def test_predict_on_a_photo(lin_onnx, lin_weights):
+    rec = rt.load(lin_onnx)
+    photo = handwriting_photo(digit_canvas())
+    p = rec.predict(photo, top_k=3)
+    c = rec.canvas(photo)
+    expected = softmax(reference_logits(c[None], *lin_weights))[0]
+    assert p.index == int(expected.argmax()) and p.label == str(p.index)
+    assert p.probability == pytest.approx(float(expected.max()), rel=1e-4)
+    assert [lab for lab, _ in p.top_k] == [str(i) for i in np.argsort(-expected)[:3]]
+    assert p.top_k[0][1] >= p.top_k[1][1] >= p.top_k[2][1]
+    assert p.latency_ms > 0 and p.preprocess_ms > 0 and p.source.startswith("array")
+    d = p.to_dict()
+    assert d["top_k"][0] == {"label": p.label, "probability": p.probability}
+    json.dumps(d)
+
+
+def test_predict_batch_equals_predict(lin_onnx):
+    rec = rt.load(lin_onnx)
+    photos = [handwriting_photo(digit_canvas(), seed=s) for s in range(3)]
+    batch = rec.predict_batch(photos)
+    single = [rec.predict(p) for p in photos]
+    assert [b.index for b in batch] == [s.index for s in single]
+    np.testing.assert_allclose([b.probability for b in batch], [s.probability for s in single], rtol=1e-5)
+    assert rec.predict_batch([]) == []
+
+
+def test_evaluate_counts_correct_argmax(lin_onnx, lin_weights):
+    rec = rt.load(lin_onnx)
+    c = canvases(20, seed=4)
+    truth = reference_logits(c, *lin_weights).argmax(1)
+    assert rec.evaluate(c, truth) == 1.0
+    wrong = truth.copy()
+    wrong[:5] = (wrong[:5] + 1) % 10
+    assert rec.evaluate(c, wrong, batch_size=7) == pytest.approx(0.75)
+    with pytest.raises(InputShapeError, match="labels"):
+        rec.evaluate(c, truth[:3])
+
+
+def test_smaller_input_resolution_uses_resize_canvas(tmp_path):
+    rng = np.random.default_rng(5)
+    w, b = rng.normal(size=(196, 4)).astype(np.float32), np.zeros(4, np.float32)
+    rec = rt.load(make_linear_onnx(tmp_path / "r14.onnx", w, b, size=14))
+    assert rec.size == 14
+    photo = handwriting_photo(digit_canvas())
+    assert rec.canvas(photo).shape == (14, 14)
+    np.testing.assert_allclose(rec.canvas(photo), rt.resize_canvas(rt.preprocess.preprocess(photo), 14), atol=1e-6)
+    with pytest.raises(InputShapeError, match=r"\(N, 14, 14\)"):
+        rec.forward(canvases(2))  # 28x28 canvases for a 14x14 model
+
+
+def test_bad_canvases(lin_onnx):
+    rec = rt.load(lin_onnx)
+    with pytest.raises(InputShapeError, match="28"):
+        rec.forward(np.zeros((2, 3, 28, 28), np.float32))  # wrong batch/channel dimensions
+    with pytest.raises(InputShapeError, match="empty"):
+        rec.forward(np.zeros((0, 28, 28), np.float32))
+    nan = canvases(1)
+    nan[0, 1, 1] = np.nan
+    with pytest.raises(ImageError, match="NaN"):
+        rec.forward(nan)
+    with pytest.raises(ImageError, match="NaN"):
+        rec.predict(np.full((40, 40), np.nan))
+    assert rec.forward(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)  # (N,1,S,S) is fine
+
+
+# ---- bundles -------------------------------------------------------------------------------------------------
+
+def test_bundle_uses_first_artifact_and_manifest_labels(bundle, lin_weights):
+    rec = rt.load(bundle)
+    assert rec.model_path.name == "student.onnx" and rec.labels[3] == "c3"
+    assert rec.manifest is not None and rec.manifest.name == "tiny"
+    p = rec.predict(canvases(1)[0], preprocessed=True)
+    assert p.label == f"c{p.index}"
+    t = rt.load(bundle, backend="tflite")
+    assert t.model_path.name == "student_float32.tflite" and t.precision == "fp32"
+    q = rt.load(bundle, precision="int8")
+    assert q.model_path.name == "student_int8.tflite" and q.input_spec.dtype == "int8"
+    info = q.info()
+    assert info["manifest"]["name"] == "tiny" and info["inputs"][0]["dtype"] == "int8"
+    assert len(info["sha256"]) == 64 and info["size_bytes"] == (bundle / "student_int8.tflite").stat().st_size
+
+
+def test_bundle_without_requested_artifact(bundle):
+    with pytest.raises(ManifestError, match="student.onnx"):
+        rt.load(bundle, backend="onnx", precision="int8")
+
+
+def test_checksum_mismatch_is_refused(bundle):
+    data = bytearray((bundle / "student.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (bundle / "student.onnx").write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatchError, match="student.onnx.*copy it again"):
+        rt.load(bundle)
+
+
+def test_bundle_label_count_mismatch(bundle):
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["labels"] = ["a", "b"]
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="10 scores.*2 labels"):
+        rt.load(bundle)
+
+
+def test_bundle_missing_or_broken_manifest(tmp_path, bundle):
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    with pytest.raises(ManifestError, match="no manifest.json"):
+        rt.load(empty)
+    (bundle / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        rt.load(bundle)
+
+
+# ---- bad model files -----------------------------------------------------------------------------------------
+
+def test_missing_path():
+    with pytest.raises(ModelLoadError, match="no such file"):
+        rt.load("/nonexistent/student.onnx")
+
+
+def test_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelLoadError, match=r"not a model file.*\.onnx or \.tflite"):
+        rt.load(tmp_path / "notes.txt")
+    (tmp_path / "fake.onnx").write_text("definitely not protobuf" * 10)
+    with pytest.raises(ModelLoadError, match="fake.onnx.*not a valid ONNX"):
+        rt.load(tmp_path / "fake.onnx")
+    (tmp_path / "fake.tflite").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelLoadError, match="fake.tflite.*not a TFLite model"):
+        rt.load(tmp_path / "fake.tflite")
+    (tmp_path / "zero.onnx").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="empty"):
+        rt.load(tmp_path / "zero.onnx")
+
+
+@pytest.mark.parametrize("name", ["lin.onnx", "tiny.tflite"])
+def test_truncated_model(tmp_path, lin_onnx, tiny_tflite, name):
+    src = lin_onnx if name.endswith(".onnx") else tiny_tflite
+    data = src.read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match=rf"{name}.*(truncated|not a valid)"):
+        rt.load(tmp_path / name)
+
+
+def test_bad_arguments(lin_onnx, tiny_tflite):
+    with pytest.raises(UnknownNameError, match="onnx, tflite"):
+        rt.load(lin_onnx, backend="tensorrt")
+    with pytest.raises(ModelLoadError, match="backend 'tflite' cannot run a .onnx"):
+        rt.load(lin_onnx, backend="tflite")
+    with pytest.raises(UserInputError, match="precision"):
+        rt.load(lin_onnx, precision="int4")
+    with pytest.raises(UserInputError, match="threads"):
+        rt.load(tiny_tflite, threads=0)
+
+
+def test_copied_model_with_other_suffix_case(tmp_path, lin_onnx):
+    shutil.copy(lin_onnx, tmp_path / "MODEL.ONNX")
+    assert rt.load(tmp_path / "MODEL.ONNX").backend.format == "onnx"
