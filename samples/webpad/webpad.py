@@ -52,7 +52,7 @@ def serve(
     server = make_server(recognizer, host, port, limits)
     bound_host, bound_port = server.server_address[:2]
     url = f"http://{bound_host}:{bound_port}/"
-    info = server.RequestHandlerClass.app.info()
+    info = server.app.info()
     if json_out:
         print_json({"url": url, "host": bound_host, "port": bound_port, "model": info["model"],
                     "backend": info["backend"]})

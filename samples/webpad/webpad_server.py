@@ -15,7 +15,6 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -200,6 +199,8 @@ class BoundedThreadingHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # listen backlog; socketserver's 5 makes a burst of clients wait 1 s for a SYN retry
 
+    app: WebpadApp  # set by make_server
+
     def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
         self._connections = threading.BoundedSemaphore(max_connections)
         super().__init__(address, handler)
@@ -237,10 +238,12 @@ def make_server(recognizer: Any, host: str = "127.0.0.1", port: int = 8000,
     app = WebpadApp(recognizer, limits)
     handler = type("BoundWebpadHandler", (WebpadHandler,), {"app": app})
     try:
-        return BoundedThreadingHTTPServer((host, port), handler, limits.max_connections)
+        server = BoundedThreadingHTTPServer((host, port), handler, limits.max_connections)
     except OSError as e:
         raise UserInputError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port or "
                              f"stop what is using it") from None
+    server.app = app
+    return server
 
 
 def configure_access_log(enabled: bool) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from samples_support import RECOGNIZE, WORKSTATION_ONLY, board_env, save_digit
+from samples_support import RECOGNIZE, board_env, save_digit
 
 from latency_stats import LatencySummary, percentile
 

@@ -6,12 +6,14 @@ import http.client
 import io
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
-from samples_support import png_bytes
+from samples_support import WEBPAD, png_bytes
 
 from image_intake import IntakeLimits
 from webpad_server import ServerLimits, make_server
@@ -207,3 +209,27 @@ def test_connections_beyond_the_limit_get_503_then_service_resumes(digit_model):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def _webpad_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(WEBPAD), *map(str, args)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_cli_bad_model_and_busy_port_exit_2_without_traceback(digit_model, tmp_path):
+    done = _webpad_cli(tmp_path / "no-bundle")
+    assert done.returncode == 2 and "no-bundle" in done.stderr and "Traceback" not in done.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _webpad_cli(digit_model.bundle, "--port", port)
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_help_lists_the_limits():
+    done = _webpad_cli("--help")
+    assert done.returncode == 0
+    for flag in ("--host", "--port", "--max-body-bytes", "--max-side-px", "--max-connections"):
+        assert flag in done.stdout
