@@ -1,12 +1,80 @@
-"""`edgekd data` (not implemented yet)."""
+"""`edgekd data info SOURCE`: counts per class and split, and a sample grid PNG."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from edgekd_runtime.cli_support import handle_errors, print_json
+
+
+def guess_source(source: str, path: Optional[str]) -> tuple[str, Optional[str]]:
+    """SOURCE is a source name, or a path whose kind is guessed (.npz, IDX directory, class folders)."""
+    from edgekd.data import SOURCES
+
+    if source in SOURCES:
+        return source, path
+    p = Path(source).expanduser()
+    if p.suffix == ".npz":
+        return "npz", str(p)
+    if p.is_dir():
+        kids = list(p.iterdir())
+        if any("idx" in k.name for k in kids if k.is_file()):
+            return "idx", str(p)
+        return "folder", str(p)
+    if p.is_file() and "idx" in p.name:
+        return "idx", str(p)
+    from edgekd_runtime.errors import UserInputError
+
+    raise UserInputError(f"{source!r} is neither a data source ({', '.join(SOURCES.names())}) nor an existing "
+                         f".npz file, IDX file/directory or class-folder directory")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("data", help="(not implemented yet)")
-    def data_placeholder() -> None:
-        typer.echo("edgekd data is not implemented yet", err=True)
-        raise typer.Exit(1)
+    data_app = typer.Typer(help="Inspect data sources (embedded, idx, folder, npz).", no_args_is_help=True)
+    app.add_typer(data_app, name="data")
+
+    @data_app.command("info", help="Counts per class and split for a data source, and a sample grid PNG.")
+    @handle_errors
+    def info(
+        source: str = typer.Argument("embedded", help="Source name (embedded, idx, folder, npz) or a path."),
+        path: Optional[str] = typer.Option(None, "--path", help="File or directory for idx/folder/npz."),
+        seed: int = typer.Option(0, help="Split seed."),
+        val_fraction: float = typer.Option(0.1, help="Share of each class for validation."),
+        test_fraction: float = typer.Option(0.2, help="Share of each class for test."),
+        grid: Optional[Path] = typer.Option(Path("data_grid.png"), help="Where to write the sample grid PNG "
+                                            "(--no-grid: none)."),
+        no_grid: bool = typer.Option(False, "--no-grid", help="Do not write the grid."),
+        json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        from edgekd.data import DataSpec, load_data
+        from edgekd.data.grid import sample_grid
+
+        name, p = guess_source(source, path)
+        spec = DataSpec(name, p, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+        s = load_data(spec)
+        c = s.num_classes
+        per_split = {k: getattr(s, k).counts(c) for k in ("train", "val", "test")}
+        out = {"source": name, "path": p, "num_classes": c, "class_names": s.class_names,
+               "counts": per_split, "totals": {k: int(sum(v)) for k, v in per_split.items()},
+               "shape": list(s.train.x.shape[1:]), "spec": spec.to_dict()}
+        if grid is not None and not no_grid:
+            out["grid"] = str(sample_grid(s.train.x, s.train.y, c, grid))
+        if json_out:
+            print_json(out)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"{name}{' ' + p if p else ''}: {c} classes, 28x28 canvases")
+        for col in ("class", "train", "val", "test"):
+            t.add_column(col, justify="right")
+        for i, n in enumerate(s.class_names):
+            t.add_row(n, *(str(per_split[k][i]) for k in ("train", "val", "test")))
+        t.add_row("total", *(str(out["totals"][k]) for k in ("train", "val", "test")))
+        con = Console()
+        con.print(t)
+        if "grid" in out:
+            con.print(f"sample grid: {out['grid']}")

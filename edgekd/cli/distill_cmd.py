@@ -1,12 +1,87 @@
-"""`edgekd distill` (not implemented yet)."""
+"""`edgekd distill --teacher T --student ID`: distill a teacher into a student (or `--loss none`: scratch)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+
+from edgekd_runtime.cli_support import handle_errors
+
+from .teacher_cmd import data_overrides, prepare_out, report, train_overrides
+
+
+def choose_student(student: Optional[str], budget_request: Optional[dict[str, Any]] = None) -> tuple[str, dict | None]:
+    """The student id to train: `--student`, or (once the budget part adds its flags) the one
+    `edgekd.budget.search` picks for `budget_request`. Returns (student_id, budget record or None)."""
+    from edgekd_runtime.errors import UserInputError
+
+    if student:
+        return student, None
+    if budget_request:
+        raise UserInputError("budget-driven student choice is not available yet; pass --student ID")
+    raise UserInputError("give --student ID (e.g. dscnn-w8-d3-r28); `edgekd budget` lists ids that fit a board")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("distill", help="(not implemented yet)")
-    def distill_placeholder() -> None:
-        typer.echo("edgekd distill is not implemented yet", err=True)
-        raise typer.Exit(1)
+    @app.command("distill", help="Distill a teacher into a student (KD losses: kd, mse, fitnet, dkd, sums; "
+                                 "none = scratch). Writes OUT/student.pt, metrics.jsonl, config.yaml.")
+    @handle_errors
+    def distill(
+        teacher: Optional[str] = typer.Option(None, "--teacher", help="teacher.pt, TorchScript, .pt2 or state_dict."),
+        student: Optional[str] = typer.Option(None, "--student", help="Student id, e.g. dscnn-w8-d3-r28."),
+        out: Path = typer.Option(Path("runs/student"), "--out", help="Output directory."),
+        config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
+        teacher_arch: Optional[str] = typer.Option(None, "--teacher-arch", help="Architecture of a state_dict teacher."),
+        loss: Optional[str] = typer.Option(None, help="KD loss spec: kd, mse, fitnet, dkd, none, 'kd+0.5*fitnet'."),
+        temperature: Optional[float] = typer.Option(None, help="KD temperature T."),
+        alpha: Optional[float] = typer.Option(None, help="Weight of the soft term in kd."),
+        views: Optional[int] = typer.Option(None, "--views", help="Transfer-set views (fixed augmented copies)."),
+        no_cache: bool = typer.Option(False, "--no-cache-teacher", help="Run the teacher on every batch."),
+        source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
+        data_path: Optional[str] = typer.Option(None, "--data-path", help="File/directory for the data source."),
+        data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Split seed."),
+        epochs: Optional[int] = typer.Option(None, help="Epochs (default 10)."),
+        batch_size: Optional[int] = typer.Option(None, help="Global batch size."),
+        lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+        device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),
+        amp: Optional[str] = typer.Option(None, help="auto, bf16, fp16, off."),
+        seed: Optional[int] = typer.Option(None, help="Training seed."),
+        patience: Optional[int] = typer.Option(None, help="Early stopping patience in epochs."),
+        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+        threads: Optional[int] = typer.Option(None, help="CPU threads."),
+        init_from: Optional[str] = typer.Option(None, "--init-from", help="Warm-start from a student checkpoint."),
+        resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt exactly."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        from edgekd.config import read_yaml, resolve_config
+        from edgekd.data import load_data
+        from edgekd.models.students import parse_student_id
+        from edgekd.models.teachers import load_teacher
+
+        cfg = resolve_config(read_yaml(config) if config else None, {
+            "data": data_overrides(source, data_path, data_seed),
+            "train": train_overrides(epochs, batch_size, lr, device, amp, seed, patience, compile_, threads),
+            "distill": {"loss": loss, "temperature": temperature, "alpha": alpha, "transfer_views": views,
+                        "cache_teacher": False if no_cache else None},
+            "student": student, "teacher": teacher, "teacher_arch": teacher_arch, "init_from": init_from})
+        student_id, budget = choose_student(cfg.student)
+        parse_student_id(student_id)
+        splits = load_data(cfg.data)
+        t = None
+        if cfg.distill.loss.strip() != "none":
+            if not cfg.teacher:
+                from edgekd_runtime.errors import UserInputError
+
+                raise UserInputError("give --teacher FILE (edgekd teacher train writes one), or --loss none")
+            t = load_teacher(cfg.teacher, splits.num_classes, arch=cfg.teacher_arch)
+        prepare_out(out, resume)
+        cfg.save(out / "config.yaml")
+        from edgekd.train.pipeline import distill as run
+
+        m = run(splits, student_id, cfg.train, out, teacher=t, opts=cfg.distill, aug=cfg.augment, resume=resume,
+                init_from=cfg.init_from, progress=not (quiet or json_out), resolved_config=cfg.to_dict(),
+                budget=budget)
+        report(m, f"student {student_id} ({cfg.distill.loss}) -> {m['checkpoint']}", json_out)

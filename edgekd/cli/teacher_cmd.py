@@ -1,12 +1,107 @@
-"""`edgekd teacher` (not implemented yet)."""
+"""`edgekd teacher train` (train a built-in teacher) and `edgekd teacher list`.
+
+Also home of the option helpers that `edgekd distill` shares (data/train overrides -> RunConfig).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+
+from edgekd_runtime.cli_support import handle_errors, print_json
+
+
+def run_config(config: Optional[Path], overrides: dict[str, Any]):
+    """YAML file (if any) + CLI overrides -> RunConfig."""
+    from edgekd.config import read_yaml, resolve_config
+
+    return resolve_config(read_yaml(config) if config else None, overrides)
+
+
+def data_overrides(source: Optional[str], data_path: Optional[str], data_seed: Optional[int]) -> dict[str, Any]:
+    return {"source": source, "path": data_path, "seed": data_seed}
+
+
+def train_overrides(epochs, batch_size, lr, device, amp, seed, patience, compile_, threads) -> dict[str, Any]:
+    return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device, "amp": amp, "seed": seed,
+            "patience": patience, "compile": compile_ or None, "num_threads": threads}
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    from edgekd_runtime.errors import UserInputError
+
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} exists and is not a directory")
+    if not resume and (out / "last.pt").exists():
+        raise UserInputError(f"{out} already holds a run (last.pt); pass --resume to continue it or pick another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def report(metrics: dict[str, Any], title: str, json_out: bool) -> None:
+    if json_out:
+        print_json(metrics)
+        return
+    from rich.console import Console
+
+    con = Console()
+    con.print(f"[bold]{title}[/bold]")
+    for k in ("test_acc", "best_val_acc", "best_epoch", "epochs_run", "params", "teacher_cache_s", "checkpoint"):
+        if k in metrics and metrics[k] is not None:
+            v = metrics[k]
+            con.print(f"  {k:14s} {v:.4f}" if isinstance(v, float) else f"  {k:14s} {v}")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("teacher", help="(not implemented yet)")
-    def teacher_placeholder() -> None:
-        typer.echo("edgekd teacher is not implemented yet", err=True)
-        raise typer.Exit(1)
+    teacher_app = typer.Typer(help="Train or list teachers.", no_args_is_help=True)
+    app.add_typer(teacher_app, name="teacher")
+
+    @teacher_app.command("list", help="List the built-in teacher architectures.")
+    @handle_errors
+    def list_(json_out: bool = typer.Option(False, "--json")) -> None:
+        from edgekd.models.teachers import TEACHERS
+
+        names = TEACHERS.names()
+        print_json({"teachers": names}) if json_out else typer.echo("\n".join(names))
+
+    @teacher_app.command("train", help="Train a built-in teacher on a data source; writes OUT/teacher.pt.")
+    @handle_errors
+    def train(
+        out: Path = typer.Option(Path("runs/teacher"), "--out", help="Output directory."),
+        arch: str = typer.Option("cnn", help="Teacher architecture (edgekd teacher list)."),
+        config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
+        source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
+        data_path: Optional[str] = typer.Option(None, "--data-path", help="File/directory for the data source."),
+        data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Split seed."),
+        epochs: Optional[int] = typer.Option(None, help="Epochs (default 30 for teachers)."),
+        batch_size: Optional[int] = typer.Option(None, help="Global batch size."),
+        lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+        device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),
+        amp: Optional[str] = typer.Option(None, help="auto, bf16, fp16, off."),
+        seed: Optional[int] = typer.Option(None, help="Training seed."),
+        patience: Optional[int] = typer.Option(None, help="Early stopping patience in epochs."),
+        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+        threads: Optional[int] = typer.Option(None, help="CPU threads."),
+        resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt exactly."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        from edgekd.config import RunConfig, resolve_config
+        from edgekd.models.teachers import TEACHERS
+        from edgekd.train.pipeline import train_teacher
+        from edgekd.train.trainer import TrainConfig
+
+        TEACHERS.get(arch)
+        base = RunConfig(train=TrainConfig(epochs=30, batch_size=64, lr=3e-3))
+        from edgekd.config import read_yaml
+
+        cfg = resolve_config(read_yaml(config) if config else None,
+                             {"data": data_overrides(source, data_path, data_seed),
+                              "train": train_overrides(epochs, batch_size, lr, device, amp, seed, patience,
+                                                       compile_, threads)}, base=base)
+        prepare_out(out, resume)
+        cfg.save(out / "config.yaml")
+        m = train_teacher(cfg.data, cfg.train, out, arch=arch, aug=cfg.augment, resume=resume,
+                          progress=not (quiet or json_out), resolved_config=cfg.to_dict())
+        report(m, f"teacher {arch} -> {m['checkpoint']}", json_out)

@@ -138,17 +138,18 @@ def folder(spec: DataSpec) -> RawData:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise UserInputError(f"folder source: {root} needs at least 2 class sub-folders, found {classes}")
+    per_class = [sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for name in classes]
+    empty = [str(root / n) for n, f in zip(classes, per_class) if not f]
+    if empty:
+        raise UserInputError(f"folder source: class folder(s) {', '.join(empty)} have no images "
+                             f"({', '.join(IMAGE_SUFFIXES)}); add images or remove the folder")
     xs, ys = [], []
-    for c, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise UserInputError(f"folder source: class folder {root / name} has no images "
-                                 f"({', '.join(IMAGE_SUFFIXES)}); add images or remove the folder")
+    for c, files in enumerate(per_class):
         for f in files:
             try:
                 canvas = preprocess(f)
             except ImageError as e:
-                raise DataFileError(f"folder source: cannot use image {f}: {e}") from None
+                raise DataFileError(f"folder source: cannot use image ({e})") from None
             xs.append(np.clip(np.rint(np.asarray(canvas, np.float32) * 255.0), 0, 255).astype(np.uint8))
             ys.append(c)
     return RawData(np.stack(xs), np.asarray(ys, np.int64), classes)

@@ -119,8 +119,11 @@ def _module_classes():
         def features(self, x: torch.Tensor) -> torch.Tensor:
             return self.body(x)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.body(x))
+        def forward(self, x: torch.Tensor, with_features: bool = False):
+            """Logits (N, C); with `with_features`, also the pooled features (N, F) (one call works under DDP)."""
+            feats = self.body(x)
+            logits = self.head(feats)
+            return (logits, feats) if with_features else logits
 
     def conv_bn_relu(c_in: int, c_out: int, stride: int = 1, groups: int = 1, k: int = 3) -> list[nn.Module]:
         return [nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, groups=groups, bias=False),

@@ -1,0 +1,173 @@
+"""Teachers (a registry of built-in architectures) and loading a user's teacher.
+
+A teacher can be:
+  * an edgekd teacher checkpoint written by `edgekd teacher train` (`teacher.pt`);
+  * a TorchScript file (`torch.jit.save`) or a `torch.export` ExportedProgram file (`torch.export.save`, `.pt2`);
+  * a plain state_dict for a registered architecture (`--teacher-arch cnn`), loaded with `weights_only=True`.
+Teachers take (N, 1, 28, 28) normalised canvases and return logits (N, C). A teacher whose C differs from the
+data's class count is refused.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from edgekd_runtime.errors import ModelLoadError, UserInputError
+from edgekd_runtime.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+TEACHERS: Registry[Callable[[int], "nn.Module"]] = Registry("teacher")
+DEFAULT_TEACHER = "cnn"
+TEACHER_INPUT_SIZE = 28
+
+
+class TeacherMismatchError(UserInputError):
+    """A teacher whose number of outputs does not match the data's classes."""
+
+
+def _conv_teacher(widths: tuple[int, int, int], hidden: int, num_classes: int) -> "nn.Module":
+    import torch
+    from torch import nn
+
+    def block(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+    class ConvTeacher(nn.Module):
+        """conv-pool-conv-pool-conv-GAP, then a hidden layer (the FitNet hint) and the classifier."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            a, b, c = widths
+            self.body = nn.Sequential(*block(1, a), nn.MaxPool2d(2), *block(a, b), nn.MaxPool2d(2), *block(b, c),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                      nn.Linear(c, hidden), nn.ReLU(inplace=True))
+            self.drop = nn.Dropout(0.2)
+            self.head = nn.Linear(hidden, num_classes)
+            self.feature_dim = hidden
+
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+        def forward(self, x: torch.Tensor, with_features: bool = False):
+            feats = self.body(x)
+            logits = self.head(self.drop(feats))
+            return (logits, feats) if with_features else logits
+
+    return ConvTeacher()
+
+
+@TEACHERS.register(key="cnn")
+def cnn(num_classes: int) -> "nn.Module":
+    """The default teacher: about 100k parameters, >= 98.5% on the embedded digits in about a minute of CPU."""
+    return _conv_teacher((32, 64, 128), 128, num_classes)
+
+
+@TEACHERS.register(key="cnn-small")
+def cnn_small(num_classes: int) -> "nn.Module":
+    """A smaller teacher for tests and quick runs."""
+    return _conv_teacher((8, 16, 32), 32, num_classes)
+
+
+@dataclass
+class Teacher:
+    """A loaded teacher: the module (eval mode), where it came from and whether it exposes `features`."""
+
+    model: "nn.Module"
+    name: str
+    source: str
+    has_features: bool
+
+
+def check_num_classes(model: "nn.Module", num_classes: int, where: str) -> None:
+    """Run one dummy input through `model` and refuse it unless it returns (1, num_classes) logits."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            out = model(torch.zeros(1, 1, TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE))
+    except Exception as e:  # noqa: BLE001 - user models fail in many ways
+        raise ModelLoadError(f"teacher {where} does not run on a (1, 1, 28, 28) input: {type(e).__name__}: {e}") from None
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise TeacherMismatchError(f"teacher {where} outputs shape {tuple(out.shape)} but the data has {num_classes} "
+                                   f"classes; use a teacher trained on these classes or pick the matching data")
+
+
+def load_teacher(ref: str, num_classes: int, arch: str | None = None) -> Teacher:
+    """Load a teacher from a file (see module doc) and check its class count. Returns it in eval mode on CPU."""
+    import torch
+
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(f"teacher file {path} not found; train one with `edgekd teacher train --out DIR` "
+                             f"or pass a TorchScript / ExportedProgram / state_dict file")
+    if path.suffix == ".pt2":
+        model, source = _load_exported(path), "exported-program"
+    elif zipfile.is_zipfile(path) and _is_torchscript(path):
+        try:
+            model = torch.jit.load(str(path), map_location="cpu")
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"teacher {path} looks like TorchScript but does not load: {e}") from None
+        source = "torchscript"
+    else:
+        obj = _torch_load(path)
+        if isinstance(obj, dict) and obj.get("format") == "edgekd-checkpoint":
+            if obj.get("kind") != "teacher":
+                raise ModelLoadError(f"{path} is an edgekd {obj.get('kind')} checkpoint, not a teacher")
+            arch = obj["arch"]
+            if int(obj["num_classes"]) != num_classes:
+                raise TeacherMismatchError(f"teacher {path} was trained for {obj['num_classes']} classes but the data "
+                                           f"has {num_classes}; retrain it on this data (edgekd teacher train)")
+            state = obj["state_dict"]
+            source = "edgekd-checkpoint"
+        elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            if arch is None:
+                raise UserInputError(f"{path} is a bare state_dict: say which architecture it is for with "
+                                     f"--teacher-arch (known: {', '.join(TEACHERS.names())})")
+            state, source = obj, "state-dict"
+        else:
+            raise ModelLoadError(f"{path} is not an edgekd checkpoint, TorchScript, ExportedProgram or state_dict")
+        model = TEACHERS.get(arch)(num_classes)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            msg = str(e).splitlines()[0]
+            if "size mismatch" in str(e) and "head" in str(e):
+                raise TeacherMismatchError(f"teacher {path} does not have {num_classes} outputs ({msg})") from None
+            raise ModelLoadError(f"teacher {path} does not fit architecture {arch!r}: {msg}") from None
+    model.eval()
+    check_num_classes(model, num_classes, str(path))
+    name = arch if source in ("edgekd-checkpoint", "state-dict") else path.stem
+    return Teacher(model, name, source, has_features=hasattr(model, "features") and source != "torchscript")
+
+
+def _is_torchscript(path: Path) -> bool:
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def _torch_load(path: Path) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot read {path} as a torch file ({str(e).splitlines()[0][:200]}); "
+                             f"it is truncated, corrupt or not a weights_only checkpoint") from None
+
+
+def _load_exported(path: Path) -> "nn.Module":
+    import torch
+
+    try:
+        return torch.export.load(str(path)).module()
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load ExportedProgram {path}: {str(e).splitlines()[0][:200]}") from None

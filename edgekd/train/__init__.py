@@ -1,0 +1,1 @@
+"""Training: device/AMP/DDP setup, batch sources (online augmentation, cached transfer set), checkpoints, fit()."""

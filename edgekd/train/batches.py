@@ -1,0 +1,166 @@
+"""Where training batches come from.
+
+* `OnlineSource`: the labelled data, augmented per batch on the training device (teacher training, scratch runs).
+* `TransferSource`: the fixed transfer set for distillation (`build_transfer_set`): V augmented views of the
+  training data (affine + erasing + patch replacement + mixup/cutmix) made once, the teacher's logits on them
+  computed once in inference mode (half precision on GPU) and cached. Epoch e trains on view e % V. With
+  `cache_teacher=False` the teacher runs on every batch instead (the naive loop, for comparison).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekd.data.augment import AugmentConfig, apply_augment, draw_params
+from edgekd_runtime.manifest import MNIST_MEAN, MNIST_STD
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 (N, 28, 28) canvases with the runtime's `resize_canvas` (the one the board uses)."""
+    if size == x.shape[-1]:
+        return x
+    from edgekd_runtime.preprocess import resize_canvas
+
+    out = resize_canvas(x.astype(np.float32) / 255.0, size)
+    return np.clip(np.rint(np.asarray(out) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _normalize(x: "torch.Tensor") -> "torch.Tensor":
+    return (x - MNIST_MEAN) / MNIST_STD
+
+
+class OnlineSource:
+    """Labelled canvases on the device, augmented per batch with parameters drawn per (seed, epoch)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, device: "torch.device", aug: AugmentConfig, seed: int,
+                 input_size: int = 28) -> None:
+        import torch
+
+        x = resize_uint8(x, input_size)
+        pin = device.type == "cuda"
+        xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, np.int64))
+        if pin:
+            xt, yt = xt.pin_memory(), yt.pin_memory()
+        self.x, self.y = xt.to(device, non_blocking=pin), yt.to(device, non_blocking=pin)
+        self.aug, self.seed, self.device = aug, seed, device
+        self.n = len(y)
+        self._epoch, self._params = None, None
+
+    def _params_for(self, epoch: int) -> dict[str, "torch.Tensor"]:
+        if self._epoch != epoch:
+            p = draw_params(self.aug, self.n, self.seed, epoch)
+            self._params = {k: v.to(self.device) for k, v in p.items()}
+            self._epoch = epoch
+        return self._params
+
+    def batch(self, epoch: int, idx: "torch.Tensor") -> tuple["torch.Tensor", dict[str, Any]]:
+        idx = idx.to(self.device)
+        x = self.x[idx].float().div_(255.0)[:, None]
+        p = {k: v[idx] for k, v in self._params_for(epoch).items()}
+        partner = p["partner"]
+        partner_x = self.x[partner].float().div_(255.0)[:, None] if self.aug.mixes else None
+        x, lam = apply_augment(x, p, self.aug, partner_x)
+        targets = {"y_a": self.y[idx]}
+        if self.aug.mixes:
+            targets.update(y_b=self.y[partner], lam=lam)
+        return _normalize(x), targets
+
+
+@dataclass
+class TransferSet:
+    """V fixed views: uint8 canvases at the teacher's 28x28 and at the student's resolution, mixed labels."""
+
+    views: np.ndarray  # uint8 (V, N, 28, 28)
+    student_views: np.ndarray  # uint8 (V, N, R, R)
+    y_a: np.ndarray  # int64 (N,)
+    y_b: np.ndarray  # int64 (V, N)
+    lam: np.ndarray  # float32 (V, N)
+
+
+def build_transfer_set(x: np.ndarray, y: np.ndarray, aug: AugmentConfig, views: int, seed: int,
+                       input_size: int, chunk: int = 2048) -> TransferSet:
+    """Make `views` augmented copies of (x, y) once (CPU, deterministic from `seed`)."""
+    import torch
+
+    n = len(y)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)[:, None]
+    yt = torch.from_numpy(np.asarray(y, np.int64))
+    out = np.empty((views, n, 28, 28), np.uint8)
+    y_b = np.empty((views, n), np.int64)
+    lam = np.empty((views, n), np.float32)
+    for v in range(views):
+        p = draw_params(aug, n, seed + 1_000, v)
+        for s in range(0, n, chunk):
+            sl = slice(s, min(s + chunk, n))
+            pb = {k: t[sl] for k, t in p.items()}
+            xa, la = apply_augment(xt[sl], pb, aug, xt[pb["partner"]] if aug.mixes else None)
+            out[v, sl] = torch.round(xa[:, 0] * 255).to(torch.uint8).numpy()
+            lam[v, sl] = la.numpy()
+            y_b[v, sl] = yt[pb["partner"]].numpy()
+    student = np.stack([resize_uint8(out[v], input_size) for v in range(views)])
+    return TransferSet(out, student, np.asarray(y, np.int64), y_b, lam)
+
+
+def teacher_outputs(teacher: "nn.Module", x_uint8: "torch.Tensor", with_features: bool, device: "torch.device",
+                    batch_size: int = 1024) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+    """Run the teacher in inference mode (half precision on GPU) on uint8 canvases; logits (and features)."""
+    import torch
+
+    logits, feats = [], []
+    half = torch.float16 if device.type == "cuda" else None
+    with torch.inference_mode(), torch.autocast(device.type, dtype=half or torch.bfloat16, enabled=half is not None):
+        for s in range(0, len(x_uint8), batch_size):
+            xb = _normalize(x_uint8[s:s + batch_size].to(device, non_blocking=True).float().div_(255.0)[:, None])
+            out = teacher(xb, with_features=True) if with_features else teacher(xb)
+            lg, ft = out if with_features else (out, None)
+            logits.append(lg.float())
+            if ft is not None:
+                feats.append(ft.float())
+    return torch.cat(logits), (torch.cat(feats) if feats else None)
+
+
+class TransferSource:
+    """Batches from a TransferSet, with the teacher's outputs cached per view (or computed per batch)."""
+
+    def __init__(self, ts: TransferSet, device: "torch.device", teacher: "nn.Module | None",
+                 with_features: bool = False, cache_teacher: bool = True) -> None:
+        import torch
+
+        self.device, self.teacher, self.with_features = device, teacher, with_features
+        pin = device.type == "cuda"
+        to_dev = lambda a: (torch.from_numpy(np.ascontiguousarray(a)).pin_memory() if pin  # noqa: E731
+                            else torch.from_numpy(np.ascontiguousarray(a))).to(device, non_blocking=pin)
+        self.views, self.student_views = to_dev(ts.views), to_dev(ts.student_views)
+        self.y_a, self.y_b, self.lam = to_dev(ts.y_a), to_dev(ts.y_b), to_dev(ts.lam)
+        self.num_views, self.n = ts.views.shape[0], ts.views.shape[1]
+        self.cache_teacher = cache_teacher and teacher is not None
+        self.t_logits = self.t_feats = None
+        if self.cache_teacher:
+            lg, ft = zip(*(teacher_outputs(teacher, self.views[v], with_features, device)
+                           for v in range(self.num_views)))
+            self.t_logits = torch.stack(lg)
+            self.t_feats = torch.stack(ft) if with_features else None
+
+    def batch(self, epoch: int, idx: "torch.Tensor") -> tuple["torch.Tensor", dict[str, Any]]:
+        v = epoch % self.num_views
+        idx = idx.to(self.device)
+        x = _normalize(self.student_views[v, idx].float().div_(255.0)[:, None])
+        targets: dict[str, Any] = {"y_a": self.y_a[idx], "y_b": self.y_b[v, idx], "lam": self.lam[v, idx]}
+        if self.teacher is not None:
+            if self.cache_teacher:
+                targets["teacher_logits"] = self.t_logits[v, idx]
+                if self.with_features:
+                    targets["teacher_features"] = self.t_feats[v, idx]
+            else:
+                lg, ft = teacher_outputs(self.teacher, self.views[v, idx], self.with_features, self.device)
+                targets["teacher_logits"] = lg
+                if ft is not None:
+                    targets["teacher_features"] = ft
+        return x, targets

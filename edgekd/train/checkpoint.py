@@ -1,0 +1,123 @@
+"""Checkpoints: the per-epoch training state (`last.pt`, for --resume) and the final model checkpoint contract.
+
+Both are written atomically and load with `torch.load(..., weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekd_runtime.atomic import atomic_path
+from edgekd_runtime.errors import ModelLoadError
+from edgekd_runtime.manifest import MNIST_MEAN, MNIST_STD
+
+if TYPE_CHECKING:
+    import torch
+
+CHECKPOINT_FORMAT = "edgekd-checkpoint"
+TRAIN_STATE_FORMAT = "edgekd-train-state"
+
+
+class CheckpointError(ModelLoadError):
+    """A checkpoint that is missing, truncated, corrupt or of the wrong kind."""
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """torch.save through a temp file + rename: a crash never leaves a half-written checkpoint."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | Path, expect_format: str | None = None) -> dict[str, Any]:
+    """torch.load(weights_only=True) with clear errors for missing, corrupt and foreign files."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({str(e).splitlines()[0][:160]}); "
+                              f"delete it and start again without --resume") from None
+    if expect_format and not (isinstance(obj, dict) and obj.get("format") == expect_format):
+        got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{path} is not an {expect_format} file (format: {got!r})")
+    return obj
+
+
+def rng_state() -> dict[str, Any]:
+    import torch
+
+    np_state = np.random.get_state()
+    st = {"torch": torch.get_rng_state(), "python": random.getstate(),
+          "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(st["torch"])
+    v = st["python"]
+    random.setstate((v[0], tuple(v[1]), v[2]))
+    n = st["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def model_checkpoint(kind: str, arch: str, model: "torch.nn.Module", *, num_classes: int, labels: list[str],
+                     input_size: int, data: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any],
+                     budget: dict[str, Any] | None = None, profile: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `student.pt` / `teacher.pt` dict of the DESIGN contract."""
+    ck = {"format": CHECKPOINT_FORMAT, "kind": kind, "arch": arch, "num_classes": int(num_classes),
+          "labels": [str(s) for s in labels], "input_size": int(input_size),
+          "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD}, "data": data,
+          "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+          "metrics": metrics, "config": config}
+    if budget is not None:
+        ck["budget"] = budget
+    if profile is not None:
+        ck["profile"] = profile
+    return ck
+
+
+def load_student_checkpoint(path: str | Path) -> tuple["torch.nn.Module", dict[str, Any]]:
+    """Load a student checkpoint and rebuild its module (eval mode). Returns (model, checkpoint dict)."""
+    from edgekd.models.students import build_student
+
+    ck = load_torch(path, CHECKPOINT_FORMAT)
+    if ck.get("kind") != "student":
+        raise CheckpointError(f"{path} is a {ck.get('kind')} checkpoint; a student checkpoint is needed")
+    model = build_student(ck["arch"], int(ck["num_classes"]))
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit {ck['arch']}: {str(e).splitlines()[0]}") from None
+    return model.eval(), ck
+
+
+def transfer_parameters(model: "torch.nn.Module", path: str | Path) -> int:
+    """Warm start: copy every parameter/buffer of the checkpoint at `path` whose name and shape match. Returns
+    how many tensors were copied (0 is refused: the checkpoint is for an unrelated architecture)."""
+    ck = load_torch(path, CHECKPOINT_FORMAT)
+    src = ck["state_dict"]
+    own = model.state_dict()
+    copied = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    if not copied:
+        raise CheckpointError(f"--init-from {path} ({ck.get('arch')}) shares no parameter shapes with this model")
+    own.update(copied)
+    model.load_state_dict(own)
+    return len(copied)

@@ -1,0 +1,75 @@
+"""Device choice (auto: cuda > mps > cpu), AMP dtype and torch.distributed setup (torchrun)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edgekd_runtime.errors import UserInputError
+
+if TYPE_CHECKING:
+    import torch
+
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+
+
+def resolve_device(name: str = "auto") -> "torch.device":
+    """`auto` picks cuda, then mps, then cpu; an explicit device that is not available is refused."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if dist_world() > 1 else 0)
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"device {name!r} asked for but CUDA is not available here; use --device auto or cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserInputError(f"device {name!r} asked for but MPS is not available here; use --device auto or cpu")
+    return dev
+
+
+def resolve_amp(amp: str, device: "torch.device") -> "torch.dtype | None":
+    """The autocast dtype: `auto` = bf16 on CUDA when supported else fp16, none on CPU/MPS; `off` = None."""
+    import torch
+
+    if amp not in AMP_CHOICES:
+        raise UserInputError(f"unknown AMP mode {amp!r}; choose from {', '.join(AMP_CHOICES)}")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16" and device.type == "cpu":
+        raise UserInputError("--amp fp16 needs a GPU; on CPU use --amp bf16 or off")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def dist_world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Join the process group torchrun set up (gloo on CPU, nccl on CUDA); a no-op for one process."""
+    import torch.distributed as dist
+
+    if dist_world() <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size())

@@ -1,0 +1,112 @@
+"""The two training jobs behind the CLI: train a teacher, distill a student (or train it from scratch)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from edgekd.data import DataSpec, Splits, load_data
+from edgekd.data.augment import AugmentConfig
+from edgekd_runtime.errors import UserInputError
+
+from .checkpoint import model_checkpoint, save_torch
+from .trainer import FitResult, TrainConfig, evaluate, fit
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    """What distillation adds to training: loss, transfer set and teacher caching."""
+
+    loss: str = "kd"
+    temperature: float = 4.0
+    alpha: float = 0.9
+    transfer_views: int = 8  # fixed augmented views of the training set (the transfer set)
+    cache_teacher: bool = True
+
+
+def train_teacher(data: DataSpec | Splits, cfg: TrainConfig, out_dir: str | Path, arch: str = "cnn",
+                  aug: AugmentConfig | None = None, resume: bool = False, progress: bool = True,
+                  on_epoch_end: Callable | None = None, resolved_config: dict | None = None) -> dict[str, Any]:
+    """Train a built-in teacher architecture; writes out_dir/teacher.pt. Returns its metrics."""
+    from edgekd.kd import build_loss
+    from edgekd.models.teachers import TEACHERS
+
+    from .batches import OnlineSource
+    from .device import resolve_device
+
+    splits = data if isinstance(data, Splits) else load_data(data)
+    model = TEACHERS.get(arch)(splits.num_classes)
+    source = OnlineSource(splits.train.x, splits.train.y, resolve_device(cfg.device), aug or AugmentConfig(), cfg.seed)
+    res = fit(model, source, build_loss("none"), cfg, out_dir, val=(splits.val.x, splits.val.y), resume=resume,
+              progress=progress, on_epoch_end=on_epoch_end)
+    return _finish("teacher", arch, res, splits, cfg, out_dir, 28, resolved_config, "teacher.pt")
+
+
+def distill(data: DataSpec | Splits, student_id: str, cfg: TrainConfig, out_dir: str | Path, *,
+            teacher: Any = None, opts: DistillOptions = DistillOptions(), aug: AugmentConfig | None = None,
+            resume: bool = False, init_from: str | None = None, progress: bool = True,
+            on_epoch_end: Callable | None = None, resolved_config: dict | None = None,
+            budget: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
+    """Distill `teacher` (an edgekd.models.teachers.Teacher, or None with loss 'none') into `student_id`.
+
+    Writes out_dir/student.pt (the DESIGN checkpoint), last.pt and metrics.jsonl. Returns the metrics, including
+    the transfer-set build time and the teacher-cache time.
+    """
+    from edgekd.kd import LossConfig, build_loss
+    from edgekd.models.students import build_student, count_params
+
+    from .batches import TransferSource, build_transfer_set
+    from .device import resolve_device
+
+    splits = data if isinstance(data, Splits) else load_data(data)
+    loss_fn = build_loss(LossConfig(spec=opts.loss, temperature=opts.temperature, alpha=opts.alpha))
+    needs_teacher = getattr(loss_fn, "needs_teacher", False)
+    needs_features = getattr(loss_fn, "needs_features", False)
+    if needs_teacher and teacher is None:
+        raise UserInputError(f"KD loss {opts.loss!r} needs a teacher: pass --teacher, or --loss none for scratch")
+    if needs_features and not teacher.has_features:
+        raise UserInputError(f"KD loss {opts.loss!r} needs teacher features; a {teacher.source} teacher has none. "
+                             "Use kd, mse or dkd")
+    if opts.transfer_views < 1:
+        raise UserInputError(f"transfer_views must be >= 1, got {opts.transfer_views}")
+    model = build_student(student_id, splits.num_classes)
+    r = model.input_size
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    ts = build_transfer_set(splits.train.x, splits.train.y, aug or AugmentConfig.transfer(), opts.transfer_views,
+                            cfg.seed, r)
+    t1 = time.perf_counter()
+    tmodel = teacher.model.to(device).eval() if (teacher is not None and needs_teacher) else None
+    source = TransferSource(ts, device, tmodel, with_features=needs_features, cache_teacher=opts.cache_teacher)
+    t2 = time.perf_counter()
+    res = fit(model, source, loss_fn, cfg, out_dir, val=(splits.val.x, splits.val.y), input_size=r, resume=resume,
+              init_from=init_from, progress=progress, needs_features=needs_features, on_epoch_end=on_epoch_end)
+    extra = {"params": count_params(model), "transfer_set_s": t1 - t0, "teacher_cache_s": t2 - t1,
+             "loss": opts.loss, "teacher": getattr(teacher, "name", None)}
+    return _finish("student", student_id, res, splits, cfg, out_dir, r, resolved_config, "student.pt",
+                   extra, budget, profile)
+
+
+def _finish(kind: str, arch: str, res: FitResult, splits: Splits, cfg: TrainConfig, out_dir: str | Path,
+            input_size: int, resolved: dict | None, filename: str, extra: dict | None = None,
+            budget: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
+    import torch
+
+    from .device import init_distributed, resolve_device
+
+    device = next(res.model.parameters()).device
+    test_acc, test_loss = evaluate(res.model, splits.test.x, splits.test.y, device, input_size)
+    hist = res.history
+    metrics = {"test_acc": test_acc, "test_loss": test_loss, "best_val_acc": res.best_val_acc,
+               "best_epoch": res.best_epoch, "epochs_run": len(hist), "stopped_early": res.stopped_early,
+               "epoch_time_s": [h["epoch_time_s"] for h in hist], **(extra or {})}
+    if init_distributed(resolve_device(cfg.device).type).is_main:
+        ck = model_checkpoint(kind, arch, res.model, num_classes=splits.num_classes, labels=splits.class_names,
+                              input_size=input_size, data=splits.spec.to_dict(), metrics=metrics,
+                              config=resolved or {"train": cfg.__dict__}, budget=budget, profile=profile)
+        save_torch(ck, Path(out_dir) / filename)
+    metrics["checkpoint"] = str(Path(out_dir) / filename)
+    del torch
+    return metrics

@@ -1,0 +1,311 @@
+"""fit(): one training loop for teachers, scratch students and distillation, on CPU, one GPU or DDP (torchrun).
+
+Each epoch writes `last.pt` (model, loss adapter, optimizer, scheduler, RNG states, epoch, best-so-far, history)
+atomically; `resume=True` continues exactly from it. `metrics.jsonl` holds one record per epoch. The best
+epoch on validation accuracy is kept (early stopping with `patience`) and returned.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from edgekd_runtime.atomic import atomic_write_text
+from edgekd_runtime.errors import UserInputError
+
+from .checkpoint import TRAIN_STATE_FORMAT, load_torch, rng_state, save_torch, set_rng_state, transfer_parameters
+from .device import DistInfo, init_distributed, resolve_amp, resolve_device
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and runtime settings of one training run."""
+
+    epochs: int = 10
+    batch_size: int = 128  # global batch (split across DDP ranks)
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # adamw | sgd
+    scheduler: str = "onecycle"  # onecycle | cosine | none
+    device: str = "auto"
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    seed: int = 0
+    patience: int | None = None  # early stopping: epochs without a better val accuracy
+    deterministic: bool = False
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise UserInputError(f"epochs, batch_size must be >= 1 and lr > 0 (got {self.epochs}, "
+                                 f"{self.batch_size}, {self.lr})")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise UserInputError(f"unknown optimizer {self.optimizer!r}; choose adamw or sgd")
+        if self.scheduler not in ("onecycle", "cosine", "none"):
+            raise UserInputError(f"unknown scheduler {self.scheduler!r}; choose onecycle, cosine or none")
+
+
+@dataclass
+class FitResult:
+    model: "nn.Module"
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_acc: float | None = None
+    stopped_early: bool = False
+
+
+def evaluate(model: "nn.Module", x: np.ndarray, y: np.ndarray, device: "torch.device", input_size: int = 28,
+             batch_size: int = 1024) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of `model` on uint8 canvases (resized to `input_size`)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .batches import _normalize, resize_uint8
+
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    x = resize_uint8(x, input_size)
+    was_training = model.training
+    model.eval()
+    correct, loss = 0, 0.0
+    with torch.inference_mode():
+        for s in range(0, len(y), batch_size):
+            xb = _normalize(torch.from_numpy(x[s:s + batch_size]).to(device).float().div_(255.0)[:, None])
+            yb = torch.from_numpy(np.asarray(y[s:s + batch_size], np.int64)).to(device)
+            out = model(xb).float()
+            correct += int((out.argmax(1) == yb).sum())
+            loss += float(F.cross_entropy(out, yb, reduction="sum"))
+    model.train(was_training)
+    return correct / len(y), loss / len(y)
+
+
+def _make_optimizer(params: list, cfg: TrainConfig, steps_per_epoch: int):
+    import torch
+
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.scheduler == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.2)
+    elif cfg.scheduler == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def _prime_loss(loss_fn: "nn.Module", model: "nn.Module", source: Any) -> None:
+    """Create lazily-sized loss parameters (FitNet's adapter) before the optimizer is built."""
+    import torch
+
+    for m in loss_fn.modules():
+        if hasattr(m, "build") and getattr(m, "adapter", "x") is None:
+            x, t = source.batch(0, torch.arange(min(2, source.n)))
+            if t.get("teacher_features") is None:
+                raise UserInputError("KD loss 'fitnet' needs a built-in teacher with features; use kd, mse or dkd")
+            with torch.no_grad():
+                _, f = model(x, with_features=True)
+            m.build(f.shape[1], t["teacher_features"].shape[1])
+
+
+def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig, out_dir: str | Path, *,
+        val: tuple[np.ndarray, np.ndarray] | None = None, input_size: int = 28, resume: bool = False,
+        init_from: str | None = None, progress: bool = True, needs_features: bool = False,
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> FitResult:
+    """Train `model` on batches from `source` with `loss_fn`; see the module docstring.
+
+    Args:
+        model: the network; its forward accepts `with_features=True` when `needs_features`.
+        source: an OnlineSource or TransferSource (has `.n` and `.batch(epoch, idx)`).
+        loss_fn: a KD loss module (edgekd.kd.build_loss).
+        cfg: TrainConfig.
+        out_dir: where last.pt and metrics.jsonl go (rank 0 writes).
+        val: (x uint8 (N, 28, 28), y) for validation, best-checkpoint and early stopping.
+        input_size: the model's input side (validation canvases are resized to it).
+        resume: continue from out_dir/last.pt.
+        init_from: warm-start from a model checkpoint (parameter transfer by name and shape).
+        on_epoch_end: called on every rank after the epoch's checkpoint is written.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from edgekd.kd.losses import LossBatch
+
+    out_dir = Path(out_dir)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = resolve_device(cfg.device)
+    di: DistInfo = init_distributed(device.type)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    amp_dtype = resolve_amp(cfg.amp, device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+
+    if init_from:
+        transfer_parameters(model, init_from)
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    loss_fn.to(device)
+    _prime_loss(loss_fn, model, source)
+    loss_fn.to(device)
+
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(source.n), num_replicas=di.world, rank=di.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=False)
+    local_bs = max(1, cfg.batch_size // di.world)
+    steps = -(-len(sampler) // local_bs)
+    params = [p for p in model.parameters() if p.requires_grad] + [p for p in loss_fn.parameters()]
+    opt, sched = _make_optimizer(params, cfg, steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    start_epoch, history, best_acc, best_epoch, best_state, bad = 0, [], -1.0, -1, None, 0
+    last_path = out_dir / "last.pt"
+    if resume:
+        if not last_path.is_file():
+            raise UserInputError(f"--resume: no {last_path} to resume from; drop --resume to start fresh")
+        st = load_torch(last_path, TRAIN_STATE_FORMAT)
+        model.load_state_dict(st["model"])
+        loss_fn.load_state_dict(st["loss"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        scaler.load_state_dict(st["scaler"]) if st.get("scaler") else None
+        set_rng_state(st["rng"])
+        start_epoch, history = int(st["epoch"]) + 1, list(st["history"])
+        best_acc, best_epoch, bad = float(st["best_acc"]), int(st["best_epoch"]), int(st["bad_epochs"])
+        best_state = st.get("best_state")
+        if start_epoch >= cfg.epochs or st.get("stopped"):
+            di.is_main and progress and print(f"nothing to resume: {last_path} already finished")
+
+    net = model
+    if di.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    bar = _Progress(enabled=progress and di.is_main)
+    stopped = bool(resume and st.get("stopped"))
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs if not stopped else start_epoch):
+        net.train()
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), dtype=torch.long)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
+        t0 = time.perf_counter()
+        bar.start(epoch, cfg.epochs, steps)
+        for j in range(steps):
+            idx = order[j * local_bs:(j + 1) * local_bs]
+            if len(idx) == 0:
+                continue
+            x, tgt = source.batch(epoch, idx)
+            if device.type == "cuda" and cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+                out = net(x, with_features=True) if needs_features else net(x)
+                logits, feats = out if needs_features else (out, None)
+                loss = loss_fn(LossBatch(logits, tgt["y_a"], tgt.get("y_b"), tgt.get("lam"),
+                                         tgt.get("teacher_logits"), feats, tgt.get("teacher_features")))
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            with torch.no_grad():
+                y_dom = tgt["y_a"] if tgt.get("lam") is None else torch.where(tgt["lam"] >= 0.5, tgt["y_a"], tgt["y_b"])
+                sums += torch.stack([loss.detach().double() * len(idx), (logits.argmax(1) == y_dom).sum().double(),
+                                     torch.tensor(float(len(idx)), device=device, dtype=torch.float64)])
+            bar.step(loss.item(), len(idx) * di.world)
+        if di.world > 1:
+            dist.all_reduce(sums)
+        dt = time.perf_counter() - t0
+        rec: dict[str, Any] = {"epoch": epoch, "train_loss": float(sums[0] / sums[2]),
+                               "train_acc": float(sums[1] / sums[2]), "lr": float(opt.param_groups[0]["lr"]),
+                               "epoch_time_s": dt, "samples_per_s": float(sums[2]) / dt}
+        if val is not None and len(val[1]):
+            rec["val_acc"], rec["val_loss"] = evaluate(model, val[0], val[1], device, input_size)
+            if rec["val_acc"] > best_acc:
+                best_acc, best_epoch, bad = rec["val_acc"], epoch, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+        history.append(rec)
+        stop = cfg.patience is not None and bad >= cfg.patience
+        bar.end(rec)
+        if di.is_main:
+            save_torch({"format": TRAIN_STATE_FORMAT, "epoch": epoch, "model": _cpu(model.state_dict()),
+                        "loss": _cpu(loss_fn.state_dict()), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                        "rng": rng_state(), "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
+                        "bad_epochs": bad, "best_state": best_state, "stopped": stop, "config": asdict(cfg)},
+                       last_path)
+            atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        if di.world > 1:
+            dist.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, rec)
+        if stop:
+            stopped = True
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(model, history, best_epoch, best_acc if best_epoch >= 0 else None, stopped)
+
+
+def _cpu(sd: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+    return {k: v.detach().cpu() for k, v in sd.items()}
+
+
+class _Progress:
+    """A rich progress bar per epoch with loss, accuracy and samples/s (rank 0 only)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.p = None
+
+    def start(self, epoch: int, epochs: int, steps: int) -> None:
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(TextColumn("epoch {task.fields[ep]}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("loss {task.fields[loss]:.4f}  {task.fields[sps]:.0f} samples/s"),
+                          TimeElapsedColumn(), transient=True)
+        self.p.start()
+        self.task = self.p.add_task("train", total=steps, ep=f"{epoch + 1}/{epochs}", loss=0.0, sps=0.0)
+        self.t0, self.n = time.perf_counter(), 0
+
+    def step(self, loss: float, n: int) -> None:
+        if self.p is None:
+            return
+        self.n += n
+        self.p.update(self.task, advance=1, loss=loss, sps=self.n / max(time.perf_counter() - self.t0, 1e-9))
+
+    def end(self, rec: dict[str, Any]) -> None:
+        if self.p is None:
+            return
+        self.p.stop()
+        self.p = None
+        from rich.console import Console
+
+        val = f"  val_acc {rec['val_acc']:.4f}" if "val_acc" in rec else ""
+        Console(stderr=True).print(f"epoch {rec['epoch'] + 1}: loss {rec['train_loss']:.4f}  "
+                                   f"acc {rec['train_acc']:.4f}{val}  {rec['samples_per_s']:.0f} samples/s")
