@@ -63,6 +63,7 @@ def recognize(
     duration_s: Optional[float] = typer.Option(None, min=0.0, help="Stop watching / filming after this long."),
     top_k: int = typer.Option(3, min=1, help="How many classes to list per image."),
     backend: str = typer.Option("auto", help="auto, onnx or tflite."),
+    precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8: which artifact of the bundle."),
     threads: Optional[int] = typer.Option(None, min=1, help="Interpreter threads (default: the runtime's)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per line instead of text."),
 ) -> None:
@@ -90,7 +91,7 @@ def recognize(
         frames = file_frames(inputs, recursive=recursive)
         frames = iter(list(frames))  # expand folders now so bad paths fail before the model loads
 
-    recognizer = edgekd_runtime.load(model, backend=backend, threads=threads)
+    recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
     width = 24 if (camera or watch) else max([len(str(p)) for p in inputs] + [12])
     latencies_ms: list[float] = []
     totals_ms: list[float] = []

@@ -30,6 +30,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind; 0.0.0.0 serves the LAN."),
     port: int = typer.Option(8000, min=0, max=65535, help="TCP port; 0 picks a free one."),
     backend: str = typer.Option("auto", help="auto, onnx or tflite."),
+    precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8: which artifact of the bundle."),
     threads: Optional[int] = typer.Option(None, min=1, help="Interpreter threads (default: the runtime's)."),
     max_body_bytes: int = typer.Option(1 << 20, min=1024, help="Largest request body accepted."),
     max_side_px: int = typer.Option(2048, min=28, help="Largest image width or height accepted."),
@@ -44,7 +45,7 @@ def serve(
     from image_intake import IntakeLimits
     from webpad_server import ServerLimits, configure_access_log, make_server
 
-    recognizer = edgekd_runtime.load(model, backend=backend, threads=threads)
+    recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
     intake = IntakeLimits(max_body_bytes=max_body_bytes, max_side_px=max_side_px,
                           max_pixels=max_side_px * max_side_px)
     limits = ServerLimits(intake=intake, max_connections=max_connections, inference_slots=inference_slots)

@@ -56,7 +56,12 @@ class WebpadApp:
     def __init__(self, recognizer: Any, limits: ServerLimits = ServerLimits()) -> None:
         self.recognizer = recognizer
         self.limits = limits
-        self._slots = threading.BoundedSemaphore(limits.inference_slots)
+        slots = limits.inference_slots
+        if slots > 1 and getattr(getattr(recognizer, "backend", None), "format", None) == "tflite":
+            log.warning("a TFLite interpreter is not reentrant: using 1 inference slot, not %d", slots)
+            slots = 1
+        self.inference_slots = slots
+        self._slots = threading.BoundedSemaphore(slots)
         self.static = {route: ((STATIC_DIR / name).read_bytes(), ctype) for route, (name, ctype) in
                        STATIC_FILES.items()}
         self.requests_served = 0
@@ -73,7 +78,7 @@ class WebpadApp:
             "precision": getattr(rec, "precision", None),
             "labels": list(rec.labels),
             "limits": {"max_body_bytes": self.limits.intake.max_body_bytes,
-                       "max_side_px": self.limits.intake.max_side_px},
+                       "max_side_px": self.limits.intake.max_side_px, "inference_slots": self.inference_slots},
             "requests_served": self.requests_served,
         }
 

@@ -35,7 +35,8 @@ def page(webpad_server):  # the page CSP forbids eval: wait with locator expecta
             pg.on("pageerror", lambda e: errors.append(str(e)))
             pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             pg.goto(webpad_server.url)
-            sync_api.expect(pg.locator("#model")).to_have_text(re.compile(r"^model logreg-test · backend onnxruntime"))
+            header = re.compile(r"^model logreg-test \(fp32\) · backend onnxruntime \d")
+            sync_api.expect(pg.locator("#model")).to_have_text(header)
             pg.js_errors = errors  # type: ignore[attr-defined]
             yield pg
         finally:

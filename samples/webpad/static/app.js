@@ -111,7 +111,8 @@
   async function loadInfo() {
     try {
       const info = await (await fetch("api/health")).json();
-      document.getElementById("model").textContent = `model ${info.model} · backend ${info.backend}`;
+      const precision = info.precision ? ` (${info.precision})` : "";
+      document.getElementById("model").textContent = `model ${info.model}${precision} · backend ${info.backend}`;
     } catch (e) {
       document.getElementById("model").textContent = "server unreachable";
     }
