@@ -93,7 +93,7 @@ def time_model_ms(path: Path, backend: str, threads: int, warmup: int, min_runs:
     b = open_backend(path, backend, threads)
     info = b.inputs[0]
     x = np.zeros(tuple(d if d > 0 else 1 for d in info.shape), dtype=np.dtype(info.dtype))
-    run = getattr(b, "invoke", None) or b.run
+    run = b.run  # what edgekd_runtime.bench times, so predictions and `edgekd-rt bench` agree
     for _ in range(warmup):
         run(x)
     times: list[float] = []

@@ -1,0 +1,202 @@
+"""Device profiles and `edgekd-rt calibrate`: the fit, a real calibration on this machine, the CLI, and that it
+all runs without torch, tensorflow or onnx (the board has none of them)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgekd_runtime.calibrate import CalibrationConfig, calibrate, fit_coefficients, load_suite, nnls
+from edgekd_runtime.errors import ProfileError
+from edgekd_runtime.profile import DeviceProfile, LatencyCoefficients, OpFeatures
+
+FAST = dict(warmup=2, min_runs=5, min_time_ms=10.0)
+
+
+def test_nnls_matches_scipy_and_stays_non_negative():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.normal(size=(30, 6))
+        b = rng.normal(size=30)
+        x = nnls(a, b)
+        assert (x >= 0).all()
+        scipy_opt = pytest.importorskip("scipy.optimize")
+        ref, _ = scipy_opt.nnls(a, b)
+        assert np.linalg.norm(a @ x - b) == pytest.approx(np.linalg.norm(a @ ref - b), rel=1e-6, abs=1e-9)
+
+
+def test_fit_recovers_known_coefficients_from_the_suite_features():
+    true = LatencyCoefficients(per_invoke_ms=0.02, per_layer_us=3.0, conv_ns_per_mac=0.2, dwconv_ns_per_mac=0.9,
+                               dense_ns_per_mac=0.4, elementwise_ns_per_elem=1.5)
+    feats = [m.features for m in load_suite(quick=False)]
+    coef, err = fit_coefficients(feats, [true.latency_ms(f) for f in feats])
+    for name in ("per_invoke_ms", "per_layer_us", "conv_ns_per_mac", "dwconv_ns_per_mac", "dense_ns_per_mac",
+                 "elementwise_ns_per_elem"):
+        assert getattr(coef, name) == pytest.approx(getattr(true, name), rel=1e-5)
+    assert err["max_ape_pct"] < 1e-3 and err["samples"] == len(feats)
+
+
+def test_suite_covers_every_op_class_and_ships_its_files():
+    from edgekd_runtime.calibrate import SUITE_DIR
+
+    quick, full = load_suite(quick=True), load_suite(quick=False)
+    assert len(quick) >= 12 and len(full) > len(quick)
+    assert {m.group for m in quick} == {"conv", "dwconv", "dense", "elementwise", "layers", "composite"}
+    for m in full:
+        for fmt, precs in (("onnx", ("fp32", "int8")), ("tflite", ("fp32", "fp16", "int8"))):
+            for p in precs:
+                assert (SUITE_DIR / m.files[fmt][p]).stat().st_size > 100
+    # a rank-deficient suite could not separate the classes
+    rows = np.array([LatencyCoefficients.design_row(m.features) for m in quick])
+    assert np.linalg.matrix_rank(rows / rows.max(axis=0)) == 6
+
+
+def test_profile_json_round_trip_and_estimate_by_hand(tmp_path):
+    p = DeviceProfile.rpi4()
+    path = p.save(tmp_path / "rpi4.json")
+    q = DeviceProfile.load(path)
+    assert q == p and q.to_dict() == p.to_dict()
+    c = p.coefficients("fp32")
+    f = OpFeatures(conv_macs=1_000_000, dwconv_macs=10_000, dense_macs=5_000, elementwise_elems=2_000, layers=7)
+    by_hand = (c.per_invoke_ms + 7 * c.per_layer_us / 1e3 + (1e6 * c.conv_ns_per_mac + 1e4 * c.dwconv_ns_per_mac
+               + 5e3 * c.dense_ns_per_mac + 2e3 * c.elementwise_ns_per_elem) / 1e6)
+    assert p.estimate_latency_ms(f, "fp32") == pytest.approx(by_hand, rel=1e-12)
+    assert p.estimate_latency_ms(f.to_dict(), "fp32") == pytest.approx(by_hand, rel=1e-12)
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda d: d.update(format="x"), "not an edgekd device profile"),
+    (lambda d: d.update(format_version=99), "format_version 99"),
+    (lambda d: d.pop("latency"), "missing field(s) latency"),
+    (lambda d: d["latency"].update(int4=d["latency"]["fp32"]), "int4"),
+    (lambda d: d["latency"]["fp32"].pop("per_layer_us"), "per_layer_us"),
+    (lambda d: d["latency"]["fp32"].update(conv_ns_per_mac=float("nan")), "conv_ns_per_mac"),
+    (lambda d: d.update(cores=0), "cores = 0"),
+    (lambda d: d.update(backend="cuda"), "backend 'cuda'"),
+])
+def test_malformed_profiles_are_profile_errors(tmp_path, mutate, needle):
+    d = DeviceProfile.rpi4().to_dict()
+    mutate(d)
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ProfileError) as ei:
+        DeviceProfile.load(path)
+    assert needle in str(ei.value) and str(path) in str(ei.value)
+
+
+def test_missing_precision_and_unknown_features_are_clear():
+    p = DeviceProfile.rpi4().with_(latency={"fp32": DeviceProfile.rpi4().coefficients("fp32")})
+    with pytest.raises(ProfileError, match="no latency model for precision 'int8'.*calibrate"):
+        p.estimate_latency_ms(OpFeatures(layers=1), "int8")
+    with pytest.raises(ProfileError, match="unknown feature"):
+        p.estimate_latency_ms({"flops": 3}, "fp32")
+
+
+@pytest.mark.tflite
+def test_calibrate_on_this_machine_gives_a_valid_profile(tmp_path):
+    prof = calibrate(CalibrationConfig(backend="tflite", threads=1, precisions=("fp32", "int8"), **FAST),
+                     name="this-host")
+    assert not prof.estimate and prof.backend == "tflite" and prof.threads == 1
+    cal = prof.calibration
+    assert cal["backend"] == "tflite" and cal["threads"] == 1 and cal["cpu"] and cal["date"].endswith("Z")
+    for p in ("fp32", "int8"):
+        fit = cal["fit"][p]
+        assert fit["samples"] == len(load_suite(True))
+        assert math.isfinite(fit["median_ape_pct"]) and fit["median_ape_pct"] < 100
+        measured = fit["measured_ms"]
+        assert all(0 < v < 1000 for v in measured.values())
+        # the fitted model orders a big conv above a tiny dense layer, as measured
+        big, small = "conv3x3_64to128_14s2", "chain_dense16_x2"
+        assert measured[big] > measured[small]
+        assert prof.estimate_latency_ms(_features(big), p) > prof.estimate_latency_ms(_features(small), p)
+    q = DeviceProfile.load(prof.save(tmp_path / "h.json"))
+    assert q == prof and q.calibration["fit"]["fp32"]["samples"] == cal["fit"]["fp32"]["samples"]
+
+
+def _features(name: str) -> OpFeatures:
+    return next(m.features for m in load_suite(False) if m.name == name)
+
+
+def test_calibrate_onnxruntime_backend():
+    prof = calibrate(CalibrationConfig(backend="onnx", threads=1, precisions=("fp32",), **FAST))
+    assert prof.backend == "onnx" and prof.precisions == ("fp32",)
+    assert prof.calibration["backend_version"].startswith("onnxruntime")
+
+
+@pytest.mark.parametrize("kw, needle", [
+    ({"backend": "gpu"}, "backend 'gpu'"),
+    ({"backend": "onnx", "precisions": ("fp16",)}, "cannot be calibrated on backend onnx"),
+    ({"threads": 0}, "threads = 0"),
+    ({"precisions": ()}, "(none)"),
+])
+def test_bad_calibration_config(kw, needle):
+    with pytest.raises(ProfileError) as ei:
+        CalibrationConfig(**kw)
+    assert needle in str(ei.value)
+
+
+# ---- CLI --------------------------------------------------------------------------------------------------------
+runner = CliRunner()
+
+
+def _app():
+    from edgekd_runtime.cli import app
+
+    return app
+
+
+def test_cli_calibrate_writes_a_profile(tmp_path):
+    out = tmp_path / "board.json"
+    r = runner.invoke(_app(), ["calibrate", "--out", str(out), "--backend", "onnx", "--threads", "1",
+                               "--precision", "fp32", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["name"] == "board" and d["backend"] == "onnx" and list(d["latency"]) == ["fp32"]
+    assert DeviceProfile.load(out).to_dict() == d
+    r = runner.invoke(_app(), ["calibrate", "--out", str(tmp_path / "b2.json"), "--backend", "onnx",
+                               "--threads", "1", "--precision", "fp32", "--name", "lab-pi"])
+    assert r.exit_code == 0 and "lab-pi" in r.stdout and "wrote" in r.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--backend", "cuda"], "backend 'cuda'"),
+    (["--backend", "onnx", "--precision", "fp16"], "cannot be calibrated"),
+    (["--precision", "int4"], "int4"),
+])
+def test_cli_calibrate_bad_options_exit_2(tmp_path, args, needle):
+    out = tmp_path / "x.json"
+    r = runner.invoke(_app(), ["calibrate", "--out", str(out), *args])
+    assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_cli_calibrate_out_is_a_directory(tmp_path):
+    r = runner.invoke(_app(), ["calibrate", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "is a directory" in r.output
+
+
+def test_calibrate_runs_without_torch_tensorflow_or_onnx(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "tensorflow", "onnx", "edgekd", "scipy"):
+                    raise ImportError(name + " is blocked (a board has none)")
+        sys.meta_path.insert(0, Blocker())
+        from edgekd_runtime.calibrate import CalibrationConfig, calibrate
+        p = calibrate(CalibrationConfig(backend="onnx", threads=1, precisions=("fp32",), warmup=1, min_runs=3,
+                                        min_time_ms=5.0))
+        p.save({str(tmp_path / 'p.json')!r})
+        print("OK", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "tensorflow", "onnx")))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "OK []" in r.stdout
+    assert DeviceProfile.load(tmp_path / "p.json").backend == "onnx"
