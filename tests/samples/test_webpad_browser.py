@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -24,23 +25,30 @@ SEVEN = [[(70, 50), (210, 50), (120, 240)]]
 
 
 @pytest.fixture(scope="module")
-def page(webpad_server):  # the page CSP forbids eval: wait with locator expectations, not JS strings
+def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 720, "height": 520})
-            pg = context.new_page()
-            errors: list[str] = []
-            pg.on("pageerror", lambda e: errors.append(str(e)))
-            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            pg.goto(webpad_server.url)
-            header = re.compile(r"^model logreg-test \(fp32\) · backend onnxruntime \d")
-            sync_api.expect(pg.locator("#model")).to_have_text(header)
-            pg.js_errors = errors  # type: ignore[attr-defined]
-            yield pg
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, webpad_server):  # the page CSP forbids eval: wait with locator expectations, not JS strings
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 720, "height": 520})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.goto(webpad_server.url)
+    expect(pg.locator("#model")).to_have_text(re.compile(r"^model logreg-test \(fp32\) · backend onnxruntime \d"))
+    pg.js_errors = errors  # type: ignore[attr-defined]
+    yield pg
+    context.close()
 
 
 def _draw(pg, strokes: list[list[tuple[int, int]]]) -> dict:
@@ -110,3 +118,33 @@ def test_recognise_on_an_empty_pad_asks_for_a_digit_without_a_request(page):
     page.wait_for_selector("#error:not([hidden])")
     assert "Draw a digit" in page.inner_text("#error")
     assert not any(u.endswith("/api/predict") for u in requests)
+
+
+def test_finger_drawing_on_a_phone_sized_touch_screen(browser, webpad_server):
+    """Touch events through the DevTools protocol, as a finger on a phone: pointer events reach the pad."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
+                                  device_scale_factor=2)
+    try:
+        pg = context.new_page()
+        pg.goto(webpad_server.url)
+        box = pg.locator("#pad").bounding_box()
+        assert box["x"] + box["width"] <= 390  # the pad fits a phone screen
+        cdp = context.new_cdp_session(pg)
+        x = box["x"] + box["width"] / 2
+        ys = [box["y"] + box["height"] * f for f in np.linspace(0.15, 0.85, 15)]
+        with pg.expect_response(lambda r: r.url.endswith("/api/predict")) as resp_info:
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": ys[0]}]})
+            for y in ys[1:]:
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        assert resp_info.value.status == 200
+        expect(pg.locator("#label")).to_have_text("1")
+        assert pg.locator("#topk li").count() == 3
+        assert re.search(r"inference [\d.]+ ms", pg.inner_text("#latency"))
+        shot = os.environ.get("WEBPAD_SCREENSHOT_PHONE")
+        if shot:
+            pg.screenshot(path=shot, full_page=True)
+    finally:
+        context.close()
