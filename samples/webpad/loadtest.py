@@ -50,9 +50,10 @@ class LoadResult:
 
 
 def run_load(url: str, body: bytes, requests: int = 500, concurrency: int = 16,
-             timeout_s: float = 30.0) -> LoadResult:
+             timeout_s: float = 30.0, expect_label: Optional[str] = None) -> LoadResult:
     """POST `body` to `<url>api/predict` `requests` times from `concurrency` threads (one keep-alive
-    connection each). A request counts as an error unless it answers 200 with a JSON prediction."""
+    connection each). A request counts as an error unless it answers 200 with a JSON prediction (whose
+    label is `expect_label`, when given)."""
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise UserInputError(f"{url!r} is not an http:// URL of a webpad server")
@@ -73,8 +74,12 @@ def run_load(url: str, body: bytes, requests: int = 500, concurrency: int = 16,
             resp = conn.getresponse()
             payload = resp.read()
             status = str(resp.status)
-            if resp.status == 200 and "label" not in json.loads(payload):
-                status = "200-without-label"
+            if resp.status == 200:
+                label = json.loads(payload).get("label")
+                if label is None:
+                    status = "200-without-label"
+                elif expect_label is not None and label != expect_label:
+                    status = f"200-label-{label}"
         except (OSError, http.client.HTTPException, ValueError) as e:
             conn.close()
             local.conn = None
@@ -104,12 +109,13 @@ def loadtest(
     requests: int = typer.Option(500, min=1, max=100_000),
     concurrency: int = typer.Option(16, min=1, max=256),
     timeout_s: float = typer.Option(30.0, min=0.1, help="Per-request timeout."),
+    expect_label: Optional[str] = typer.Option(None, help="Count answers with another label as errors."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send the image REQUESTS times, CONCURRENCY at a time; exit 1 if any request failed."""
     if not image.is_file():
         raise UserInputError(f"{image}: no such file; pass a PNG of a digit")
-    result = run_load(url, image.read_bytes(), requests, concurrency, timeout_s)
+    result = run_load(url, image.read_bytes(), requests, concurrency, timeout_s, expect_label)
     if json_out:
         print_json(asdict(result))
     else:
