@@ -55,10 +55,11 @@ class ParityResult:
     top1_agreement: float
     allowed_abs_diff: float
     tolerance: Tolerance
+    finite: bool = True  # False when the artifact produced NaN or inf
 
     @property
     def passed(self) -> bool:
-        return (self.max_abs_diff <= self.allowed_abs_diff
+        return (self.finite and self.max_abs_diff <= self.allowed_abs_diff
                 and self.top1_agreement >= self.tolerance.min_top1_agreement)
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,7 +68,7 @@ class ParityResult:
             "max_abs_diff": self.max_abs_diff, "mean_abs_diff": self.mean_abs_diff,
             "top1_agreement": self.top1_agreement,
             "allowed_abs_diff": None if math.isinf(self.allowed_abs_diff) else self.allowed_abs_diff,
-            "tolerance": self.tolerance.to_dict(), "passed": self.passed,
+            "tolerance": self.tolerance.to_dict(), "finite": self.finite, "passed": self.passed,
         }
 
 
@@ -79,15 +80,15 @@ def compare(reference: np.ndarray, outputs: np.ndarray, tolerance: Tolerance,
     if reference.shape != outputs.shape or reference.ndim != 2 or len(reference) == 0:
         raise CalibrationDataError(f"parity needs two non-empty (N, C) arrays of the same shape; got reference "
                                    f"{reference.shape} and outputs {outputs.shape}")
-    if not np.isfinite(outputs).all():
-        diff = math.inf
-        mean = math.inf
+    finite = bool(np.isfinite(outputs).all())
+    if not finite:
+        diff = mean = math.inf
     else:
         d = np.abs(outputs - reference)
         diff, mean = float(d.max()), float(d.mean())
     agree = float(np.mean(reference.argmax(1) == outputs.argmax(1)))
     allowed = tolerance.allowed_abs_diff(float(np.abs(reference).max()))
-    return ParityResult(reference_name, len(reference), diff, mean, agree, allowed, tolerance)
+    return ParityResult(reference_name, len(reference), diff, mean, agree, allowed, tolerance, finite)
 
 
 def check(artifact: str, reference: np.ndarray, outputs: np.ndarray, tolerance: Tolerance,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,8 @@ def convert_tflite(info: OnnxModelInfo, out_paths: dict[str, Path], calib_canvas
         kwargs: dict = dict(input_onnx_file_path=str(src), output_folder_path=str(tmp_dir / "out"),
                             copy_onnx_input_output_names_to_tflite=True, non_verbose=True,
                             output_integer_quantized_tflite=want_int8)
+        if info.layout == "NHWC":  # e.g. a Keras model via tf2onnx: without this onnx2tf reads it as NCHW
+            kwargs["keep_shape_absolutely_input_names"] = [info.input_name]
         if want_int8:
             if calib_canvases is None:
                 raise ConversionError("int8 TFLite needs calibration canvases")
@@ -53,7 +56,8 @@ def convert_tflite(info: OnnxModelInfo, out_paths: dict[str, Path], calib_canvas
                 info.input_name, str(calib_path),
                 np.full((1, 1, 1, c), mean, np.float32), np.full((1, 1, 1, c), std, np.float32)]]
             kwargs["quant_type"] = "per-channel"
-        with captured_output() as log:
+        with captured_output() as log, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # onnx2tf's own tf.lite.Interpreter deprecation notices
             try:
                 import onnx2tf  # heavy: pulls in tensorflow (its import logs are captured too)
 
@@ -61,15 +65,16 @@ def convert_tflite(info: OnnxModelInfo, out_paths: dict[str, Path], calib_canvas
                 error = None
             except (Exception, SystemExit) as e:  # onnx2tf calls sys.exit on some failures
                 error = e
+        tail = "\n".join(log[0].strip().splitlines()[-8:]) if log and log[0] else ""
         if error is not None:
-            tail = "\n".join(log[0].strip().splitlines()[-8:]) if log and log[0] else ""
             raise ConversionError(f"{info.path}: onnx2tf failed ({type(error).__name__}: {error}); its last "
                                   f"output:\n{tail}")
         for precision, dst in out_paths.items():
             made = tmp_dir / "out" / f"model_{ONNX2TF_SUFFIX[precision]}.tflite"
             if not made.is_file():
                 raise ConversionError(f"{info.path}: onnx2tf did not write the {precision} TFLite model "
-                                      f"({made.name}); files written: {sorted(os.listdir(tmp_dir / 'out'))}")
+                                      f"({made.name}); files written: {sorted(os.listdir(tmp_dir / 'out'))}; "
+                                      f"its last output:\n{tail}")
             Path(dst).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(made), str(dst))
     return out_paths

@@ -1,0 +1,164 @@
+"""Real conversions of a trained tiny CNN: onnx2tf (TFLite fp32/fp16/int8) and onnxruntime.quantization (ONNX
+int8), parity and accuracy numbers, altered artifacts caught, all-or-nothing output, the `edgekd-convert` CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from edgekd_converters import TOLERANCES, ParityError, Tolerance
+from edgekd_converters.calibration import to_model_input
+from edgekd_converters.cli import app
+from edgekd_converters.convert import convert_model
+from edgekd_converters.model_info import inspect_model, load_onnx
+from edgekd_converters.parity import check
+from edgekd_converters.runners import make_tflite_interpreter, run_onnx, run_tflite
+
+from conftest import MEAN, STD
+
+pytestmark = pytest.mark.tflite
+
+
+def _eval_inputs(model_path, digits):
+    info = inspect_model(load_onnx(model_path), model_path)
+    _, _, xt, yt = digits
+    return to_model_input(xt[..., None], info, MEAN, STD), yt
+
+
+def test_every_artifact_is_written_and_within_tolerance(converted, digits):
+    out, report = converted
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["tiny_float32.tflite", "tiny_float16.tflite", "tiny_int8.onnx", "tiny_int8.tflite"])
+    arts = {(a.format, a.precision): a for a in report.artifacts}
+    assert set(arts) == {("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("onnx", "int8")}
+    assert report.reference_accuracy > 0.85  # the tiny CNN really learned the digits
+    assert arts[("tflite", "fp32")].parity.max_abs_diff <= 1e-4
+    assert arts[("tflite", "fp32")].parity.top1_agreement == 1.0
+    assert arts[("tflite", "fp16")].parity.top1_agreement >= 0.99
+    for key in (("tflite", "int8"), ("onnx", "int8")):
+        a = arts[key]
+        assert a.parity.passed and a.parity.top1_agreement >= 0.99
+        assert abs(a.accuracy - report.reference_accuracy) <= 0.02
+        assert a.parity.num_samples == len(digits[3])
+    assert arts[("tflite", "int8")].size_bytes < arts[("tflite", "fp32")].size_bytes
+
+
+def test_int8_tflite_takes_and_returns_int8(converted):
+    out, _ = converted
+    it = make_tflite_interpreter(out / "tiny_int8.tflite")
+    inp, outp = it.get_input_details()[0], it.get_output_details()[0]
+    assert inp["dtype"] == np.int8 and outp["dtype"] == np.int8
+    assert list(inp["shape"]) == [1, 28, 28, 1]  # onnx2tf's NHWC
+    assert inp["quantization"][0] > 0
+
+
+def test_int8_onnx_is_qdq_per_channel(converted):
+    out, _ = converted
+    model = onnx.load(out / "tiny_int8.onnx")
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    scales = [numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("_scale")]
+    assert any(s.ndim == 1 and s.size == 16 for s in scales)  # per output channel of the second conv
+
+
+def test_altered_tflite_artifact_is_caught(converted, tiny_models, digits, tmp_path):
+    """Scale the final layer's bias inside the .tflite file: the parity check must refuse it."""
+    out, _ = converted
+    x, _ = _eval_inputs(tiny_models["nchw"], digits)
+    ref = run_onnx(tiny_models["nchw"], x)
+    bias = next(numpy_helper.to_array(i) for i in onnx.load(tiny_models["nchw"]).graph.initializer
+                if i.dims == [10])
+    blob = (out / "tiny_float32.tflite").read_bytes()
+    at = blob.find(bias.astype(np.float32).tobytes())
+    assert at > 0, "the float32 bias is not stored verbatim in the TFLite file"
+    altered = tmp_path / "altered.tflite"
+    altered.write_bytes(blob[:at] + (bias * 1.5 + 0.3).astype(np.float32).tobytes() + blob[at + 40:])
+    check("tiny_float32.tflite", ref, run_tflite(out / "tiny_float32.tflite", x), TOLERANCES["fp32"])
+    with pytest.raises(ParityError, match=r"altered.tflite: parity check .* max abs diff"):
+        check("altered.tflite", ref, run_tflite(altered, x), TOLERANCES["fp32"])
+
+
+def test_altered_onnx_int8_artifact_is_caught(converted, tiny_models, digits, tmp_path):
+    out, _ = converted
+    x, _ = _eval_inputs(tiny_models["nchw"], digits)
+    ref = run_onnx(tiny_models["nchw"], x)
+    model = onnx.load(out / "tiny_int8.onnx")
+    for init in model.graph.initializer:  # flip the sign of every int8 weight
+        if init.data_type == onnx.TensorProto.INT8 and len(init.dims) == 4:
+            init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
+    onnx.save(model, tmp_path / "bad_int8.onnx")
+    with pytest.raises(ParityError) as e:
+        check("bad_int8.onnx", ref, run_onnx(tmp_path / "bad_int8.onnx", x), TOLERANCES["int8"])
+    assert e.value.result.top1_agreement < 0.99
+
+
+def test_parity_failure_leaves_nothing_behind(tiny_models, digits, tmp_path):
+    x, _, xt, _ = digits
+    out = tmp_path / "never"
+    with pytest.raises(ParityError) as e:
+        convert_model(tiny_models["nchw"], out, ["onnx-int8"], x[:200], xt[:50], mean=MEAN, std=STD,
+                      tolerances={"int8": Tolerance(atol=1e-9, min_top1_agreement=1.0)})
+    assert e.value.result.max_abs_diff > 1e-9
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no staging directory left either
+
+
+def test_nhwc_model_like_a_keras_export(tiny_models, digits, tmp_path):
+    x, _, xt, yt = digits
+    report = convert_model(tiny_models["nhwc"], tmp_path / "k", ["tflite", "onnx-int8"], x[:250], xt, yt,
+                           mean=MEAN, std=STD, tflite_precisions=("fp32", "int8"))
+    arts = {(a.format, a.precision): a for a in report.artifacts}
+    assert arts[("tflite", "fp32")].parity.max_abs_diff <= 1e-4
+    assert arts[("tflite", "int8")].parity.top1_agreement >= 0.99
+    assert arts[("onnx", "int8")].parity.top1_agreement >= 0.99
+
+
+def test_cli_converts_and_reports_json(tiny_models, digits, tmp_path):
+    x, y, _, _ = digits
+    np.save(tmp_path / "calib.npy", (x[:220] * 255).round().astype(np.uint8))
+    np.save(tmp_path / "labels.npy", y[:220])
+    out = tmp_path / "cli_out"
+    args = [str(tiny_models["nchw"]), "--to", "onnx-int8", "--calib", str(tmp_path / "calib.npy"),
+            "--labels", str(tmp_path / "labels.npy"), "--mean", str(MEAN), "--std", str(STD), "--out", str(out)]
+    r = CliRunner().invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["artifacts"][0]["path"].endswith("tiny_int8.onnx") and doc["artifacts"][0]["parity"]["passed"]
+    assert doc["artifacts"][0]["accuracy"] > 0.8 and (out / "tiny_int8.onnx").is_file()
+    again = CliRunner().invoke(app, args)  # the output exists now
+    assert again.exit_code == 2 and "already exists; pass --force" in again.output
+    assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
+
+
+def test_cli_bad_inputs_exit_2_without_traceback(tiny_models, digits, tmp_path):
+    x = digits[0]
+    np.save(tmp_path / "few.npy", x[:50])
+    np.save(tmp_path / "big.npy", x[:220] * 255)
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_text("hello")
+    cases = [
+        ([str(not_onnx), "--to", "tflite", "--calib", str(tmp_path / "few.npy")], "not a valid ONNX model"),
+        ([str(tiny_models["nchw"]), "--to", "tflite", "--calib", str(tmp_path / "few.npy")],
+         "50 samples; int8 calibration needs at least 200"),
+        ([str(tiny_models["nchw"]), "--to", "onnx-int8", "--calib", str(tmp_path / "big.npy")], "divide by 255"),
+        ([str(tiny_models["nchw"]), "--to", "tflite", "--calib", str(tmp_path / "few.npy"), "--std", "0"],
+         "--std must be > 0"),
+    ]
+    for args, needle in cases:
+        r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
+        assert r.exit_code == 2, (args, r.output)
+        assert needle in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_parity_failure_exits_1(tiny_models, digits, tmp_path, monkeypatch):
+    np.save(tmp_path / "calib.npy", digits[0][:200])
+    monkeypatch.setitem(TOLERANCES, "int8", Tolerance(atol=0.0, min_top1_agreement=1.0))
+    r = CliRunner().invoke(app, [str(tiny_models["nchw"]), "--to", "onnx-int8", "--calib",
+                                 str(tmp_path / "calib.npy"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "parity check against onnx failed" in r.output
+    assert not (tmp_path / "o").exists()
