@@ -145,6 +145,8 @@ class WebpadHandler(BaseHTTPRequestHandler):
     # ---- routes ----------------------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         route = self.path.split("?", 1)[0]
+        if self.headers.get("Content-Length", "0") != "0" or self.headers.get("Transfer-Encoding"):
+            self.close_connection = True  # an unread body must not be parsed as the next request
         if route in self.app.static:
             body, ctype = self.app.static[route]
             self._send(200, body, ctype, {"Cache-Control": "no-cache"})

@@ -233,3 +233,39 @@ def test_cli_help_lists_the_limits():
     assert done.returncode == 0
     for flag in ("--host", "--port", "--max-body-bytes", "--max-side-px", "--max-connections"):
         assert flag in done.stdout
+
+
+def test_a_crash_inside_the_model_is_a_500_for_that_request_only(digit_model):
+    import edgekd_runtime
+
+    class CrashesOnce:
+        """The real recognizer, except that its first predict() fails the way a driver bug would."""
+
+        def __init__(self, real):
+            self.real, self.calls = real, 0
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def predict(self, image, top_k=3):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("simulated interpreter failure")
+            return self.real.predict(image, top_k=top_k)
+
+    srv = make_server(CrashesOnce(edgekd_runtime.load(digit_model.bundle)), "127.0.0.1", 0, LIMITS)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        status, payload = _predict(srv, png_bytes(digit_model.clear_digits(1)[2][0]))
+        assert status == 500 and "RuntimeError: simulated interpreter failure" in payload["error"]
+        _assert_still_serving(srv, digit_model)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_get_with_a_body_does_not_smuggle_a_second_request(server):
+    smuggled = b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = _raw(server, b"GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
+                  + smuggled)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"HTTP/1.1 ") == 1
