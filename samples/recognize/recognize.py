@@ -88,11 +88,11 @@ def recognize(
         frames = watch_frames(inputs[0], interval_s=interval_s, include_existing=not new_only,
                               recursive=recursive, stop_at=stop_at)
     else:
-        frames = file_frames(inputs, recursive=recursive)
-        frames = iter(list(frames))  # expand folders now so bad paths fail before the model loads
+        listed = list(file_frames(inputs, recursive=recursive))  # expand now: bad paths fail before the model loads
+        frames = iter(listed)
+    width = 24 if (camera is not None or watch) else min(60, max(len(f.source) for f in listed))
 
     recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
-    width = 24 if (camera or watch) else max([len(str(p)) for p in inputs] + [12])
     latencies_ms: list[float] = []
     totals_ms: list[float] = []
     failed_files = 0
