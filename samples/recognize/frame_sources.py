@@ -55,37 +55,48 @@ def file_frames(inputs: Iterable[Path], recursive: bool = False) -> Iterator[Fra
             yield Frame(str(p), p)
 
 
+def _snapshot(folder: Path, recursive: bool) -> dict[Path, tuple[int, int]]:
+    """{image path: (size in bytes, mtime in ns)} for the images in `folder` now."""
+    sigs = {}
+    for p in _list_folder(folder, recursive):
+        try:
+            st = p.stat()
+        except OSError:  # removed between listing and stat
+            continue
+        sigs[p] = (st.st_size, st.st_mtime_ns)
+    return sigs
+
+
 def watch_frames(folder: Path, interval_s: float = 0.5, include_existing: bool = True,
                  recursive: bool = False, stop_at: float | None = None) -> Iterator[Frame]:
     """Images in `folder`, then each new or rewritten image as it appears, until the caller stops or the
     `time.monotonic()` deadline `stop_at` passes.
 
-    A file is yielded once its size and modification time are the same on two polls in a row, so a file
-    still being copied is not read half-written.
+    The folder is listed when this is called (not at the first frame), so "existing" means existing now,
+    even when loading the model takes a while. A new file is yielded once its size and modification time
+    are the same on two polls in a row, so a file still being copied is not read half-written.
     """
     if not folder.is_dir():
         raise UserInputError(f"{folder}: --watch needs a folder")
-    done: dict[Path, tuple[int, int]] = {}
+    return _watch(folder, _snapshot(folder, recursive), interval_s, include_existing, recursive, stop_at)
+
+
+def _watch(folder: Path, initial: dict[Path, tuple[int, int]], interval_s: float, include_existing: bool,
+           recursive: bool, stop_at: float | None) -> Iterator[Frame]:
+    done = dict(initial)  # reported, or present before the watch started and not wanted
+    if include_existing:
+        yield from (Frame(str(p), p) for p in initial)
     candidates: dict[Path, tuple[int, int]] = {}
-    first = True
     while stop_at is None or time.monotonic() < stop_at:
-        for p in _list_folder(folder, recursive):
-            try:
-                st = p.stat()
-            except OSError:  # removed between listing and stat
+        for p, sig in _snapshot(folder, recursive).items():
+            if done.get(p) == sig:
                 continue
-            sig = (st.st_size, st.st_mtime_ns)
-            if first and not include_existing:
-                done[p] = sig  # present before the watch started: not ours to report
-            elif done.get(p) == sig:
-                continue
-            elif (first and include_existing) or (candidates.get(p) == sig and st.st_size > 0):
+            if candidates.get(p) == sig and sig[0] > 0:
                 done[p] = sig
                 candidates.pop(p, None)
                 yield Frame(str(p), p)
             else:
                 candidates[p] = sig  # new or still changing: look again on the next poll
-        first = False
         time.sleep(interval_s)
 
 

@@ -93,6 +93,8 @@ def recognize(
     width = 24 if (camera is not None or watch) else min(60, max(len(f.source) for f in listed))
 
     recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
+    if watch:
+        typer.echo(f"watching {inputs[0]} every {interval_s} s for new images (Ctrl-C stops)", err=True)
     latencies_ms: list[float] = []
     totals_ms: list[float] = []
     failed_files = 0

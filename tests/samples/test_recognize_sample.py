@@ -149,20 +149,26 @@ def test_watch_recognises_files_dropped_into_the_folder(digit_model, clear_folde
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     save(inbox / "old.png", digit_model.clear_digits(1)[0][0])
-    proc = subprocess.Popen([sys.executable, str(RECOGNIZE), str(digit_model.bundle), str(inbox), "--watch",
-                             "--new-only", "--interval-s", "0.1", "--limit", "2", "--duration-s", "60", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_path = tmp_path / "stderr.txt"
+    with open(err_path, "w") as err_file:
+        proc = subprocess.Popen([sys.executable, str(RECOGNIZE), str(digit_model.bundle), str(inbox), "--watch",
+                                 "--new-only", "--interval-s", "0.1", "--limit", "2", "--duration-s", "60",
+                                 "--json"], stdout=subprocess.PIPE, stderr=err_file, text=True)
     try:
-        time.sleep(1.5)  # let it start and take its first look at the folder
+        deadline = time.monotonic() + 60
+        while "watching" not in err_path.read_text():  # the model is loaded and the folder listed
+            assert proc.poll() is None and time.monotonic() < deadline, err_path.read_text()
+            time.sleep(0.05)
         picked = digit_model.clear_digits(1)
         for name, idx in (("new_a.png", 3), ("new_b.png", 8)):
             tmp = tmp_path / name
             save(tmp, picked[idx][0])
             os.replace(tmp, inbox / name)  # appear at once, as a copy tool that renames would do
             time.sleep(0.3)
-        out, err = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
+    err = err_path.read_text()
     assert proc.returncode == 0, err
     results, summary = _jsonl(out)
     assert [(Path(r["source"]).name, r["label"]) for r in results] == [("new_a.png", "3"), ("new_b.png", "8")]
