@@ -10,6 +10,7 @@ Uses only edgekd_runtime and the standard library (no torch, no tensorflow).
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from typing import Optional
@@ -61,6 +62,9 @@ def serve(
         typer.echo(f"webpad: serving {url} (model {info['model']}, backend {info['backend']}); Ctrl-C stops")
         if bound_host == "127.0.0.1":
             typer.echo("webpad: only this machine can connect; use --host 0.0.0.0 to serve the LAN")
+        elif bound_host in ("0.0.0.0", "::"):
+            typer.echo(f"webpad: on the LAN open http://{socket.gethostname()}.local:{bound_port}/ "
+                       f"(or this board's IP address); there is no authentication")
     sys.stdout.flush()
     try:
         server.serve_forever(poll_interval=0.2)
