@@ -1,0 +1,135 @@
+"""`edgekd convert`: the whole chain on a tiny trained student (export, TFLite fp32/fp16/int8 and ONNX int8,
+parity against torch, manifest, runtime load of each artifact); refusals and parity failures change nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import edgekd_runtime
+from edgekd.cli import app
+from edgekd.export import convert_exported_bundle, export_bundle
+from edgekd.export.samples import bundle_samples, normalise
+from edgekd_runtime.manifest import Manifest, verify_artifact
+
+from test_export import SPEC, make_student_checkpoint
+
+pytestmark = pytest.mark.tflite
+
+
+@pytest.fixture(scope="module")
+def student_ckpt(tmp_path_factory):
+    return make_student_checkpoint(tmp_path_factory.mktemp("ckpt") / "student.pt")
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, student_ckpt):
+    out = tmp_path_factory.mktemp("conv") / "bundle"
+    export_bundle(student_ckpt, out)
+    manifest, report = convert_exported_bundle(out)
+    return out, manifest, report
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    s = bundle_samples(SPEC, 16)
+    return s.test_x, s.test_y
+
+
+def test_bundle_lists_every_artifact_with_checksums(converted):
+    out, manifest, _ = converted
+    assert Manifest.load(out).to_dict() == manifest.to_dict()
+    got = [(a.path, a.format, a.precision) for a in manifest.artifacts]
+    assert got == [("student.onnx", "onnx", "fp32"), ("student_float32.tflite", "tflite", "fp32"),
+                   ("student_float16.tflite", "tflite", "fp16"), ("student_int8.tflite", "tflite", "int8"),
+                   ("student_int8.onnx", "onnx", "int8")]
+    for a in manifest.artifacts:
+        verify_artifact(out, a)  # sha256 and presence
+    assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json", *(a.path for a in manifest.artifacts)])
+    conv = manifest.extra["conversion"]
+    assert conv["reference"] == "torch" and conv["num_eval_samples"] == 120
+    assert conv["num_calibration_samples"] >= 200 and "onnx2tf" in manifest.versions
+
+
+def test_parity_against_torch_meets_each_tolerance(converted):
+    _, manifest, _ = converted
+    arts = {(a.format, a.precision): a for a in manifest.artifacts}
+    torch_acc = manifest.extra["torch_accuracy"]
+    for key, a in arts.items():
+        assert a.parity["passed"] and a.parity["reference"] == "torch" and a.parity["num_samples"] == 120, key
+    for key in (("onnx", "fp32"), ("tflite", "fp32")):
+        assert arts[key].parity["max_abs_diff"] <= 1e-4 and arts[key].parity["top1_agreement"] == 1.0
+        assert arts[key].accuracy == pytest.approx(torch_acc)
+    for key in (("tflite", "int8"), ("onnx", "int8")):
+        assert arts[key].parity["top1_agreement"] >= 0.99
+        assert abs(arts[key].accuracy - torch_acc) <= 0.02
+    assert arts[("tflite", "int8")].size_bytes < 0.5 * arts[("tflite", "fp32")].size_bytes
+
+
+def test_runtime_loads_each_artifact_and_reproduces_the_numbers(converted, test_split, student_ckpt):
+    from edgekd.export.onnx_export import torch_logits
+    from edgekd.train.checkpoint import load_student_checkpoint
+
+    out, manifest, _ = converted
+    x, y = test_split
+    model, _ = load_student_checkpoint(student_ckpt)
+    ref = torch_logits(model, normalise(x, 0.1307, 0.3081))
+    for a in manifest.artifacts:
+        rec = edgekd_runtime.load(out, backend=a.format, precision=a.precision)
+        assert rec.evaluate(x, y) == pytest.approx(a.accuracy), a.path
+        assert a.extra["accuracy_source"] == "edgekd_runtime"
+        logits = rec.forward(x[:16])
+        tol = {"fp32": 1e-4, "fp16": 0.05, "int8": 2.0}[a.precision]
+        assert np.abs(logits - ref[:16]).max() <= tol, a.path
+
+
+def test_second_conversion_is_refused_without_force(converted):
+    from edgekd_converters import OutputExistsError
+
+    out, _, _ = converted
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(OutputExistsError, match="already has .*student_int8.tflite.*--force"):
+        convert_exported_bundle(out)
+    r = CliRunner().invoke(app, ["convert", str(out)])
+    assert r.exit_code == 2 and "--force" in r.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_parity_failure_leaves_the_bundle_untouched(converted, tmp_path, monkeypatch):
+    from edgekd_converters import TOLERANCES, ParityError, Tolerance
+
+    src, _, _ = converted
+    out = tmp_path / "bundle"
+    shutil.copytree(src, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setitem(TOLERANCES, "fp16", Tolerance(atol=0.0, rtol=0.0, min_top1_agreement=1.0))
+    with pytest.raises(ParityError, match=r"student_float16.tflite: parity check against torch failed"):
+        convert_exported_bundle(out, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no staging dir, no new file
+
+
+def test_cli_convert_onnx_int8_only_json(student_ckpt, tmp_path):
+    out = tmp_path / "b"
+    export_bundle(student_ckpt, out, max_samples=60)
+    r = CliRunner().invoke(app, ["convert", str(out), "--to", "onnx-int8", "--max-samples", "60", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [a["path"] for a in doc["artifacts"]] == ["student.onnx", "student_int8.onnx"]
+    assert doc["artifacts"][1]["parity"]["num_samples"] == 60
+
+
+def test_cli_convert_bad_bundles_exit_2(tmp_path, converted):
+    r = CliRunner().invoke(app, ["convert", str(tmp_path)])
+    assert r.exit_code == 2 and "no manifest.json" in r.output and "Traceback" not in r.output
+    src, _, _ = converted
+    tampered = tmp_path / "tampered"
+    shutil.copytree(src, tampered)
+    with open(tampered / "student.onnx", "ab") as f:
+        f.write(b"\x00")
+    r = CliRunner().invoke(app, ["convert", str(tampered), "--force"])
+    assert r.exit_code == 2 and "sha256" in r.output
+    assert CliRunner().invoke(app, ["convert", "--help"]).exit_code == 0
