@@ -5,6 +5,7 @@ The interpreter actually used and its version are reported; XNNPACK is the defau
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +72,17 @@ class TFLiteBackend(Backend):
         self.outputs = [_info(d) for d in outs]
         self._in_index, self._out_index = int(ins[0]["index"]), int(outs[0]["index"])
         self._batch = int(ins[0]["shape"][0]) if len(ins[0]["shape"]) else 1
+        self._lock = threading.Lock()
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
-        if x.shape[0] != self._batch:  # only reached for a dynamic batch dimension
-            self._it.resize_tensor_input(self._in_index, list(x.shape))
-            self._it.allocate_tensors()
-            self._batch = x.shape[0]
-        self._it.set_tensor(self._in_index, x)
-        self._it.invoke()
-        return self._it.get_tensor(self._out_index)
+        with self._lock:  # a TFLite interpreter is not reentrant; ORT sessions are, so only this backend locks
+            if x.shape[0] != self._batch:  # only reached for a dynamic batch dimension
+                self._it.resize_tensor_input(self._in_index, list(x.shape))
+                self._it.allocate_tensors()
+                self._batch = x.shape[0]
+            self._it.set_tensor(self._in_index, x)
+            self._it.invoke()
+            return self._it.get_tensor(self._out_index)  # a copy, safe after the lock is released
 
 
 def _check_flatbuffer(path: Path) -> None:

@@ -60,7 +60,7 @@ class Backend:
         """Run any batch size: one call when the batch dimension allows it, else in model-sized chunks."""
         fixed = self.fixed_batch
         n = x.shape[0]
-        if fixed is None or n == fixed:
+        if n == fixed or fixed is None:
             return self.invoke(x)
         if n % fixed:
             raise ModelLoadError(f"model input {self.inputs[0].name} has a fixed batch of {fixed}; "
@@ -70,8 +70,12 @@ class Backend:
     @property
     def fixed_batch(self) -> int | None:
         """The batch size the model insists on; None when the batch dimension is dynamic."""
-        b = self.inputs[0].shape[0] if self.inputs[0].shape else 1
-        return None if b <= 0 else b
+        try:
+            return self._fixed_batch
+        except AttributeError:
+            b = self.inputs[0].shape[0] if self.inputs[0].shape else 1
+            self._fixed_batch: int | None = None if b <= 0 else b
+            return self._fixed_batch
 
 
 def default_threads() -> int:

@@ -71,6 +71,11 @@ class Recognizer:
         self._out_scale, self._out_zp = (out.scale, out.zero_point) if out.quantized else (0.0, 0)
         self._mean = np.float32(self.normalization.mean)
         self._inv_std = np.float32(1.0 / self.normalization.std)
+        self._side = self.size
+        self._canvas_shape = (self._side, self._side)
+        self._sample_shape = tuple(int(d) for d in self.input_spec.shape[1:])
+        channels = {"NCHW": self._sample_shape[0], "NHWC": self._sample_shape[-1]}.get(self.input_spec.layout, 1)
+        self._fast_layout = self._in_dtype == np.float32 and channels == 1
         self._kind: str | None = None if self.output_kind == "auto" else self.output_kind
         if self._kind not in (None, "logits", "probs"):
             raise ManifestError(f"{self.model_path}: output kind {self.output_kind!r} must be logits or probs")
@@ -112,20 +117,21 @@ class Recognizer:
     def to_input(self, canvases: np.ndarray) -> np.ndarray:
         """Canvases (N, S, S) float32 [0, 1] -> the model's input tensor (normalised, laid out, quantized)."""
         c = self._check_canvases(canvases)
+        n = c.shape[0]
+        if self._fast_layout:  # float32, one channel: normalise straight into the laid-out tensor
+            x = np.empty((n,) + self._sample_shape, np.float32)
+            v = x.reshape(n, self._side, self._side)  # a view: NCHW/NHWC/NHW with C == 1, or NF
+            np.subtract(c, self._mean, out=v)
+            np.multiply(v, self._inv_std, out=v)
+            return x
         x = (c - self._mean) * self._inv_std
-        layout = self.input_spec.layout
+        layout, shape = self.input_spec.layout, self.input_spec.shape
         if layout == "NCHW":
-            x = x[:, None]
-            ch = self.input_spec.shape[1]
-            if ch > 1:
-                x = np.repeat(x, ch, axis=1)
+            x = np.repeat(x[:, None], shape[1], axis=1)
         elif layout == "NHWC":
-            x = x[..., None]
-            ch = self.input_spec.shape[3]
-            if ch > 1:
-                x = np.repeat(x, ch, axis=3)
+            x = np.repeat(x[..., None], shape[3], axis=3)
         elif layout == "NF":
-            x = x.reshape(x.shape[0], -1)
+            x = x.reshape(n, -1)
         if self._in_scale:
             info = np.iinfo(self._in_dtype)
             x = np.clip(np.rint(x / self._in_scale + self._in_zp), info.min, info.max)
@@ -159,10 +165,15 @@ class Recognizer:
 
     def predict(self, image: ImageLike, top_k: int = 3, preprocessed: bool = False) -> Prediction:
         """Recognise one image (path, PIL image, array); `preprocessed=True` takes a canvas (S, S) as is."""
-        t0 = time.perf_counter()
-        c = np.asarray(image, dtype=np.float32)[None] if preprocessed else self.canvas(image)[None]
-        prep_ms = (time.perf_counter() - t0) * 1e3
+        if preprocessed:
+            c, prep_ms = (image[None] if type(image) is np.ndarray and image.ndim == 2 else image), 0.0
+        else:
+            t0 = time.perf_counter()
+            c = self.canvas(image)[None]
+            prep_ms = (time.perf_counter() - t0) * 1e3
         scores, latency_ms = self._run(self.to_input(c))
+        if scores.shape[0] != 1:
+            raise InputShapeError(f"predict takes one image; got a batch of {scores.shape[0]}: use predict_batch")
         if self._kind is None:
             self._to_proba(scores)  # settles the output kind
         vals = scores[0].tolist()
@@ -203,20 +214,26 @@ class Recognizer:
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _check_canvases(self, canvases: Any) -> np.ndarray:
-        c = np.asarray(canvases, dtype=np.float32)
+        c = canvases if type(canvases) is np.ndarray and canvases.dtype == np.float32 else \
+            np.asarray(canvases, dtype=np.float32)
+        if c.shape[1:] != self._canvas_shape:  # not (N, S, S): accept (S, S), (N, 1, S, S), (N, S, S, 1)
+            c = self._reshape_canvases(c, canvases)
+        if c.shape[0] == 0:
+            raise InputShapeError(f"an empty batch of canvases {c.shape}; pass at least one")
+        if not math.isfinite(c.sum()):  # one reduction catches any NaN/inf
+            raise ImageError("canvases contain NaN/inf values; clean them (np.nan_to_num) before predicting")
+        return c
+
+    def _reshape_canvases(self, c: np.ndarray, original: Any) -> np.ndarray:
         s = self.size
         if c.ndim == 2:
             c = c[None]
-        if c.ndim == 4 and 1 in (c.shape[1], c.shape[3]):  # tolerate (N,1,S,S) / (N,S,S,1)
+        if c.ndim == 4 and 1 in (c.shape[1], c.shape[3]):
             c = c.reshape(c.shape[0], c.shape[2] if c.shape[1] == 1 else c.shape[1], -1)
         if c.ndim != 3 or c.shape[1:] != (s, s):
-            raise InputShapeError(f"canvases of shape {tuple(np.shape(canvases))} do not fit the model "
+            raise InputShapeError(f"canvases of shape {tuple(np.shape(original))} do not fit the model "
                                   f"{self.model_path.name}, which takes (N, {s}, {s}) canvases; preprocess images "
                                   f"with preprocess(image, size={s}) or resize_canvas(canvas, {s})")
-        if c.shape[0] == 0:
-            raise InputShapeError(f"an empty batch of canvases {c.shape}; pass at least one")
-        if not math.isfinite(float(c.sum())):  # one reduction catches any NaN/inf
-            raise ImageError(f"canvases contain NaN/inf values; clean them (np.nan_to_num) before predicting")
         return c
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
