@@ -9,19 +9,33 @@ import typer
 
 from edgekd_runtime.cli_support import handle_errors
 
+from .budget_cmd import budget_options
 from .teacher_cmd import data_overrides, prepare_out, report, train_overrides
+
+BUDGET_OPTS = budget_options()  # the `edgekd budget` flags: --target/--profile/--latency-ms/.../--precision
 
 
 def choose_student(student: Optional[str], budget_request: Optional[dict[str, Any]] = None) -> tuple[str, dict | None]:
-    """The student id to train: `--student`, or (once the budget part adds its flags) the one
-    `edgekd.budget.search` picks for `budget_request`. Returns (student_id, budget record or None)."""
+    """The student id to train: `--student`, or the one `edgekd.budget.search` picks for `budget_request`
+    (the `edgekd budget` flags as a dict, plus num_classes). Returns (student_id, budget record or None)."""
     from edgekd_runtime.errors import UserInputError
 
+    if student and budget_request:
+        raise UserInputError(f"give --student {student} or the budget flags (--target/--profile ...), not both: "
+                             f"the budget search picks the student")
     if student:
         return student, None
     if budget_request:
-        raise UserInputError("budget-driven student choice is not available yet; pass --student ID")
-    raise UserInputError("give --student ID (e.g. dscnn-w8-d3-r28); `edgekd budget` lists ids that fit a board")
+        from .budget_cmd import run_search
+
+        res = run_search(**budget_request)
+        c = res.chosen
+        return c.student_id, {"budget": res.budget.to_dict(), "profile": res.profile.to_dict(),
+                              "effective_limits": dict(res.limits), "chosen": c.to_dict(),
+                              "ranked_by": res.ranked_by, "feasible": len(res.feasible),
+                              "candidates": len(res.candidates)}
+    raise UserInputError("give --student ID (e.g. dscnn-w8-d3-r28) or a budget (--target rpi4 --latency-ms 2 ...); "
+                         "`edgekd budget` lists ids that fit a board")
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +69,14 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt exactly."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
         json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        target: Optional[str] = BUDGET_OPTS["target"],
+        profile: Optional[Path] = BUDGET_OPTS["profile"],
+        latency_ms: Optional[float] = BUDGET_OPTS["latency_ms"],
+        flash_kb: Optional[float] = BUDGET_OPTS["flash_kb"],
+        ram_kb: Optional[float] = BUDGET_OPTS["ram_kb"],
+        macs: Optional[float] = BUDGET_OPTS["macs"],
+        params: Optional[float] = BUDGET_OPTS["params"],
+        precision: str = BUDGET_OPTS["precision"],
     ) -> None:
         from edgekd.config import read_yaml, resolve_config
         from edgekd.data import load_data
@@ -67,9 +89,15 @@ def register(app: typer.Typer) -> None:
             "distill": {"loss": loss, "temperature": temperature, "alpha": alpha, "transfer_views": views,
                         "cache_teacher": False if no_cache else None},
             "student": student, "teacher": teacher, "teacher_arch": teacher_arch, "init_from": init_from})
-        student_id, budget = choose_student(cfg.student)
-        parse_student_id(student_id)
+        budget_request = None
+        if any(v is not None for v in (target, profile, latency_ms, flash_kb, ram_kb, macs, params)):
+            budget_request = dict(target=target, profile=profile, latency_ms=latency_ms, flash_kb=flash_kb,
+                                  ram_kb=ram_kb, macs=macs, params=params, precision=precision)
         splits = load_data(cfg.data)
+        if budget_request:
+            budget_request["num_classes"] = splits.num_classes
+        student_id, budget = choose_student(cfg.student, budget_request)
+        parse_student_id(student_id)
         t = None
         if cfg.distill.loss.strip() != "none":
             if not cfg.teacher:
