@@ -16,7 +16,7 @@ from edgekd.export import convert_exported_bundle, export_bundle
 from edgekd.export.samples import bundle_samples, normalise
 from edgekd_runtime.manifest import Manifest, verify_artifact
 
-from test_export import SPEC, make_student_checkpoint
+from export_support import SPEC, make_student_checkpoint
 
 pytestmark = pytest.mark.tflite
 
