@@ -113,15 +113,16 @@ def _to_light_on_dark(gray: np.ndarray, polarity: str) -> np.ndarray:
         return gray
     if polarity == "dark-on-light":
         return 1.0 - gray
-    med = float(np.median(gray))
+    med = float(np.median(gray[::2, ::2]))  # a 1/4 sample is plenty for the paper's level
     return (1.0 - gray) if (med - float(gray.min())) > (float(gray.max()) - med) else gray
 
 
 def _mnist_canvas(d: np.ndarray, name: str, canvas: int, box: int, flatten: bool = True) -> np.ndarray:
     if flatten:  # subtract uneven lighting
         d = np.clip(d - _background(d), 0.0, 1.0)
-    med = float(np.median(d))
-    sigma = 1.4826 * float(np.median(np.abs(d - med)))
+    sample = d[::2, ::2] if d.size > 40_000 else d
+    med = float(np.median(sample))
+    sigma = 1.4826 * float(np.median(np.abs(sample - med)))
     peak = float(d.max())
     contrast = peak - med
     if contrast < MIN_INK_CONTRAST or (sigma > 0 and contrast / sigma < MIN_INK_SNR):
@@ -219,15 +220,33 @@ def _resize(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def _dilate(a: np.ndarray, k: int) -> np.ndarray:
-    from PIL import ImageFilter
+    """Grey dilation with a k x k square (k odd), separable, zero outside the image (ink is >= 0)."""
+    r = k // 2
+    h, w = a.shape
+    p = np.pad(a, r)
+    rows = p[:, 0:w].copy()
+    for j in range(1, k):
+        np.maximum(rows, p[:, j:j + w], out=rows)
+    out = rows[0:h].copy()
+    for i in range(1, k):
+        np.maximum(out, rows[i:i + h], out=out)
+    return out
 
-    return np.asarray(_pil_f(a).filter(ImageFilter.MaxFilter(k)), dtype=np.float32)
+
+# Median of 9 with 19 compare-exchanges (Paeth's network, as in Devillard's opt_med9): ~20 numpy min/max
+# passes, an order of magnitude faster than Pillow's generic rank filter on float images.
+_MED9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
+         (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
 
 
 def _median3(a: np.ndarray) -> np.ndarray:
-    from PIL import ImageFilter
-
-    return np.asarray(_pil_f(a).filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
+    """3x3 median filter (edges replicated), computed on 8-bit levels (4x less memory traffic than float)."""
+    h, w = a.shape
+    p = np.pad(np.rint(a * 255.0).astype(np.uint8), 1, mode="edge")
+    v = [p[i:i + h, j:j + w] for i in range(3) for j in range(3)]
+    for i, j in _MED9:
+        v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
+    return v[4].astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def _background(d: np.ndarray, cells: int = 16) -> np.ndarray:

@@ -220,3 +220,16 @@ def test_resize_canvas_is_exact_area_averaging():
 def test_preprocess_size_uses_resize_canvas():
     photo = handwriting_photo(digit_canvas())
     np.testing.assert_allclose(preprocess(photo, size=16), resize_canvas(preprocess(photo), 16), atol=1e-6)
+
+
+def test_fast_median_and_dilation_match_the_textbook_definitions():
+    from edgekd_runtime.preprocess import _dilate, _median3
+
+    rng = np.random.default_rng(3)
+    a = (rng.integers(0, 256, (37, 53)) / 255.0).astype(np.float32)
+    p = np.pad(a, 1, mode="edge")
+    ref = np.median(np.stack([p[i:i + 37, j:j + 53] for i in range(3) for j in range(3)]), axis=0)
+    np.testing.assert_allclose(_median3(a), ref, atol=1e-6)
+    z = np.pad(a, 2)
+    ref = np.max(np.stack([z[i:i + 37, j:j + 53] for i in range(5) for j in range(5)]), axis=0)
+    np.testing.assert_array_equal(_dilate(a, 5), ref)
