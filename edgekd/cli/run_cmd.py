@@ -1,12 +1,87 @@
-"""`edgekd run` (not implemented yet)."""
+"""`edgekd run`: the whole pipeline, resumable, with a report."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from edgekd_runtime.cli_support import handle_errors, print_json
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run", help="(not implemented yet)")
-    def run_placeholder() -> None:
-        typer.echo("edgekd run is not implemented yet", err=True)
-        raise typer.Exit(1)
+    @app.command("run")
+    @handle_errors
+    def run(
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see docs); flags override it."),
+        data: Optional[str] = typer.Option(None, "--data", help="embedded (default), idx/folder/npz, or a path to "
+                                           "an .npz, IDX directory or class-folder directory."),
+        teacher: Optional[Path] = typer.Option(None, "--teacher", help="Your teacher (TorchScript, ExportedProgram "
+                                               ".pt2, or edgekd checkpoint); default: train the built-in one."),
+        target: Optional[str] = typer.Option(None, "--target", "-t", help="Built-in board: rpi3b, rpi4 (default), "
+                                             "rpi5, rpi-zero2w, host."),
+        profile: Optional[Path] = typer.Option(None, "--profile", help="Board profile JSON from `edgekd-rt "
+                                               "calibrate` (instead of --target)."),
+        latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="Latency limit on the board (default 1.0)."),
+        flash_kb: Optional[float] = typer.Option(None, "--flash-kb", help="Model file limit in KiB (default 32)."),
+        ram_kb: Optional[float] = typer.Option(None, "--ram-kb", help="Peak activation RAM limit in KiB."),
+        macs: Optional[float] = typer.Option(None, "--macs", help="MACs per image limit."),
+        params: Optional[float] = typer.Option(None, "--params", help="Parameter count limit."),
+        precision: Optional[str] = typer.Option(None, "--precision", "-p", help="Deployed precision: int8 "
+                                                "(default), fp16, fp32."),
+        student: Optional[str] = typer.Option(None, "--student", help="Force a student id, skipping the search."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Student epochs (default 20)."),
+        teacher_epochs: Optional[int] = typer.Option(None, "--teacher-epochs", min=1, help="Teacher epochs (default 8)."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Data split and training seed."),
+        device: Optional[str] = typer.Option(None, "--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1."),
+        out: Path = typer.Option(Path("runs/default"), "--out", "-o", help="Run directory."),
+        quick: bool = typer.Option(False, "--quick", help="A short run (few epochs) to try the pipeline."),
+        force: bool = typer.Option(False, "--force", help="Replace a run directory made with another configuration."),
+        json_out: bool = typer.Option(False, "--json", help="Print report.json at the end."),
+    ) -> None:
+        """Data -> teacher -> budget search -> distill (+ scratch baseline) -> export -> convert -> bench -> report.
+
+        Running the same command again skips finished steps and resumes an interrupted training.
+        """
+        from edgekd.cli.data_cmd import guess_source
+        from edgekd.pipeline import load_pipeline_config, run_pipeline
+
+        over: dict = {"teacher": str(teacher) if teacher else None, "target": target,
+                      "profile": str(profile) if profile else None, "student": student,
+                      "quick": True if quick else None,
+                      "budget": {"latency_ms": latency_ms, "flash_kb": flash_kb, "ram_kb": ram_kb, "macs": macs,
+                                 "params": params, "precision": precision},
+                      "student_train": {"epochs": epochs, "seed": seed, "device": device},
+                      "teacher_train": {"epochs": teacher_epochs, "seed": seed, "device": device}}
+        if data is not None or seed is not None:
+            src, path = guess_source(data, None) if data is not None else (None, None)
+            over["data"] = {"source": src, "path": path, "seed": seed}
+        cfg = load_pipeline_config(config, over)
+        log = (lambda s: None) if json_out else (lambda s: typer.echo(s))
+        rep = run_pipeline(cfg, out, force=force, progress=not json_out, log=log)
+        if json_out:
+            print_json(rep)
+        else:
+            _summary(rep)
+
+
+def _summary(rep: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="edgekd run")
+    for col in ("model", "arch", "test acc.", "params", "predicted ms", "measured ms"):
+        t.add_column(col)
+    for m in rep["models"]:
+        acc = m.get("test_accuracy")
+        t.add_row(m["role"], m["arch"], "—" if acc is None else f"{100 * acc:.2f}%", f"{m.get('params') or 0:,}",
+                  f"{m['predicted_latency_ms']:.3f}" if m.get("predicted_latency_ms") is not None else "—",
+                  f"{m['measured_latency_ms']:.3f}" if m.get("measured_latency_ms") is not None else "—")
+    c = Console()
+    c.print(t)
+    d = rep["deployed"]
+    c.print(f"deployed: {d['path']} — {100 * d['accuracy']:.2f}% on {d['num_samples']} {d['split']} samples")
+    bad = [x for x in rep["checks"] if not x["ok"]]
+    c.print("checks: all passed" if not bad else "checks FAILED: " + "; ".join(f"{x['name']} ({x['detail']})"
+                                                                              for x in bad))

@@ -1,0 +1,224 @@
+"""The whole pipeline behind `edgekd run`, one resumable step at a time.
+
+Layout of a run directory::
+
+    run.json, state.json, config.yaml          what made it, which steps are done
+    teacher/teacher.pt, metrics.jsonl          the built-in teacher (absent with --teacher FILE)
+    budget.json, budget.png                    the search over the student family
+    distilled/student.pt, scratch/student.pt   the chosen student, with KD and from scratch
+    bundle/                                    manifest.json + student.onnx + TFLite/ONNX-int8 artifacts
+    bench.json                                 edgekd_runtime latency of every artifact on this machine
+    report.json, report.md, *.png              the report
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekd_runtime.atomic import atomic_write_json, atomic_write_text, sha256_file
+
+from .config import PipelineConfig, digest
+from .state import StepState, prepare_run_dir
+
+Log = Callable[[str], None]
+
+
+def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = False, progress: bool = True,
+                 log: Log = print) -> dict[str, Any]:
+    """Run (or continue) the pipeline in `run_dir`; returns report.json's content."""
+    import yaml
+
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    cfg_dict = cfg.to_dict()
+    # validate everything cheap before touching the run directory
+    profile, budget = _profile_and_budget(cfg)
+    resumed = prepare_run_dir(run_dir, cfg.fingerprint(), cfg_dict, force)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
+    state = StepState(run_dir)
+    log(f"{'continuing' if resumed else 'starting'} run in {run_dir} (config {cfg.fingerprint()})")
+
+    from edgekd.data import load_data
+
+    splits = load_data(cfg.data)
+    log(f"data: {cfg.data.source} — {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test, "
+        f"{splits.num_classes} classes")
+
+    teacher_key, teacher_ck = _teacher_step(cfg, splits, run_dir, state, progress, log)
+    search_key, search = _budget_step(cfg, profile, budget, splits.num_classes, run_dir, state, log)
+    student_id = search["chosen"]
+    common = {"data": cfg.data.to_dict(), "train": _train_dict(cfg.student_train), "student": student_id,
+              "augment": None if cfg.augment is None else cfg.augment.__dict__}
+    dist_key = digest({**common, "teacher": teacher_key, "distill": cfg.distill.__dict__})
+    scratch_key = digest({**common, "transfer_views": cfg.distill.transfer_views})
+    extra = {"budget": budget.to_dict(), "profile": profile.to_dict()}
+    _train_student("distilled", dist_key, cfg, splits, student_id, teacher_ck, cfg.distill, run_dir, state, progress,
+                   log, extra)
+    _train_student("scratch", scratch_key, cfg, splits, student_id, None, replace(cfg.distill, loss="none"), run_dir,
+                   state, progress, log, extra)
+    bundle = _export_convert(dist_key, run_dir, state, log)
+    bench = _bench_step(cfg, bundle, run_dir, log)
+
+    from .results import build_report
+
+    rep = build_report(cfg, run_dir, splits, profile, budget, search, bundle, bench, teacher_ck, log)
+    rep["run"].update(name=run_dir.name, wall_time_s=time.perf_counter() - t_start, resumed=resumed)
+    atomic_write_json(run_dir / "report.json", rep)
+    from edgekd.report import render_report
+
+    render_report(run_dir)
+    log(f"report: {run_dir / 'report.md'}")
+    return rep
+
+
+def _train_dict(t: Any) -> dict[str, Any]:
+    d = dict(t.__dict__)
+    for k in ("device", "num_threads", "compile"):
+        d.pop(k, None)
+    return d
+
+
+def _profile_and_budget(cfg: PipelineConfig):
+    from edgekd.budget.profiles import resolve_profile
+    from edgekd.budget.search import Budget
+
+    profile = resolve_profile(cfg.target, cfg.profile, default="rpi4")
+    b = dict(cfg.budget)
+    budget = Budget.from_cli(latency_ms=b.get("latency_ms"), flash_kb=b.get("flash_kb"), ram_kb=b.get("ram_kb"),
+                             macs=b.get("macs"), params=b.get("params"), precision=b.get("precision") or "int8")
+    return profile, budget
+
+
+def _fresh_dir(d: Path) -> None:
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+
+
+def _teacher_step(cfg: PipelineConfig, splits: Any, run_dir: Path, state: StepState, progress: bool,
+                  log: Log) -> tuple[str, str]:
+    """The teacher checkpoint (trained here, or the user's file). Returns (input hash, path)."""
+    if cfg.teacher:
+        path = Path(cfg.teacher).expanduser()
+        from edgekd.models.teachers import load_teacher
+
+        load_teacher(str(path), splits.num_classes, cfg.teacher_arch)  # refuse a bad teacher before training
+        log(f"teacher: {path} (yours)")
+        return sha256_file(path), str(path)
+    from edgekd.train.pipeline import train_teacher
+
+    key = digest({"data": cfg.data.to_dict(), "arch": cfg.teacher_arch, "train": _train_dict(cfg.teacher_train)})
+    out = run_dir / "teacher"
+    ck = out / "teacher.pt"
+    if state.done("teacher", key) and ck.is_file():
+        log(f"teacher: {ck} (done, skipped)")
+        return key, str(ck)
+    resume = state.started_with("teacher", key) and (out / "last.pt").is_file()
+    if not resume:
+        _fresh_dir(out)
+    state.start("teacher", key)
+    log(f"teacher: {'resuming' if resume else 'training'} built-in {cfg.teacher_arch!r} "
+        f"({cfg.teacher_train.epochs} epochs)")
+    train_teacher(splits, cfg.teacher_train, out, arch=cfg.teacher_arch, resume=resume, progress=progress)
+    state.finish("teacher", key)
+    return key, str(ck)
+
+
+def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: int, run_dir: Path, state: StepState,
+                 log: Log) -> tuple[str, dict[str, Any]]:
+    from edgekd.budget.plot import plot_search
+    from edgekd.budget.search import search
+
+    key = digest({"profile": profile.to_dict(), "budget": budget.to_dict(), "student": cfg.student,
+                  "classes": num_classes})
+    out = run_dir / "budget.json"
+    if state.done("budget", key) and out.is_file():
+        import json
+
+        res = json.loads(out.read_text())
+        log(f"budget: {res['chosen']} (done, skipped)")
+        return key, res
+    state.start("budget", key)
+    result = search(budget, profile, candidates=[cfg.student] if cfg.student else None, num_classes=num_classes)
+    plot_search(result, run_dir / "budget.png")
+    res = {**result.to_dict(), "plot": "budget.png"}
+    atomic_write_json(out, res)
+    c = result.chosen
+    log(f"budget: chose {c.student_id} for {profile.name} ({budget.precision}): {c.latency_ms:.3f} ms predicted, "
+        f"{c.flash_bytes / 1024:.1f} KiB flash; {res['feasible']}/{res['total']} candidates fit")
+    state.finish("budget", key)
+    return key, res
+
+
+def _train_student(role: str, key: str, cfg: PipelineConfig, splits: Any, student_id: str, teacher_ck: str | None,
+                   opts: Any, run_dir: Path, state: StepState, progress: bool, log: Log,
+                   extra: dict[str, Any]) -> None:
+    from edgekd.train.pipeline import distill
+
+    out = run_dir / role
+    if state.done(role, key) and (out / "student.pt").is_file():
+        log(f"{role}: {out / 'student.pt'} (done, skipped)")
+        return
+    resume = state.started_with(role, key) and (out / "last.pt").is_file()
+    if not resume:
+        _fresh_dir(out)
+    state.start(role, key)
+    teacher = None
+    if teacher_ck is not None:
+        from edgekd.models.teachers import load_teacher
+
+        teacher = load_teacher(teacher_ck, splits.num_classes, cfg.teacher_arch)
+    log(f"{role}: {'resuming' if resume else 'training'} {student_id} with loss {opts.loss!r} "
+        f"({cfg.student_train.epochs} epochs)")
+    distill(splits, student_id, cfg.student_train, out, teacher=teacher, opts=opts, aug=cfg.augment, resume=resume,
+            progress=progress, resolved_config=cfg.to_dict(), budget=extra["budget"], profile=extra["profile"])
+    state.finish(role, key)
+
+
+def _export_convert(dist_key: str, run_dir: Path, state: StepState, log: Log) -> Path:
+    from edgekd.export.bundle import export_bundle
+    from edgekd.export.convert import convert_exported_bundle
+
+    bundle = run_dir / "bundle"
+    ck = run_dir / "distilled" / "student.pt"
+    key = digest({"student": dist_key, "checkpoint": sha256_file(ck)})
+    if state.done("convert", key) and (bundle / "manifest.json").is_file():
+        log(f"bundle: {bundle} (done, skipped)")
+        return bundle
+    state.start("convert", key)
+    t0 = time.perf_counter()
+    export_bundle(ck, bundle, force=True)
+    log(f"export: {bundle / 'student.onnx'} ({time.perf_counter() - t0:.1f} s)")
+    t0 = time.perf_counter()
+    convert_exported_bundle(bundle, force=True)
+    log(f"convert: TFLite fp32/fp16/int8 + ONNX int8 ({time.perf_counter() - t0:.1f} s)")
+    state.finish("convert", key)
+    return bundle
+
+
+def _bench_step(cfg: PipelineConfig, bundle: Path, run_dir: Path, log: Log) -> dict[str, Any]:
+    """Latency of every artifact on this machine through edgekd_runtime (always re-measured: it is cheap)."""
+    import edgekd_runtime
+    from edgekd_runtime.manifest import Manifest
+
+    m = Manifest.load(bundle)
+    out: dict[str, Any] = {}
+    for a in m.artifacts:
+        rec = edgekd_runtime.load(bundle, backend=a.format, precision=a.precision)
+        rep = rec.benchmark(runs=cfg.bench_runs, warmup=max(5, cfg.bench_runs // 10))
+        out[a.path] = rep.to_dict(samples=False)
+        log(f"bench: {a.path:28s} p50 {rep.p50_ms:.3f} ms  p99 {rep.p99_ms:.3f} ms  ({rep.backend} {rep.delegate}, "
+            f"{rep.threads} thread(s))")
+    atomic_write_json(run_dir / "bench.json", {"created": _now(), "artifacts": out})
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
