@@ -136,7 +136,7 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
             raise ModelLoadError(f"ONNX value {t!r} has no inferred shape; export with static input shapes")
         return shapes[t]
 
-    conv = dw = dense = elem = layers = 0
+    conv = dw = dense = elem = layers = positions = 0
     fused: set[int] = set()
     bias_names: set[str] = set()
     weight_channels: dict[str, int] = {}
@@ -160,6 +160,7 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
                 dw += m
             else:
                 conv += m
+                positions += out_elems // int(w[0])
             weight_channels[n.input[1]] = int(w[0])
             if len(n.input) > 2:
                 bias_names.add(n.input[2])
@@ -202,7 +203,8 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
     peak = {p: _peak_activation_bytes(g, shapes, inits, const_outputs, consumers, fused, ACTIVATION_BYTES[p])
             for p in PRECISIONS}
     in_name = next(i.name for i in g.input if i.name not in inits)
-    feats = OpFeatures(conv_macs=conv, dwconv_macs=dw, dense_macs=dense, elementwise_elems=elem, layers=layers)
+    feats = OpFeatures(conv_macs=conv, dwconv_macs=dw, dense_macs=dense, elementwise_elems=elem, layers=layers,
+                       conv_positions=positions)
     return ModelCost(name=name or g.name or "model", params=params, macs=feats.macs, features=feats,
                      flash_bytes=flash, peak_ram_bytes=peak, input_shape=shape(in_name))
 

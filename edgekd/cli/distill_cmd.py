@@ -109,7 +109,9 @@ def register(app: typer.Typer) -> None:
         cfg.save(out / "config.yaml")
         from edgekd.train.pipeline import distill as run
 
+        profile_record = budget.pop("profile") if budget else None  # checkpoint keeps budget and profile apart
+
         m = run(splits, student_id, cfg.train, out, teacher=t, opts=cfg.distill, aug=cfg.augment, resume=resume,
                 init_from=cfg.init_from, progress=not (quiet or json_out), resolved_config=cfg.to_dict(),
-                budget=budget)
+                budget=budget, profile=profile_record)
         report(m, f"student {student_id} ({cfg.distill.loss}) -> {m['checkpoint']}", json_out)

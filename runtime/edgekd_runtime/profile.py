@@ -4,6 +4,7 @@ The latency model is linear in features of the model's ONNX graph (see `OpFeatur
 
     latency_ms = per_invoke_ms + layers * per_layer_us / 1e3
                  + (conv_macs * conv_ns_per_mac + dwconv_macs * dwconv_ns_per_mac
+                    + conv_positions * conv_ns_per_position
                     + dense_macs * dense_ns_per_mac + elementwise_elems * elementwise_ns_per_elem) / 1e6
 
 with one set of coefficients per precision (fp32, fp16, int8), valid for the backend and thread count the
@@ -40,6 +41,8 @@ class OpFeatures:
         dense_macs: multiply-accumulates of Gemm/MatMul (fully connected) layers.
         elementwise_elems: elements touched by pooling (output x window) and stand-alone elementwise ops.
         layers: kernels the interpreter launches (activations fused into their producer are not counted).
+        conv_positions: output positions (N x H x W) of the (non-depthwise) conv layers: kernels pay a cost per
+            output pixel besides per MAC (indirection/im2col, requantization), large for int8 on some CPUs.
     """
 
     conv_macs: int = 0
@@ -47,6 +50,7 @@ class OpFeatures:
     dense_macs: int = 0
     elementwise_elems: int = 0
     layers: int = 0
+    conv_positions: int = 0
 
     @property
     def macs(self) -> int:
@@ -71,7 +75,7 @@ class OpFeatures:
 
 
 COEFFICIENTS = ("per_invoke_ms", "per_layer_us", "conv_ns_per_mac", "dwconv_ns_per_mac", "dense_ns_per_mac",
-                "elementwise_ns_per_elem")
+                "elementwise_ns_per_elem", "conv_ns_per_position")
 
 
 @dataclass(frozen=True)
@@ -84,12 +88,13 @@ class LatencyCoefficients:
     dwconv_ns_per_mac: float
     dense_ns_per_mac: float
     elementwise_ns_per_elem: float
+    conv_ns_per_position: float
 
     def latency_ms(self, f: OpFeatures) -> float:
         return (self.per_invoke_ms + f.layers * self.per_layer_us * 1e-3
                 + (f.conv_macs * self.conv_ns_per_mac + f.dwconv_macs * self.dwconv_ns_per_mac
-                   + f.dense_macs * self.dense_ns_per_mac + f.elementwise_elems * self.elementwise_ns_per_elem)
-                * 1e-6)
+                   + f.dense_macs * self.dense_ns_per_mac + f.elementwise_elems * self.elementwise_ns_per_elem
+                   + f.conv_positions * self.conv_ns_per_position) * 1e-6)
 
     def scaled(self, factor: float) -> "LatencyCoefficients":
         return LatencyCoefficients(*(getattr(self, c) * factor for c in COEFFICIENTS))
@@ -98,7 +103,7 @@ class LatencyCoefficients:
     def design_row(f: OpFeatures) -> list[float]:
         """The features in coefficient order and units, so that `row @ coefficients == latency_ms`."""
         return [1.0, f.layers * 1e-3, f.conv_macs * 1e-6, f.dwconv_macs * 1e-6, f.dense_macs * 1e-6,
-                f.elementwise_elems * 1e-6]
+                f.elementwise_elems * 1e-6, f.conv_positions * 1e-6]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str) -> "LatencyCoefficients":

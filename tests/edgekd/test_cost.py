@@ -38,6 +38,7 @@ def test_one_conv_by_hand():
     assert c.macs == 800 * 27 == c.features.conv_macs
     assert c.params == 8 * 27 + 8
     assert c.features.layers == 1 and c.features.elementwise_elems == 0
+    assert c.features.conv_positions == 100  # 10 x 10 output pixels
     assert c.peak_ram_bytes["fp32"] == (300 + 800) * 4
     assert c.peak_ram_bytes["int8"] == 300 + 800
 
@@ -47,6 +48,7 @@ def test_depthwise_conv_is_its_own_class():
 
     c = C.module_cost(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), (1, 8, 6, 6))
     assert c.features.dwconv_macs == 8 * 6 * 6 * 9 and c.features.conv_macs == 0
+    assert c.features.conv_positions == 0  # counted for dense convs only
     assert c.params == 72
     grouped = C.module_cost(nn.Conv2d(8, 8, 3, padding=1, groups=2, bias=False), (1, 8, 6, 6))
     assert grouped.features.dwconv_macs == 0 and grouped.features.conv_macs == 288 * 4 * 9
@@ -83,6 +85,7 @@ def test_peak_ram_on_a_branching_graph():
     assert c.peak_ram_bytes["fp32"] == 1536 * 4
     assert c.peak_ram_bytes["int8"] == 1536
     assert c.features.conv_macs == 512 * 4 + 512 * 36
+    assert c.features.conv_positions == 2 * 64
     assert c.features.elementwise_elems == 512 + 128 * 4 and c.features.layers == 4
 
 
