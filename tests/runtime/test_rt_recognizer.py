@@ -237,3 +237,60 @@ def test_bad_arguments(lin_onnx, tiny_tflite):
 def test_copied_model_with_other_suffix_case(tmp_path, lin_onnx):
     shutil.copy(lin_onnx, tmp_path / "MODEL.ONNX")
     assert rt.load(tmp_path / "MODEL.ONNX").backend.format == "onnx"
+
+
+def test_concurrent_tflite_predictions_are_serialised_and_correct(tiny_tflite):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec = rt.load(tiny_tflite, threads=1)
+    c = canvases(32, seed=9)
+    expected = [rec.predict(ci, preprocessed=True).index for ci in c]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda ci: rec.predict(ci, preprocessed=True).index, c))
+    assert got == expected
+
+
+def test_pil_image_and_batch_misuse(lin_onnx):
+    from PIL import Image
+
+    rec = rt.load(lin_onnx)
+    photo = handwriting_photo(digit_canvas())
+    a, b = rec.predict(Image.fromarray(photo)), rec.predict(photo)
+    assert a.index == b.index and a.probability == pytest.approx(b.probability)
+    assert a.source == "Image image"
+    with pytest.raises(InputShapeError, match="predict_batch"):
+        rec.predict(canvases(2), preprocessed=True)
+
+
+@pytest.mark.parametrize("layout,shape", [("NHW", ["N", 28, 28]), ("NF", ["N", 784]), ("NCHW3", ["N", 3, 28, 28])])
+def test_other_input_layouts(tmp_path, layout, shape):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    feats = int(np.prod(shape[1:]))
+    rng = np.random.default_rng(11)
+    w = rng.normal(size=(feats, 5)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["out"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 5])], [numpy_helper.from_array(w, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    rec = rt.load(tmp_path / "m.onnx")
+    assert rec.input_spec.layout == layout[:4] and rec.size == 28
+    c = canvases(3, seed=12)
+    x = (c.astype(np.float64) - 0.1307) / 0.3081
+    if layout == "NCHW3":
+        x = np.repeat(x[:, None], 3, axis=1)  # a grey canvas fed to every colour channel
+    np.testing.assert_allclose(rec.forward(c), x.reshape(3, -1) @ w, rtol=1e-4, atol=1e-3)
+
+
+def test_bare_file_info_and_precision_from_name(tmp_path, tiny_tflite):
+    shutil.copy(tiny_tflite, tmp_path / "student_float16.tflite")
+    rec = rt.load(tmp_path / "student_float16.tflite")
+    assert rec.precision == "fp16" and rec.manifest is None
+    info = rec.info()
+    assert info["manifest"] is None and info["backend"] == "ai_edge_litert" and info["input_layout"] == "NHWC"
+    assert info["outputs"][0]["shape"] == [1, 10] and info["labels"] == [str(i) for i in range(10)]
+    assert rt.load(tmp_path / "student_float16.tflite", precision="fp32").precision == "fp32"
