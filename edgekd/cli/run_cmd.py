@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -78,7 +79,7 @@ def _summary(rep: dict) -> None:
         t.add_row(m["role"], m["arch"], "—" if acc is None else f"{100 * acc:.2f}%", f"{m.get('params') or 0:,}",
                   f"{m['predicted_latency_ms']:.3f}" if m.get("predicted_latency_ms") is not None else "—",
                   f"{m['measured_latency_ms']:.3f}" if m.get("measured_latency_ms") is not None else "—")
-    c = Console()
+    c = Console(width=None if sys.stdout.isatty() else 160)
     c.print(t)
     d = rep["deployed"]
     c.print(f"deployed: {d['path']} — {100 * d['accuracy']:.2f}% on {d['num_samples']} {d['split']} samples")

@@ -205,17 +205,13 @@ def _export_convert(dist_key: str, run_dir: Path, state: StepState, log: Log) ->
 
 def _bench_step(cfg: PipelineConfig, bundle: Path, run_dir: Path, log: Log) -> dict[str, Any]:
     """Latency of every artifact on this machine through edgekd_runtime (always re-measured: it is cheap)."""
-    import edgekd_runtime
-    from edgekd_runtime.manifest import Manifest
+    from edgekd.bench import bench_bundle
 
-    m = Manifest.load(bundle)
-    out: dict[str, Any] = {}
-    for a in m.artifacts:
-        rec = edgekd_runtime.load(bundle, backend=a.format, precision=a.precision)
-        rep = rec.benchmark(runs=cfg.bench_runs, warmup=max(5, cfg.bench_runs // 10))
-        out[a.path] = rep.to_dict(samples=False)
-        log(f"bench: {a.path:28s} p50 {rep.p50_ms:.3f} ms  p99 {rep.p99_ms:.3f} ms  ({rep.backend} {rep.delegate}, "
+    def show(path: str, rep: Any) -> None:
+        log(f"bench: {path:28s} p50 {rep.p50_ms:.3f} ms  p99 {rep.p99_ms:.3f} ms  ({rep.backend} {rep.delegate}, "
             f"{rep.threads} thread(s))")
+
+    out = {p: r.to_dict(samples=False) for p, r in bench_bundle(bundle, cfg.bench_runs, on_result=show).items()}
     atomic_write_json(run_dir / "bench.json", {"created": _now(), "artifacts": out})
     return out
 
