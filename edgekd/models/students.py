@@ -123,7 +123,7 @@ def _module_classes():
             """Logits (N, C); with `with_features`, also the pooled features (N, F) (one call works under DDP)."""
             feats = self.body(x)
             logits = self.head(feats)
-            return (logits, feats) if with_features else logits
+            return (logits, feats) if with_features is True else logits  # `is`: the ONNX tracer passes a tensor
 
     def conv_bn_relu(c_in: int, c_out: int, stride: int = 1, groups: int = 1, k: int = 3) -> list[nn.Module]:
         return [nn.Conv2d(c_in, c_out, k, stride, padding=k // 2, groups=groups, bias=False),

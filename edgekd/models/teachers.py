@@ -56,7 +56,7 @@ def _conv_teacher(widths: tuple[int, int, int], hidden: int, num_classes: int) -
         def forward(self, x: torch.Tensor, with_features: bool = False):
             feats = self.body(x)
             logits = self.head(self.drop(feats))
-            return (logits, feats) if with_features else logits
+            return (logits, feats) if with_features is True else logits  # `is`: the ONNX tracer passes a tensor
 
     return ConvTeacher()
 
@@ -91,7 +91,9 @@ def check_num_classes(model: "nn.Module", num_classes: int, where: str) -> None:
         with torch.inference_mode():
             out = model(torch.zeros(1, 1, TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE))
     except Exception as e:  # noqa: BLE001 - user models fail in many ways
-        raise ModelLoadError(f"teacher {where} does not run on a (1, 1, 28, 28) input: {type(e).__name__}: {e}") from None
+        raise ModelLoadError(f"teacher {where} does not run on a (1, 1, 28, 28) input ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]}); it must take (N, 1, 28, 28) normalised canvases with "
+                              f"a dynamic batch (torch.export: dynamic_shapes={{'x': {{0: Dim('batch')}}}})") from None
     if isinstance(out, (tuple, list)):
         out = out[0]
     if out.ndim != 2 or out.shape[1] != num_classes:
@@ -141,10 +143,19 @@ def load_teacher(ref: str, num_classes: int, arch: str | None = None) -> Teacher
             if "size mismatch" in str(e) and "head" in str(e):
                 raise TeacherMismatchError(f"teacher {path} does not have {num_classes} outputs ({msg})") from None
             raise ModelLoadError(f"teacher {path} does not fit architecture {arch!r}: {msg}") from None
-    model.eval()
+    model = to_eval(model)
     check_num_classes(model, num_classes, str(path))
     name = arch if source in ("edgekd-checkpoint", "state-dict") else path.stem
     return Teacher(model, name, source, has_features=hasattr(model, "features") and source != "torchscript")
+
+
+def to_eval(model: "nn.Module") -> "nn.Module":
+    """Eval mode. An ExportedProgram's module refuses .eval(): its graph is frozen in the mode it was exported in
+    (export teachers after `model.eval()`)."""
+    try:
+        return model.eval()
+    except NotImplementedError:
+        return model
 
 
 def _is_torchscript(path: Path) -> bool:

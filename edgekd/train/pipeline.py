@@ -12,7 +12,7 @@ from edgekd.data.augment import AugmentConfig
 from edgekd_runtime.errors import UserInputError
 
 from .checkpoint import model_checkpoint, save_torch
-from .trainer import FitResult, TrainConfig, evaluate, fit
+from .trainer import FitResult, TrainConfig, evaluate, fit, seed_everything
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ def train_teacher(data: DataSpec | Splits, cfg: TrainConfig, out_dir: str | Path
     from .device import resolve_device
 
     splits = data if isinstance(data, Splits) else load_data(data)
+    seed_everything(cfg.seed)
     model = TEACHERS.get(arch)(splits.num_classes)
     source = OnlineSource(splits.train.x, splits.train.y, resolve_device(cfg.device), aug or AugmentConfig(), cfg.seed)
     res = fit(model, source, build_loss("none"), cfg, out_dir, val=(splits.val.x, splits.val.y), resume=resume,
@@ -71,6 +72,7 @@ def distill(data: DataSpec | Splits, student_id: str, cfg: TrainConfig, out_dir:
                              "Use kd, mse or dkd")
     if opts.transfer_views < 1:
         raise UserInputError(f"transfer_views must be >= 1, got {opts.transfer_views}")
+    seed_everything(cfg.seed)
     model = build_student(student_id, splits.num_classes)
     r = model.input_size
     device = resolve_device(cfg.device)
@@ -78,7 +80,7 @@ def distill(data: DataSpec | Splits, student_id: str, cfg: TrainConfig, out_dir:
     ts = build_transfer_set(splits.train.x, splits.train.y, aug or AugmentConfig.transfer(), opts.transfer_views,
                             cfg.seed, r)
     t1 = time.perf_counter()
-    tmodel = teacher.model.to(device).eval() if (teacher is not None and needs_teacher) else None
+    tmodel = teacher.model.to(device) if (teacher is not None and needs_teacher) else None
     source = TransferSource(ts, device, tmodel, with_features=needs_features, cache_teacher=opts.cache_teacher)
     t2 = time.perf_counter()
     res = fit(model, source, loss_fn, cfg, out_dir, val=(splits.val.x, splits.val.y), input_size=r, resume=resume,

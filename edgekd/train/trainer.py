@@ -89,6 +89,17 @@ def evaluate(model: "nn.Module", x: np.ndarray, y: np.ndarray, device: "torch.de
     return correct / len(y), loss / len(y)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and random (model initialisation happens after this)."""
+    import random
+
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
 def _make_optimizer(params: list, cfg: TrainConfig, steps_per_epoch: int):
     import torch
 
@@ -97,7 +108,7 @@ def _make_optimizer(params: list, cfg: TrainConfig, steps_per_epoch: int):
     else:
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps_per_epoch
-    if cfg.scheduler == "onecycle":
+    if cfg.scheduler == "onecycle" and total >= 10:  # one-cycle needs a few steps per phase
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.2)
     elif cfg.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
@@ -153,9 +164,6 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
     if device.type == "cuda":
         torch.cuda.set_device(device)
     amp_dtype = resolve_amp(cfg.amp, device)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-
     if init_from:
         transfer_parameters(model, init_from)
     model.to(device)

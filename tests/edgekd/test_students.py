@@ -1,0 +1,61 @@
+"""Every student id builds, trains a step (forward + backward) and exports to ONNX matching torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgekd.models.students import (STUDENTS, StudentIdError, build_student, count_params, parse_student_id,
+                                    search_space)
+
+IDS = search_space()
+
+
+def test_search_space_spans_the_family_with_stable_ids():
+    assert 24 <= len(IDS) <= 100 and len(set(IDS)) == len(IDS)
+    assert {parse_student_id(i).family for i in IDS} == set(STUDENTS.names()) == {"linear", "mlp", "cnn", "dscnn"}
+    assert {parse_student_id(i).input_size for i in IDS} == {28, 20, 16}
+    assert all(parse_student_id(i).id == i for i in IDS)
+    sizes = [count_params(build_student(i, 10)) for i in IDS]
+    assert min(sizes) < 2_000 and max(sizes) > 100_000  # from the extreme budget to a comfortable one
+
+
+@pytest.mark.parametrize("student_id", IDS)
+def test_student_forward_backward_and_onnx_export(student_id, tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    torch.manual_seed(0)
+    m = build_student(student_id, 7)
+    r = parse_student_id(student_id).input_size
+    x = torch.randn(3, 1, r, r)
+    logits, feats = m(x, with_features=True)
+    assert logits.shape == (3, 7) and feats.shape[0] == 3
+    logits.logsumexp(1).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    m.eval()
+    path = tmp_path / "s.onnx"
+    torch.onnx.export(m, (torch.zeros(1, 1, r, r),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = m(x).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    ops = {n.op_type for n in __import__("onnx").load(str(path)).graph.node}
+    assert ops <= {"Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm", "Reshape", "MatMul", "Add"}, ops
+
+
+@pytest.mark.parametrize("bad", ["dscnn", "dscnn-w16-d3", "resnet-w16-d3-r28", "linear-w4-d1-r28", "mlp-r28",
+                                 "cnn-w16-d9-r28", "dscnn-w16-d3-r4", "cnn-w0-d2-r28"])
+def test_bad_student_ids_name_the_valid_forms(bad):
+    with pytest.raises(StudentIdError) as e:
+        build_student(bad, 10)
+    assert bad in str(e.value)
+
+
+def test_width_depth_and_resolution_change_the_model():
+    assert count_params(build_student("dscnn-w16-d3-r28", 10)) > count_params(build_student("dscnn-w8-d3-r28", 10))
+    assert count_params(build_student("cnn-w8-d3-r28", 10)) > count_params(build_student("cnn-w8-d2-r28", 10))
+    assert count_params(build_student("linear-r16", 10)) == 16 * 16 * 10 + 10
+    assert count_params(build_student("mlp-w32-d1-r28", 10)) == 784 * 32 + 32 + 32 * 10 + 10

@@ -1,0 +1,170 @@
+"""The trainer: exact resume after a kill, early stopping, warm start, checkpoints, devices and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edgekd.cli import app
+from edgekd_runtime.errors import UserInputError
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import torch
+    from edgekd.data import DataSpec
+    from edgekd.data.augment import AugmentConfig
+    from edgekd.train.pipeline import train_teacher
+    from edgekd.train.trainer import TrainConfig
+    torch.set_num_threads(1)
+    out, kill_after, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+    def hook(epoch, rec):
+        if epoch == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, like a power cut after the epoch's checkpoint
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=3e-3, device="cpu", seed=5, deterministic=True, num_threads=1)
+    aug = AugmentConfig(mixup_p=0.3, erase_p=0.3)  # random augmentation + dropout: RNG state must survive
+    train_teacher(DataSpec(limit_per_class=8, seed=1), cfg, out, arch="cnn-small", aug=aug, resume=resume,
+                  progress=False, on_epoch_end=hook)
+""")
+
+
+def _run(tmp_path, out, kill_after, resume):
+    script = tmp_path / "train_job.py"
+    script.write_text(SCRIPT)
+    return subprocess.run([sys.executable, str(script), str(out), str(kill_after), "1" if resume else "0"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_killed_after_an_epoch_then_resumed_ends_with_identical_weights(tmp_path):
+    full = _run(tmp_path, tmp_path / "full", -1, False)
+    assert full.returncode == 0, full.stderr
+    killed = _run(tmp_path, tmp_path / "cut", 1, False)
+    assert killed.returncode == -9  # SIGKILL after epoch index 1 of 3
+    assert not (tmp_path / "cut" / "teacher.pt").exists()
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 2
+    resumed = _run(tmp_path, tmp_path / "cut", -1, True)
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "full" / "teacher.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "teacher.pt", weights_only=True)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    ha = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    hb = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
+    assert a["kind"] == "teacher" and a["format"] == "edgekd-checkpoint" and a["num_classes"] == 10
+
+
+def _tiny_fit(tiny_splits, out, **kw):
+    from edgekd.data.augment import AugmentConfig
+    from edgekd.kd import build_loss
+    from edgekd.models.students import build_student
+    from edgekd.train.batches import OnlineSource
+    from edgekd.train.trainer import TrainConfig, fit
+
+    cfg = TrainConfig(**{"epochs": 2, "batch_size": 32, "device": "cpu", "lr": 1e-2, **kw})
+    m = build_student("mlp-w16-d1-r16", 10)
+    src = OnlineSource(tiny_splits.train.x, tiny_splits.train.y, torch.device("cpu"), AugmentConfig.none(), 0, 16)
+    return fit(m, src, build_loss("none"), cfg, out, val=(tiny_splits.val.x, tiny_splits.val.y), input_size=16,
+               progress=False)
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny_splits, tmp_path):
+    res = _tiny_fit(tiny_splits, tmp_path, epochs=30, lr=0.3, optimizer="sgd", scheduler="none", patience=2)
+    accs = [h["val_acc"] for h in res.history]
+    assert res.stopped_early and len(accs) < 30
+    assert res.best_val_acc == max(accs) and accs[res.best_epoch] == max(accs)
+    assert all(a <= res.best_val_acc for a in accs[res.best_epoch + 1:]) and len(accs) - 1 - res.best_epoch == 2
+    from edgekd.train.trainer import evaluate
+
+    acc, _ = evaluate(res.model, tiny_splits.val.x, tiny_splits.val.y, torch.device("cpu"), 16)
+    assert acc == res.best_val_acc  # the returned model is the best one, not the last
+
+
+def test_student_checkpoint_contract_and_warm_start(tiny_splits, tmp_path):
+    from edgekd.train.checkpoint import load_student_checkpoint, transfer_parameters
+    from edgekd.train.pipeline import DistillOptions, distill
+    from edgekd.train.trainer import TrainConfig
+
+    cfg = TrainConfig(epochs=2, batch_size=32, device="cpu")
+    m = distill(tiny_splits, "cnn-w4-d2-r20", cfg, tmp_path / "a", opts=DistillOptions(loss="none", transfer_views=2),
+                progress=False)
+    ck = torch.load(tmp_path / "a" / "student.pt", weights_only=True)
+    assert {"format", "kind", "arch", "num_classes", "labels", "input_size", "normalization", "data", "state_dict",
+            "metrics", "config"} <= set(ck)
+    assert (ck["kind"], ck["arch"], ck["input_size"], ck["num_classes"]) == ("student", "cnn-w4-d2-r20", 20, 10)
+    assert ck["data"]["limit_per_class"] == 20 and ck["normalization"] == {"mean": 0.1307, "std": 0.3081}
+    model, _ = load_student_checkpoint(tmp_path / "a" / "student.pt")
+    assert model(torch.zeros(2, 1, 20, 20)).shape == (2, 10) and 0 <= m["test_acc"] <= 1
+    from edgekd.models.students import build_student
+
+    wider = build_student("cnn-w4-d2-r28", 10)  # same layers, other resolution: every tensor transfers
+    assert transfer_parameters(wider, tmp_path / "a" / "student.pt") == len(wider.state_dict())
+    assert torch.equal(wider.state_dict()["head.weight"], ck["state_dict"]["head.weight"])
+    with pytest.raises(UserInputError, match="shares no parameter"):
+        transfer_parameters(build_student("linear-r16", 3), tmp_path / "a" / "student.pt")
+
+
+def test_device_and_amp_resolution():
+    from edgekd.train.device import resolve_amp, resolve_device
+
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(UserInputError, match="device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserInputError, match="CUDA is not available"):
+            resolve_device("cuda")
+    cpu = torch.device("cpu")
+    assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
+    assert resolve_amp("bf16", cpu) == torch.bfloat16
+    with pytest.raises(UserInputError, match="fp16 needs a GPU"):
+        resolve_amp("fp16", cpu)
+    with pytest.raises(UserInputError, match="unknown AMP"):
+        resolve_amp("int4", cpu)
+    if torch.cuda.is_available():
+        assert resolve_amp("auto", torch.device("cuda")) in (torch.bfloat16, torch.float16)
+
+
+def test_cli_corrupt_checkpoint_and_bad_config_exit_2(tmp_path):
+    run = CliRunner().invoke
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"PK\x03\x04 not really a checkpoint")
+    r = run(app, ["distill", "--student", "linear-r16", "--loss", "none", "--out", str(tmp_path / "run"),
+                  "--resume", "--epochs", "1", "--quiet"])
+    assert r.exit_code == 2 and "corrupt" in r.stderr and "last.pt" in r.stderr and "Traceback" not in r.output
+    r = run(app, ["distill", "--student", "linear-r16", "--loss", "none", "--out", str(tmp_path / "run"), "--quiet"])
+    assert r.exit_code == 2 and "--resume" in r.stderr
+    (tmp_path / "c.yaml").write_text("train:\n  epoch: 3\n")
+    r = run(app, ["distill", "--student", "linear-r16", "--loss", "none", "--config", str(tmp_path / "c.yaml")])
+    assert r.exit_code == 2 and "epoch" in r.stderr and "epochs" in r.stderr
+    (tmp_path / "d.yaml").write_text("train: [1, 2\n")
+    r = run(app, ["teacher", "train", "--config", str(tmp_path / "d.yaml")])
+    assert r.exit_code == 2 and "not valid YAML" in r.stderr
+    r = run(app, ["distill", "--student", "dscnn-w16", "--loss", "none"])
+    assert r.exit_code == 2 and "bad student id" in r.stderr
+    r = run(app, ["distill", "--student", "linear-r16"])
+    assert r.exit_code == 2 and "--teacher" in r.stderr
+
+
+def test_cli_scratch_run_with_yaml_and_overrides(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {limit_per_class: 10}\ntrain: {epochs: 3, batch_size: 16, lr: 0.01}\n"
+                   "distill: {loss: none, transfer_views: 1}\nstudent: linear-r16\n")
+    r = CliRunner().invoke(app, ["distill", "--config", str(cfg), "--epochs", "1", "--device", "cpu",
+                                 "--out", str(tmp_path / "o"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["epochs_run"] == 1 and out["params"] == 16 * 16 * 10 + 10
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 1 and saved["train"]["lr"] == 0.01 and saved["data"]["limit_per_class"] == 10
+    assert saved["student"] == "linear-r16"
+    lines = (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and {"train_loss", "val_acc", "samples_per_s"} <= set(json.loads(lines[0]))
