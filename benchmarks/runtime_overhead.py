@@ -13,7 +13,7 @@ Prints, per backend (onnxruntime, LiteRT):
 Exit code 1 when a target is missed.
 
 Without --bundle the model is a 3-conv CNN (widths 32/64/64, 3x3, strides 1/2/2, global pool, 10 classes;
-about 2.8 M MACs, the size of the larger students in the search space) built with onnx.helper, and its TFLite
+5.65 M MACs, the size of the larger students in the search space) built with onnx.helper, and its TFLite
 version is made by edgekd_converters (onnx2tf), so both backends run the same network.
 """
 
@@ -182,6 +182,7 @@ main()
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path, help="measure this bundle's fp32 .onnx and .tflite artifacts")
+    ap.add_argument("--widths", default="32,64,64", help="conv widths of the built-in CNN (no --bundle)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--calls", type=int, default=200, help="calls per block")
     ap.add_argument("--rounds", type=int, default=15, help="interleaved blocks per loop")
@@ -198,9 +199,11 @@ def main() -> int:
                   "tflite": args.bundle / m.artifact("tflite", "fp32").path}
         model_desc = f"bundle {args.bundle} ({m.name})"
     else:
-        macs = build_cnn(tmp / "cnn.onnx")
+        widths = tuple(int(w) for w in args.widths.split(","))
+        macs = build_cnn(tmp / "cnn.onnx", widths)
         models = {"onnx": tmp / "cnn.onnx", "tflite": to_tflite(tmp / "cnn.onnx", tmp / "tflite")}
-        model_desc = f"3-conv CNN 32/64/64, {macs / 1e6:.2f} M MACs (onnx.helper; TFLite via edgekd_converters)"
+        model_desc = (f"{len(widths)}-conv CNN {'/'.join(map(str, widths))}, {macs / 1e6:.2f} M MACs "
+                      f"(onnx.helper; TFLite via edgekd_converters)")
     png = photo_png(tmp / "photo.png")
 
     results: dict = {"model": model_desc, "threads": args.threads, "backends": {}}
