@@ -53,13 +53,34 @@ def lin_onnx(tmp_path_factory, lin_weights) -> Path:
     return make_linear_onnx(tmp_path_factory.mktemp("onnx") / "lin.onnx", *lin_weights)
 
 
-@pytest.fixture(scope="session")
-def tiny_tflite() -> Path:
+TFLITE_FIXTURES = {"tiny_tflite", "tiny_int8_tflite", "bundle"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use a TFLite model carry the `tflite` marker (so `-m "not tflite"` runs without LiteRT)."""
+    here = Path(__file__).resolve().parent
+    for item in items:  # this hook sees the whole session's items: touch only the runtime tests
+        if here in Path(str(item.path)).resolve().parents and TFLITE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.tflite)
+
+
+def _needs_tflite(request) -> None:
+    """Skip the requesting test where no TFLite interpreter is installed."""
+    from edgekd_runtime.backends import tflite_available
+
+    if not tflite_available():
+        pytest.skip("no TFLite interpreter (pip install 'edgekd-runtime[tflite]')")
+
+
+@pytest.fixture()
+def tiny_tflite(request) -> Path:
+    _needs_tflite(request)
     return ASSETS / "tiny_fp32.tflite"
 
 
-@pytest.fixture(scope="session")
-def tiny_int8_tflite() -> Path:
+@pytest.fixture()
+def tiny_int8_tflite(request) -> Path:
+    _needs_tflite(request)
     return ASSETS / "tiny_int8.tflite"
 
 
