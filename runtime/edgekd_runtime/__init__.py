@@ -22,7 +22,8 @@ from .errors import (  # noqa: E402
     UserInputError,
 )
 from .preprocess import resize_canvas  # noqa: E402  (edgekd_runtime.preprocess stays the module)
-from .recognizer import Prediction, Recognizer, load  # noqa: E402
+from .loader import load  # noqa: E402
+from .recognizer import Prediction, Recognizer  # noqa: E402
 
 __all__ = [
     "load", "Recognizer", "Prediction", "resize_canvas", "EdgekdError", "UserInputError",

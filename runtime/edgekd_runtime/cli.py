@@ -63,7 +63,7 @@ def predict_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Recognise handwriting in images. Exits 2 if any image cannot be read (the others are still shown)."""
-    from .recognizer import load
+    from .loader import load
 
     rec = load(model, backend=backend, threads=threads, precision=precision)
     files = expand_images(images)
@@ -116,7 +116,7 @@ def bench_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output with every per-run sample."),
 ) -> None:
     """Measure latency like TFLite's benchmark_model: init, first run, warm-up, mean/std/percentiles, RSS."""
-    from .recognizer import load
+    from .loader import load
 
     rec = load(model, backend=backend, threads=threads, precision=precision)
     if as_json:
@@ -141,7 +141,7 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show a model's inputs, outputs, precision, size, interpreter and (for a bundle) its manifest."""
-    from .recognizer import load
+    from .loader import load
 
     info = load(model, backend=backend, precision=precision).info()
     if as_json:

@@ -1,4 +1,4 @@
-"""`load()` a student (bundle directory or bare .onnx/.tflite) and recognise handwriting with it.
+"""The `Recognizer` that `edgekd_runtime.load()` returns: recognise handwriting with a loaded student.
 
 The recognizer turns canvases (preprocessed float32 (N, S, S) in [0, 1]) into the model's input tensor
 (normalisation, NCHW/NHWC, int8 quantization, all taken from the model's own input details), runs the
@@ -8,7 +8,6 @@ backend, dequantizes int8 outputs and applies softmax when the model emits logit
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,14 +17,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atomic import sha256_file
-from .backends import Backend, TensorInfo, open_backend, resolve_format, tflite_available
-from .errors import ImageError, InputShapeError, ManifestError, ModelLoadError, UnknownNameError, UserInputError
+from .backends import Backend, TensorInfo
+from .errors import ImageError, InputShapeError, ManifestError
 from .images import ImageLike, describe
-from .manifest import PRECISIONS, InputSpec, Manifest, Normalization, PreprocessSpec, verify_artifact
+from .manifest import InputSpec, Manifest, Normalization, PreprocessSpec
 from .preprocess import preprocess
-from .sysinfo import rss_bytes
-
-BACKEND_CHOICES = ("auto", "onnx", "tflite")
 LAYOUTS = ("NCHW", "NHWC", "NHW", "NF")  # NHW: (N, H, W); NF: flattened (N, H*W)
 
 
@@ -286,119 +282,5 @@ class Recognizer:
                           src)
 
 
-def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None,
-         precision: str | None = None) -> Recognizer:
-    """Load a student for recognition.
-
-    Args:
-        path: a bundle directory (with manifest.json) or a bare .onnx / .tflite file.
-        backend: "auto" (the bundle's first usable artifact, or the file's format), "onnx" or "tflite".
-        threads: interpreter threads; None = the cores this process may use (at most 4).
-        precision: in a bundle, pick the artifact with this precision (fp32, fp16, int8).
-
-    Raises:
-        ModelLoadError, ManifestError, ChecksumMismatchError (user-fixable); BackendUnavailableError.
-    """
-    if backend not in BACKEND_CHOICES:
-        raise UnknownNameError("backend", backend, BACKEND_CHOICES)
-    if precision is not None and precision not in PRECISIONS:
-        raise UserInputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if threads is not None and threads < 1:
-        raise UserInputError(f"threads={threads}: must be >= 1 (or None for the number of usable cores)")
-    p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"{p}: no such file or directory; pass a bundle directory (with manifest.json) or a "
-                             f".onnx/.tflite file")
-    t0 = time.perf_counter()
-    manifest = None
-    if p.is_dir():
-        manifest = Manifest.load(p)
-        art = _choose_artifact(manifest, backend, precision)
-        model_path, fmt, prec = verify_artifact(p, art), art.format, art.precision
-    else:
-        model_path, fmt, prec = p, resolve_format(p, backend), precision
-    if model_path.stat().st_size == 0:
-        raise ModelLoadError(f"{model_path}: the model file is empty (0 bytes); copy it again")
-    be = open_backend(model_path, fmt, threads)
-    load_ms = (time.perf_counter() - t0) * 1e3
-    rss = rss_bytes()
-    spec = _input_spec(be.inputs[0], manifest, model_path)
-    n_out = be.outputs[0].shape[-1] if be.outputs[0].shape else -1
-    if manifest is not None:
-        labels = list(manifest.labels)
-        if n_out > 0 and n_out != len(labels):
-            raise ManifestError(f"{model_path}: the model outputs {n_out} scores but {manifest.name!r}'s manifest "
-                                f"lists {len(labels)} labels; re-export the bundle")
-        kind = str(manifest.output.get("kind", "logits"))
-        return Recognizer(be, model_path, prec, labels, spec, manifest.normalization, manifest.preprocessing,
-                          kind, manifest, load_ms, rss)
-    if n_out <= 0:
-        raise ModelLoadError(f"{model_path}: the output {be.outputs[0].name} has no fixed class dimension "
-                             f"{be.outputs[0].shape}; use a bundle whose manifest lists the labels")
-    return Recognizer(be, model_path, prec or _guess_precision(be, model_path), [str(i) for i in range(n_out)],
-                      spec, Normalization(), PreprocessSpec(), "auto", None, load_ms, rss)
-
-
-def _choose_artifact(m: Manifest, backend: str, precision: str | None):
-    import importlib.util
-
-    usable = {"onnx": importlib.util.find_spec("onnxruntime") is not None, "tflite": tflite_available()}
-    cands = [a for a in m.artifacts if (backend == "auto" and usable.get(a.format, False)) or a.format == backend]
-    cands = [a for a in cands if precision is None or a.precision == precision]
-    if not cands:
-        m.artifact(None if backend == "auto" else backend, precision)  # raises ManifestError listing them
-        raise ManifestError(f"bundle {m.name!r}: no interpreter installed for its artifacts "
-                            f"({', '.join(a.path for a in m.artifacts)}); `pip install onnxruntime` or "
-                            f"`pip install 'edgekd-runtime[tflite]'`")
-    failed = lambda a: isinstance(a.parity, dict) and a.parity.get("passed") is False  # noqa: E731
-    return sorted(cands, key=failed)[0]  # stable: manifest order, parity failures last
-
-
-def _input_spec(t: TensorInfo, manifest: Manifest | None, path: Path) -> InputSpec:
-    shape = t.shape
-    hint = manifest.input if manifest else InputSpec()
-    if t.dtype not in ("float32", "float16") and not t.quantized:
-        raise ModelLoadError(f"{path}: input {t.name} is {t.dtype} without quantization parameters; edgekd "
-                             f"runs float or int8-quantized inputs (re-convert with `edgekd convert`)")
-    if len(shape) == 4:
-        if shape[3] in (1, 3) and shape[1] not in (1, 3):
-            layout = "NHWC"
-        elif shape[1] in (1, 3):
-            layout = "NCHW" if (shape[3] not in (1, 3) or hint.layout == "NCHW") else "NHWC"
-        else:
-            raise ModelLoadError(f"{path}: input {t.name} has shape {shape}: not a 1- or 3-channel image in NCHW "
-                                 f"or NHWC; edgekd students take (N, 1, S, S) or (N, S, S, 1)")
-    elif len(shape) == 3:
-        layout = "NHW"
-    elif len(shape) == 2:
-        layout = "NF"
-    else:
-        raise ModelLoadError(f"{path}: input {t.name} has shape {shape}; expected an image batch (rank 2 to 4)")
-    dims = list(shape)
-    if any(d <= 0 for d in dims[1:]):  # dynamic spatial size: take the manifest's / MNIST's
-        side = hint.size
-        fill = {"NCHW": [1, side, side], "NHWC": [side, side, 1], "NHW": [side, side], "NF": [side * side]}[layout]
-        dims = [dims[0]] + [d if d > 0 else f for d, f in zip(dims[1:], fill)]
-    spec = InputSpec(name=t.name, shape=tuple(dims), layout=layout, dtype=t.dtype)
-    if layout in ("NCHW", "NHWC"):
-        h, w = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
-        if h != w:
-            raise ModelLoadError(f"{path}: input {t.name} is {h}x{w}; edgekd students take square canvases")
-    elif layout == "NF" and int(round(dims[1] ** 0.5)) ** 2 != dims[1]:
-        raise ModelLoadError(f"{path}: flat input {t.name} has {dims[1]} features, not a square image")
-    return spec
-
-
 def _side(spec: InputSpec) -> int:
     return int(spec.shape[1]) if spec.layout == "NHW" else int(round(spec.shape[1] ** 0.5))
-
-
-def _guess_precision(be: Backend, path: Path) -> str:
-    if be.inputs[0].quantized or be.outputs[0].quantized:
-        return "int8"
-    name = path.name.lower()
-    if "int8" in name or "quant" in name:
-        return "int8"
-    if "float16" in name or "fp16" in name:
-        return "fp16"
-    return "fp32"
