@@ -27,6 +27,7 @@ app = typer.Typer(
 
 MODEL_HELP = "Bundle directory (with manifest.json) or a .onnx / .tflite file."
 BACKEND_HELP = "auto (bundle's first usable artifact / the file's format), onnx or tflite."
+PROGRESS_MIN_IMAGES = 20  # show a progress bar (on stderr) from this many images on
 
 
 def _console(stderr: bool = False) -> Any:
@@ -68,11 +69,21 @@ def predict_cmd(
     rec = load(model, backend=backend, threads=threads, precision=precision)
     files = expand_images(images)
     results: List[dict] = []
-    for f in files:
+
+    def read(f: Path) -> None:
         try:
             results.append({"image": str(f), **rec.predict(f, top_k=top_k).to_dict()})
         except UserInputError as e:
             results.append({"image": str(f), "error": str(e), "error_type": type(e).__name__})
+
+    if as_json or len(files) < PROGRESS_MIN_IMAGES:
+        for f in files:
+            read(f)
+    else:
+        from rich.progress import track
+
+        for f in track(files, description="recognising", console=_console(stderr=True), transient=True):
+            read(f)
     failed = [r for r in results if "error" in r]
     if as_json:
         print_json({"model": str(rec.model_path), "backend": rec.backend_name, "precision": rec.precision,

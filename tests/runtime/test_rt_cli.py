@@ -131,3 +131,12 @@ def test_predict_prints_the_reading(tmp_path, lin_onnx, lin_weights):
     assert res["index"] == int(p.argmax()) and res["image"] == str(tmp_path / "p.png")
     assert [c["label"] for c in res["top_k"]] == [str(i) for i in np.argsort(-p)[:4]]
     np.testing.assert_allclose([c["probability"] for c in res["top_k"]], np.sort(p)[::-1][:4], rtol=1e-4)
+
+
+def test_predict_many_images_with_progress(tmp_path, lin_onnx):
+    photo = Image.fromarray(handwriting_photo(digit_canvas(), height=120, width=160, scale=3, top=10, left=50))
+    for i in range(21):
+        photo.save(tmp_path / f"img{i:02d}.png")
+    r = invoke("predict", tmp_path, "-m", lin_onnx)
+    assert r.exit_code == 0, r.output
+    assert all(f"img{i:02d}.png" in r.stdout for i in range(21))
