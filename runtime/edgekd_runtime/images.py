@@ -62,7 +62,7 @@ def load_gray(image: ImageLike, max_side_px: int = MAX_WORK_SIDE_PX) -> np.ndarr
 
 
 def _from_path(path: Path, max_side_px: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.exists():
         raise ImageError(f"{path}: no such file; check the path")
@@ -82,7 +82,8 @@ def _from_path(path: Path, max_side_px: int) -> np.ndarray:
                 if im.format == "JPEG":  # let libjpeg decode at 1/2..1/8 scale: no full-size buffer
                     im.draft("L", (max_side_px, max_side_px))
                 im.load()
-                return _from_pil(im, str(path), max_side_px)
+                upright = ImageOps.exif_transpose(im)  # phone photos: apply the EXIF orientation tag
+                return _from_pil(upright if upright is not None else im, str(path), max_side_px)
     except Image.DecompressionBombError:
         raise ImageError(f"{path}: more than {MAX_PIXELS:,} pixels; downscale the image first") from None
     except UnidentifiedImageError:

@@ -233,3 +233,16 @@ def test_fast_median_and_dilation_match_the_textbook_definitions():
     z = np.pad(a, 2)
     ref = np.max(np.stack([z[i:i + 37, j:j + 53] for i in range(5) for j in range(5)]), axis=0)
     np.testing.assert_array_equal(_dilate(a, 5), ref)
+
+
+def test_phone_photo_exif_orientation_is_applied(tmp_path):
+    from conftest import seven_canvas
+
+    upright = handwriting_photo(seven_canvas(), height=400, width=400, scale=10, top=50, left=60)
+    stored = np.rot90(upright, k=1)  # the sensor's orientation: the viewer must turn it back
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    Image.fromarray(np.ascontiguousarray(stored)).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    c = preprocess(tmp_path / "phone.jpg")
+    assert best_shift_corr(c, preprocess(upright)) > 0.95
+    assert best_shift_corr(c, preprocess(np.ascontiguousarray(stored))) < 0.6  # orientation really matters
