@@ -120,4 +120,10 @@ def tflite_available() -> bool:
     """Whether any TFLite interpreter can be imported (without importing tensorflow)."""
     import importlib.util
 
-    return any(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tflite_runtime", "tensorflow"))
+    def installed(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a meta-path hook that refuses the name, a broken __spec__
+            return False
+
+    return any(installed(m) for m in ("ai_edge_litert", "tflite_runtime", "tensorflow"))

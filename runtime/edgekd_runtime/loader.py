@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from .backends import Backend, TensorInfo, open_backend, resolve_format, tflite_available
-from .errors import ManifestError, ModelLoadError, UnknownNameError, UserInputError
+from .errors import BackendUnavailableError, ManifestError, ModelLoadError, UnknownNameError, UserInputError
 from .manifest import PRECISIONS, Artifact, InputSpec, Manifest, Normalization, PreprocessSpec, verify_artifact
 from .recognizer import Recognizer
 from .sysinfo import rss_bytes
@@ -46,13 +46,10 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     manifest = None
     if p.is_dir():
         manifest = Manifest.load(p)
-        art = _choose_artifact(manifest, backend, precision)
-        model_path, fmt, prec = verify_artifact(p, art), art.format, art.precision
+        be, model_path, prec = _open_bundle_artifact(p, manifest, backend, precision, threads)
     else:
-        model_path, fmt, prec = p, resolve_format(p, backend), precision
-    if model_path.stat().st_size == 0:
-        raise ModelLoadError(f"{model_path}: the model file is empty (0 bytes); copy it again")
-    be = open_backend(model_path, fmt, threads)
+        model_path, prec = p, precision
+        be = _open_file(p, resolve_format(p, backend), threads)
     load_ms = (time.perf_counter() - t0) * 1e3
     rss = rss_bytes()
     spec = _input_spec(be.inputs[0], manifest, model_path)
@@ -72,7 +69,28 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
                       spec, Normalization(), PreprocessSpec(), "auto", None, load_ms, rss)
 
 
-def _choose_artifact(m: Manifest, backend: str, precision: str | None) -> Artifact:
+def _open_file(path: Path, fmt: str, threads: int | None) -> Backend:
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path}: the model file is empty (0 bytes); copy it again")
+    return open_backend(path, fmt, threads)
+
+
+def _open_bundle_artifact(bundle: Path, m: Manifest, backend: str, precision: str | None,
+                          threads: int | None) -> tuple[Backend, Path, str]:
+    """Open the first candidate artifact; with backend="auto", an interpreter that is installed but cannot
+    be imported (e.g. tflite_runtime under numpy 2) moves on to the next artifact instead of failing."""
+    cands = _candidate_artifacts(m, backend, precision)
+    for i, art in enumerate(cands):
+        path = verify_artifact(bundle, art)
+        try:
+            return _open_file(path, art.format, threads), path, art.precision
+        except BackendUnavailableError:
+            if backend != "auto" or i == len(cands) - 1:
+                raise
+    raise AssertionError("unreachable: _candidate_artifacts never returns an empty list")
+
+
+def _candidate_artifacts(m: Manifest, backend: str, precision: str | None) -> list[Artifact]:
     import importlib.util
 
     usable = {"onnx": importlib.util.find_spec("onnxruntime") is not None, "tflite": tflite_available()}
@@ -84,7 +102,7 @@ def _choose_artifact(m: Manifest, backend: str, precision: str | None) -> Artifa
                             f"({', '.join(a.path for a in m.artifacts)}); `pip install onnxruntime` or "
                             f"`pip install 'edgekd-runtime[tflite]'`")
     failed = lambda a: isinstance(a.parity, dict) and a.parity.get("passed") is False  # noqa: E731
-    return sorted(cands, key=failed)[0]  # stable: manifest order, parity failures last
+    return sorted(cands, key=failed)  # stable: manifest order, parity failures last
 
 
 def _input_spec(t: TensorInfo, manifest: Manifest | None, path: Path) -> InputSpec:

@@ -88,3 +88,23 @@ def test_no_tflite_interpreter_at_all_is_a_clear_error(tmp_path, tiny_tflite):
     assert p.returncode == 1
     assert "BackendUnavailableError" in p.stderr and "no TFLite interpreter is importable" in p.stderr
     assert "edgekd-runtime[tflite]" in p.stderr
+
+
+def test_auto_falls_back_to_onnx_when_no_tflite_interpreter_imports(tmp_path, bundle):
+    """A bundle listing the TFLite artifact first, on a board where ai_edge_litert is installed but broken."""
+    import json as _json
+
+    m = _json.loads((bundle / "manifest.json").read_text())
+    m["artifacts"] = m["artifacts"][1:] + m["artifacts"][:1]  # tflite fp32, tflite int8, onnx
+    (bundle / "manifest.json").write_text(_json.dumps(m))
+    code = ("import edgekd_runtime as rt, sys; r = rt.load(sys.argv[1]); "
+            "print(r.backend_name, r.model_path.name)")
+    site = tmp_path / "site"
+    (site / "ai_edge_litert").mkdir(parents=True)  # installed, but its binary does not load
+    (site / "ai_edge_litert" / "__init__.py").write_text('raise ImportError("_ARRAY_API not found")\n')
+    (site / "sitecustomize.py").write_text(BLOCKER.format(blocked="torch,tensorflow,tflite_runtime"))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    p = subprocess.run([sys.executable, "-c", code, str(bundle)], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["onnxruntime", "student.onnx"]
