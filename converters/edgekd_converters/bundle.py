@@ -32,7 +32,8 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
                    eval_labels: np.ndarray, *, reference_outputs: np.ndarray | None = None,
                    reference_name: str = "onnx", targets: Sequence[str] = DEFAULT_TARGETS, force: bool = False,
                    tolerances: Mapping[str, Tolerance] | None = None,
-                   min_calib_samples: int = MIN_CALIBRATION_SAMPLES) -> tuple[Manifest, ConversionReport]:
+                   min_calib_samples: int = MIN_CALIBRATION_SAMPLES,
+                   strict: bool = True) -> tuple[Manifest, ConversionReport]:
     """Convert the bundle's fp32 ONNX model and record every artifact in its manifest.
 
     Args:
@@ -42,6 +43,8 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
         reference_outputs: (N, C) reference logits on `eval_canvases` (e.g. torch's); default the ONNX model's.
         reference_name: what `reference_outputs` came from ("torch", "onnx").
         force: replace artifacts a previous conversion left in the bundle.
+        strict: raise `ParityError` if any artifact misses its tolerance (nothing is written); when False,
+            write the artifacts that passed and record the failures in the manifest (`extra.conversion.failed`).
 
     Returns:
         The updated manifest (already saved) and the conversion report.
@@ -73,7 +76,7 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
         report = convert_into(info, stage, targets, calib_canvases, eval_canvases, eval_labels,
                               mean=norm.mean, std=norm.std, stem=stem, reference_outputs=reference_outputs,
                               reference_name=reference_name, tolerances=tolerances,
-                              min_calib_samples=min_calib_samples)
+                              min_calib_samples=min_calib_samples, strict=strict)
         staged = Manifest.from_dict(manifest.to_dict(), source=str(bundle / "manifest.json"))
         staged.artifacts = [a for a in staged.artifacts if a.path not in wanted]
         for conv in report.artifacts:
@@ -85,10 +88,13 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
         staged.versions = {**staged.versions, **_versions()}
         staged.extra = {**staged.extra, "conversion": {
             "reference": reference_name, "reference_accuracy": report.reference_accuracy,
-            "wall_s": round(time.perf_counter() - start, 3), **report.extra}}
+            "wall_s": round(time.perf_counter() - start, 3), **report.extra,
+            "failed": [f.to_dict() for f in report.failed]}}
         for conv in report.artifacts:
             os.replace(stage / conv.path.name, bundle / conv.path.name)
         staged.save(bundle)
+        for fail in report.failed:  # an older file of a precision that failed now is no longer vouched for
+            (bundle / fail.name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return staged, report

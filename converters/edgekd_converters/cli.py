@@ -44,6 +44,8 @@ def convert(
                                           help="How images in a folder become canvases: mnist (handwriting "
                                                "procedure, 1 channel) or resize."),
     force: bool = typer.Option(False, "--force", help="Replace the output directory if it exists."),
+    keep_going: bool = typer.Option(False, "--keep-going", help="Write the artifacts that pass and list the ones "
+                                    "that miss their tolerance (still exit 1), instead of writing none."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Convert MODEL and check every artifact (exit 1 on a parity failure, 2 on bad input)."""
@@ -65,11 +67,18 @@ def convert(
     eval_y = load_labels(labels, len(eval_x if eval_x is not None else calib_x)) if labels else None
     err = Console(stderr=True)
     with err.status(f"converting {model.name} to {', '.join(targets)} ...", spinner="dots"):
-        report = convert_model(model, out, targets, calib_x, eval_x, eval_y, mean=mean, std=std, force=force)
+        report = convert_model(model, out, targets, calib_x, eval_x, eval_y, mean=mean, std=std, force=force,
+                               strict=not keep_going)
     if json_out:
         print_json(report.to_dict())
-        return
-    _print_report(report, out)
+    else:
+        _print_report(report, out)
+    for f in report.failed:
+        p = f.parity
+        typer.echo(f"error: {f.name} missed its tolerance and was not written: max abs diff {p.max_abs_diff:.3g}, "
+                   f"top-1 agreement {p.top1_agreement:.2%} (required {p.tolerance.min_top1_agreement:.2%})", err=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def _print_report(report, out: Path) -> None:

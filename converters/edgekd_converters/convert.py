@@ -16,7 +16,7 @@ import numpy as np
 
 from . import parity as parity_mod
 from .calibration import MIN_CALIBRATION_SAMPLES, check_canvases, subsample, to_model_input
-from .errors import CalibrationDataError, UserInputError
+from .errors import CalibrationDataError, ParityError, UserInputError
 from .model_info import OnnxModelInfo, check_ops, inspect_model, load_onnx
 from .parity import ParityResult, Tolerance
 from .runners import run_onnx, run_tflite
@@ -48,6 +48,20 @@ class ConvertedArtifact:
 
 
 @dataclass(frozen=True)
+class FailedArtifact:
+    """An artifact that missed its tolerance (only kept in a report when `strict=False`; its file is deleted)."""
+
+    name: str
+    format: str
+    precision: str
+    parity: ParityResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.name, "format": self.format, "precision": self.precision,
+                "parity": self.parity.to_dict()}
+
+
+@dataclass(frozen=True)
 class ConversionReport:
     """What a conversion produced; `reference_accuracy` is the source model's accuracy on the same labels."""
 
@@ -56,10 +70,12 @@ class ConversionReport:
     reference_accuracy: float | None = None
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    failed: tuple[FailedArtifact, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "reference_accuracy": self.reference_accuracy,
-                "wall_s": round(self.wall_s, 3), "artifacts": [a.to_dict() for a in self.artifacts], **self.extra}
+                "wall_s": round(self.wall_s, 3), "artifacts": [a.to_dict() for a in self.artifacts],
+                "failed": [f.to_dict() for f in self.failed], **self.extra}
 
 
 def prepare(onnx_path: str | os.PathLike, targets: Sequence[str]) -> OnnxModelInfo:
@@ -80,7 +96,7 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
                  tflite_precisions: Sequence[str] = TFLITE_PRECISIONS,
                  reference_outputs: np.ndarray | None = None, reference_name: str = "onnx",
                  tolerances: Mapping[str, Tolerance] | None = None,
-                 min_calib_samples: int = MIN_CALIBRATION_SAMPLES) -> ConversionReport:
+                 min_calib_samples: int = MIN_CALIBRATION_SAMPLES, strict: bool = True) -> ConversionReport:
     """Write every requested artifact into `dest_dir` and check each against the reference.
 
     Args:
@@ -94,6 +110,8 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
         reference_outputs: (N, C) reference outputs on `eval_canvases` (e.g. torch logits); by default the
             source ONNX model run by onnxruntime.
         tolerances: per-precision overrides of `parity.TOLERANCES`.
+        strict: raise on the first artifact outside its tolerance; when False, delete it, list it in
+            `ConversionReport.failed` and go on with the others.
 
     Raises:
         CalibrationDataError: too few, mis-shaped or out-of-range samples.
@@ -137,15 +155,22 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
         convert_onnx_int8(info, paths[("onnx", "int8")], to_model_input(calib, info, mean, std))
         timings[("onnx", "int8")] = time.perf_counter() - t
 
-    artifacts = []
+    artifacts, failed = [], []
     for fmt, precision in plan:
         path = paths[(fmt, precision)]
         out = run_tflite(path, x_eval) if fmt == "tflite" else run_onnx(path, x_eval)
-        result = parity_mod.check(path.name, ref, out, tols[precision], reference_name)
+        result = parity_mod.compare(ref, out, tols[precision], reference_name)
+        if not result.passed:
+            if strict:
+                raise ParityError(path.name, result)
+            path.unlink()
+            failed.append(FailedArtifact(path.name, fmt, precision, result))
+            continue
         artifacts.append(ConvertedArtifact(path, fmt, precision, path.stat().st_size, result, accuracy(out),
                                            timings[(fmt, precision)]))
     return ConversionReport(info.path, tuple(artifacts), accuracy(ref), time.perf_counter() - start,
-                            extra={"num_calibration_samples": len(calib), "num_eval_samples": len(evals)})
+                            extra={"num_calibration_samples": len(calib), "num_eval_samples": len(evals)},
+                            failed=tuple(failed))
 
 
 def convert_model(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, targets: Sequence[str],
@@ -164,7 +189,8 @@ def convert_model(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, targ
     final = Path(out_dir)
     arts = tuple(ConvertedArtifact(final / a.path.name, a.format, a.precision, a.size_bytes, a.parity, a.accuracy,
                                    a.convert_s) for a in report.artifacts)
-    return ConversionReport(report.source, arts, report.reference_accuracy, report.wall_s, report.extra)
+    return ConversionReport(report.source, arts, report.reference_accuracy, report.wall_s, report.extra,
+                            report.failed)
 
 
 def to_tflite(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, calib_canvases: np.ndarray,

@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1,
                                                   help="Check on at most this many test samples."),
         force: bool = typer.Option(False, "--force", help="Replace artifacts of an earlier conversion."),
+        keep_going: bool = typer.Option(False, "--keep-going", help="Write the artifacts that pass and list the "
+                                        "ones that miss their tolerance (still exit 1), instead of writing none."),
         json_out: bool = typer.Option(False, "--json", help="Print the updated manifest as JSON."),
     ) -> None:
         from rich.console import Console
@@ -39,10 +41,11 @@ def register(app: typer.Typer) -> None:
         targets = [t.value for t in dict.fromkeys(to)] if to else ["tflite", "onnx-int8"]
         with Console(stderr=True).status(f"converting {bundle} to {', '.join(targets)} ...", spinner="dots"):
             manifest, report = convert_exported_bundle(bundle, targets=targets, force=force,
-                                                       calib_samples=calib_samples, max_samples=max_samples)
+                                                       calib_samples=calib_samples, max_samples=max_samples,
+                                                       strict=not keep_going)
         if json_out:
             print_json(manifest.to_dict())
-            return
+            raise typer.Exit(1 if report.failed else 0)
         conv = manifest.extra.get("conversion", {})
         table = Table(title=f"{bundle} ({manifest.name})")
         for col in ("artifact", "precision", "size", "max |diff|", "top-1 agree", "test acc", "parity"):
@@ -57,3 +60,10 @@ def register(app: typer.Typer) -> None:
         console.print(f"parity against {conv.get('reference')} on {conv.get('num_eval_samples')} test samples; "
                       f"int8 calibrated on {conv.get('num_calibration_samples')} training samples; "
                       f"{conv.get('wall_s', 0):.1f} s")
+        for f in report.failed:
+            p = f.parity
+            typer.echo(f"error: {f.name} missed its tolerance and was not written: max abs diff {p.max_abs_diff:.3g}"
+                       f", top-1 agreement {p.top1_agreement:.2%} (required {p.tolerance.min_top1_agreement:.2%})",
+                       err=True)
+        if report.failed:
+            raise typer.Exit(1)

@@ -22,8 +22,12 @@ from .samples import bundle_samples, normalise
 
 def convert_exported_bundle(bundle_dir: str | os.PathLike, *, targets: Sequence[str] = ("tflite", "onnx-int8"),
                             force: bool = False, calib_samples: int = 500,
-                            max_samples: int | None = None) -> tuple[Manifest, Any]:
-    """Convert the bundle in place; returns (saved manifest, `edgekd_converters.ConversionReport`)."""
+                            max_samples: int | None = None, strict: bool = True) -> tuple[Manifest, Any]:
+    """Convert the bundle in place; returns (saved manifest, `edgekd_converters.ConversionReport`).
+
+    With `strict=False` an artifact that misses its tolerance is left out and listed in the report's `failed`
+    (and the manifest's `extra.conversion.failed`) instead of raising `ParityError`.
+    """
     from edgekd_converters import convert_bundle
 
     manifest = Manifest.load(bundle_dir)
@@ -32,7 +36,7 @@ def convert_exported_bundle(bundle_dir: str | os.PathLike, *, targets: Sequence[
     test_x, test_y = samples.test_x[:max_samples], samples.test_y[:max_samples]
     ref, ref_name = _torch_reference(manifest, test_x)
     return convert_bundle(bundle_dir, samples.calib, test_x, test_y, reference_outputs=ref,
-                          reference_name=ref_name, targets=targets, force=force)
+                          reference_name=ref_name, targets=targets, force=force, strict=strict)
 
 
 def _torch_reference(manifest: Manifest, canvases: np.ndarray) -> tuple[np.ndarray | None, str]:

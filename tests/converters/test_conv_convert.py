@@ -162,3 +162,13 @@ def test_cli_parity_failure_exits_1(tiny_models, digits, tmp_path, monkeypatch):
                                  str(tmp_path / "calib.npy"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "parity check against onnx failed" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_non_strict_conversion_keeps_the_artifacts_that_pass(tiny_models, digits, tmp_path):
+    x, _, xt, _ = digits
+    report = convert_model(tiny_models["nchw"], tmp_path / "o", ["onnx-int8", "tflite"], x[:200], xt[:100],
+                           mean=MEAN, std=STD, tflite_precisions=("fp32",), strict=False,
+                           tolerances={"int8": Tolerance(atol=1e-9, min_top1_agreement=1.0)})
+    assert [(a.format, a.precision) for a in report.artifacts] == [("tflite", "fp32")]
+    assert [f.name for f in report.failed] == ["tiny_int8.onnx"] and not report.failed[0].parity.passed
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["tiny_float32.tflite"]

@@ -133,3 +133,22 @@ def test_cli_convert_bad_bundles_exit_2(tmp_path, converted):
     r = CliRunner().invoke(app, ["convert", str(tampered), "--force"])
     assert r.exit_code == 2 and "sha256" in r.output
     assert CliRunner().invoke(app, ["convert", "--help"]).exit_code == 0
+
+
+def test_keep_going_writes_what_passed_and_records_the_failure(converted, tmp_path, monkeypatch):
+    from edgekd_converters import TOLERANCES, Tolerance
+
+    src, _, _ = converted
+    out = tmp_path / "bundle"
+    shutil.copytree(src, out)
+    monkeypatch.setitem(TOLERANCES, "fp16", Tolerance(atol=0.0, rtol=0.0, min_top1_agreement=1.0))
+    r = CliRunner().invoke(app, ["convert", str(out), "--force", "--keep-going"])
+    assert r.exit_code == 1 and "student_float16.tflite missed its tolerance" in r.output
+    manifest = Manifest.load(out)
+    assert "student_float16.tflite" not in [a.path for a in manifest.artifacts]
+    assert not (out / "student_float16.tflite").exists()  # the old fp16 file is no longer vouched for
+    (failed,) = manifest.extra["conversion"]["failed"]
+    assert failed["path"] == "student_float16.tflite" and failed["parity"]["passed"] is False
+    assert failed["parity"]["max_abs_diff"] > 0.0
+    for a in manifest.artifacts:
+        verify_artifact(out, a)
