@@ -22,6 +22,7 @@ from .errors import ImageError, InputShapeError, ManifestError
 from .images import ImageLike, describe
 from .manifest import InputSpec, Manifest, Normalization, PreprocessSpec
 from .preprocess import preprocess
+
 LAYOUTS = ("NCHW", "NHWC", "NHW", "NF")  # NHW: (N, H, W); NF: flattened (N, H*W)
 
 
@@ -223,14 +224,22 @@ class Recognizer:
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _check_canvases(self, canvases: Any) -> np.ndarray:
-        c = canvases if type(canvases) is np.ndarray and canvases.dtype == np.float32 else \
-            np.asarray(canvases, dtype=np.float32)
+        if type(canvases) is np.ndarray and canvases.dtype == np.float32:
+            c = canvases
+        elif isinstance(canvases, np.ndarray) and canvases.dtype == np.uint8:  # canvases stored as pixels*255
+            c = canvases.astype(np.float32) * np.float32(1.0 / 255.0)
+        else:
+            c = np.asarray(canvases, dtype=np.float32)
         if c.shape[1:] != self._canvas_shape:  # not (N, S, S): accept (S, S), (N, 1, S, S), (N, S, S, 1)
             c = self._reshape_canvases(c, canvases)
         if c.shape[0] == 0:
             raise InputShapeError(f"an empty batch of canvases {c.shape}; pass at least one")
-        if not math.isfinite(c.sum()):  # one reduction catches any NaN/inf
+        total = float(c.sum())  # one reduction catches any NaN/inf, and most 0..255 mix-ups
+        if not math.isfinite(total):
             raise ImageError("canvases contain NaN/inf values; clean them (np.nan_to_num) before predicting")
+        if total > c.size and float(c.max()) > 1.0 + 1e-3:
+            raise InputShapeError(f"canvases must be in [0, 1] (got values up to {float(c.max()):.4g}); divide "
+                                  f"pixel values by 255, or pass uint8 canvases")
         return c
 
     def _reshape_canvases(self, c: np.ndarray, original: Any) -> np.ndarray:

@@ -294,3 +294,12 @@ def test_bare_file_info_and_precision_from_name(tmp_path, tiny_tflite):
     assert info["manifest"] is None and info["backend"] == "ai_edge_litert" and info["input_layout"] == "NHWC"
     assert info["outputs"][0]["shape"] == [1, 10] and info["labels"] == [str(i) for i in range(10)]
     assert rt.load(tmp_path / "student_float16.tflite", precision="fp32").precision == "fp32"
+
+
+def test_uint8_canvases_and_0_255_mixups(lin_onnx):
+    rec = rt.load(lin_onnx)
+    c = canvases(4, seed=13)
+    as_u8 = np.rint(c * 255).astype(np.uint8)
+    np.testing.assert_allclose(rec.forward(as_u8), rec.forward(as_u8.astype(np.float32) / 255), atol=1e-5)
+    with pytest.raises(InputShapeError, match=r"\[0, 1\].*divide"):
+        rec.forward(c * 255)
