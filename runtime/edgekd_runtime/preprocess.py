@@ -34,6 +34,8 @@ MIN_INK_SNR = 8.0
 MNIST_STROKE_PX = 2.7
 #: Longest side the MNIST procedure works at (a digit filling a quarter of a photo is still ~160 px there).
 WORK_SIDE_PX = 640
+#: A thick dark region along at least this share of an image edge is the desk around the sheet, not ink.
+DESK_EDGE_SHARE = 0.5
 
 
 def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int = 28) -> np.ndarray:
@@ -131,6 +133,11 @@ def _mnist_canvas(d: np.ndarray, name: str, canvas: int, box: int, flatten: bool
             f"Write darker/bigger, crop closer to the character, or check the image is the right one")
     thresh = med + max(4.0 * sigma, 0.2 * contrast)
     mask = d > thresh
+    if flatten:
+        mask = _drop_border_blobs(mask)
+        if not mask.any():
+            raise BlankImageError(f"{name}: only a dark band along the edges (the desk around the sheet?), no "
+                                  f"writing found; crop the photo to the paper")
     r0, r1 = _ink_span(mask.sum(axis=1))
     c0, c1 = _ink_span(mask.sum(axis=0))
     crop_mask = mask[r0:r1, c0:c1]
@@ -141,6 +148,40 @@ def _mnist_canvas(d: np.ndarray, name: str, canvas: int, box: int, flatten: bool
     vals *= _dilate(crop_mask.astype(np.float32), 3)  # noise away from the strokes -> 0
     patch = _fit_box(vals, box)
     return _place_by_centre_of_mass(patch, canvas)
+
+
+def _drop_border_blobs(mask: np.ndarray) -> np.ndarray:
+    """Remove the desk (or any dark band) around a photographed sheet from the ink mask.
+
+    Works on a coarse grid (~64 cells on the short side): an opening with a square about 1/12 of the short
+    side keeps thick blobs and drops pen strokes; blobs that run along at least half of an image edge seed a
+    geodesic reconstruction through the thick cells, and what it reaches is cut. Writing that merely touches
+    an edge (even in a bold marker) covers a short stretch of it and is kept."""
+    h, w = mask.shape
+    if min(h, w) < 128:
+        return mask
+    f = min(h, w) // 64
+    hc, wc = h // f, w // f
+    coarse = mask[:hc * f, :wc * f].reshape(hc, f, wc, f).mean(axis=(1, 3)) > 0.5
+    k = max(3, (min(hc, wc) // 12) | 1)
+    thick = _dilate(_erode(coarse.astype(np.float32), k), k) > 0.5
+    if not thick.any():
+        return mask
+    region = np.zeros_like(thick)
+    for edge in ((0, slice(None)), (-1, slice(None)), (slice(None), 0), (slice(None), -1)):
+        if thick[edge].mean() >= DESK_EDGE_SHARE:  # a desk runs along the edge; writing only touches it
+            region[edge] = thick[edge]
+    for _ in range(hc + wc):  # grow from the border through the thick cells only
+        grown = (_dilate(region.astype(np.float32), 3) > 0.5) & thick
+        if np.array_equal(grown, region):
+            break
+        region = grown
+    if not region.any():
+        return mask
+    region = _dilate(region.astype(np.float32), 3) > 0.5  # one more cell: the blob's soft edge
+    full = np.repeat(np.repeat(region, f, axis=0), f, axis=1)
+    full = np.pad(full, ((0, h - full.shape[0]), (0, w - full.shape[1])), mode="edge")
+    return mask & ~full
 
 
 def _ink_span(profile: np.ndarray, min_share: float = 0.01) -> tuple[int, int]:
@@ -230,6 +271,20 @@ def _dilate(a: np.ndarray, k: int) -> np.ndarray:
     out = rows[0:h].copy()
     for i in range(1, k):
         np.maximum(out, rows[i:i + h], out=out)
+    return out
+
+
+def _erode(a: np.ndarray, k: int) -> np.ndarray:
+    """Grey erosion with a k x k square (k odd); the image continues past its edges (edge replicated)."""
+    r = k // 2
+    h, w = a.shape
+    p = np.pad(a, r, mode="edge")
+    rows = p[:, 0:w].copy()
+    for j in range(1, k):
+        np.minimum(rows, p[:, j:j + w], out=rows)
+    out = rows[0:h].copy()
+    for i in range(1, k):
+        np.minimum(out, rows[i:i + h], out=out)
     return out
 
 

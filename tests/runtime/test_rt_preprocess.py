@@ -246,3 +246,31 @@ def test_phone_photo_exif_orientation_is_applied(tmp_path):
     c = preprocess(tmp_path / "phone.jpg")
     assert best_shift_corr(c, preprocess(upright)) > 0.95
     assert best_shift_corr(c, preprocess(np.ascontiguousarray(stored))) < 0.6  # orientation really matters
+
+
+def test_sheet_photographed_on_a_dark_desk():
+    ref = digit_canvas()
+    photo = handwriting_photo(ref, height=480, width=640, scale=8, top=110, left=220)
+    photo[:50], photo[-50:], photo[:, :70], photo[:, -70:] = 40, 40, 40, 40  # desk around the sheet
+    c = preprocess(photo)
+    assert_mnist_like(c)
+    assert best_shift_corr(c, ref) > 0.85
+
+
+def test_writing_touching_the_edge_is_kept():
+    ref = digit_canvas()
+    photo = handwriting_photo(ref, height=300, width=400, scale=10, top=0, left=100, noise=0.02)
+    rows = np.nonzero((photo < 100).any(axis=1))[0]
+    cut = photo[rows[0] + 2:]  # the ring's top stroke now runs along the image edge
+    assert (cut[0] < 100).sum() > 20
+    c, whole = preprocess(cut), preprocess(photo)
+    assert_mnist_like(c, border_px=1)
+    assert best_shift_corr(c, whole) > 0.8  # the same ring (its cut-off top shifts it a little), not a remnant
+
+
+def test_only_a_desk_edge_is_blank():
+    rng = np.random.default_rng(2)
+    img = np.clip(0.85 + rng.normal(0, 0.02, (300, 400)), 0, 1)
+    img[:, :60] = 0.15  # the desk at the left edge, no writing on the sheet
+    with pytest.raises(BlankImageError, match="desk"):
+        preprocess(img)
