@@ -136,7 +136,7 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
             raise ModelLoadError(f"ONNX value {t!r} has no inferred shape; export with static input shapes")
         return shapes[t]
 
-    conv = dw = dense = elem = layers = positions = 0
+    conv = pw = dw = dense = elem = layers = positions = 0
     fused: set[int] = set()
     bias_names: set[str] = set()
     weight_channels: dict[str, int] = {}
@@ -158,6 +158,8 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
             m = out_elems * _numel(w[1:])
             if groups > 1 and groups == cin:
                 dw += m
+            elif _numel(w[2:]) == 1 and groups == 1:
+                pw += m
             else:
                 conv += m
                 positions += out_elems // int(w[0])
@@ -203,8 +205,10 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
     peak = {p: _peak_activation_bytes(g, shapes, inits, const_outputs, consumers, fused, ACTIVATION_BYTES[p])
             for p in PRECISIONS}
     in_name = next(i.name for i in g.input if i.name not in inits)
+    io = sum(_numel(shape(i.name)) for i in g.input if i.name not in inits) + sum(_numel(shape(o.name))
+                                                                                for o in g.output)
     feats = OpFeatures(conv_macs=conv, dwconv_macs=dw, dense_macs=dense, elementwise_elems=elem, layers=layers,
-                       conv_positions=positions)
+                       conv_positions=positions, pointwise_macs=pw, io_elems=io)
     return ModelCost(name=name or g.name or "model", params=params, macs=feats.macs, features=feats,
                      flash_bytes=flash, peak_ram_bytes=peak, input_shape=shape(in_name))
 

@@ -7,7 +7,8 @@ built with onnx.helper, their features computed with `edgekd.budget.cost.analyze
 ``runtime/edgekd_runtime/assets/calibration/`` with ``suite.json``, because the board has neither onnx nor
 tensorflow. Rebuild with::
 
-    .venv/bin/python -m edgekd.budget.suite
+    .venv/bin/python -m edgekd.budget.suite                    # everything (a few minutes)
+    .venv/bin/python -m edgekd.budget.suite --features-only    # only suite.json's features
 """
 
 from __future__ import annotations
@@ -152,14 +153,15 @@ def _specs() -> list[Spec]:
                                     (16, 32, 14, 3, 1, False), (32, 64, 7, 3, 1, False), (16, 16, 28, 3, 1, False),
                                     (32, 32, 14, 3, 1, True), (16, 32, 28, 3, 2, True), (32, 64, 14, 3, 2, False),
                                     (64, 128, 14, 3, 2, True), (16, 32, 14, 1, 1, False), (64, 64, 14, 1, 1, True),
-                                    (128, 256, 4, 1, 1, False), (1, 16, 20, 3, 1, False)]:
+                                    (128, 256, 4, 1, 1, False), (1, 16, 20, 3, 1, False), (32, 64, 7, 1, 1, True),
+                                    (8, 16, 28, 1, 1, False)]:
         add(f"conv{k}x{k}_{cin}to{cout}_{hw}s{st}", "conv", q, (1, cin, hw, hw),
             lambda g, cout=cout, k=k, st=st: g.conv(cout, k, st))
     for c, hw, st, q in [(8, 28, 1, True), (32, 28, 1, False), (64, 14, 1, True), (128, 7, 2, False),
                          (16, 28, 2, False), (32, 28, 2, True), (64, 10, 2, False)]:
         add(f"dw3x3_{c}_{hw}s{st}", "dwconv", q, (1, c, hw, hw), lambda g, st=st: g.dw(3, st))
     for k, n, q in [(784, 32, True), (784, 128, False), (256, 256, True), (64, 10, False), (3136, 10, True),
-                    (256, 64, False)]:
+                    (256, 64, False), (576, 10, True)]:
         add(f"dense_{k}to{n}", "dense", q, (1, k), lambda g, n=n: g.dense(n, relu=False))
     add("maxpool_16x28", "elementwise", True, (1, 16, 28, 28), lambda g: g.maxpool())
     add("maxpool_64x14", "elementwise", False, (1, 64, 14, 14), lambda g: g.maxpool())
@@ -247,5 +249,17 @@ def build(out_dir: Path = ASSET_DIR) -> Path:
     return out_dir / "suite.json"
 
 
+def refresh_features(out_dir: Path = ASSET_DIR) -> Path:
+    """Recompute suite.json's features from the shipped .onnx files (after a change to the feature set)."""
+    from .cost import analyze_onnx
+
+    path = out_dir / "suite.json"
+    suite = json.loads(path.read_text(encoding="utf-8"))
+    for m in suite["models"]:
+        m["features"] = analyze_onnx(out_dir / m["files"]["onnx"]["fp32"], name=m["name"]).features.to_dict()
+    path.write_text(json.dumps(suite, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
 if __name__ == "__main__":
-    print(build())
+    print(refresh_features() if "--features-only" in sys.argv else build())

@@ -4,7 +4,8 @@ The latency model is linear in features of the model's ONNX graph (see `OpFeatur
 
     latency_ms = per_invoke_ms + layers * per_layer_us / 1e3
                  + (conv_macs * conv_ns_per_mac + dwconv_macs * dwconv_ns_per_mac
-                    + conv_positions * conv_ns_per_position
+                    + conv_positions * conv_ns_per_position + pointwise_macs * pointwise_ns_per_mac
+                    + io_elems * io_ns_per_elem
                     + dense_macs * dense_ns_per_mac + elementwise_elems * elementwise_ns_per_elem) / 1e6
 
 with one set of coefficients per precision (fp32, fp16, int8), valid for the backend and thread count the
@@ -36,13 +37,15 @@ class OpFeatures:
     """Per-op-class work of one inference (batch 1), computed from the ONNX graph with shapes.
 
     Attributes:
-        conv_macs: multiply-accumulates of dense (groups=1 or grouped) convolutions, incl. 1x1.
+        conv_macs: multiply-accumulates of k x k (k > 1) convolutions, groups=1 or grouped (not depthwise).
         dwconv_macs: multiply-accumulates of depthwise convolutions (groups == input channels).
         dense_macs: multiply-accumulates of Gemm/MatMul (fully connected) layers.
         elementwise_elems: elements touched by pooling (output x window) and stand-alone elementwise ops.
         layers: kernels the interpreter launches (activations fused into their producer are not counted).
-        conv_positions: output positions (N x H x W) of the (non-depthwise) conv layers: kernels pay a cost per
-            output pixel besides per MAC (indirection/im2col, requantization), large for int8 on some CPUs.
+        conv_positions: output positions (N x H x W) of the k x k conv layers: their kernels pay a cost per output
+            pixel besides per MAC (indirection/im2col, requantization), large for int8 on some CPUs.
+        pointwise_macs: multiply-accumulates of 1x1 convolutions (a plain GEMM: cheaper per MAC than k x k).
+        io_elems: elements of the model's inputs and outputs, copied in and out on every invoke.
     """
 
     conv_macs: int = 0
@@ -51,10 +54,12 @@ class OpFeatures:
     elementwise_elems: int = 0
     layers: int = 0
     conv_positions: int = 0
+    pointwise_macs: int = 0
+    io_elems: int = 0
 
     @property
     def macs(self) -> int:
-        return self.conv_macs + self.dwconv_macs + self.dense_macs
+        return self.conv_macs + self.pointwise_macs + self.dwconv_macs + self.dense_macs
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -75,7 +80,7 @@ class OpFeatures:
 
 
 COEFFICIENTS = ("per_invoke_ms", "per_layer_us", "conv_ns_per_mac", "dwconv_ns_per_mac", "dense_ns_per_mac",
-                "elementwise_ns_per_elem", "conv_ns_per_position")
+                "elementwise_ns_per_elem", "conv_ns_per_position", "pointwise_ns_per_mac", "io_ns_per_elem")
 
 
 @dataclass(frozen=True)
@@ -89,12 +94,15 @@ class LatencyCoefficients:
     dense_ns_per_mac: float
     elementwise_ns_per_elem: float
     conv_ns_per_position: float
+    pointwise_ns_per_mac: float
+    io_ns_per_elem: float
 
     def latency_ms(self, f: OpFeatures) -> float:
         return (self.per_invoke_ms + f.layers * self.per_layer_us * 1e-3
                 + (f.conv_macs * self.conv_ns_per_mac + f.dwconv_macs * self.dwconv_ns_per_mac
                    + f.dense_macs * self.dense_ns_per_mac + f.elementwise_elems * self.elementwise_ns_per_elem
-                   + f.conv_positions * self.conv_ns_per_position) * 1e-6)
+                   + f.conv_positions * self.conv_ns_per_position + f.pointwise_macs * self.pointwise_ns_per_mac
+                   + f.io_elems * self.io_ns_per_elem) * 1e-6)
 
     def scaled(self, factor: float) -> "LatencyCoefficients":
         return LatencyCoefficients(*(getattr(self, c) * factor for c in COEFFICIENTS))
@@ -103,7 +111,7 @@ class LatencyCoefficients:
     def design_row(f: OpFeatures) -> list[float]:
         """The features in coefficient order and units, so that `row @ coefficients == latency_ms`."""
         return [1.0, f.layers * 1e-3, f.conv_macs * 1e-6, f.dwconv_macs * 1e-6, f.dense_macs * 1e-6,
-                f.elementwise_elems * 1e-6, f.conv_positions * 1e-6]
+                f.elementwise_elems * 1e-6, f.conv_positions * 1e-6, f.pointwise_macs * 1e-6, f.io_elems * 1e-6]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str) -> "LatencyCoefficients":

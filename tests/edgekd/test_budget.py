@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from edgekd.budget import Budget, BudgetInfeasibleError, get_profile, list_profiles, search
 from edgekd.budget.search import LIMITS, capacity_of, evaluate
-from edgekd_runtime.errors import BudgetError, ProfileError, UnknownNameError
+from edgekd_runtime.errors import BudgetError, ProfileError, UnknownNameError, UserInputError
 from edgekd_runtime.profile import DeviceProfile
 
 SMALL = ["linear-r16", "linear-r28", "mlp-w16-d1-r16", "mlp-w64-d2-r28", "mlp-w128-d2-r28", "cnn-w4-d2-r16",
@@ -175,3 +175,20 @@ def test_cli_malformed_profile_files_exit_2(tmp_path, content, needle):
     r = runner.invoke(_app(), ["budget", "--profile", str(path), "--no-plot"])
     assert r.exit_code == 2, r.output
     assert needle in r.output and str(path) in r.output and "Traceback" not in r.output
+
+
+def test_proxy_training_ranks_feasible_students_by_accuracy(rpi4):
+    from edgekd.budget.proxy import proxy_ranker
+
+    cands = ["linear-r16", "mlp-w16-d1-r16", "mlp-w32-d1-r16"]
+    res = search(Budget(latency_ms=1.0, precision="int8"), rpi4, candidates=cands,
+                 proxy=proxy_ranker(epochs=1, top_k=2, limit_per_class=30))
+    assert res.ranked_by == "proxy_accuracy"
+    trained = [c for c in res.candidates if c.proxy_accuracy is not None]
+    assert len(trained) == 2 and all(0.0 <= c.proxy_accuracy <= 1.0 for c in trained)
+    # the two most capable were trained, and the chosen one is the better of them
+    assert {c.student_id for c in trained} == {"mlp-w32-d1-r16", "mlp-w16-d1-r16"}
+    assert res.chosen.proxy_accuracy == max(c.proxy_accuracy for c in trained)
+    assert res.chosen.proxy_accuracy > 0.2  # learned something in one epoch (chance is 0.1)
+    with pytest.raises(UserInputError, match="proxy-epochs"):
+        proxy_ranker(epochs=0)

@@ -22,6 +22,7 @@ def test_linear_layer_by_hand():
     assert c.params == 105 and c.macs == 100
     f = c.features
     assert (f.dense_macs, f.conv_macs, f.dwconv_macs, f.elementwise_elems, f.layers) == (100, 0, 0, 0, 1)
+    assert f.io_elems == 25  # 20 in, 5 out
     assert c.flash_bytes["fp32"] == 105 * 4 + _file_overhead("fp32", 1)
     assert c.flash_bytes["fp16"] == 105 * 2 + _file_overhead("fp16", 1)
     # int8: 100 int8 weights + 5 channels x (scale, zero point) + 5 int32 biases
@@ -50,6 +51,8 @@ def test_depthwise_conv_is_its_own_class():
     assert c.features.dwconv_macs == 8 * 6 * 6 * 9 and c.features.conv_macs == 0
     assert c.features.conv_positions == 0  # counted for dense convs only
     assert c.params == 72
+    pw = C.module_cost(nn.Conv2d(8, 16, 1, bias=False), (1, 8, 6, 6))
+    assert pw.features.pointwise_macs == 16 * 36 * 8 and pw.features.conv_macs == pw.features.conv_positions == 0
     grouped = C.module_cost(nn.Conv2d(8, 8, 3, padding=1, groups=2, bias=False), (1, 8, 6, 6))
     assert grouped.features.dwconv_macs == 0 and grouped.features.conv_macs == 288 * 4 * 9
 
@@ -84,8 +87,8 @@ def test_peak_ram_on_a_branching_graph():
     # node a: x+a=768; node b: x+a+b=1280; Add: a+b+c=1536 (the peak); pool: c+y=640
     assert c.peak_ram_bytes["fp32"] == 1536 * 4
     assert c.peak_ram_bytes["int8"] == 1536
-    assert c.features.conv_macs == 512 * 4 + 512 * 36
-    assert c.features.conv_positions == 2 * 64
+    assert c.features.pointwise_macs == 512 * 4 and c.features.conv_macs == 512 * 36  # 1x1 vs 3x3 branch
+    assert c.features.conv_positions == 64  # the 3x3 conv's output pixels
     assert c.features.elementwise_elems == 512 + 128 * 4 and c.features.layers == 4
 
 

@@ -34,7 +34,8 @@ def test_nnls_matches_scipy_and_stays_non_negative():
 
 def test_fit_recovers_known_coefficients_from_the_suite_features():
     true = LatencyCoefficients(per_invoke_ms=0.02, per_layer_us=3.0, conv_ns_per_mac=0.2, dwconv_ns_per_mac=0.9,
-                               dense_ns_per_mac=0.4, elementwise_ns_per_elem=1.5, conv_ns_per_position=25.0)
+                               dense_ns_per_mac=0.4, elementwise_ns_per_elem=1.5, conv_ns_per_position=25.0,
+                               pointwise_ns_per_mac=0.1, io_ns_per_elem=0.3)
     feats = [m.features for m in load_suite(quick=False)]
     coef, err = fit_coefficients(feats, [true.latency_ms(f) for f in feats])
     for name in COEFFICIENTS:
@@ -54,7 +55,7 @@ def test_suite_covers_every_op_class_and_ships_its_files():
                 assert (SUITE_DIR / m.files[fmt][p]).stat().st_size > 100
     # a rank-deficient suite could not separate the classes
     rows = np.array([LatencyCoefficients.design_row(m.features) for m in quick])
-    assert np.linalg.matrix_rank(rows / rows.max(axis=0)) == rows.shape[1] == 7
+    assert np.linalg.matrix_rank(rows / rows.max(axis=0)) == rows.shape[1] == 9
 
 
 def test_profile_json_round_trip_and_estimate_by_hand(tmp_path):
@@ -64,9 +65,10 @@ def test_profile_json_round_trip_and_estimate_by_hand(tmp_path):
     assert q == p and q.to_dict() == p.to_dict()
     c = p.coefficients("fp32")
     f = OpFeatures(conv_macs=1_000_000, dwconv_macs=10_000, dense_macs=5_000, elementwise_elems=2_000, layers=7,
-                   conv_positions=900)
+                   conv_positions=900, pointwise_macs=30_000, io_elems=794)
     by_hand = (c.per_invoke_ms + 7 * c.per_layer_us / 1e3 + (1e6 * c.conv_ns_per_mac + 1e4 * c.dwconv_ns_per_mac
-               + 5e3 * c.dense_ns_per_mac + 2e3 * c.elementwise_ns_per_elem + 900 * c.conv_ns_per_position) / 1e6)
+               + 5e3 * c.dense_ns_per_mac + 2e3 * c.elementwise_ns_per_elem + 900 * c.conv_ns_per_position
+               + 3e4 * c.pointwise_ns_per_mac + 794 * c.io_ns_per_elem) / 1e6)
     assert p.estimate_latency_ms(f, "fp32") == pytest.approx(by_hand, rel=1e-12)
     assert p.estimate_latency_ms(f.to_dict(), "fp32") == pytest.approx(by_hand, rel=1e-12)
 
