@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from .errors import ImageError, InputShapeError, ManifestError
 from .images import ImageLike, describe
 from .manifest import InputSpec, Manifest, Normalization, PreprocessSpec
 from .preprocess import preprocess
+
+if TYPE_CHECKING:
+    from .bench import LatencyReport
 
 LAYOUTS = ("NCHW", "NHWC", "NHW", "NF")  # NHW: (N, H, W); NF: flattened (N, H*W)
 
@@ -212,12 +215,10 @@ class Recognizer:
                 for i, row in enumerate(probs.tolist())]
 
     def benchmark(self, runs: int = 100, warmup: int = 10, batch: int = 1, seed: int = 0,
-                  progress: Any = None) -> Any:
+                  progress: Any = None) -> LatencyReport:
         """Time `runs` inferences after `warmup` on a fixed random canvas batch, like benchmark_model.
 
-        Returns:
-            bench.LatencyReport
-        """
+        `progress(i)` is called after each measured run (for a progress bar)."""
         from .bench import run_benchmark
 
         return run_benchmark(self, runs=runs, warmup=warmup, batch=batch, seed=seed, progress=progress)
