@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from edgekd_runtime.atomic import atomic_path
+from edgekd_runtime.errors import UserInputError
 
 from .search import SearchResult
 
@@ -46,8 +47,12 @@ def plot_search(result: SearchResult, path: str | os.PathLike) -> Path:
         ax.legend(fontsize=7, loc="upper left")
         fig.tight_layout()
         out = Path(path)
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format="png")
+        try:
+            with atomic_path(out) as tmp:
+                fig.savefig(tmp, format="png")
+        except OSError as e:
+            raise UserInputError(f"cannot write the plot to {out} ({e.strerror or e}); pass --plot PATH in a "
+                                 f"writable directory, or --no-plot") from None
     finally:
         plt.close(fig)
     return out

@@ -273,7 +273,8 @@ def _infeasible(cands: Sequence[Candidate], lim: Mapping[str, float], budget: Bu
     flag = LIMITS[binding][1]
     hint = (f"raise {flag} to at least {_fmt(binding, nearest[0].value(binding))}" if binding in budget.limits()
             else f"the board's own {binding.split('_')[0]} ({_fmt(binding, lim[binding])}) is too small")
+    n_break = sum(1 for c in cands if binding in c.violated)
     msg = (f"no student fits this budget on {profile.name} at {budget.precision}: {binding} is the binding limit "
-           f"(all {len(cands)} candidates break it or another). Nearest: {near}. Fix: {hint}, or a lower "
-           f"precision / faster board")
+           f"({n_break} of {len(cands)} candidates exceed it; it is the one the nearest candidates exceed most). "
+           f"Nearest: {near}. Fix: {hint}, or a lower precision / faster board")
     return BudgetInfeasibleError(msg, binding, nearest)

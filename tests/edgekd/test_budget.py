@@ -152,6 +152,7 @@ def test_cli_calibrated_profile_file_is_used(tmp_path):
     (["--target", "rpi4", "--precision", "int3"], "int3"),
     (["--flash-kb", "10"], "no board given"),
     (["--target", "rpi4", "--params", "-5"], "--params -5"),
+    (["--target", "rpi-zero2w", "--ram-kb", "1048576"], "more RAM than rpi-zero2w has"),
 ])
 def test_cli_bad_budgets_exit_2_without_traceback(args, needle):
     r = runner.invoke(_app(), ["budget", *args, "--no-plot"])
@@ -192,3 +193,10 @@ def test_proxy_training_ranks_feasible_students_by_accuracy(rpi4):
     assert res.chosen.proxy_accuracy > 0.2  # learned something in one epoch (chance is 0.1)
     with pytest.raises(UserInputError, match="proxy-epochs"):
         proxy_ranker(epochs=0)
+
+
+def test_cli_unwritable_plot_path_exits_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = runner.invoke(_app(), ["budget", "--target", "rpi4", "--plot", str(blocker / "sub" / "b.png")])
+    assert r.exit_code == 2 and "cannot write the plot" in r.output and "--no-plot" in r.output
