@@ -9,6 +9,7 @@ Exit codes: 0 ok, 1 failure (e.g. no interpreter installed), 2 bad input (messag
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -194,16 +195,21 @@ def _print_rows(title: str, rows: List[tuple]) -> None:
 
 
 def _register_calibrate() -> None:
-    """`edgekd-rt calibrate` lives in its own module (device profiles); add it when that module exists."""
+    """`edgekd-rt calibrate` lives in its own module (device profiles); add it when that module imports.
+
+    A module that exists but fails to import (a missing optional dependency) must not take predict/bench/info
+    down with it: the other commands keep working and one line on stderr says why calibrate is missing."""
     import importlib
-    import importlib.util
 
     name = f"{__package__}.cli_calibrate"
-    if importlib.util.find_spec(name) is None:
+    try:
+        cli_calibrate = importlib.import_module(name)
+    except ImportError as e:
+        if not (isinstance(e, ModuleNotFoundError) and e.name == name):  # present but broken: say so
+            sys.stderr.write(f"warning: edgekd-rt calibrate is unavailable ({type(e).__name__}: {e})\n")
         return
-    mod = importlib.import_module(name)  # a broken module raises here instead of silently vanishing
-    if hasattr(mod, "register"):
-        mod.register(app)
+    if hasattr(cli_calibrate, "register"):
+        cli_calibrate.register(app)
 
 
 _register_calibrate()

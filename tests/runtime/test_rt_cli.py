@@ -140,3 +140,22 @@ def test_predict_many_images_with_progress(tmp_path, lin_onnx):
     r = invoke("predict", tmp_path, "-m", lin_onnx)
     assert r.exit_code == 0, r.output
     assert all(f"img{i:02d}.png" in r.stdout for i in range(21))
+
+
+@pytest.mark.parametrize("error,warned", [("ModuleNotFoundError('gone', name='edgekd_runtime.cli_calibrate')", False),
+                                          ("ImportError('libfoo.so: cannot open shared object file')", True)])
+def test_calibrate_command_missing_or_broken_keeps_the_others(error, warned):
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "edgekd_runtime.cli_calibrate":
+            raise {error}
+sys.meta_path.insert(0, Block())
+import edgekd_runtime.cli as cli
+print(sorted(c.name for c in cli.app.registered_commands))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "['bench', 'info', 'predict']"
+    assert ("calibrate is unavailable" in p.stderr) == warned
