@@ -25,8 +25,8 @@ def test_linear_layer_by_hand():
     assert f.io_elems == 25  # 20 in, 5 out
     assert c.flash_bytes["fp32"] == 105 * 4 + _file_overhead("fp32", 1)
     assert c.flash_bytes["fp16"] == 105 * 2 + _file_overhead("fp16", 1)
-    # int8: 100 int8 weights + 5 channels x (scale, zero point) + 5 int32 biases
-    assert c.flash_bytes["int8"] == 100 + 5 * 12 + 5 * 4 + _file_overhead("int8", 1)
+    # int8: 100 int8 weights + 5 int32 biases + 5 channels x (scale, zero point) for weights and for biases
+    assert c.flash_bytes["int8"] == 100 + 5 * 4 + 5 * 24 + _file_overhead("int8", 1)
     # arena: the input (20) and the output (5) are live together
     assert c.peak_ram_bytes == {"fp32": 100, "fp16": 100, "int8": 25}
 
