@@ -55,10 +55,12 @@ class FailedArtifact:
     format: str
     precision: str
     parity: ParityResult
+    accuracy: float | None = None
+    size_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.name, "format": self.format, "precision": self.precision,
-                "parity": self.parity.to_dict()}
+                "size_bytes": self.size_bytes, "parity": self.parity.to_dict(), "accuracy": self.accuracy}
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,8 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
         if not result.passed:
             if strict:
                 raise ParityError(path.name, result)
+            failed.append(FailedArtifact(path.name, fmt, precision, result, accuracy(out), path.stat().st_size))
             path.unlink()
-            failed.append(FailedArtifact(path.name, fmt, precision, result))
             continue
         artifacts.append(ConvertedArtifact(path, fmt, precision, path.stat().st_size, result, accuracy(out),
                                            timings[(fmt, precision)]))

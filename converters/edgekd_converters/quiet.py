@@ -22,11 +22,13 @@ def captured_output() -> Iterator[list[str]]:
         os.dup2(tmp.fileno(), 1)
         os.dup2(tmp.fileno(), 2)
         try:
-            with contextlib.redirect_stdout(open(os.devnull, "w")) as devnull, contextlib.redirect_stderr(devnull):
+            # Python-level writers too (sys.stdout may not be fd 1, e.g. under pytest): same file, shared offset
+            with os.fdopen(os.dup(tmp.fileno()), "w", encoding="utf-8", errors="replace") as stream, \
+                    contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
                 try:
                     yield sink
                 finally:
-                    devnull.flush()
+                    stream.flush()
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -172,3 +172,33 @@ def test_non_strict_conversion_keeps_the_artifacts_that_pass(tiny_models, digits
     assert [(a.format, a.precision) for a in report.artifacts] == [("tflite", "fp32")]
     assert [f.name for f in report.failed] == ["tiny_int8.onnx"] and not report.failed[0].parity.passed
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["tiny_float32.tflite"]
+
+
+def test_cli_names_an_unconvertible_op_and_its_node(tmp_path, digits):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("FancyPool", ["image"], ["scores"], name="head/fancy_pool", domain="com.example")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 28, 28])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 10])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    onnx.save(model, tmp_path / "custom.onnx")
+    np.save(tmp_path / "calib.npy", digits[0][:200])
+    r = CliRunner().invoke(app, [str(tmp_path / "custom.onnx"), "--to", "tflite", "--calib",
+                                 str(tmp_path / "calib.npy"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "'FancyPool'" in r.output and "'head/fancy_pool'" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_converter_crash_is_a_conversion_error_and_writes_nothing(tiny_models, digits, tmp_path, monkeypatch):
+    import onnx2tf
+
+    from edgekd_converters import ConversionError
+
+    def broken(**kwargs):
+        print("onnx2tf: something went wrong deep inside")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(onnx2tf, "convert", broken)
+    with pytest.raises(ConversionError, match=r"(?s)onnx2tf failed \(RuntimeError: boom\).*went wrong deep inside"):
+        convert_model(tiny_models["nchw"], tmp_path / "o", ["tflite"], digits[0][:200], mean=MEAN, std=STD)
+    assert list(tmp_path.iterdir()) == []
