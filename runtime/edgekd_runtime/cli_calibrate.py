@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
         if out.exists() and out.is_dir():
             raise ProfileError(f"--out {out} is a directory; give a file name such as {out / 'board.json'}")
-        precs = tuple(precision) if precision else ("fp32", "int8")
+        precs = tuple(dict.fromkeys(precision)) if precision else ("fp32", "int8")
         kw = dict(backend=backend, threads=threads, precisions=precs)
         config = CalibrationConfig.full(**kw) if full else CalibrationConfig(**kw)
         from .calibrate import load_suite
@@ -69,13 +69,17 @@ def register(app: typer.Typer) -> None:
         cal = profile.calibration or {}
         t = Table(title=f"{profile.name}: {cal.get('cpu')} | {cal.get('backend_version')} | "
                         f"{profile.threads} threads | {cal.get('duration_s')} s")
-        for col in ("precision", "samples", "median err %", "max err %", "invoke ms", "layer us",
-                    "conv ns/MAC", "dw ns/MAC", "dense ns/MAC", "elem ns/el"):
+        from .profile import COEFFICIENTS
+
+        short = {"per_invoke_ms": "invoke ms", "per_layer_us": "layer us", "conv_ns_per_mac": "conv ns/MAC",
+                 "dwconv_ns_per_mac": "dw ns/MAC", "dense_ns_per_mac": "dense ns/MAC",
+                 "elementwise_ns_per_elem": "elem ns/el", "conv_ns_per_position": "conv ns/pixel",
+                 "pointwise_ns_per_mac": "1x1 ns/MAC", "io_ns_per_elem": "io ns/el"}
+        for col in ("precision", "samples", "median err %", "max err %", *(short.get(c, c) for c in COEFFICIENTS)):
             t.add_column(col, justify="right")
         for p, c in profile.latency.items():
             f = cal.get("fit", {}).get(p, {})
             t.add_row(p, str(f.get("samples")), f"{f.get('median_ape_pct', 0):.1f}", f"{f.get('max_ape_pct', 0):.1f}",
-                      f"{c.per_invoke_ms:.4f}", f"{c.per_layer_us:.3f}", f"{c.conv_ns_per_mac:.4f}",
-                      f"{c.dwconv_ns_per_mac:.4f}", f"{c.dense_ns_per_mac:.4f}", f"{c.elementwise_ns_per_elem:.4f}")
+                      *(f"{getattr(c, k):.4g}" for k in COEFFICIENTS))
         con.print(t)
         con.print(f"wrote {out}  (use it on the workstation: edgekd budget --profile {out.name} ...)")
