@@ -86,11 +86,11 @@ def _print_report(report, out: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"{report.source} -> {out}")
-    for col in ("artifact", "precision", "size", "max |diff|", "top-1 agree", "accuracy", "parity"):
+    for col in ("artifact", "prec", "KiB", "max|diff|", "top-1", "acc", "ok"):
         table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
     for a in report.artifacts:
         p = a.parity
-        table.add_row(a.path.name, a.precision, f"{a.size_bytes / 1024:.1f} KiB", f"{p.max_abs_diff:.2e}",
+        table.add_row(a.path.name, a.precision, f"{a.size_bytes / 1024:.1f}", f"{p.max_abs_diff:.2e}",
                       f"{p.top1_agreement:.2%}", "-" if a.accuracy is None else f"{a.accuracy:.2%}",
                       "[green]ok[/green]" if p.passed else "[red]FAIL[/red]")
     console = Console()

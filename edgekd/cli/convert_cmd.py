@@ -48,12 +48,12 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1 if report.failed else 0)
         conv = manifest.extra.get("conversion", {})
         table = Table(title=f"{bundle} ({manifest.name})")
-        for col in ("artifact", "precision", "size", "max |diff|", "top-1 agree", "test acc", "parity"):
+        for col in ("artifact", "prec", "KiB", "max|diff|", "top-1", "test acc", "ok"):
             table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
         for a in manifest.artifacts:
             p = a.parity or {}
-            table.add_row(a.path, a.precision, f"{a.size_bytes / 1024:.1f} KiB", f"{p.get('max_abs_diff', 0):.2e}",
-                          f"{p.get('top1_agreement', 0):.2%}", "-" if a.accuracy is None else f"{a.accuracy:.2%}",
+            table.add_row(a.path, a.precision, f"{a.size_bytes / 1024:.1f}", f"{p.get('max_abs_diff', 0):.2e}",
+                          f"{p.get('top1_agreement', 0):.1%}", "-" if a.accuracy is None else f"{a.accuracy:.1%}",
                           "[green]ok[/green]" if p.get("passed") else "[red]FAIL[/red]")
         console = Console()
         console.print(table)
