@@ -303,3 +303,20 @@ def test_uint8_canvases_and_0_255_mixups(lin_onnx):
     np.testing.assert_allclose(rec.forward(as_u8), rec.forward(as_u8.astype(np.float32) / 255), atol=1e-5)
     with pytest.raises(InputShapeError, match=r"\[0, 1\].*divide"):
         rec.forward(c * 255)
+
+
+@pytest.mark.parametrize("model", ["lin_onnx", "tiny_tflite", "tiny_int8_tflite"])
+def test_single_canvas_hot_path_equals_general_path(model, request):
+    rec = rt.load(request.getfixturevalue(model))
+    for c in canvases(5, seed=21):
+        fast = rec.predict(c, top_k=4, preprocessed=True)  # float32 (S, S): the inlined path where it applies
+        slow = rec.predict(c.astype(np.float64)[None], top_k=4, preprocessed=True)  # general path
+        assert (fast.label, fast.index, [lab for lab, _ in fast.top_k]) == \
+               (slow.label, slow.index, [lab for lab, _ in slow.top_k])
+        np.testing.assert_allclose([p for _, p in fast.top_k], [p for _, p in slow.top_k], rtol=1e-6, atol=1e-7)
+    bad = canvases(1)[0]
+    bad[2, 2] = np.inf
+    with pytest.raises(ImageError, match="NaN/inf"):
+        rec.predict(bad, preprocessed=True)
+    with pytest.raises(InputShapeError, match="divide"):
+        rec.predict(canvases(1)[0] * 255, preprocessed=True)
