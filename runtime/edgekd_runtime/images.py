@@ -1,7 +1,9 @@
 """Decode what users call an image (a path, a PIL image, a numpy array) into one float32 grayscale array.
 
 Handles what real files throw at a board: RGBA with transparency, 16-bit scans, palette and CMYK images,
-huge photos (downscaled while decoding, never materialised as float at full size), NaN arrays, 1x1 images.
+EXIF-rotated phone photos, huge images (JPEG decoded at 1/2..1/8 scale by libjpeg; other formats decoded
+once at full size in their compact mode, then box-downscaled; never materialised as float at full size),
+NaN arrays, 1x1 images.
 Every failure is an `ImageError` naming the image and the fix.
 """
 
@@ -28,6 +30,7 @@ MAX_PIXELS = 400_000_000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 
 _PIL_LOCK = threading.Lock()
+_EXIF_ORIENTATION = 0x0112
 
 
 def describe(image: Any) -> str:
@@ -82,8 +85,9 @@ def _from_path(path: Path, max_side_px: int) -> np.ndarray:
                 if im.format == "JPEG":  # let libjpeg decode at 1/2..1/8 scale: no full-size buffer
                     im.draft("L", (max_side_px, max_side_px))
                 im.load()
-                upright = ImageOps.exif_transpose(im)  # phone photos: apply the EXIF orientation tag
-                return _from_pil(upright if upright is not None else im, str(path), max_side_px)
+                if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # phone photos: turn them upright
+                    im = ImageOps.exif_transpose(im)  # (a copy: only made when there is something to turn)
+                return _from_pil(im, str(path), max_side_px)
     except Image.DecompressionBombError:
         raise ImageError(f"{path}: more than {MAX_PIXELS:,} pixels; downscale the image first") from None
     except UnidentifiedImageError:
@@ -99,9 +103,11 @@ def _from_pil(im: Any, name: str, max_side_px: int) -> np.ndarray:
     if im.width == 0 or im.height == 0:
         raise ImageError(f"{name}: image is empty ({im.width}x{im.height}); pass a real image")
     mode = im.mode
-    if mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+    if mode == "P":  # straight to 8-bit grey when there is no transparency: a third of the memory of RGB
+        im = im.convert("RGBA" if "transparency" in im.info else "L")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         im = im.convert("RGB")
     elif mode == "PA":
         im = im.convert("LA")
