@@ -200,3 +200,15 @@ def test_cli_unwritable_plot_path_exits_2(tmp_path):
     blocker.write_text("x")
     r = runner.invoke(_app(), ["budget", "--target", "rpi4", "--plot", str(blocker / "sub" / "b.png")])
     assert r.exit_code == 2 and "cannot write the plot" in r.output and "--no-plot" in r.output
+
+
+def test_shipped_board_profiles_are_what_the_generator_makes():
+    """The Pi estimates are the host's coefficients x a documented slowdown, not hand-edited numbers."""
+    from edgekd.budget.boards import BOARDS, boards_from_host
+
+    made = {p.name: p for p in boards_from_host(DeviceProfile.host())}
+    for key, (*_, factor, _src) in BOARDS.items():
+        name = key.replace("_", "-")
+        assert get_profile(name) == made[name]
+        assert get_profile(name).coefficients("int8").conv_ns_per_position == pytest.approx(
+            DeviceProfile.host().coefficients("int8").conv_ns_per_position * factor)
