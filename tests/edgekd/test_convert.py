@@ -152,3 +152,13 @@ def test_keep_going_writes_what_passed_and_records_the_failure(converted, tmp_pa
     assert failed["parity"]["max_abs_diff"] > 0.0
     for a in manifest.artifacts:
         verify_artifact(out, a)
+
+
+def test_reference_falls_back_to_onnx_when_the_checkpoint_is_gone(student_ckpt, tmp_path):
+    ckpt = tmp_path / "student.pt"
+    shutil.copyfile(student_ckpt, ckpt)
+    export_bundle(ckpt, tmp_path / "b", max_samples=40)
+    ckpt.unlink()  # the bundle travelled to a machine without the checkpoint
+    manifest, report = convert_exported_bundle(tmp_path / "b", targets=["onnx-int8"], max_samples=40)
+    assert manifest.extra["conversion"]["reference"] == "onnx"
+    assert manifest.artifact("onnx", "int8").parity["reference"] == "onnx" and not report.failed
