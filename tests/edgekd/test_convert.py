@@ -35,7 +35,7 @@ def converted(tmp_path_factory, student_ckpt):
 
 
 @pytest.fixture(scope="module")
-def test_split():
+def held_out():
     s = bundle_samples(SPEC, 16)
     return s.test_x, s.test_y
 
@@ -70,12 +70,12 @@ def test_parity_against_torch_meets_each_tolerance(converted):
     assert arts[("tflite", "int8")].size_bytes < 0.5 * arts[("tflite", "fp32")].size_bytes
 
 
-def test_runtime_loads_each_artifact_and_reproduces_the_numbers(converted, test_split, student_ckpt):
+def test_runtime_loads_each_artifact_and_reproduces_the_numbers(converted, held_out, student_ckpt):
     from edgekd.export.onnx_export import torch_logits
     from edgekd.train.checkpoint import load_student_checkpoint
 
     out, manifest, _ = converted
-    x, y = test_split
+    x, y = held_out
     model, _ = load_student_checkpoint(student_ckpt)
     ref = torch_logits(model, normalise(x, 0.1307, 0.3081))
     for a in manifest.artifacts:
