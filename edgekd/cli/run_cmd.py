@@ -65,6 +65,8 @@ def register(app: typer.Typer) -> None:
             print_json(rep)
         else:
             _summary(rep)
+        if any(not c["ok"] for c in rep["checks"]):
+            raise typer.Exit(1)  # the report is written; something in it is not deployable as asked
 
 
 def _summary(rep: dict) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 
 from .config import PipelineConfig
 
-TFLITE_FOR = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
 INT8_ACCURACY_DROP_PP = 0.5  # the converters issue's bound for int8 vs fp32 torch
 
 
@@ -26,9 +25,18 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
     chosen = search["chosen"]
     cost = student_cost(chosen, splits.num_classes)
     prec = budget.precision
-    deployed_art = manifest.artifact(format="tflite", precision=TFLITE_FOR[prec])
-    dep = _deployed(bundle, deployed_art, manifest)
     checks: list[dict[str, Any]] = []
+    for f in (manifest.extra.get("conversion") or {}).get("failed", []):
+        par = f.get("parity") or {}
+        checks.append({"name": f"parity: {f.get('path')}", "ok": False,
+                       "detail": f"left out of the bundle: max abs diff {par.get('max_abs_diff', float('nan')):.2e}, "
+                                 f"top-1 agreement {100 * par.get('top1_agreement', 0):.2f}% vs "
+                                 f"{par.get('reference', '?')}"})
+    deployed_art = _deployable(manifest, prec)
+    if deployed_art.precision != prec or deployed_art.format != "tflite":
+        checks.append({"name": f"deploy {prec} TFLite", "ok": False,
+                       "detail": f"no passing {prec} TFLite artifact; deployed {deployed_art.path} instead"})
+    dep = _deployed(bundle, deployed_art, manifest)
 
     # --- models -------------------------------------------------------------------------------------------
     teacher = _teacher_row(teacher_ck, splits, profile, prec, run_dir)
@@ -44,33 +52,29 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
                      "metrics": f"{role}/metrics.jsonl", "epochs_run": ck["metrics"].get("epochs_run"),
                      "epoch_time_s": ck["metrics"].get("epoch_time_s")})
 
-    # --- artifacts + budget check after conversion ----------------------------------------------------------
-    lim = search.get("effective_limits") or {}
+    # --- artifacts + the budget check after conversion (real file sizes vs the limits) ---------------------
+    from edgekd.budget.check import check_bundle
+
+    budget_checks = {c.path: c for c in check_bundle(bundle, measure=False)}  # flags budget_ok in the manifest
+    manifest = Manifest.load(bundle)
     artifacts = []
     for a in manifest.artifacts:
         b = bench.get(a.path, {})
-        row = {"path": a.path, "format": a.format, "precision": a.precision, "size_bytes": a.size_bytes,
-               "accuracy": a.accuracy, "parity": a.parity, "p50_ms": b.get("p50_ms"), "p99_ms": b.get("p99_ms"),
-               "budget_ok": None}
-        if a.precision == prec:
-            over = []
-            if "flash_bytes" in lim and a.size_bytes > lim["flash_bytes"]:
-                over.append(f"file {a.size_bytes / 1024:.1f} KiB > flash limit {lim['flash_bytes'] / 1024:.1f} KiB")
-            pred = profile.estimate_latency_ms(cost.features, prec)
-            if "latency_ms" in lim and pred > lim["latency_ms"]:
-                over.append(f"predicted {pred:.3f} ms > latency limit {lim['latency_ms']:.3f} ms")
-            row["budget_ok"] = not over
-            a.budget_ok = not over
-            checks.append({"name": f"budget after conversion: {a.path}", "ok": not over,
-                           "detail": "; ".join(over) or f"{a.size_bytes / 1024:.1f} KiB, {pred:.3f} ms predicted "
-                                                         f"on {profile.name}"})
-        artifacts.append(row)
+        artifacts.append({"path": a.path, "format": a.format, "precision": a.precision, "size_bytes": a.size_bytes,
+                          "accuracy": a.accuracy, "parity": a.parity, "p50_ms": b.get("p50_ms"),
+                          "p99_ms": b.get("p99_ms"), "budget_ok": a.budget_ok})
+        c = budget_checks.get(a.path)
+        if c is not None and a.precision == prec:  # the budget is for the deployed precision
+            detail = "; ".join(c.problems()) or (
+                f"{a.size_bytes / 1024:.1f} KiB file, {c.predicted_ram_bytes / 1024:.1f} KiB peak RAM"
+                + (f", {c.predicted_latency_ms:.3f} ms predicted on {profile.name}"
+                   if c.predicted_latency_ms is not None else ""))
+            checks.append({"name": f"budget after conversion: {a.path}", "ok": c.budget_ok, "detail": detail})
         par = a.parity or {}
         if par:
             checks.append({"name": f"parity: {a.path}", "ok": bool(par.get("passed")),
                            "detail": f"max abs diff {par.get('max_abs_diff', float('nan')):.2e}, top-1 agreement "
                                      f"{100 * par.get('top1_agreement', 0):.2f}% vs {par.get('reference', '?')}"})
-    manifest.save(bundle)  # budget_ok flags travel with the bundle
 
     torch_acc = (manifest.extra or {}).get("torch_accuracy")
     checks.append({"name": "deployed accuracy = runtime measurement", "ok": _close(dep["accuracy"],
@@ -80,13 +84,11 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
         drop = 100 * (torch_acc - dep["accuracy"])
         checks.append({"name": "int8 accuracy within 0.5 pp of fp32 torch", "ok": drop <= INT8_ACCURACY_DROP_PP,
                        "detail": f"{100 * dep['accuracy']:.2f}% vs {100 * torch_acc:.2f}% ({-drop:+.2f} pp)"})
-    # the latency model against this machine: how far the host estimate is from what was measured here
-    host = get_profile("host")
-    host_pred = host.estimate_latency_ms(cost.features, prec)
+    # the latency model against this machine (information: the host profile is an estimate too)
+    host_pred = get_profile("host").estimate_latency_ms(cost.features, prec)
     measured = bench[deployed_art.path]["p50_ms"]
-    checks.append({"name": "host latency model vs measured", "ok": abs(measured - host_pred) <= 0.5 * measured,
-                   "detail": f"host estimate {host_pred:.3f} ms, measured p50 {measured:.3f} ms "
-                             f"(ratio {host_pred / measured:.2f}; within 50% is ok)"})
+    latency_model = {"host_estimate_ms": host_pred, "measured_p50_ms": measured, "ratio": host_pred / measured,
+                     "artifact": deployed_art.path}
 
     return {
         "format": "edgekd-report", "format_version": 1,
@@ -98,9 +100,20 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
         "deployed": dep,
         "budget": {"chosen": chosen, "plot": search.get("plot"), "feasible": search.get("feasible"),
                    "evaluated": search.get("total"), "ranked_by": search.get("ranked_by"),
-                   "notes": search.get("notes"), "effective_limits": lim},
+                   "notes": search.get("notes"), "effective_limits": search.get("effective_limits")},
         "checks": checks,
+        "latency_model": latency_model,
     }
+
+
+def _deployable(manifest: Any, prec: str) -> Any:
+    """The artifact to deploy: TFLite at the budget's precision, else the closest one that passed conversion."""
+    order = [("tflite", prec), ("onnx", prec), ("tflite", "fp16"), ("tflite", "fp32"), ("onnx", "fp32")]
+    for fmt, p in order:
+        for a in manifest.artifacts:
+            if a.format == fmt and a.precision == p:
+                return a
+    return manifest.artifacts[0]
 
 
 def _close(a: float | None, b: float | None) -> bool:

@@ -142,6 +142,11 @@ def _markdown(rep: dict[str, Any], figs: dict[str, str]) -> str:
                      f"{_ms(a.get('p99_ms'))} | {ok[a.get('budget_ok')]} |")
         L.append("")
 
+    lm = rep.get("latency_model")
+    if lm:
+        L += [f"Latency model check on this machine: the `host` profile predicts {lm['host_estimate_ms']:.3f} ms for "
+              f"`{lm['artifact']}`, measured p50 is {lm['measured_p50_ms']:.3f} ms (ratio {lm['ratio']:.2f}). "
+              "Calibrate your board with `edgekd-rt calibrate` for board-accurate predictions.", ""]
     bud = rep.get("budget") or {}
     if bud:
         L += ["## Budget", "", f"Limits: `{json.dumps(target.get('budget') or {})}`. "
