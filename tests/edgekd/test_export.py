@@ -4,7 +4,6 @@ torch on the test split; refusals and failures leave nothing behind."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -35,12 +34,14 @@ def test_bundle_holds_onnx_and_manifest(bundle, student_ckpt):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "student.onnx"]
     saved = Manifest.load(out)
     assert saved.to_dict() == manifest.to_dict()
-    assert saved.name == STUDENT and saved.labels == [str(i) for i in range(10)] and saved.task == "image-classification"
+    assert saved.name == STUDENT and saved.labels == [str(i) for i in range(10)]
+    assert saved.task == "image-classification"
     assert (saved.input.name, saved.input.shape, saved.input.layout, saved.input.dtype) == \
         ("input", (1, 1, 16, 16), "NCHW", "float32")
     assert (saved.normalization.mean, saved.normalization.std) == (0.1307, 0.3081)
     assert saved.preprocessing.kind == "mnist" and saved.output == {"name": "logits", "kind": "logits"}
-    assert {k: saved.extra["data"][k] for k in SPEC} == SPEC and saved.extra["checkpoint"]["sha256"] == sha256_file(student_ckpt)
+    assert {k: saved.extra["data"][k] for k in SPEC} == SPEC
+    assert saved.extra["checkpoint"]["sha256"] == sha256_file(student_ckpt)
     assert {"torch", "onnx", "onnxruntime", "python"} <= set(saved.versions) and saved.created.endswith("Z")
     art = saved.artifacts[0]
     assert (art.path, art.format, art.precision) == ("student.onnx", "onnx", "fp32")
