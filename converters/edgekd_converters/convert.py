@@ -121,9 +121,9 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     """
     start = time.perf_counter()
     tols = {**parity_mod.TOLERANCES, **(tolerances or {})}
-    calib = check_canvases(calib_canvases, info, "calibration data", min_samples=min_calib_samples)
-    calib = subsample(calib, MAX_CALIBRATION_SAMPLES)
-    evals = calib if eval_canvases is None else check_canvases(eval_canvases, info, "evaluation data", 1)
+    calib_all = check_canvases(calib_canvases, info, "calibration data", min_samples=min_calib_samples)
+    calib = subsample(calib_all, MAX_CALIBRATION_SAMPLES)
+    evals = calib_all if eval_canvases is None else check_canvases(eval_canvases, info, "evaluation data", 1)
     if eval_labels is not None and len(eval_labels) != len(evals):
         raise CalibrationDataError(f"evaluation labels: {len(eval_labels)} labels for {len(evals)} samples")
     x_eval = to_model_input(evals, info, mean, std)

@@ -202,3 +202,10 @@ def test_converter_crash_is_a_conversion_error_and_writes_nothing(tiny_models, d
     with pytest.raises(ConversionError, match=r"(?s)onnx2tf failed \(RuntimeError: boom\).*went wrong deep inside"):
         convert_model(tiny_models["nchw"], tmp_path / "o", ["tflite"], digits[0][:200], mean=MEAN, std=STD)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_labels_without_eval_score_every_calibration_sample(tiny_models, digits, tmp_path):
+    x, y, _, _ = digits  # 1200 samples: more than the 500 used to calibrate, all of them checked
+    report = convert_model(tiny_models["nchw"], tmp_path / "o", ["onnx-int8"], x, eval_labels=y, mean=MEAN, std=STD)
+    assert report.extra == {"num_calibration_samples": 500, "num_eval_samples": 1200}
+    assert report.artifacts[0].parity.num_samples == 1200 and report.reference_accuracy > 0.85
