@@ -28,9 +28,22 @@ def run_onnx(path: str | os.PathLike, x: np.ndarray, threads: int = 1) -> np.nda
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise ModelLoadError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
-    name = sess.get_inputs()[0].name
-    outs = [sess.run(None, {name: x[i:i + BATCH].astype(np.float32)})[0] for i in range(0, len(x), BATCH)]
+    inp = sess.get_inputs()[0]
+    fixed = isinstance(inp.shape[0], int) and inp.shape[0] > 0  # a fixed-batch model: feed exactly that many
+    batch = inp.shape[0] if fixed else BATCH
+    outs = []
+    for i in range(0, len(x), batch):
+        n = len(x[i:i + batch])
+        outs.append(sess.run(None, {inp.name: _pad(x[i:i + batch], batch if fixed else 0)})[0][:n])
     return np.concatenate(outs).astype(np.float32)
+
+
+def _pad(chunk: np.ndarray, batch: int) -> np.ndarray:
+    """float32 chunk, zero-padded to `batch` rows for a fixed-batch model (0 = leave as is)."""
+    chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+    if batch and len(chunk) < batch:
+        chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
+    return chunk
 
 
 def make_tflite_interpreter(path: str | os.PathLike, threads: int = 1):
@@ -72,10 +85,17 @@ def run_tflite(path: str | os.PathLike, x: np.ndarray, threads: int = 1) -> np.n
 
 
 def _invoke_chunks(it, inp, x: np.ndarray, model_shape: tuple[int, ...]):
-    for i in range(0, len(x), BATCH):
-        chunk = np.ascontiguousarray(x[i:i + BATCH], dtype=np.float32)
-        it.resize_tensor_input(inp["index"], [len(chunk), *model_shape])
+    signature = inp.get("shape_signature")
+    fixed = signature is not None and len(signature) and int(signature[0]) > 0  # a fixed-batch model
+    batch = int(inp["shape"][0]) if fixed else BATCH
+    if fixed:
         it.allocate_tensors()
+    for i in range(0, len(x), batch):
+        n = len(x[i:i + batch])
+        chunk = _pad(x[i:i + batch], batch if fixed else 0)
+        if not fixed:
+            it.resize_tensor_input(inp["index"], [len(chunk), *model_shape])
+            it.allocate_tensors()
         d, o = it.get_input_details()[0], it.get_output_details()[0]
         if d["dtype"] in (np.int8, np.uint8):
             scale, zero = d["quantization"]
@@ -87,7 +107,7 @@ def _invoke_chunks(it, inp, x: np.ndarray, model_shape: tuple[int, ...]):
         if o["dtype"] in (np.int8, np.uint8):
             scale, zero = o["quantization"]
             y = (y.astype(np.float32) - zero) * scale
-        yield np.asarray(y, dtype=np.float32).reshape(len(chunk), -1)
+        yield np.asarray(y, dtype=np.float32).reshape(len(chunk), -1)[:n]
 
 
 def run_model(path: str | os.PathLike, x: np.ndarray, threads: int = 1) -> np.ndarray:

@@ -43,7 +43,7 @@ def _train_tiny_cnn(x: np.ndarray, y: np.ndarray):
     return net.eval()
 
 
-def _export(net, path: Path, nhwc: bool = False) -> Path:
+def _export(net, path: Path, nhwc: bool = False, fixed_batch: bool = False) -> Path:
     import warnings
 
     import torch
@@ -61,17 +61,19 @@ def _export(net, path: Path, nhwc: bool = False) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["scores"],
-                          dynamic_axes={"image": {0: "n"}, "scores": {0: "n"}}, opset_version=17, dynamo=False)
+                          dynamic_axes=None if fixed_batch else {"image": {0: "n"}, "scores": {0: "n"}},
+                          opset_version=17, dynamo=False)
     return path
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, digits):
-    """{"nchw": path, "nhwc": path} of the same trained tiny CNN."""
+    """{"nchw": path, "nhwc": path, "batch1": path} of the same trained tiny CNN (batch1: fixed batch of 1)."""
     x, y, _, _ = digits
     net = _train_tiny_cnn(x, y)
     d = tmp_path_factory.mktemp("tiny_onnx")
-    return {"nchw": _export(net, d / "tiny.onnx"), "nhwc": _export(net, d / "tiny_nhwc.onnx", nhwc=True)}
+    return {"nchw": _export(net, d / "tiny.onnx"), "nhwc": _export(net, d / "tiny_nhwc.onnx", nhwc=True),
+            "batch1": _export(net, d / "tiny_b1.onnx", fixed_batch=True)}
 
 
 @pytest.fixture(scope="session")

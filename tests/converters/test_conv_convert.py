@@ -209,3 +209,15 @@ def test_labels_without_eval_score_every_calibration_sample(tiny_models, digits,
     report = convert_model(tiny_models["nchw"], tmp_path / "o", ["onnx-int8"], x, eval_labels=y, mean=MEAN, std=STD)
     assert report.extra == {"num_calibration_samples": 500, "num_eval_samples": 1200}
     assert report.artifacts[0].parity.num_samples == 1200 and report.reference_accuracy > 0.85
+
+
+def test_fixed_batch_model(tiny_models, digits, tmp_path):
+    """A model exported without a dynamic batch (input (1, 1, 28, 28)) is run sample by sample."""
+    x, _, xt, yt = digits
+    info = inspect_model(load_onnx(tiny_models["batch1"]), tiny_models["batch1"])
+    assert info.input_shape[0] == 1
+    report = convert_model(tiny_models["batch1"], tmp_path / "o", ["tflite", "onnx-int8"], x[:200], xt[:101],
+                           yt[:101], mean=MEAN, std=STD, tflite_precisions=("fp32", "int8"))
+    arts = {(a.format, a.precision): a for a in report.artifacts}
+    assert arts[("tflite", "fp32")].parity.max_abs_diff <= 1e-4 and arts[("tflite", "fp32")].parity.num_samples == 101
+    assert arts[("onnx", "int8")].parity.top1_agreement >= 0.99
