@@ -22,10 +22,11 @@ from edgekd_runtime.manifest import Artifact, Manifest, verify_artifact
 
 from .calibration import MIN_CALIBRATION_SAMPLES
 from .convert import FILE_NAMES, ConversionReport, convert_into, prepare
-from .errors import CalibrationDataError, InputShapeError, OutputExistsError
+from .errors import CalibrationDataError, ConversionError, InputShapeError, OutputExistsError
 from .parity import Tolerance
 
 DEFAULT_TARGETS = ("tflite", "onnx-int8")
+RUNTIME_ACCURACY_SLACK = 0.01  # runtime vs converters' accuracy on the same artifact and samples
 
 
 def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, eval_canvases: np.ndarray,
@@ -107,20 +108,29 @@ def _planned_names(targets: Sequence[str], stem: str) -> set[str]:
 
 
 def _runtime_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, labels: np.ndarray) -> None:
-    """Replace each converted artifact's accuracy by the one `edgekd_runtime` measures on the staged bundle."""
-    import edgekd_runtime
+    """Replace each converted artifact's accuracy by the one `edgekd_runtime` measures on the staged bundle.
 
-    load = getattr(edgekd_runtime, "load", None)
-    if load is None:  # the runtime package predates Recognizer: keep the converters' own measurement
-        return
-    x = np.asarray(canvases, dtype=np.float32)
+    The runtime preprocesses, lays out and (de)quantizes on its own; if its accuracy disagrees with the
+    converters' own run of the same file by more than 1 pp, the two read the model differently and the
+    numbers in the manifest would not be what the board sees: that is a `ConversionError`.
+    """
+    from edgekd_runtime import load
+
+    x = np.asarray(canvases)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     if x.ndim == 4:
         x = x[..., 0] if x.shape[-1] == 1 else x[:, 0]
     for art in manifest.artifacts:
         if art.extra.get("accuracy_source") != "converters":
             continue
         rec = load(str(stage), backend=art.format, precision=art.precision)
-        art.accuracy = float(rec.evaluate(x, np.asarray(labels)))
+        runtime_acc = float(rec.evaluate(x, np.asarray(labels)))
+        if art.accuracy is not None and abs(runtime_acc - art.accuracy) > RUNTIME_ACCURACY_SLACK:
+            raise ConversionError(f"{art.path}: edgekd_runtime measures accuracy {runtime_acc:.4f} but the "
+                                  f"converters' own run of the same file gives {art.accuracy:.4f}; the runtime "
+                                  f"reads the model differently (input layout, normalisation or quantization)")
+        art.extra["converter_accuracy"] = art.accuracy
+        art.accuracy = runtime_acc
         art.extra["accuracy_source"] = "edgekd_runtime"
 
 

@@ -162,3 +162,28 @@ def test_reference_falls_back_to_onnx_when_the_checkpoint_is_gone(student_ckpt, 
     manifest, report = convert_exported_bundle(tmp_path / "b", targets=["onnx-int8"], max_samples=40)
     assert manifest.extra["conversion"]["reference"] == "onnx"
     assert manifest.artifact("onnx", "int8").parity["reference"] == "onnx" and not report.failed
+
+
+def test_runtime_and_converter_accuracy_must_agree(converted, tmp_path, monkeypatch):
+    """If the board runtime read an artifact differently from the converters, the manifest would lie."""
+    import edgekd_converters.bundle as bundle_mod
+    from edgekd_converters import ConversionError
+
+    src, manifest, _ = converted
+    for a in manifest.artifacts[1:]:
+        assert abs(a.accuracy - a.extra["converter_accuracy"]) <= bundle_mod.RUNTIME_ACCURACY_SLACK
+    out = tmp_path / "bundle"
+    shutil.copytree(src, out)
+    real_load = edgekd_runtime.load
+
+    class Inverted:  # a runtime that feeds inverted canvases (a polarity bug)
+        def __init__(self, rec):
+            self.rec = rec
+
+        def evaluate(self, x, y):
+            return self.rec.evaluate(1.0 - x, y)
+
+    monkeypatch.setattr(edgekd_runtime, "load", lambda *a, **k: Inverted(real_load(*a, **k)))
+    with pytest.raises(ConversionError, match="edgekd_runtime measures accuracy"):
+        convert_exported_bundle(out, targets=["onnx-int8"], force=True)
+    assert Manifest.load(out).to_dict() == manifest.to_dict()
