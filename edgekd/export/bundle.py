@@ -77,13 +77,20 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
 
 
 def _runtime_accuracy(bundle: Path, manifest: Manifest, canvases: np.ndarray, labels: np.ndarray) -> None:
-    import edgekd_runtime
+    """Measure the ONNX model's accuracy through `edgekd_runtime` (as the board will), cross-checked against
+    onnxruntime's own run (see `edgekd_converters.bundle.RUNTIME_ACCURACY_SLACK`)."""
+    from edgekd_converters import ConversionError
+    from edgekd_converters.bundle import RUNTIME_ACCURACY_SLACK
+    from edgekd_runtime import load
 
-    load = getattr(edgekd_runtime, "load", None)
-    if load is None:  # runtime without a Recognizer yet: keep onnxruntime's own measurement
-        return
     art = manifest.artifacts[0]
-    art.accuracy = float(load(str(bundle), backend="onnx", precision="fp32").evaluate(canvases, labels))
+    runtime_acc = float(load(str(bundle), backend="onnx", precision="fp32").evaluate(canvases, labels))
+    if abs(runtime_acc - art.accuracy) > RUNTIME_ACCURACY_SLACK:
+        raise ConversionError(f"{art.path}: edgekd_runtime measures accuracy {runtime_acc:.4f} but onnxruntime on "
+                              f"the exported model gives {art.accuracy:.4f}; the runtime reads the bundle "
+                              f"differently (normalisation or input layout in the manifest)")
+    art.extra["converter_accuracy"] = art.accuracy
+    art.accuracy = runtime_acc
     art.extra["accuracy_source"] = "edgekd_runtime"
 
 
