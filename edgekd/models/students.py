@@ -4,12 +4,17 @@ Student ids are stable strings used by the budget search, checkpoints and manife
 
     linear-r{R}            logistic regression on the R x R canvas (the extreme-budget case)
     mlp-w{W}-d{D}-r{R}     D hidden layers of W units
-    cnn-w{W}-d{D}-r{R}     D plain conv stages (3x3 conv + BN + ReLU), widths W, 2W, 4W, ...; stride 2 after stage 0
+    cnn-w{W}-d{D}-r{R}     LeNet-like: D stages of 3x3 conv + BN + ReLU + 2x2 max-pool, widths W, 2W, 4W, ...,
+                           then the flattened map into the classifier
     dscnn-w{W}-d{D}-r{R}   MobileNet-like: a 3x3 stem of W channels then D depthwise-separable blocks
 
 Every student takes (N, 1, R, R) normalised float and returns logits (N, C). Only ops that export cleanly to
 ONNX opset 17 and convert with onnx2tf are used: Conv2d (BatchNorm folds into it on export), depthwise Conv2d,
-ReLU, global average pooling, Flatten and Linear.
+ReLU, max pooling, global average pooling, Flatten and Linear.
+
+Why `cnn` flattens instead of pooling globally: after two or three small stages the receptive field covers only
+part of a digit, and a global average throws away where the strokes are (a 2-stage, 32-wide GAP student reached
+49% on the embedded digits after 3 epochs where the flattened one reached 96%).
 """
 
 from __future__ import annotations
@@ -163,12 +168,15 @@ def _cnn(spec: StudentSpec, num_classes: int) -> "nn.Module":
 
     Student, conv_bn_relu = _module_classes()
     layers: list[nn.Module] = []
-    c_in, c_out = 1, spec.width
-    for i in range(spec.depth):
-        layers += conv_bn_relu(c_in, c_out, stride=1 if i == 0 else 2)
-        c_in, c_out = c_out, c_out * 2
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return Student(nn.Sequential(*layers), c_in, num_classes)
+    c_in, c_out, side = 1, spec.width, spec.input_size
+    for _ in range(spec.depth):
+        layers += conv_bn_relu(c_in, c_out) + [nn.MaxPool2d(2)]
+        c_in, c_out, side = c_out, c_out * 2, side // 2
+    if side < 1:
+        raise StudentIdError(f"student id {spec.id!r}: {spec.depth} pooling stages do not fit a "
+                             f"{spec.input_size}x{spec.input_size} input; use fewer stages")
+    layers.append(nn.Flatten())
+    return Student(nn.Sequential(*layers), c_in * side * side, num_classes)
 
 
 @STUDENTS.register(key="dscnn")
