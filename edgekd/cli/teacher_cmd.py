@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
         data_path: Optional[str] = typer.Option(None, "--data-path", help="File/directory for the data source."),
         data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Split seed."),
-        epochs: Optional[int] = typer.Option(None, help="Epochs (default 30 for teachers)."),
+        epochs: Optional[int] = typer.Option(None, help="Epochs (default 40 for teachers)."),
         batch_size: Optional[int] = typer.Option(None, help="Global batch size."),
         lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
         device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
         from edgekd.train.trainer import TrainConfig
 
         TEACHERS.get(arch)
-        base = RunConfig(train=TrainConfig(epochs=30, batch_size=64, lr=3e-3))
+        base = RunConfig(train=TrainConfig(epochs=40, batch_size=64, lr=3e-3))
         from edgekd.config import read_yaml
 
         cfg = resolve_config(read_yaml(config) if config else None,

@@ -30,7 +30,7 @@ class TeacherMismatchError(UserInputError):
     """A teacher whose number of outputs does not match the data's classes."""
 
 
-def _conv_teacher(widths: tuple[int, int, int], hidden: int, num_classes: int) -> "nn.Module":
+def _conv_teacher(stages: tuple[tuple[int, ...], ...], hidden: int, num_classes: int) -> "nn.Module":
     import torch
     from torch import nn
 
@@ -38,14 +38,21 @@ def _conv_teacher(widths: tuple[int, int, int], hidden: int, num_classes: int) -
         return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
     class ConvTeacher(nn.Module):
-        """conv-pool-conv-pool-conv-GAP, then a hidden layer (the FitNet hint) and the classifier."""
+        """VGG-style stages of 3x3 conv + BN + ReLU with 2x2 max-pooling between them, global average pooling,
+        a hidden layer (its output is the FitNet hint) and the classifier."""
 
         def __init__(self) -> None:
             super().__init__()
-            a, b, c = widths
-            self.body = nn.Sequential(*block(1, a), nn.MaxPool2d(2), *block(a, b), nn.MaxPool2d(2), *block(b, c),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                      nn.Linear(c, hidden), nn.ReLU(inplace=True))
+            layers: list[nn.Module] = []
+            c_in = 1
+            for i, stage in enumerate(stages):
+                if i:
+                    layers.append(nn.MaxPool2d(2))
+                for c_out in stage:
+                    layers += block(c_in, c_out)
+                    c_in = c_out
+            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, hidden), nn.ReLU(inplace=True)]
+            self.body = nn.Sequential(*layers)
             self.drop = nn.Dropout(0.2)
             self.head = nn.Linear(hidden, num_classes)
             self.feature_dim = hidden
@@ -63,14 +70,15 @@ def _conv_teacher(widths: tuple[int, int, int], hidden: int, num_classes: int) -
 
 @TEACHERS.register(key="cnn")
 def cnn(num_classes: int) -> "nn.Module":
-    """The default teacher: about 100k parameters, >= 98.5% on the embedded digits in about a minute of CPU."""
-    return _conv_teacher((32, 64, 128), 128, num_classes)
+    """The default teacher (about 160k parameters): conv32x2-pool-conv64x2-pool-conv128-GAP-fc128. Trained 40
+    epochs with affine augmentation on the 3,500 embedded training digits it reaches about 98.6 % test accuracy."""
+    return _conv_teacher(((32, 32), (64, 64), (128,)), 128, num_classes)
 
 
 @TEACHERS.register(key="cnn-small")
 def cnn_small(num_classes: int) -> "nn.Module":
-    """A smaller teacher for tests and quick runs."""
-    return _conv_teacher((8, 16, 32), 32, num_classes)
+    """A small teacher for tests and quick runs."""
+    return _conv_teacher(((8,), (16,), (32,)), 32, num_classes)
 
 
 @dataclass

@@ -94,8 +94,6 @@ def distill(data: DataSpec | Splits, student_id: str, cfg: TrainConfig, out_dir:
 def _finish(kind: str, arch: str, res: FitResult, splits: Splits, cfg: TrainConfig, out_dir: str | Path,
             input_size: int, resolved: dict | None, filename: str, extra: dict | None = None,
             budget: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
-    import torch
-
     from .device import init_distributed, resolve_device
 
     device = next(res.model.parameters()).device
@@ -110,5 +108,4 @@ def _finish(kind: str, arch: str, res: FitResult, splits: Splits, cfg: TrainConf
                               config=resolved or {"train": cfg.__dict__}, budget=budget, profile=profile)
         save_torch(ck, Path(out_dir) / filename)
     metrics["checkpoint"] = str(Path(out_dir) / filename)
-    del torch
     return metrics

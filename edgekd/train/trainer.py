@@ -185,6 +185,7 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
 
     start_epoch, history, best_acc, best_epoch, best_state, bad = 0, [], -1.0, -1, None, 0
     last_path = out_dir / "last.pt"
+    st: dict[str, Any] = {}
     if resume:
         if not last_path.is_file():
             raise UserInputError(f"--resume: no {last_path} to resume from; drop --resume to start fresh")
@@ -198,8 +199,6 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
         start_epoch, history = int(st["epoch"]) + 1, list(st["history"])
         best_acc, best_epoch, bad = float(st["best_acc"]), int(st["best_epoch"]), int(st["bad_epochs"])
         best_state = st.get("best_state")
-        if start_epoch >= cfg.epochs or st.get("stopped"):
-            di.is_main and progress and print(f"nothing to resume: {last_path} already finished")
 
     net = model
     if di.world > 1:
@@ -210,7 +209,7 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
         net = torch.compile(net)
 
     bar = _Progress(enabled=progress and di.is_main)
-    stopped = bool(resume and st.get("stopped"))
+    stopped = bool(st.get("stopped"))  # a resumed run that had already stopped early trains no more
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs if not stopped else start_epoch):
         net.train()
@@ -240,7 +239,7 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
                 y_dom = tgt["y_a"] if tgt.get("lam") is None else torch.where(tgt["lam"] >= 0.5, tgt["y_a"], tgt["y_b"])
                 sums += torch.stack([loss.detach().double() * len(idx), (logits.argmax(1) == y_dom).sum().double(),
                                      torch.tensor(float(len(idx)), device=device, dtype=torch.float64)])
-            bar.step(loss.item(), len(idx) * di.world)
+            bar.step(loss, len(idx) * di.world)
         if di.world > 1:
             dist.all_reduce(sums)
         dt = time.perf_counter() - t0
@@ -301,11 +300,11 @@ class _Progress:
         self.task = self.p.add_task("train", total=steps, ep=f"{epoch + 1}/{epochs}", loss=0.0, sps=0.0)
         self.t0, self.n = time.perf_counter(), 0
 
-    def step(self, loss: float, n: int) -> None:
-        if self.p is None:
+    def step(self, loss: "torch.Tensor", n: int) -> None:
+        if self.p is None:  # no .item() (a device sync) when nobody watches
             return
         self.n += n
-        self.p.update(self.task, advance=1, loss=loss, sps=self.n / max(time.perf_counter() - self.t0, 1e-9))
+        self.p.update(self.task, advance=1, loss=loss.item(), sps=self.n / max(time.perf_counter() - self.t0, 1e-9))
 
     def end(self, rec: dict[str, Any]) -> None:
         if self.p is None:

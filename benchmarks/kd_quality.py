@@ -1,0 +1,106 @@
+"""KD quality benchmark on the embedded digits: teacher, scratch student, distilled student; 3 seeds.
+
+Prints mean +- std of test accuracy for the default teacher, the scratch student and the distilled student
+(same architecture, epochs and transfer set), the gain in percentage points, the share of the teacher-scratch
+gap the distillation recovers, and the KD epoch time divided by the scratch epoch time (teacher logits cached over
+the fixed transfer set), plus the same ratio for the naive loop that runs the teacher on every batch.
+
+Targets (issue #3): teacher >= 98.5 %; KD - scratch >= 1.0 pp; recovered gap >= 50 %; KD/scratch epoch time <= 1.5.
+
+    .venv/bin/python benchmarks/kd_quality.py              # full: 3 seeds (about 15 min on 2 idle CPU cores)
+    .venv/bin/python benchmarks/kd_quality.py --seeds 1 --student-epochs 5 --teacher-epochs 5   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--student", default="cnn-w8-d3-r28")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--teacher-epochs", type=int, default=40)
+    ap.add_argument("--student-epochs", type=int, default=60)
+    ap.add_argument("--views", type=int, default=20, help="transfer-set views")
+    ap.add_argument("--loss", default="kd")
+    ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--alpha", type=float, default=0.9)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="also print one JSON line with every number")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from edgekd.data import DataSpec, load_data
+    from edgekd.models.students import build_student, count_params
+    from edgekd.models.teachers import load_teacher
+    from edgekd.train.pipeline import DistillOptions, distill, train_teacher
+    from edgekd.train.trainer import TrainConfig
+
+    torch.set_num_threads(args.threads)
+    params = count_params(build_student(args.student, 10))
+    splits = load_data(DataSpec("embedded", seed=0))  # the fixed split
+    print(f"data: embedded digits, train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}; "
+          f"student {args.student} ({params} parameters); {args.seeds} seeds; device cpu x{args.threads} threads")
+    rows: dict[str, list[float]] = {"teacher": [], "scratch": [], "kd": [], "kd_epoch_s": [], "scratch_epoch_s": [],
+                                    "naive_epoch_s": [], "teacher_cache_s": [], "teacher_train_s": []}
+    tmp = Path(tempfile.mkdtemp(prefix="edgekd-kdq-"))
+    for seed in range(args.seeds):
+        t0 = time.perf_counter()
+        tcfg = TrainConfig(epochs=args.teacher_epochs, batch_size=64, lr=3e-3, device="cpu", seed=seed)
+        tm = train_teacher(splits, tcfg, tmp / f"teacher{seed}", progress=False)
+        rows["teacher_train_s"].append(time.perf_counter() - t0)
+        rows["teacher"].append(tm["test_acc"])
+        teacher = load_teacher(tm["checkpoint"], 10)
+        scfg = TrainConfig(epochs=args.student_epochs, batch_size=64, lr=1e-2, device="cpu", seed=seed)
+        opts = DistillOptions(loss=args.loss, temperature=args.temperature, alpha=args.alpha,
+                              transfer_views=args.views)
+        sm = distill(splits, args.student, scfg, tmp / f"scratch{seed}", teacher=None,
+                     opts=DistillOptions(loss="none", transfer_views=args.views), progress=False)
+        km = distill(splits, args.student, scfg, tmp / f"kd{seed}", teacher=teacher, opts=opts, progress=False)
+        rows["scratch"].append(sm["test_acc"])
+        rows["kd"].append(km["test_acc"])
+        rows["scratch_epoch_s"].append(statistics.median(sm["epoch_time_s"]))
+        rows["kd_epoch_s"].append(statistics.median(km["epoch_time_s"]))
+        rows["teacher_cache_s"].append(km["teacher_cache_s"])
+        if seed == 0:  # the naive loop (teacher on every batch), 2 epochs, for the ratio only
+            ncfg = TrainConfig(epochs=2, batch_size=64, lr=1e-2, device="cpu", seed=seed)
+            nm = distill(splits, args.student, ncfg, tmp / "naive", teacher=teacher, progress=False,
+                         opts=DistillOptions(loss=args.loss, transfer_views=2, cache_teacher=False))
+            rows["naive_epoch_s"].append(statistics.median(nm["epoch_time_s"]))
+        print(f"seed {seed}: teacher {tm['test_acc']:.4f}  scratch {sm['test_acc']:.4f}  kd {km['test_acc']:.4f}  "
+              f"epoch s: scratch {rows['scratch_epoch_s'][-1]:.2f} kd {rows['kd_epoch_s'][-1]:.2f}", flush=True)
+
+    def ms(v: list[float], scale: float = 100.0) -> str:
+        sd = statistics.stdev(v) if len(v) > 1 else 0.0
+        return f"{statistics.mean(v) * scale:6.2f} +- {sd * scale:.2f}"
+
+    t, s, k = (statistics.mean(rows[n]) for n in ("teacher", "scratch", "kd"))
+    gain_pp = (k - s) * 100
+    recovered = (k - s) / (t - s) if t > s else float("nan")
+    ratio = statistics.mean(rows["kd_epoch_s"]) / statistics.mean(rows["scratch_epoch_s"])
+    naive = statistics.mean(rows["naive_epoch_s"]) / statistics.mean(rows["scratch_epoch_s"])
+    print(f"teacher (cnn, {args.teacher_epochs} epochs)   test acc % {ms(rows['teacher'])}   target >= 98.5")
+    print(f"scratch {args.student} ({args.student_epochs} epochs) test acc % {ms(rows['scratch'])}")
+    print(f"kd      {args.student} ({args.student_epochs} epochs) test acc % {ms(rows['kd'])}")
+    print(f"KD - scratch: {gain_pp:+.2f} pp (target >= +1.0); recovered teacher-scratch gap: {recovered * 100:.1f} % "
+          f"(target >= 50)")
+    print(f"epoch time KD / scratch: {ratio:.2f} (target <= 1.5; cached teacher logits, cache built once in "
+          f"{statistics.mean(rows['teacher_cache_s']):.1f} s); naive online-teacher loop / scratch: {naive:.2f}")
+    ok = (t >= 0.985, gain_pp >= 1.0, recovered >= 0.5, ratio <= 1.5)
+    print("targets met:", "all" if all(ok) else ok)
+    if args.json:
+        print(json.dumps({"rows": rows, "gain_pp": gain_pp, "recovered": recovered, "epoch_ratio": ratio,
+                          "naive_ratio": naive, "params": params, "student": args.student}))
+    return 0 if all(ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
