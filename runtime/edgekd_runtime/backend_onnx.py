@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -48,6 +49,30 @@ class OnnxBackend(Backend):
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         return self._sess.run(self._out_names, {self._in_name: x})[0]
+
+    def single_runner(self, shape: tuple[int, ...]) -> tuple[np.ndarray, Callable[[], np.ndarray]]:
+        """Through an IOBinding: the input and output stay bound to two preallocated arrays, so a call skips
+        `InferenceSession.run`'s feed checks and output allocation (~2.5 us of a ~60 us student). Falls back
+        to `invoke` when the output shape is not known up front or the binding is refused."""
+        x = np.zeros(shape, np.dtype(self.inputs[0].dtype))
+        out = self.outputs[0]
+        if len(out.shape) < 1 or any(d <= 0 for d in out.shape[1:]) or out.shape[0] not in (-1, shape[0]):
+            return super().single_runner(shape)
+        try:
+            y = np.zeros((shape[0],) + out.shape[1:], np.dtype(out.dtype))
+            binding = self._sess.io_binding()
+            binding.bind_cpu_input(self._in_name, x)
+            binding.bind_output(out.name, "cpu", 0, y.dtype, list(y.shape), y.ctypes.data)
+            run = self._sess.run_with_iobinding
+            run(binding)  # refused here (shape or type mismatch) rather than on the first prediction
+        except Exception:  # noqa: BLE001 - any refusal: the plain run path still works
+            return super().single_runner(shape)
+
+        def call() -> np.ndarray:
+            run(binding)  # reads x, writes y in place (the binding holds their buffers; the closure keeps them)
+            return y
+
+        return x, call
 
 
 def _info(arg) -> TensorInfo:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -55,6 +55,14 @@ class Backend:
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """Run one batch that fits the model as loaded; return the first output (raw dtype). Hot path."""
         raise NotImplementedError
+
+    def single_runner(self, shape: tuple[int, ...]) -> tuple[np.ndarray, Callable[[], np.ndarray]]:
+        """`(x, call)` for repeated runs of one input tensor of `shape` from one thread (the hot path of
+        `Recognizer.predict`): write the input into `x` in place, then `call()` runs the model on it and returns
+        the first output (raw dtype), which stays valid until the next `call()`. This default invokes with `x`."""
+        x = np.zeros(shape, np.dtype(self.inputs[0].dtype))
+        invoke = self.invoke
+        return x, lambda: invoke(x)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run any batch size: one call when the batch dimension allows it, else in model-sized chunks."""

@@ -26,6 +26,9 @@ from .preprocess import preprocess
 if TYPE_CHECKING:
     from .bench import LatencyReport
 
+_F32 = np.dtype(np.float32)
+_dot = np.dot
+_NEG_INF = -math.inf
 LAYOUTS = ("NCHW", "NHWC", "NHW", "NF")  # NHW: (N, H, W); NF: flattened (N, H*W)
 
 
@@ -80,9 +83,13 @@ class Recognizer:
         self._fixed_batch = self.backend.fixed_batch
         self._tls = threading.local()
         out_info = self.backend.outputs[0]
-        self._invoke = self.backend.invoke if self._fixed_batch in (1, None) else self.backend.run
-        # the inlined single-canvas path: float32 one-channel input, one float32 score row
-        self._hot = self._fast_layout and out_info.dtype == "float32" and not self._out_scale
+        # the inlined single-canvas path: float32 one-channel input, one float32 score row, batch 1 allowed
+        self._hot = self._fast_layout and out_info.dtype == "float32" and not self._out_scale and \
+            self._fixed_batch in (1, None)
+        n = self._side * self._side
+        # the hot path checks the sum of the normalised canvas: NaN/inf, or above this bound (a canvas summing
+        # to more than ~its pixel count, i.e. maybe not in [0, 1]: then the exact check of the general path)
+        self._hot_sum_limit = float((n * (1.0 - 1e-3) - n * float(self._mean)) * float(self._inv_std))
         self._kind: str | None = None if self.output_kind == "auto" else self.output_kind
         if self._kind not in (None, "logits", "probs"):
             raise ManifestError(f"{self.model_path}: output kind {self.output_kind!r} must be logits or probs")
@@ -183,7 +190,7 @@ class Recognizer:
     def predict(self, image: ImageLike, top_k: int = 3, preprocessed: bool = False) -> Prediction:
         """Recognise one image (path, PIL image, array); `preprocessed=True` takes a canvas (S, S) as is."""
         if preprocessed:
-            if self._hot and type(image) is np.ndarray and image.dtype == np.float32 and \
+            if self._hot and type(image) is np.ndarray and (image.dtype is _F32 or image.dtype == _F32) and \
                     image.shape == self._canvas_shape:
                 fast = self._predict_canvas(image, top_k)
                 if fast is not None:
@@ -198,42 +205,36 @@ class Recognizer:
             raise InputShapeError(f"predict takes one image; got a batch of {scores.shape[0]}: use predict_batch")
         if self._kind is None:
             self._to_proba(scores)  # settles the output kind
-        vals = scores[0].tolist()
-        if self._kind == "logits":  # softmax of one row in plain Python: cheaper than numpy for ~10 classes
-            top = max(vals)
-            exps = [math.exp(v - top) for v in vals]
-            total = sum(exps)
-            vals = [e / total for e in exps]
-        return self._decode(vals, top_k, latency_ms, prep_ms, None if preprocessed else describe(image))
+        return self._decode(scores[0].tolist(), top_k, latency_ms, prep_ms,
+                            None if preprocessed else describe(image), self._kind == "logits")
 
     def _predict_canvas(self, c: np.ndarray, top_k: int) -> Prediction | None:
         """The hot path of `predict(canvas, preprocessed=True)`: one float32 (S, S) canvas, a float32
-        one-channel input and a float32 (1, C) output; the same steps as the general path, inlined. Returns
-        None (general path, which raises the typed errors) for NaN/inf or out-of-range canvases."""
-        total = float(c.sum())
-        if not math.isfinite(total) or (total > c.size and float(c.max()) > 1.0 + 1e-3):
-            return None
-        tls = self._tls
-        x = getattr(tls, "x1", None)
-        if x is None:
-            x = tls.x1 = np.empty((1,) + self._sample_shape, np.float32)
-        v = x.reshape(self._canvas_shape)
+        one-channel input and a float32 (1, C) output; the same steps as the general path, inlined, on
+        per-thread buffers the backend keeps bound (`Backend.single_runner`). Returns None (general path, which
+        raises the typed errors) for NaN/inf or out-of-range canvases."""
+        try:
+            v, flat, ones, call = self._tls.hot
+        except AttributeError:
+            x, call = self.backend.single_runner((1,) + self._sample_shape)
+            v, flat = x.reshape(self._canvas_shape), x.reshape(-1)  # views: NCHW/NHWC/NHW with C == 1, or NF
+            v, flat, ones, call = self._tls.hot = (v, flat, np.ones(flat.size, np.float32), call)
         np.subtract(c, self._mean, out=v)
         np.multiply(v, self._inv_std, out=v)
+        # the general path's checks on the sum it needs anyway: NaN/inf (they survive normalisation), and
+        # values above 1 where the sum says they may be there (then exactly as the general path decides)
+        total = float(_dot(flat, ones))
+        if not _NEG_INF < total <= self._hot_sum_limit:  # False for NaN too
+            if not math.isfinite(total) or (float(c.sum()) > c.size and float(c.max()) > 1.0 + 1e-3):
+                return None
         t0 = time.perf_counter()
-        y = self._invoke(x)
+        y = call()
         latency_ms = (time.perf_counter() - t0) * 1e3
         if self.first_inference_ms is None:
             self.first_inference_ms = latency_ms
         if self._kind is None:
             self._to_proba(y.reshape(1, -1))  # settles the output kind
-        vals = y.ravel().tolist()
-        if self._kind == "logits":
-            top = max(vals)
-            exps = [math.exp(a - top) for a in vals]
-            norm = 1.0 / sum(exps)
-            vals = [e * norm for e in exps]
-        return self._decode(vals, top_k, latency_ms, 0.0, None)
+        return self._decode(y.ravel().tolist(), top_k, latency_ms, 0.0, None, self._kind == "logits")
 
     def predict_batch(self, images: Sequence[ImageLike] | np.ndarray, top_k: int = 3,
                       preprocessed: bool = False) -> list[Prediction]:
@@ -249,7 +250,7 @@ class Recognizer:
         scores, latency_ms = self._run(self.to_input(c))
         probs = self._to_proba(scores)
         per_ms = latency_ms / len(images)
-        return [self._decode(row, top_k, per_ms, prep_ms, None if preprocessed else describe(images[i]))
+        return [self._decode(row, top_k, per_ms, prep_ms, None if preprocessed else describe(images[i]), False)
                 for i, row in enumerate(probs.tolist())]
 
     def benchmark(self, runs: int = 100, warmup: int = 10, batch: int = 1, seed: int = 0,
@@ -317,15 +318,23 @@ class Recognizer:
         e = np.exp(y - y.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
-    def _decode(self, vals: list[float], top_k: int, latency_ms: float, prep_ms: float,
-                src: str | None) -> Prediction:
-        """Probabilities of one image (plain floats: for 10..100 classes Python beats numpy's call overhead)."""
+    def _decode(self, vals: list[float], top_k: int, latency_ms: float, prep_ms: float, src: str | None,
+                logits: bool) -> Prediction:
+        """One image's scores (plain floats: for 10..100 classes Python beats numpy's call overhead), logits
+        (softmax applied here) or probabilities, -> Prediction with the top-k classes, most likely first."""
         if len(vals) != len(self.labels):
             raise ManifestError(f"{self.model_path}: the model outputs {len(vals)} scores but the manifest has "
                                 f"{len(self.labels)} labels; re-export the bundle")
-        order = sorted(range(len(vals)), key=vals.__getitem__, reverse=True)[:max(1, int(top_k))]
+        k = top_k if type(top_k) is int else int(top_k)
+        order = sorted(range(len(vals)), key=vals.__getitem__, reverse=True)[:k if k > 1 else 1]  # softmax keeps order
         labels = self.labels
         i0 = order[0]
+        if logits:  # softmax of one row, only the k probabilities reported are divided out
+            top = vals[i0]
+            exps = [math.exp(v - top) for v in vals]
+            norm = 1.0 / sum(exps)
+            return Prediction(labels[i0], i0, exps[i0] * norm, [(labels[i], exps[i] * norm) for i in order],
+                              latency_ms, prep_ms, src)
         return Prediction(labels[i0], i0, vals[i0], [(labels[i], vals[i]) for i in order], latency_ms, prep_ms,
                           src)
 

@@ -320,3 +320,32 @@ def test_single_canvas_hot_path_equals_general_path(model, request):
         rec.predict(bad, preprocessed=True)
     with pytest.raises(InputShapeError, match="divide"):
         rec.predict(canvases(1)[0] * 255, preprocessed=True)
+
+
+@pytest.mark.parametrize("model", ["lin_onnx", "tiny_tflite"])
+def test_hot_path_edge_canvases_and_threads(model, request):
+    """The single-canvas path checks the sum of the normalised canvas: NaN, -inf and 0..255 mix-ups still raise
+    the general path's typed errors, an all-ink canvas (sum near the bound) and a stray value above 1 in a
+    sparse canvas are predicted as the general path predicts them, and per-thread bound buffers give each
+    thread its own answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec = rt.load(request.getfixturevalue(model), threads=1)
+    for bad in (np.nan, -np.inf):
+        c = canvases(1, seed=5)[0]
+        c[0, 0] = bad
+        with pytest.raises(ImageError, match="NaN/inf"):
+            rec.predict(c, preprocessed=True)
+    full, stray = np.ones((28, 28), np.float32), canvases(1, seed=6)[0]
+    stray[3, 3] = 1.5
+    for c in (full, stray):
+        fast, slow = rec.predict(c, preprocessed=True), rec.predict(c.astype(np.float64)[None], preprocessed=True)
+        assert [lab for lab, _ in fast.top_k] == [lab for lab, _ in slow.top_k]
+        np.testing.assert_allclose(fast.probability, slow.probability, rtol=1e-6)
+    c = canvases(24, seed=8)
+    expected = [rec.predict(ci.astype(np.float64)[None], preprocessed=True).top_k for ci in c]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda ci: rec.predict(ci, preprocessed=True).top_k, c))
+    for g, e in zip(got, expected):
+        assert [lab for lab, _ in g] == [lab for lab, _ in e]
+        np.testing.assert_allclose([p for _, p in g], [p for _, p in e], rtol=1e-6, atol=1e-7)
