@@ -15,7 +15,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .cli_support import EXIT_USAGE, handle_errors, print_json
+from .cli_support import EXIT_USAGE, LeanCommand, LeanGroup, handle_errors, print_json
 from .errors import ImageError, UserInputError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=LeanGroup,
 )
 
 MODEL_HELP = "Bundle directory (with manifest.json) or a .onnx / .tflite file."
@@ -53,7 +54,7 @@ def expand_images(paths: List[Path]) -> List[Path]:
     return out
 
 
-@app.command("predict")
+@app.command("predict", cls=LeanCommand)
 @handle_errors
 def predict_cmd(
     images: List[Path] = typer.Argument(..., help="Image files or directories of images (PNG, JPEG, ...)."),
@@ -115,7 +116,7 @@ def _print_predictions(rec: Any, results: List[dict], top_k: int) -> None:
     _console().print(t)
 
 
-@app.command("bench")
+@app.command("bench", cls=LeanCommand)
 @handle_errors
 def bench_cmd(
     model: Path = typer.Argument(..., help=MODEL_HELP),
@@ -144,7 +145,7 @@ def bench_cmd(
     _print_rows("latency", report.rows())
 
 
-@app.command("info")
+@app.command("info", cls=LeanCommand)
 @handle_errors
 def info_cmd(
     model: Path = typer.Argument(..., help=MODEL_HELP),

@@ -13,13 +13,14 @@ from typing import List, Optional
 
 import typer
 
-from .cli_support import handle_errors, print_json
+from .cli_support import LeanCommand, handle_errors, print_json
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("calibrate", help="Run the micro-model suite on this board with the backend and threads you "
-                                   "will deploy with, fit the latency model (non-negative least squares) and "
-                                   "write a device profile JSON for `edgekd budget --profile`.")
+    @app.command("calibrate", cls=LeanCommand,
+                 help="Run the micro-model suite on this board with the backend and threads you will deploy with, "
+                      "fit the latency model (non-negative least squares) and write a device profile JSON for "
+                      "`edgekd budget --profile`.")
     @handle_errors
     def calibrate_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="Profile JSON to write (atomically)."),

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 import pytest
+import typer
 from conftest import digit_canvas, handwriting_photo
 from PIL import Image
 from typer.testing import CliRunner
@@ -159,3 +162,51 @@ print(sorted(c.name for c in cli.app.registered_commands))
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "['bench', 'info', 'predict']"
     assert ("calibrate is unavailable" in p.stderr) == warned
+
+
+def _coercion_apps():
+    """The same parameters (every kind edgekd-rt uses) on a plain Typer app and on LeanCommand/LeanGroup."""
+    from edgekd_runtime.cli_support import LeanCommand, LeanGroup
+
+    apps = []
+    for group, command in ((None, None), (LeanGroup, LeanCommand)):
+        app_ = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                           **({"cls": group} if group else {}))
+
+        @app_.command("cmd", **({"cls": command} if command else {}))
+        def cmd(paths: List[Path] = typer.Argument(...), model: Path = typer.Option(Path("m"), "--model"),
+                runs: int = typer.Option(100, "--runs", "-n", min=1), warmup: int = typer.Option(10, min=0, max=50),
+                threads: Optional[int] = typer.Option(None, min=1), backend: str = typer.Option("auto"),
+                precision: Optional[List[str]] = typer.Option(None, "--precision", "-p"),
+                flag: bool = typer.Option(False, "--json")) -> None:
+            print(repr((paths, model, runs, warmup, threads, backend, precision, flag)))
+
+        @app_.command("other")
+        def other() -> None:
+            pass
+
+        apps.append(app_)
+    return apps
+
+
+@pytest.mark.parametrize("argv", [
+    ["cmd", "a.png", "b"], ["cmd", "x", "--runs", "7", "-n", "3", "--warmup", "0", "--threads", "2", "--json"],
+    ["cmd", "x", "--model", "dir/sub", "--backend", "tflite", "-p", "fp32", "-p", "int8"], ["cmd", "x", "--runs", "0"],
+    ["cmd", "x", "--runs", "abc"], ["cmd", "x", "--runs", " 5"], ["cmd", "x", "--runs", "+5"], ["cmd", "x", "-n", "-3"],
+    ["cmd", "x", "--warmup", "51"], ["cmd", "x", "--threads", "1.5"], ["cmd", "x", "--runs", "1_000"], ["cmd"],
+    ["cmd", "--help"], ["--help"], ["cmd", "x", "--nope"], ["cmd", "x", "--model", ""]])
+def test_lean_command_coerces_like_typer(argv):
+    """LeanCommand takes the plain values without pydantic: the same values, errors and exit codes as typer."""
+    plain, lean = _coercion_apps()
+    a, b = CliRunner().invoke(plain, argv), CliRunner().invoke(lean, argv)
+    assert (b.exit_code, b.output) == (a.exit_code, a.output)
+
+
+def test_edgekd_rt_bench_does_not_import_pydantic(tiny_tflite):
+    code = ("import sys\nsys.argv = ['edgekd-rt', 'bench', %r, '-n', '5', '--threads', '1', '--json']\n"
+            "from edgekd_runtime.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('PYDANTIC', sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_core')))"
+            % str(tiny_tflite))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().endswith("PYDANTIC []"), p.stdout[-300:]
