@@ -89,22 +89,25 @@ _SCALARS = {"teacher": str, "teacher_arch": str, "target": str, "profile": str, 
             "quick": bool}
 
 
+def quick_defaults() -> PipelineConfig:
+    """The defaults of `--quick`: a short run to try the pipeline (explicit settings still win)."""
+    base = PipelineConfig()
+    return replace(base, quick=True,
+                   teacher_train=replace(base.teacher_train, epochs=QUICK["teacher_epochs"]),
+                   student_train=replace(base.student_train, epochs=QUICK["student_epochs"]),
+                   distill=replace(base.distill, transfer_views=QUICK["transfer_views"]),
+                   bench_runs=QUICK["bench_runs"])
+
+
 def load_pipeline_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Defaults, then the YAML file, then CLI overrides (None values ignored); `quick` shortens training."""
-    cfg = PipelineConfig()
+    """Defaults (or `--quick`'s), then the YAML file, then CLI overrides (None values ignored)."""
     layers = [(read_yaml(path) if path else {}, f"config file {path}"), (overrides or {}, "command line")]
+    quick = any(bool(layer.get("quick")) for layer, _ in layers)
+    cfg = quick_defaults() if quick else PipelineConfig()
     for layer, where in layers:
         cfg = _apply(cfg, layer, where)
     if cfg.profile and "target" not in {k for layer, _ in layers for k, v in layer.items() if v is not None}:
         cfg = replace(cfg, target=None)  # --profile FILE replaces the default target
-    if cfg.quick:
-        cfg = replace(cfg, teacher_train=replace(cfg.teacher_train, epochs=min(cfg.teacher_train.epochs,
-                                                                            QUICK["teacher_epochs"])),
-                      student_train=replace(cfg.student_train, epochs=min(cfg.student_train.epochs,
-                                                                          QUICK["student_epochs"])),
-                      distill=replace(cfg.distill, transfer_views=min(cfg.distill.transfer_views,
-                                                                      QUICK["transfer_views"])),
-                      bench_runs=min(cfg.bench_runs, QUICK["bench_runs"]))
     if cfg.bench_runs < 1:
         raise ConfigError(f"bench_runs must be >= 1, got {cfg.bench_runs}")
     return cfg
