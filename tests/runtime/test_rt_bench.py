@@ -58,3 +58,22 @@ def test_first_inference_is_the_first_call_after_load(lin_onnx):
 def test_bad_benchmark_arguments(lin_onnx, kw):
     with pytest.raises(UserInputError):
         rt.load(lin_onnx).benchmark(**kw)
+
+
+def test_benchmark_input_is_fixed_sparse_and_needs_no_numpy_random(tiny_tflite):
+    import subprocess
+    import sys
+
+    from edgekd_runtime.bench import _uniform, benchmark_input
+
+    u = _uniform((2, 3, 28, 28), seed=0)
+    assert np.array_equal(u, _uniform((2, 3, 28, 28), seed=0)) and not np.array_equal(u, _uniform(u.shape, seed=1))
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
+    rec = rt.load(tiny_tflite)
+    x = benchmark_input(rec, batch=2)
+    assert x.shape == (2, 28, 28, 1) and np.array_equal(x, benchmark_input(rec, batch=2))
+    # what a board process pays for a benchmark: no numpy.random, no tempfile (writes only)
+    code = ("import sys, edgekd_runtime as rt\nrt.load(%r).benchmark(runs=3)\n"
+            "print(sorted(m for m in ('numpy.random', 'tempfile') if m in sys.modules))" % str(tiny_tflite))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip().endswith("[]"), p.stdout + p.stderr[-500:]
