@@ -9,37 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-MEAN, STD = 0.1307, 0.3081
-
-
-def make_linear_onnx(path: Path, w: np.ndarray, b: np.ndarray, batch: int | str = "N", layout: str = "NCHW",
-                     softmax: bool = False, size: int = 28) -> Path:
-    """Flatten -> Gemm(w, b) [-> Softmax]: logits = x.reshape(N, -1) @ w + b; input NCHW (N,1,S,S) or NHWC."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    shape = [batch, 1, size, size] if layout == "NCHW" else [batch, size, size, 1]
-    nodes = [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "W", "b"], ["z"])]
-    nodes.append(helper.make_node("Softmax", ["z"], ["out"], axis=1) if softmax else
-                 helper.make_node("Identity", ["z"], ["out"]))
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [batch, w.shape[1]])],
-        [numpy_helper.from_array(w.astype(np.float32), "W"), numpy_helper.from_array(b.astype(np.float32), "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def reference_logits(canvases: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """What the linear model must output, computed with numpy alone (float64)."""
-    x = (canvases.astype(np.float64) - MEAN) / STD
-    return x.reshape(x.shape[0], -1) @ w.astype(np.float64) + b
+from rt_support import ASSETS, make_linear_onnx
 
 
 @pytest.fixture(scope="session")
@@ -90,13 +60,6 @@ def tiny_weights() -> tuple[np.ndarray, np.ndarray]:
     return d["w"], d["b"]
 
 
-def tiny_reference(canvases: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The committed TFLite model in numpy: normalise -> 7x7 average pool -> (N, 16) @ w + b."""
-    x = (canvases.astype(np.float64) - MEAN) / STD
-    pooled = x.reshape(x.shape[0], 4, 7, 4, 7).mean(axis=(2, 4)).reshape(x.shape[0], 16)
-    return pooled @ w + b
-
-
 @pytest.fixture()
 def bundle(tmp_path, lin_onnx, tiny_tflite, tiny_int8_tflite) -> Path:
     """A bundle: student.onnx (fp32), student_float32.tflite, student_int8.tflite and manifest.json."""
@@ -113,35 +76,3 @@ def bundle(tmp_path, lin_onnx, tiny_tflite, tiny_int8_tflite) -> Path:
                    Artifact.from_file(d, "student_int8.tflite", "int8")]
     m.save(d)
     return d
-
-
-def digit_canvas() -> np.ndarray:
-    """A hand-made MNIST-placed '0': an anti-aliased elliptical ring 20 px tall, 14 px wide, centred at 14."""
-    yy, xx = np.mgrid[0:28, 0:28].astype(np.float32) + 0.5
-    r = np.sqrt(((yy - 14.0) / 9.3) ** 2 + ((xx - 14.0) / 6.3) ** 2)
-    return np.clip(1.0 - np.abs(r - 0.86) / 0.24, 0.0, 1.0).astype(np.float32)
-
-
-def seven_canvas() -> np.ndarray:
-    """A hand-made '7' (asymmetric: its centre of mass is up and to the right of its box centre)."""
-    c = np.zeros((28, 28), np.float32)
-    c[6:9, 8:21] = 1.0
-    for r in range(9, 23):
-        col = 19 - (r - 9) // 2
-        c[r, col - 1:col + 2] = 1.0
-    return c
-
-
-def handwriting_photo(canvas: np.ndarray, height: int = 480, width: int = 640, scale: int = 10,
-                      top: int = 60, left: int = 330, noise: float = 0.05, seed: int = 0) -> np.ndarray:
-    """A synthetic "photo": the canvas drawn big in dark ink on light, unevenly lit, noisy paper, off centre."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    big = np.asarray(Image.fromarray(canvas.astype(np.float32), mode="F")
-                     .resize((28 * scale, 28 * scale), Image.BILINEAR), dtype=np.float32)
-    ink = np.zeros((height, width), np.float32)
-    ink[top:top + big.shape[0], left:left + big.shape[1]] = np.clip(big, 0, 1)
-    paper = 0.72 + 0.2 * np.linspace(0, 1, width)[None, :]  # lighting gradient across the page
-    img = paper * (1.0 - 0.85 * ink) + rng.normal(0, noise, (height, width))
-    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)

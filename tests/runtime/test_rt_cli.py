@@ -11,7 +11,7 @@ from typing import List, Optional
 import numpy as np
 import pytest
 import typer
-from conftest import digit_canvas, handwriting_photo
+from rt_support import digit_canvas, handwriting_photo
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -121,7 +121,7 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
 
 
 def test_predict_prints_the_reading(tmp_path, lin_onnx, lin_weights):
-    from conftest import reference_logits
+    from rt_support import reference_logits
 
     from edgekd_runtime.preprocess import preprocess
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import handwriting_photo, make_linear_onnx
+from rt_support import handwriting_photo, make_linear_onnx
 
 import edgekd_runtime as rt
 

@@ -59,7 +59,7 @@ def run_blocked(tmp_path: Path, blocked: str, *args: str) -> subprocess.Complete
 
 
 def test_predict_and_bench_without_torch_and_tensorflow(tmp_path, lin_onnx, tiny_tflite):
-    from conftest import digit_canvas, handwriting_photo
+    from rt_support import digit_canvas, handwriting_photo
     from PIL import Image
 
     Image.fromarray(handwriting_photo(digit_canvas())).save(tmp_path / "digit.png")

@@ -6,7 +6,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import digit_canvas, handwriting_photo
+from rt_support import digit_canvas, handwriting_photo
 from PIL import Image
 
 from edgekd_runtime.errors import BlankImageError, ImageError, ManifestError
@@ -251,7 +251,7 @@ def test_fast_median_and_dilation_match_the_textbook_definitions():
 
 
 def test_phone_photo_exif_orientation_is_applied(tmp_path):
-    from conftest import seven_canvas
+    from rt_support import seven_canvas
 
     upright = handwriting_photo(seven_canvas(), height=400, width=400, scale=10, top=50, left=60)
     stored = np.rot90(upright, k=1)  # the sensor's orientation: the viewer must turn it back

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import digit_canvas, handwriting_photo, make_linear_onnx, reference_logits, tiny_reference
+from rt_support import digit_canvas, handwriting_photo, make_linear_onnx, reference_logits, tiny_reference
 
 import edgekd_runtime as rt
 from edgekd_runtime.errors import (
