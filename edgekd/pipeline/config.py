@@ -5,8 +5,8 @@ A YAML file may hold any of these keys (every one optional)::
     data:          {source: embedded, path: null, seed: 0, val_fraction: 0.1, test_fraction: 0.2}
     teacher:       null            # a TorchScript / ExportedProgram / checkpoint file; null = train the built-in
     teacher_arch:  cnn
-    teacher_train: {epochs: 8, batch_size: 128, lr: 0.003}
-    student_train: {epochs: 20, batch_size: 128, lr: 0.003}
+    teacher_train: {epochs: 20, batch_size: 64, lr: 0.003}
+    student_train: {epochs: 20, batch_size: 64, lr: 0.003}
     augment:       {...}           # the transfer set's augmentation (edgekd.data.augment.AugmentConfig)
     distill:       {loss: kd, temperature: 4.0, alpha: 0.9, transfer_views: 8}
     target:        rpi4            # or profile: board.json (made by `edgekd-rt calibrate` on the board)
@@ -35,7 +35,10 @@ from edgekd.train.trainer import TrainConfig
 DEFAULT_BUDGET: dict[str, Any] = {"latency_ms": 1.0, "flash_kb": 32.0, "ram_kb": None, "macs": None, "params": None,
                                   "precision": "int8"}
 BUDGET_KEYS = tuple(DEFAULT_BUDGET)
-QUICK = {"teacher_epochs": 2, "student_epochs": 3, "transfer_views": 2, "bench_runs": 50}
+# --quick: about a minute and a half here, and still a student that beats its scratch twin and converts cleanly
+# (measured: teacher 95.6%, scratch 96.0%, distilled 96.6%, int8 TFLite 96.6%). With a 3-epoch teacher the soft
+# targets are less trustworthy, so the hard labels get half the weight.
+QUICK = {"teacher_epochs": 3, "student_epochs": 5, "transfer_views": 2, "alpha": 0.5, "bench_runs": 50}
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ class PipelineConfig:
     data: DataSpec = field(default_factory=DataSpec)
     teacher: str | None = None
     teacher_arch: str = "cnn"
-    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8))
-    student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
+    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64))
+    student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64))
     augment: AugmentConfig | None = None
     distill: DistillOptions = field(default_factory=DistillOptions)
     target: str | None = "rpi4"
@@ -95,7 +98,7 @@ def quick_defaults() -> PipelineConfig:
     return replace(base, quick=True,
                    teacher_train=replace(base.teacher_train, epochs=QUICK["teacher_epochs"]),
                    student_train=replace(base.student_train, epochs=QUICK["student_epochs"]),
-                   distill=replace(base.distill, transfer_views=QUICK["transfer_views"]),
+                   distill=replace(base.distill, transfer_views=QUICK["transfer_views"], alpha=QUICK["alpha"]),
                    bench_runs=QUICK["bench_runs"])
 
 
