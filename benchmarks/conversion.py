@@ -1,6 +1,6 @@
 """Conversion benchmark on the default student: export + convert wall time, parity, accuracy and sizes.
 
-    .venv/bin/python benchmarks/conversion.py                       # trains dscnn-w16-d3-r28 (5 epochs, CE)
+    .venv/bin/python benchmarks/conversion.py                       # trains cnn-w16-d2-r28 (5 epochs, CE), the default pick
     .venv/bin/python benchmarks/conversion.py --checkpoint runs/x/student.pt
 
 Prints each figure next to the issue's target and the ratio (figure / target). Exit code 1 if a target is
@@ -70,7 +70,7 @@ def train_default(student_id: str, epochs: int, out: Path, seed: int = 0) -> Pat
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, help="student.pt to measure (default: train the default student)")
-    ap.add_argument("--student", default="dscnn-w16-d3-r28")
+    ap.add_argument("--student", default="cnn-w16-d2-r28", help="default: what `edgekd run` picks for rpi4")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--keep", type=Path, help="keep the checkpoint and bundle in this new directory")
     ap.add_argument("--json", action="store_true")
