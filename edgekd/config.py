@@ -88,17 +88,22 @@ def resolve_config(file_values: dict[str, Any] | None = None,
                 continue
             if value is None:
                 continue
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: section {key!r} must be a mapping, got {value!r}")
-            cls = _SECTIONS[key]
-            names = {f.name for f in fields(cls)}
-            bad = sorted(set(value) - names)
-            if bad:
-                raise ConfigError(f"{where}: unknown {key} option(s) {bad}; known: {sorted(names)}")
-            current = getattr(cfg, key) or cls()
-            vals = {k: v for k, v in value.items() if v is not None}
-            try:
-                cfg = replace(cfg, **{key: replace(current, **vals)})
-            except TypeError as e:
-                raise ConfigError(f"{where}: bad {key} value: {e}") from None
+            cfg = replace(cfg, **{key: merge_section(getattr(cfg, key), _SECTIONS[key], key, value, where)})
     return cfg
+
+
+def merge_section(current: Any, cls: type, key: str, value: Any, where: str) -> Any:
+    """`current` (an instance of the frozen dataclass `cls`, or None) updated with the mapping `value`.
+
+    None values mean "not given"; unknown keys and bad values are ConfigErrors naming `where` and the known keys.
+    """
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: section {key!r} must be a mapping, got {value!r}")
+    names = {f.name for f in fields(cls)}
+    bad = sorted(set(value) - names)
+    if bad:
+        raise ConfigError(f"{where}: unknown {key} option(s) {bad}; known: {sorted(names)}")
+    try:
+        return replace(current or cls(), **{k: v for k, v in value.items() if v is not None})
+    except TypeError as e:
+        raise ConfigError(f"{where}: bad {key} value: {e}") from None

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgekd.config import ConfigError, read_yaml
+from edgekd.config import ConfigError, merge_section, read_yaml
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.spec import DataSpec
 from edgekd.train.pipeline import DistillOptions
@@ -140,16 +140,5 @@ def _apply(cfg: PipelineConfig, layer: dict[str, Any], where: str) -> PipelineCo
             keep_none = where.startswith("config file")
             cfg = replace(cfg, budget={**cfg.budget, **{k: v for k, v in value.items() if v is not None or keep_none}})
         else:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: {key} must be a mapping, got {value!r}")
-            cls = _SECTIONS[key]
-            names = {f.name for f in fields(cls)}
-            bad = sorted(set(value) - names)
-            if bad:
-                raise ConfigError(f"{where}: unknown {key} option(s) {bad}; known: {sorted(names)}")
-            current = getattr(cfg, key) or cls()
-            try:
-                cfg = replace(cfg, **{key: replace(current, **{k: v for k, v in value.items() if v is not None})})
-            except TypeError as e:
-                raise ConfigError(f"{where}: bad {key} value: {e}") from None
+            cfg = replace(cfg, **{key: merge_section(getattr(cfg, key), _SECTIONS[key], key, value, where)})
     return cfg
