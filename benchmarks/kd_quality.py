@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--student", default="cnn-w8-d3-r28")
+    ap.add_argument("--student", default="mlp-w32-d1-r16")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--teacher-epochs", type=int, default=40)
     ap.add_argument("--student-epochs", type=int, default=60)
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.9)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep runs here; a finished teacher{seed}/teacher.pt is reused, an interrupted one resumed")
     ap.add_argument("--json", action="store_true", help="also print one JSON line with every number")
     args = ap.parse_args(argv)
 
@@ -51,17 +54,23 @@ def main(argv: list[str] | None = None) -> int:
           f"student {args.student} ({params} parameters); {args.seeds} seeds; device cpu x{args.threads} threads")
     rows: dict[str, list[float]] = {"teacher": [], "scratch": [], "kd": [], "kd_epoch_s": [], "scratch_epoch_s": [],
                                     "naive_epoch_s": [], "teacher_cache_s": [], "teacher_train_s": []}
-    tmp = Path(tempfile.mkdtemp(prefix="edgekd-kdq-"))
+    tmp = args.workdir or Path(tempfile.mkdtemp(prefix="edgekd-kdq-"))
     for seed in range(args.seeds):
         t0 = time.perf_counter()
         tcfg = TrainConfig(epochs=args.teacher_epochs, batch_size=64, lr=3e-3, device="cpu", seed=seed)
-        tm = train_teacher(splits, tcfg, tmp / f"teacher{seed}", progress=False)
+        tdir = tmp / f"teacher{seed}"
+        if (tdir / "teacher.pt").is_file():
+            tm = dict(torch.load(tdir / "teacher.pt", weights_only=True)["metrics"], checkpoint=str(tdir / "teacher.pt"))
+        else:
+            tm = train_teacher(splits, tcfg, tdir, resume=(tdir / "last.pt").is_file(), progress=False)
         rows["teacher_train_s"].append(time.perf_counter() - t0)
         rows["teacher"].append(tm["test_acc"])
         teacher = load_teacher(tm["checkpoint"], 10)
         scfg = TrainConfig(epochs=args.student_epochs, batch_size=64, lr=1e-2, device="cpu", seed=seed)
         opts = DistillOptions(loss=args.loss, temperature=args.temperature, alpha=args.alpha,
                               transfer_views=args.views)
+        for d in ("scratch", "kd", "naive"):
+            shutil.rmtree(tmp / f"{d}{seed}", ignore_errors=True)
         sm = distill(splits, args.student, scfg, tmp / f"scratch{seed}", teacher=None,
                      opts=DistillOptions(loss="none", transfer_views=args.views), progress=False)
         km = distill(splits, args.student, scfg, tmp / f"kd{seed}", teacher=teacher, opts=opts, progress=False)
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         rows["teacher_cache_s"].append(km["teacher_cache_s"])
         if seed == 0:  # the naive loop (teacher on every batch), 2 epochs, for the ratio only
             ncfg = TrainConfig(epochs=2, batch_size=64, lr=1e-2, device="cpu", seed=seed)
-            nm = distill(splits, args.student, ncfg, tmp / "naive", teacher=teacher, progress=False,
+            nm = distill(splits, args.student, ncfg, tmp / "naive0", teacher=teacher, progress=False,
                          opts=DistillOptions(loss=args.loss, transfer_views=2, cache_teacher=False))
             rows["naive_epoch_s"].append(statistics.median(nm["epoch_time_s"]))
         print(f"seed {seed}: teacher {tm['test_acc']:.4f}  scratch {sm['test_acc']:.4f}  kd {km['test_acc']:.4f}  "
