@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
                                                 "(default), fp16, fp32."),
         student: Optional[str] = typer.Option(None, "--student", help="Force a student id, skipping the search."),
         epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Student epochs (default 20)."),
-        teacher_epochs: Optional[int] = typer.Option(None, "--teacher-epochs", min=1, help="Teacher epochs (default 20)."),
+        teacher_epochs: Optional[int] = typer.Option(None, "--teacher-epochs", min=1, help="Teacher epochs (default 40)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Data split and training seed."),
         device: Optional[str] = typer.Option(None, "--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1."),
         out: Path = typer.Option(Path("runs/default"), "--out", "-o", help="Run directory."),

@@ -5,7 +5,7 @@ A YAML file may hold any of these keys (every one optional)::
     data:          {source: embedded, path: null, seed: 0, val_fraction: 0.1, test_fraction: 0.2}
     teacher:       null            # a TorchScript / ExportedProgram / checkpoint file; null = train the built-in
     teacher_arch:  cnn
-    teacher_train: {epochs: 20, batch_size: 64, lr: 0.003}
+    teacher_train: {epochs: 40, batch_size: 64, lr: 0.003}
     student_train: {epochs: 20, batch_size: 64, lr: 0.003}
     augment:       {...}           # the transfer set's augmentation (edgekd.data.augment.AugmentConfig)
     distill:       {loss: kd, temperature: 4.0, alpha: 0.9, transfer_views: 8}
@@ -48,7 +48,7 @@ class PipelineConfig:
     data: DataSpec = field(default_factory=DataSpec)
     teacher: str | None = None
     teacher_arch: str = "cnn"
-    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64))
+    teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=64))
     student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64))
     augment: AugmentConfig | None = None
     distill: DistillOptions = field(default_factory=DistillOptions)
