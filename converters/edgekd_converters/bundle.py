@@ -85,7 +85,7 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
                 stage, conv.path.name, conv.precision, parity=conv.parity.to_dict(), accuracy=conv.accuracy,
                 extra={"accuracy_source": "converters", "convert_s": round(conv.convert_s, 3)}))
         staged.save(stage)
-        _runtime_accuracy(stage, staged, eval_canvases, eval_labels)
+        runtime_accuracy(stage, staged, eval_canvases, eval_labels)
         staged.versions = {**staged.versions, **_versions()}
         staged.extra = {**staged.extra, "conversion": {
             "reference": reference_name, "reference_accuracy": report.reference_accuracy,
@@ -107,8 +107,10 @@ def _planned_names(targets: Sequence[str], stem: str) -> set[str]:
     return {FILE_NAMES[k].format(stem=stem) for k in keys}
 
 
-def _runtime_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, labels: np.ndarray) -> None:
-    """Replace each converted artifact's accuracy by the one `edgekd_runtime` measures on the staged bundle.
+def runtime_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, labels: np.ndarray,
+                     source: str = "converters") -> None:
+    """Replace the accuracy of each artifact measured by `source` (its `extra.accuracy_source`: "converters", or
+    "onnxruntime" for `edgekd export`) by the one `edgekd_runtime` measures on the staged bundle.
 
     The runtime preprocesses, lays out and (de)quantizes on its own; if its accuracy disagrees with the
     converters' own run of the same file by more than 1 pp, the two read the model differently and the
@@ -121,14 +123,14 @@ def _runtime_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, lab
     if x.ndim == 4:
         x = x[..., 0] if x.shape[-1] == 1 else x[:, 0]
     for art in manifest.artifacts:
-        if art.extra.get("accuracy_source") != "converters":
+        if art.extra.get("accuracy_source") != source:
             continue
         rec = load(str(stage), backend=art.format, precision=art.precision)
         runtime_acc = float(rec.evaluate(x, np.asarray(labels)))
         if art.accuracy is not None and abs(runtime_acc - art.accuracy) > RUNTIME_ACCURACY_SLACK:
-            raise ConversionError(f"{art.path}: edgekd_runtime measures accuracy {runtime_acc:.4f} but the "
-                                  f"converters' own run of the same file gives {art.accuracy:.4f}; the runtime "
-                                  f"reads the model differently (input layout, normalisation or quantization)")
+            raise ConversionError(f"{art.path}: edgekd_runtime measures accuracy {runtime_acc:.4f} but {source}'s "
+                                  f"own run of the same file gives {art.accuracy:.4f}; the runtime reads the model "
+                                  f"differently (input layout, normalisation or quantization in the manifest)")
         art.extra["converter_accuracy"] = art.accuracy
         art.accuracy = runtime_acc
         art.extra["accuracy_source"] = "edgekd_runtime"

@@ -41,6 +41,7 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
     """
     from edgekd.train.checkpoint import load_student_checkpoint
     from edgekd_converters import TOLERANCES
+    from edgekd_converters.bundle import runtime_accuracy
     from edgekd_converters.parity import check
     from edgekd_converters.runners import run_onnx
     from edgekd_converters.staging import check_output_dir, staged_directory
@@ -71,27 +72,9 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
                    "checkpoint": {"path": str(Path(checkpoint).resolve()), "sha256": sha256_file(checkpoint)},
                    "metrics": ck.get("metrics") or {}})
         manifest.save(stage)
-        _runtime_accuracy(stage, manifest, test_x, test_y)
+        runtime_accuracy(stage, manifest, test_x, test_y, source="onnxruntime")
         manifest.save(stage)
     return manifest
-
-
-def _runtime_accuracy(bundle: Path, manifest: Manifest, canvases: np.ndarray, labels: np.ndarray) -> None:
-    """Measure the ONNX model's accuracy through `edgekd_runtime` (as the board will), cross-checked against
-    onnxruntime's own run (see `edgekd_converters.bundle.RUNTIME_ACCURACY_SLACK`)."""
-    from edgekd_converters import ConversionError
-    from edgekd_converters.bundle import RUNTIME_ACCURACY_SLACK
-    from edgekd_runtime import load
-
-    art = manifest.artifacts[0]
-    runtime_acc = float(load(str(bundle), backend="onnx", precision="fp32").evaluate(canvases, labels))
-    if abs(runtime_acc - art.accuracy) > RUNTIME_ACCURACY_SLACK:
-        raise ConversionError(f"{art.path}: edgekd_runtime measures accuracy {runtime_acc:.4f} but onnxruntime on "
-                              f"the exported model gives {art.accuracy:.4f}; the runtime reads the bundle "
-                              f"differently (normalisation or input layout in the manifest)")
-    art.extra["converter_accuracy"] = art.accuracy
-    art.accuracy = runtime_acc
-    art.extra["accuracy_source"] = "edgekd_runtime"
 
 
 def _versions() -> dict[str, Any]:
