@@ -187,3 +187,40 @@ def test_runtime_and_converter_accuracy_must_agree(converted, tmp_path, monkeypa
     with pytest.raises(ConversionError, match="edgekd_runtime measures accuracy"):
         convert_exported_bundle(out, targets=["onnx-int8"], force=True)
     assert Manifest.load(out).to_dict() == manifest.to_dict()
+
+
+def test_killed_conversion_leaves_no_stage_behind_the_next_one(student_ckpt, tmp_path):
+    """A conversion killed mid-way (SIGKILL: no cleanup runs) leaves its hidden stage; the next conversion of the
+    bundle removes it, and the stages of dead processes, but not one owned by a live process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "b"
+    export_bundle(student_ckpt, out, max_samples=60)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = subprocess.Popen([sys.executable, "-m", "edgekd", "convert", str(out), "--max-samples", "60"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".convert-*/owner.pid")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the conversion never staged anything"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (killed,) = out.glob(".convert-*")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p != killed} == before  # nothing half-written
+    no_pid = out / ".convert-nopid"
+    no_pid.mkdir()
+    os.utime(no_pid, (time.time() - 3600, time.time() - 3600))
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        (out / ".convert-live").mkdir()
+        (out / ".convert-live" / "owner.pid").write_text(str(live.pid))
+        r = CliRunner().invoke(app, ["convert", str(out), "--to", "onnx-int8", "--max-samples", "60"])
+        assert r.exit_code == 0, r.output
+        assert sorted(p.name for p in out.glob(".convert-*")) == [".convert-live"]
+    finally:
+        live.kill()
+        live.wait()
