@@ -109,9 +109,15 @@ def build_transfer_set(x: np.ndarray, y: np.ndarray, aug: AugmentConfig, views: 
 
 
 def teacher_outputs(teacher: "nn.Module", x_uint8: "torch.Tensor", with_features: bool, device: "torch.device",
-                    batch_size: int = 1024) -> tuple["torch.Tensor", "torch.Tensor | None"]:
-    """Run the teacher in inference mode (half precision on GPU) on uint8 canvases; logits (and features)."""
+                    batch_size: int | None = None) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+    """Run the teacher in inference mode (half precision on GPU) on uint8 canvases; logits (and features).
+
+    Default batch: 1024 on GPU; 256 on CPU, where larger batches spill the activations out of cache (the default
+    teacher over 7,000 canvases on 2 cores: 2.4 s at 256, 3.3 s at 1024).
+    """
     import torch
+
+    batch_size = batch_size or (1024 if device.type == "cuda" else 256)
 
     logits, feats = [], []
     half = torch.float16 if device.type == "cuda" else None
