@@ -65,3 +65,35 @@ def test_width_depth_and_resolution_change_the_model():
     assert count_params(build_student("cnn-w8-d3-r16", 10)) > count_params(build_student("cnn-w8-d2-r16", 10))
     assert count_params(build_student("linear-r16", 10)) == 16 * 16 * 10 + 10
     assert count_params(build_student("mlp-w32-d1-r28", 10)) == 784 * 32 + 32 + 32 * 10 + 10
+
+
+@pytest.mark.tflite
+@pytest.mark.parametrize("student_id", ["linear-r16", "mlp-w32-d2-r20", "cnn-w8-d2-r28", "dscnn-w8-d4-r28"])
+def test_each_family_converts_to_tflite_fp32_and_full_int8(student_id, tmp_path):
+    """One student of each family (the dscnn one with a stride-1 fourth block) through onnx2tf: float32 within
+    1e-4 of torch, full int8 with int8 input and output. Random weights, so int8 accuracy is not judged here
+    (tests/edgekd/test_convert.py does that on a trained student)."""
+    import math
+
+    import torch
+
+    from edgekd_converters import Tolerance
+    from edgekd_converters.convert import convert_model
+    from edgekd_converters.runners import make_tflite_interpreter
+
+    torch.manual_seed(0)
+    m = build_student(student_id, 10).eval()
+    r = parse_student_id(student_id).input_size
+    onnx_path = tmp_path / "s.onnx"
+    torch.onnx.export(m, (torch.zeros(1, 1, r, r),), str(onnx_path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
+    rng = np.random.default_rng(0)
+    calib = rng.random((200, r, r), dtype=np.float32)
+    report = convert_model(onnx_path, tmp_path / "out", ["tflite"], calib, calib[:64],
+                           tflite_precisions=("fp32", "int8"), tolerances={"int8": Tolerance(atol=math.inf, min_top1_agreement=0.0)})
+    arts = {a.precision: a for a in report.artifacts}
+    assert set(arts) == {"fp32", "int8"} and not report.failed
+    assert arts["fp32"].parity.max_abs_diff <= 1e-4 and arts["fp32"].parity.top1_agreement == 1.0
+    it = make_tflite_interpreter(arts["int8"].path)
+    assert it.get_input_details()[0]["dtype"] == np.int8 and it.get_output_details()[0]["dtype"] == np.int8
+    assert list(it.get_input_details()[0]["shape"]) == [1, r, r, 1]
