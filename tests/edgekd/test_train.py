@@ -170,3 +170,18 @@ def test_cli_scratch_run_with_yaml_and_overrides(tmp_path):
     assert saved["student"] == "linear-r16"
     lines = (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and {"train_loss", "val_acc", "samples_per_s"} <= set(json.loads(lines[0]))
+
+
+def test_torch_compile_trains_like_eager_and_saves_plain_weights(tiny_splits, tmp_path):
+    """--compile (inductor, which needs a C compiler on CPU) follows the eager run and its checkpoints hold the
+    model's own parameter names (no `_orig_mod.` prefix) so export and resume read them."""
+    torch.manual_seed(0)
+    eager = _tiny_fit(tiny_splits, tmp_path / "eager", seed=3)
+    torch.manual_seed(0)
+    compiled = _tiny_fit(tiny_splits, tmp_path / "compiled", seed=3, compile=True)
+    for a, b in zip(eager.history, compiled.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3, abs=1e-4)
+    state = torch.load(tmp_path / "compiled" / "last.pt", weights_only=False)["model"]
+    assert set(state) == set(eager.model.state_dict())
+    for k, v in compiled.model.state_dict().items():
+        torch.testing.assert_close(v, eager.model.state_dict()[k], rtol=1e-3, atol=1e-4)
