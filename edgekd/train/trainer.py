@@ -239,7 +239,7 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
                 y_dom = tgt["y_a"] if tgt.get("lam") is None else torch.where(tgt["lam"] >= 0.5, tgt["y_a"], tgt["y_b"])
                 sums += torch.stack([loss.detach().double() * len(idx), (logits.argmax(1) == y_dom).sum().double(),
                                      torch.tensor(float(len(idx)), device=device, dtype=torch.float64)])
-            bar.step(loss, len(idx) * di.world)
+            bar.step(sums, len(idx) * di.world)
         if di.world > 1:
             dist.all_reduce(sums)
         dt = time.perf_counter() - t0
@@ -282,7 +282,9 @@ def _cpu(sd: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
 
 
 class _Progress:
-    """A rich progress bar per epoch with loss, accuracy and samples/s (rank 0 only)."""
+    """A rich progress bar per epoch with running loss, accuracy and samples/s (rank 0 only)."""
+
+    REFRESH_S = 0.2
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -294,17 +296,28 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.p = Progress(TextColumn("epoch {task.fields[ep]}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("loss {task.fields[loss]:.4f}  {task.fields[sps]:.0f} samples/s"),
+                          TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.4f}  "
+                                     "{task.fields[sps]:.0f} samples/s"),
                           TimeElapsedColumn(), transient=True)
         self.p.start()
-        self.task = self.p.add_task("train", total=steps, ep=f"{epoch + 1}/{epochs}", loss=0.0, sps=0.0)
-        self.t0, self.n = time.perf_counter(), 0
+        self.task = self.p.add_task("train", total=steps, ep=f"{epoch + 1}/{epochs}", loss=0.0, acc=0.0,
+                                    sps=0.0)
+        self.t0, self.n, self.shown = time.perf_counter(), 0, 0.0
 
-    def step(self, loss: "torch.Tensor", n: int) -> None:
-        if self.p is None:  # no .item() (a device sync) when nobody watches
+    def step(self, sums: "torch.Tensor", n: int) -> None:
+        """Advance one batch; `sums` = (loss*n, correct, n) so far on this rank. The numbers are read off the
+        device (a sync) at most every REFRESH_S, not per batch, so a watched GPU run is not slowed down."""
+        if self.p is None:
             return
         self.n += n
-        self.p.update(self.task, advance=1, loss=loss.item(), sps=self.n / max(time.perf_counter() - self.t0, 1e-9))
+        now = time.perf_counter()
+        if now - self.shown < self.REFRESH_S:
+            self.p.update(self.task, advance=1)
+            return
+        loss_n, correct, seen = sums.tolist()
+        self.shown = now
+        self.p.update(self.task, advance=1, loss=loss_n / max(seen, 1), acc=correct / max(seen, 1),
+                      sps=self.n / max(now - self.t0, 1e-9))
 
     def end(self, rec: dict[str, Any]) -> None:
         if self.p is None:

@@ -185,3 +185,30 @@ def test_torch_compile_trains_like_eager_and_saves_plain_weights(tiny_splits, tm
     assert set(state) == set(eager.model.state_dict())
     for k, v in compiled.model.state_dict().items():
         torch.testing.assert_close(v, eager.model.state_dict()[k], rtol=1e-3, atol=1e-4)
+
+
+def test_progress_bar_shows_running_loss_and_accuracy_without_a_sync_per_batch(monkeypatch):
+    from edgekd.train.trainer import _Progress
+
+    class Sums:  # stands for the (loss*n, correct, n) device tensor; counts the reads (device syncs)
+        reads = 0
+
+        def tolist(self):
+            Sums.reads += 1
+            return [2.0 * 64, 48.0, 64.0]
+
+    monkeypatch.setattr(_Progress, "REFRESH_S", 3600.0)
+    bar = _Progress(enabled=True)
+    bar.start(0, 3, steps=50)
+    for _ in range(50):
+        bar.step(Sums(), 32)
+    fields = bar.p.tasks[0].fields
+    assert bar.p.tasks[0].completed == 50 and Sums.reads == 1  # the first batch, then once per REFRESH_S
+    assert fields["loss"] == 2.0 and fields["acc"] == 0.75 and fields["sps"] > 0
+    bar.end({"epoch": 0, "train_loss": 2.0, "train_acc": 0.75, "samples_per_s": 1000.0})
+    monkeypatch.setattr(_Progress, "REFRESH_S", 0.0)
+    bar.start(1, 3, steps=5)
+    for _ in range(5):
+        bar.step(Sums(), 32)
+    assert Sums.reads == 6
+    bar.end({"epoch": 1, "train_loss": 2.0, "train_acc": 0.75, "samples_per_s": 1000.0})
