@@ -214,7 +214,7 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
     for epoch in range(start_epoch, cfg.epochs if not stopped else start_epoch):
         net.train()
         sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler), dtype=torch.long)
+        order = torch.tensor(list(sampler), dtype=torch.long).to(device)  # one copy per epoch, not per batch
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
         t0 = time.perf_counter()
         bar.start(epoch, cfg.epochs, steps)
@@ -237,8 +237,9 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
             sched.step()
             with torch.no_grad():
                 y_dom = tgt["y_a"] if tgt.get("lam") is None else torch.where(tgt["lam"] >= 0.5, tgt["y_a"], tgt["y_b"])
-                sums += torch.stack([loss.detach().double() * len(idx), (logits.argmax(1) == y_dom).sum().double(),
-                                     torch.tensor(float(len(idx)), device=device, dtype=torch.float64)])
+                sums[0] += loss.detach().double() * len(idx)  # on the device: no sync per batch
+                sums[1] += (logits.argmax(1) == y_dom).sum()
+                sums[2] += len(idx)
             bar.step(sums, len(idx) * di.world)
         if di.world > 1:
             dist.all_reduce(sums)
