@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -24,9 +23,9 @@ from .calibration import MIN_CALIBRATION_SAMPLES
 from .convert import FILE_NAMES, ConversionReport, convert_into, prepare
 from .errors import CalibrationDataError, ConversionError, InputShapeError, OutputExistsError
 from .parity import Tolerance
+from .staging import make_stage
 
 DEFAULT_TARGETS = ("tflite", "onnx-int8")
-STAGE_PREFIX, STAGE_OWNER = ".convert-", "owner.pid"  # hidden staging directory inside the bundle, and its pid file
 RUNTIME_ACCURACY_SLACK = 0.01  # runtime vs converters' accuracy on the same artifact and samples
 
 
@@ -72,10 +71,8 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
                                    f"samples; pass one integer label per test canvas")
     norm = manifest.normalization
     start = time.perf_counter()
-    _remove_stale_stages(bundle)
-    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=bundle))
+    stage = make_stage(bundle, ".convert-")
     try:
-        (stage / STAGE_OWNER).write_text(str(os.getpid()))
         shutil.copyfile(src_path, stage / src.path)
         report = convert_into(info, stage, targets, calib_canvases, eval_canvases, eval_labels,
                               mean=norm.mean, std=norm.std, stem=stem, reference_outputs=reference_outputs,
@@ -102,36 +99,6 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return staged, report
-
-
-def _remove_stale_stages(bundle: Path) -> None:
-    """Delete staging directories that an interrupted conversion (killed, power lost) left in the bundle.
-
-    A stage belongs to the process whose pid it records; one whose process is gone, or that records none (killed
-    before writing it, and older than a minute), is stale. A live conversion's stage is left alone.
-    """
-    for d in bundle.glob(f"{STAGE_PREFIX}*"):
-        if not d.is_dir() or d.is_symlink():
-            continue
-        try:
-            pid = int((d / STAGE_OWNER).read_text())
-        except (OSError, ValueError):
-            pid = None
-        if pid is None and time.time() - d.stat().st_mtime < 60:
-            continue  # just made by a conversion that has not written its pid yet
-        if pid is not None and pid != os.getpid() and _alive(pid):
-            continue
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but is not ours, or cannot tell: keep its stage
-    return True
 
 
 def _planned_names(targets: Sequence[str], stem: str) -> set[str]:

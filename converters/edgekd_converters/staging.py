@@ -1,11 +1,17 @@
-"""All-or-nothing output directories: build in a hidden sibling, rename into place only when everything passed."""
+"""All-or-nothing output directories: build in a hidden sibling, rename into place only when everything passed.
+
+Every staging directory carries the pid of the process that made it in its name (`{prefix}{pid}-XXXX{suffix}`),
+so the next one made beside it can delete those that a killed process (SIGKILL, power cut) left behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -28,7 +34,7 @@ def staged_directory(out_dir: str | os.PathLike, force: bool = False) -> Iterato
     it is deleted and `out_dir` is left exactly as it was."""
     out = check_output_dir(out_dir, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    stage = make_stage(out.parent, f".{out.name}.", ".tmp")
     try:
         yield stage
         if out.exists():
@@ -41,3 +47,40 @@ def staged_directory(out_dir: str | os.PathLike, force: bool = False) -> Iterato
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
+
+
+def make_stage(parent: Path, prefix: str, suffix: str = "") -> Path:
+    """A new hidden staging directory `{prefix}{pid}-XXXX{suffix}` in `parent`, after removing the stale ones
+    (same prefix and suffix) that interrupted processes left there."""
+    remove_stale_stages(parent, prefix, suffix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", suffix=suffix, dir=parent))
+
+
+def remove_stale_stages(parent: Path, prefix: str, suffix: str = "", min_age_s: float = 60.0) -> None:
+    """Delete the staging directories in `parent` whose process is gone.
+
+    A stage whose name holds no pid (made by an older version) is stale once it is older than `min_age_s`.
+    Stages of live processes, this one included, are left alone.
+    """
+    for d in parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+        if not d.is_dir() or d.is_symlink():
+            continue
+        owner = d.name[len(prefix):].split("-", 1)[0]
+        if owner.isdigit():
+            if _alive(int(owner)):
+                continue
+        elif time.time() - d.stat().st_mtime < min_age_s:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but is not ours (PermissionError), or cannot tell: keep its stage
+    return True

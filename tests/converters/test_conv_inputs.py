@@ -187,3 +187,30 @@ def test_labels_must_match_the_samples(tmp_path):
     assert load_labels(p, 5).tolist() == [0, 1, 2, 3, 4]
     with pytest.raises(CalibrationDataError, match="one entry per sample"):
         load_labels(p, 6)
+
+
+def test_staged_output_clears_what_killed_processes_left_and_keeps_live_stages(tmp_path):
+    """`staged_directory` (edgekd export, edgekd-convert --out) names each stage after its process; stages whose
+    process is gone are deleted by the next run, a live process's stage is kept, and none reaches the output."""
+    import os
+    import subprocess
+    import sys
+
+    from edgekd_converters.staging import staged_directory
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        (tmp_path / f".out.{dead.pid}-killed.tmp").mkdir()
+        (tmp_path / f".out.{live.pid}-running.tmp").mkdir()
+        (tmp_path / f".other.{dead.pid}-x.tmp").mkdir()  # another output's stage: not this one's to judge
+        with staged_directory(tmp_path / "out") as stage:
+            assert stage.name.startswith(f".out.{os.getpid()}-")
+            (stage / "model.tflite").write_bytes(b"x")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [".other." + f"{dead.pid}-x.tmp", f".out.{live.pid}-running.tmp", "out"])
+        assert [p.name for p in (tmp_path / "out").iterdir()] == ["model.tflite"]
+    finally:
+        live.kill()
+        live.wait()

@@ -191,7 +191,7 @@ def test_runtime_and_converter_accuracy_must_agree(converted, tmp_path, monkeypa
 
 def test_killed_conversion_leaves_no_stage_behind_the_next_one(student_ckpt, tmp_path):
     """A conversion killed mid-way (SIGKILL: no cleanup runs) leaves its hidden stage; the next conversion of the
-    bundle removes it, and the stages of dead processes, but not one owned by a live process."""
+    bundle removes it, and an old stage with no pid in its name, but not one owned by a live process."""
     import os
     import signal
     import subprocess
@@ -204,7 +204,7 @@ def test_killed_conversion_leaves_no_stage_behind_the_next_one(student_ckpt, tmp
     proc = subprocess.Popen([sys.executable, "-m", "edgekd", "convert", str(out), "--max-samples", "60"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not list(out.glob(".convert-*/owner.pid")):
+    while not list(out.glob(f".convert-{proc.pid}-*")):  # the stage's name holds its owner's pid
         assert proc.poll() is None and time.monotonic() < deadline, "the conversion never staged anything"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
@@ -216,11 +216,10 @@ def test_killed_conversion_leaves_no_stage_behind_the_next_one(student_ckpt, tmp
     os.utime(no_pid, (time.time() - 3600, time.time() - 3600))
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        (out / ".convert-live").mkdir()
-        (out / ".convert-live" / "owner.pid").write_text(str(live.pid))
+        (out / f".convert-{live.pid}-live").mkdir()
         r = CliRunner().invoke(app, ["convert", str(out), "--to", "onnx-int8", "--max-samples", "60"])
         assert r.exit_code == 0, r.output
-        assert sorted(p.name for p in out.glob(".convert-*")) == [".convert-live"]
+        assert sorted(p.name for p in out.glob(".convert-*")) == [f".convert-{live.pid}-live"]
     finally:
         live.kill()
         live.wait()
