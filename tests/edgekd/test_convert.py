@@ -64,7 +64,8 @@ def test_parity_against_torch_meets_each_tolerance(converted):
     for key in (("onnx", "fp32"), ("tflite", "fp32")):
         assert arts[key].parity["max_abs_diff"] <= 1e-4 and arts[key].parity["top1_agreement"] == 1.0
         assert arts[key].accuracy == pytest.approx(torch_acc)
-    for key in (("tflite", "int8"), ("onnx", "int8")):
+    for key in (("tflite", "int8"), ("onnx", "int8")):  # the default tolerance; margins: export_support.py
+        print(f"{arts[key].path}: top-1 agreement {100 * arts[key].parity['top1_agreement']:.2f}% vs torch")
         assert arts[key].parity["top1_agreement"] >= 0.99
         assert abs(arts[key].accuracy - torch_acc) <= 0.02
     assert arts[("tflite", "int8")].size_bytes < 0.5 * arts[("tflite", "fp32")].size_bytes
@@ -83,8 +84,14 @@ def test_runtime_loads_each_artifact_and_reproduces_the_numbers(converted, held_
         assert rec.evaluate(x, y) == pytest.approx(a.accuracy), a.path
         assert a.extra["accuracy_source"] == "edgekd_runtime"
         logits = rec.forward(x[:16])
-        tol = {"fp32": 1e-4, "fp16": 0.05, "int8": 2.0}[a.precision]
-        assert np.abs(logits - ref[:16]).max() <= tol, a.path
+        # int8 steps scale with the logit range: measured max errors (6 seeds) of ~1 % of it with exact int8
+        # arithmetic (XNNPACK; onnxruntime on VNNI or ARM) and up to 8 % from onnxruntime on AVX2 without VNNI, whose
+        # u8*s8 pair sums saturate at int16 in the first layer; a runtime that dequantised wrongly is off by more.
+        span = float(np.abs(ref[:16]).max())
+        tol = {"fp32": 1e-4, "fp16": 0.05, "int8": 0.15 * span}[a.precision]
+        err = float(np.abs(logits - ref[:16]).max())
+        print(f"{a.path}: max abs logit error {err:.3g} (allowed {tol:.3g}, logit range {span:.3g})")
+        assert err <= tol, a.path
 
 
 def test_second_conversion_is_refused_without_force(converted):
