@@ -60,7 +60,8 @@ def parse_student_id(student_id: str) -> StudentSpec:
     m = _ID_RE.match(student_id.strip())
     fam = m.group("family") if m else None
     hint = ("valid forms: linear-r{R}, mlp-w{W}-d{D}-r{R}, cnn-w{W}-d{D}-r{R}, dscnn-w{W}-d{D}-r{R} "
-            f"with R in 8..64 (e.g. dscnn-w16-d3-r28); known families: {', '.join(STUDENTS.names())}")
+            "with R in 8..64 (e.g. dscnn-w16-d3-r28); for text lines ctc-w{W}-d{D}-r{H}, dsctc-w{W}-d{D}-r{H} "
+            f"(H = line height); known families: {', '.join(STUDENTS.names())}")
     if not m or fam not in STUDENTS:
         raise StudentIdError(f"bad student id {student_id!r}; {hint}")
     r = int(m.group("r"))
@@ -73,7 +74,7 @@ def parse_student_id(student_id: str) -> StudentSpec:
     if m.group("w") is None:
         raise StudentIdError(f"student id {student_id!r}: {fam} needs width and depth; {hint}")
     w, d = int(m.group("w")), int(m.group("d"))
-    max_depth = {"mlp": 4, "cnn": 4, "dscnn": 6}[fam]
+    max_depth = {"mlp": 4, "cnn": 4, "dscnn": 6, "ctc": 4, "dsctc": 4}[fam]
     if not 1 <= w <= 512 or not 1 <= d <= max_depth:
         raise StudentIdError(f"student id {student_id!r}: width must be 1..512 and depth 1..{max_depth} for {fam}")
     return StudentSpec(fam, w, d, r)
@@ -194,3 +195,6 @@ def _dscnn(spec: StudentSpec, num_classes: int) -> "nn.Module":
         c = c_out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return Student(nn.Sequential(*layers), c, num_classes)
+
+
+from . import line_models  # noqa: E402,F401  registers the line families (ctc, dsctc)

@@ -110,13 +110,29 @@ def check_num_classes(model: "nn.Module", num_classes: int, where: str) -> None:
 
 
 def load_teacher(ref: str, num_classes: int, arch: str | None = None) -> Teacher:
-    """Load a teacher from a file (see module doc) and check its class count. Returns it in eval mode on CPU."""
+    """Load a digit teacher from a file (see module doc) and check its class count. Eval mode, on the CPU."""
+    path = Path(ref).expanduser()
+    model, source, ck = load_teacher_module(path, arch, num_classes=num_classes)
+    if ck is not None and ck.get("task", "digits") != "digits":
+        raise TeacherMismatchError(f"teacher {path} reads text lines (task {ck.get('task')!r}); digits need a digit "
+                                   f"teacher, or pass --task lines to read lines")
+    check_num_classes(model, num_classes, str(path))
+    name = ck["arch"] if ck is not None else (arch if source == "state-dict" else path.stem)
+    return Teacher(model, name, source, has_features=hasattr(model, "features") and source != "torchscript")
+
+
+def load_teacher_module(path: Path, arch: str | None, num_classes: int | None = None, task: str = "digits",
+                        height: int | None = None) -> tuple["nn.Module", str, dict | None]:
+    """Load the module of a teacher file: (model in eval mode, source kind, the edgekd checkpoint dict or None).
+
+    `num_classes` (when given) must match an edgekd checkpoint's; `task`/`height` build line architectures.
+    """
     import torch
 
-    path = Path(ref).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"teacher file {path} not found; train one with `edgekd teacher train --out DIR` "
                              f"or pass a TorchScript / ExportedProgram / state_dict file")
+    ck = None
     if path.suffix == ".pt2":
         model, source = _load_exported(path), "exported-program"
     elif zipfile.is_zipfile(path) and _is_torchscript(path):
@@ -130,12 +146,13 @@ def load_teacher(ref: str, num_classes: int, arch: str | None = None) -> Teacher
         if isinstance(obj, dict) and obj.get("format") == "edgekd-checkpoint":
             if obj.get("kind") != "teacher":
                 raise ModelLoadError(f"{path} is an edgekd {obj.get('kind')} checkpoint, not a teacher")
-            arch = obj["arch"]
-            if int(obj["num_classes"]) != num_classes:
-                raise TeacherMismatchError(f"teacher {path} was trained for {obj['num_classes']} classes but the data "
-                                           f"has {num_classes}; retrain it on this data (edgekd teacher train)")
-            state = obj["state_dict"]
-            source = "edgekd-checkpoint"
+            ck, arch, state, source = obj, obj["arch"], obj["state_dict"], "edgekd-checkpoint"
+            if obj.get("task", "digits") != task:
+                return torch.nn.Identity(), source, ck  # the caller refuses it with a task-specific message
+            if num_classes is not None and int(obj["num_classes"]) != num_classes:
+                raise TeacherMismatchError(f"teacher {path} was trained for {obj['num_classes']} classes but the "
+                                           f"data has {num_classes}; retrain it on this data (edgekd teacher train)")
+            num_classes = int(obj["num_classes"])
         elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
             if arch is None:
                 raise UserInputError(f"{path} is a bare state_dict: say which architecture it is for with "
@@ -143,7 +160,7 @@ def load_teacher(ref: str, num_classes: int, arch: str | None = None) -> Teacher
             state, source = obj, "state-dict"
         else:
             raise ModelLoadError(f"{path} is not an edgekd checkpoint, TorchScript, ExportedProgram or state_dict")
-        model = TEACHERS.get(arch)(num_classes)
+        model = _build_teacher(arch, num_classes, task, height)
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
@@ -151,10 +168,17 @@ def load_teacher(ref: str, num_classes: int, arch: str | None = None) -> Teacher
             if "size mismatch" in str(e) and "head" in str(e):
                 raise TeacherMismatchError(f"teacher {path} does not have {num_classes} outputs ({msg})") from None
             raise ModelLoadError(f"teacher {path} does not fit architecture {arch!r}: {msg}") from None
-    model = to_eval(model)
-    check_num_classes(model, num_classes, str(path))
-    name = arch if source in ("edgekd-checkpoint", "state-dict") else path.stem
-    return Teacher(model, name, source, has_features=hasattr(model, "features") and source != "torchscript")
+    return to_eval(model), source, ck
+
+
+def _build_teacher(arch: str, num_classes: int | None, task: str, height: int | None) -> "nn.Module":
+    from .line_models import is_line_model
+
+    if is_line_model(arch) != (task == "lines"):
+        kind = "text lines" if is_line_model(arch) else "single digits"
+        raise TeacherMismatchError(f"teacher architecture {arch!r} reads {kind}, not the {task} task")
+    factory = TEACHERS.get(arch)
+    return factory(num_classes, height=height) if task == "lines" else factory(num_classes)
 
 
 def to_eval(model: "nn.Module") -> "nn.Module":
@@ -190,3 +214,6 @@ def _load_exported(path: Path) -> "nn.Module":
         return torch.export.load(str(path)).module()
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"cannot load ExportedProgram {path}: {str(e).splitlines()[0][:200]}") from None
+
+
+from . import line_models  # noqa: E402,F401  registers the line teachers (crnn, crnn-small)
