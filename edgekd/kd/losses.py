@@ -50,6 +50,31 @@ class LossBatch:
     teacher_logits: "torch.Tensor | None" = None
     student_features: "torch.Tensor | None" = None
     teacher_features: "torch.Tensor | None" = None
+    # lines (CTC): logits are (N, T, C), y_a the padded targets (N, L) and target_lengths (N,); sequence-level KD
+    # adds the teacher's decoded strings the same way.
+    target_lengths: "torch.Tensor | None" = None
+    teacher_targets: "torch.Tensor | None" = None
+    teacher_target_lengths: "torch.Tensor | None" = None
+
+    @property
+    def is_lines(self) -> bool:
+        return self.target_lengths is not None
+
+
+def hard_loss(b: LossBatch) -> "torch.Tensor":
+    """The task's loss on the labels: CTC for lines, cross-entropy for digits."""
+    if b.is_lines:
+        from .ctc_losses import ctc
+
+        return ctc(b.student_logits, b.y_a, b.target_lengths)
+    return hard_ce(b)
+
+
+def digits_only(b: LossBatch, name: str) -> None:
+    """Refuse a classification-only loss on a lines batch, naming the line losses."""
+    if b.is_lines:
+        raise UserInputError(f"KD loss {name!r} is for digit classifiers; for text lines use frame_kd, blank_kd, "
+                             f"seq_kd or none (sums like 'frame_kd+seq_kd' work too)")
 
 
 def hard_ce(b: LossBatch) -> "torch.Tensor":
@@ -63,7 +88,7 @@ def hard_ce(b: LossBatch) -> "torch.Tensor":
     return ce.mean()
 
 
-def _need_teacher(b: LossBatch, name: str) -> "torch.Tensor":
+def need_teacher(b: LossBatch, name: str) -> "torch.Tensor":
     if b.teacher_logits is None:
         raise UserInputError(f"KD loss {name!r} needs teacher outputs; give --teacher or use --loss none")
     return b.teacher_logits.float()
@@ -88,7 +113,7 @@ def _modules():
         needs_teacher = False
 
         def forward(self, b: LossBatch) -> "torch.Tensor":
-            return hard_ce(b)
+            return hard_loss(b)
 
     class HintonKD(nn.Module):
         """Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network" (arXiv:1503.02531):
@@ -101,7 +126,8 @@ def _modules():
             self.t, self.alpha = cfg.temperature, cfg.alpha
 
         def forward(self, b: LossBatch) -> "torch.Tensor":
-            soft = soft_kl(b.student_logits, _need_teacher(b, "kd"), self.t)
+            digits_only(b, "kd")
+            soft = soft_kl(b.student_logits, need_teacher(b, "kd"), self.t)
             return self.alpha * soft + (1 - self.alpha) * hard_ce(b) if self.alpha < 1 else soft
 
     class LogitMSE(nn.Module):
@@ -114,7 +140,8 @@ def _modules():
             super().__init__()
 
         def forward(self, b: LossBatch) -> "torch.Tensor":
-            return ((b.student_logits.float() - _need_teacher(b, "mse")) ** 2).mean()
+            digits_only(b, "mse")
+            return ((b.student_logits.float() - need_teacher(b, "mse")) ** 2).mean()
 
     class FitNetHint(nn.Module):
         """Romero et al. 2015, "FitNets: Hints for Thin Deep Nets" (ICLR): 0.5 * ||adapter(s_feat) - t_feat||^2
@@ -134,6 +161,7 @@ def _modules():
             self.adapter = nn.Conv2d(student_dim, teacher_dim, kernel_size=1, bias=False)
 
         def forward(self, b: LossBatch) -> "torch.Tensor":
+            digits_only(b, "fitnet")
             if b.student_features is None or b.teacher_features is None:
                 raise UserInputError("KD loss 'fitnet' needs features from a built-in teacher and student "
                                      "(a TorchScript / ExportedProgram teacher has no `features`); use kd, mse or dkd")
@@ -159,7 +187,8 @@ def _modules():
             import torch
             import torch.nn.functional as F
 
-            s, t = b.student_logits.float(), _need_teacher(b, "dkd")
+            digits_only(b, "dkd")
+            s, t = b.student_logits.float(), need_teacher(b, "dkd")
             y = b.y_a if b.lam is None or b.y_b is None else torch.where(b.lam >= 0.5, b.y_a, b.y_b)
             gt = F.one_hot(y, s.shape[1]).bool()
             p_s, p_t = F.softmax(s / self.t, 1), F.softmax(t / self.t, 1)
@@ -210,3 +239,6 @@ def build_loss(cfg: LossConfig | str = "kd") -> "nn.Module":
     if len(terms) == 1 and terms[0][0] == 1.0:
         return terms[0][1]
     return _modules()[5](terms)
+
+
+from . import ctc_losses  # noqa: E402,F401  registers the line (CTC) losses: frame_kd, blank_kd, seq_kd
