@@ -80,13 +80,16 @@ def set_rng_state(st: dict[str, Any]) -> None:
 
 def model_checkpoint(kind: str, arch: str, model: "torch.nn.Module", *, num_classes: int, labels: list[str],
                      input_size: int, data: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any],
-                     budget: dict[str, Any] | None = None, profile: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `student.pt` / `teacher.pt` dict of the DESIGN contract."""
+                     budget: dict[str, Any] | None = None, profile: dict[str, Any] | None = None,
+                     task: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `student.pt` / `teacher.pt` dict of the DESIGN contract. `task` adds the task's own fields (lines:
+    `task`, `charset`, `blank`, `input_height`, `width_policy`); without it the checkpoint is a digit one."""
     ck = {"format": CHECKPOINT_FORMAT, "kind": kind, "arch": arch, "num_classes": int(num_classes),
           "labels": [str(s) for s in labels], "input_size": int(input_size),
           "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD}, "data": data,
           "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
           "metrics": metrics, "config": config}
+    ck.update(task or {"task": "digits"})
     if budget is not None:
         ck["budget"] = budget
     if profile is not None:
@@ -94,13 +97,23 @@ def model_checkpoint(kind: str, arch: str, model: "torch.nn.Module", *, num_clas
     return ck
 
 
-def load_student_checkpoint(path: str | Path) -> tuple["torch.nn.Module", dict[str, Any]]:
-    """Load a student checkpoint and rebuild its module (eval mode). Returns (model, checkpoint dict)."""
+def load_student_checkpoint(path: str | Path, task: str | None = "digits") -> tuple["torch.nn.Module", dict[str, Any]]:
+    """Load a student checkpoint and rebuild its module (eval mode). Returns (model, checkpoint dict).
+
+    `task` (digits / lines) is the task the caller handles; a checkpoint of another task is refused (None: any).
+    """
     from edgekd.models.students import build_student
 
     ck = load_torch(path, CHECKPOINT_FORMAT)
     if ck.get("kind") != "student":
         raise CheckpointError(f"{path} is a {ck.get('kind')} checkpoint; a student checkpoint is needed")
+    got = ck.get("task", "digits")
+    if task is not None and got != task:
+        what = {"lines": "a text-line (CTC) student", "digits": "a single-digit student"}.get(got, f"a {got} student")
+        raise CheckpointError(f"{path} is {what} (task {got!r}) but this step takes {task} students; "
+                              + ("exporting line students is not supported yet: use the checkpoint with the "
+                                 "torch-side tools (edgekd distill --init-from, benchmarks)" if got == "lines"
+                                 else f"use a {task} checkpoint"))
     model = build_student(ck["arch"], int(ck["num_classes"]))
     try:
         model.load_state_dict(ck["state_dict"])
@@ -112,7 +125,13 @@ def load_student_checkpoint(path: str | Path) -> tuple["torch.nn.Module", dict[s
 def transfer_parameters(model: "torch.nn.Module", path: str | Path) -> int:
     """Warm start: copy every parameter/buffer of the checkpoint at `path` whose name and shape match. Returns
     how many tensors were copied (0 is refused: the checkpoint is for an unrelated architecture)."""
+    from edgekd.models.line_models import is_line_model
+
     ck = load_torch(path, CHECKPOINT_FORMAT)
+    want = "lines" if is_line_model(getattr(model, "student_id", "") or "") else "digits"
+    if ck.get("task", "digits") != want:
+        raise CheckpointError(f"--init-from {path} is a {ck.get('task', 'digits')} checkpoint but this student "
+                              f"reads {want}; warm-start from a checkpoint of the same task")
     src = ck["state_dict"]
     own = model.state_dict()
     copied = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}

@@ -134,7 +134,8 @@ def _prime_loss(loss_fn: "nn.Module", model: "nn.Module", source: Any) -> None:
 def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig, out_dir: str | Path, *,
         val: tuple[np.ndarray, np.ndarray] | None = None, input_size: int = 28, resume: bool = False,
         init_from: str | None = None, progress: bool = True, needs_features: bool = False,
-        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> FitResult:
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+        evaluator: Callable[["nn.Module"], dict[str, float]] | None = None) -> FitResult:
     """Train `model` on batches from `source` with `loss_fn`; see the module docstring.
 
     Args:
@@ -148,6 +149,8 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
         resume: continue from out_dir/last.pt.
         init_from: warm-start from a model checkpoint (parameter transfer by name and shape).
         on_epoch_end: called on every rank after the epoch's checkpoint is written.
+        evaluator: validation other than classification accuracy (the lines task): model -> a record with
+            `val_score` (higher is better; selects the best epoch) and the metrics to log. Replaces `val`.
     """
     import torch
     import torch.distributed as dist
@@ -183,7 +186,7 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
     opt, sched = _make_optimizer(params, cfg, steps)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
-    start_epoch, history, best_acc, best_epoch, best_state, bad = 0, [], -1.0, -1, None, 0
+    start_epoch, history, best_acc, best_epoch, best_state, bad = 0, [], float("-inf"), -1, None, 0
     last_path = out_dir / "last.pt"
     st: dict[str, Any] = {}
     if resume:
@@ -229,16 +232,17 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
                 out = net(x, with_features=True) if needs_features else net(x)
                 logits, feats = out if needs_features else (out, None)
                 loss = loss_fn(LossBatch(logits, tgt["y_a"], tgt.get("y_b"), tgt.get("lam"),
-                                         tgt.get("teacher_logits"), feats, tgt.get("teacher_features")))
+                                         tgt.get("teacher_logits"), feats, tgt.get("teacher_features"),
+                                         tgt.get("target_lengths"), tgt.get("teacher_targets"),
+                                         tgt.get("teacher_target_lengths")))
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             sched.step()
             with torch.no_grad():
-                y_dom = tgt["y_a"] if tgt.get("lam") is None else torch.where(tgt["lam"] >= 0.5, tgt["y_a"], tgt["y_b"])
                 sums[0] += loss.detach().double() * len(idx)  # on the device: no sync per batch
-                sums[1] += (logits.argmax(1) == y_dom).sum()
+                sums[1] += _batch_correct(logits, tgt)
                 sums[2] += len(idx)
             bar.step(sums, len(idx) * di.world)
         if di.world > 1:
@@ -247,10 +251,16 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
         rec: dict[str, Any] = {"epoch": epoch, "train_loss": float(sums[0] / sums[2]),
                                "train_acc": float(sums[1] / sums[2]), "lr": float(opt.param_groups[0]["lr"]),
                                "epoch_time_s": dt, "samples_per_s": float(sums[2]) / dt}
-        if val is not None and len(val[1]):
+        score = None
+        if evaluator is not None:
+            rec.update(evaluator(model))
+            score = rec["val_score"]
+        elif val is not None and len(val[1]):
             rec["val_acc"], rec["val_loss"] = evaluate(model, val[0], val[1], device, input_size)
-            if rec["val_acc"] > best_acc:
-                best_acc, best_epoch, bad = rec["val_acc"], epoch, 0
+            score = rec["val_acc"]
+        if score is not None:
+            if score > best_acc:
+                best_acc, best_epoch, bad = score, epoch, 0
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             else:
                 bad += 1
@@ -276,6 +286,20 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
         model.load_state_dict(best_state)
     model.eval()
     return FitResult(model, history, best_epoch, best_acc if best_epoch >= 0 else None, stopped)
+
+
+def _batch_correct(logits: "torch.Tensor", tgt: dict[str, Any]) -> "torch.Tensor":
+    """Samples of the batch read right: exact greedy string matches for lines (targets with lengths), else top-1
+    hits against the dominant label of each (possibly mixed) sample."""
+    import torch
+
+    if tgt.get("target_lengths") is not None:
+        from .ctc_metrics import exact_matches
+
+        return exact_matches(logits, tgt["y_a"], tgt["target_lengths"])
+
+    y_dom = tgt["y_a"] if tgt.get("lam") is None else torch.where(tgt["lam"] >= 0.5, tgt["y_a"], tgt["y_b"])
+    return (logits.argmax(1) == y_dom).sum()
 
 
 def _cpu(sd: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:

@@ -1,0 +1,196 @@
+"""Training jobs of the `lines` task: train a line teacher, distill a CTC line student (or train it from scratch).
+
+Batches come from `LineSource`: views of the training lines (for the embedded data, each view is a fresh
+composition of the training digits; for a fixed folder of lines, view 0 is the data and later views are lightly
+re-rendered copies). A teacher trains on a new view every epoch. Distillation uses `transfer_views` fixed views
+with the teacher's logits (and its greedy-decoded strings, for `seq_kd`) computed once and cached, as for digits;
+the scratch baseline trains on the very same views.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from edgekd.data.lines import LineSplit, LineSplits, encode_texts
+from edgekd_runtime.errors import UserInputError
+
+from .checkpoint import model_checkpoint, save_torch
+from .ctc_metrics import evaluate_lines, greedy_paths
+from .pipeline import DistillOptions
+from .trainer import FitResult, TrainConfig, fit, seed_everything
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+DEFAULT_LINE_LOSS = "frame_kd"
+
+
+def line_task_fields(splits: LineSplits) -> dict[str, Any]:
+    """What a lines checkpoint records for export and the board (the contract of the lines task)."""
+    from edgekd.models.line_models import FRAME_STRIDE
+
+    return {"task": "lines", "charset": splits.charset, "blank": 0, "input_height": splits.spec.height,
+            "width_policy": {"kind": "fixed", "width": splits.spec.width, "frame_stride": FRAME_STRIDE},
+            "max_len": splits.spec.width // FRAME_STRIDE // 2}
+
+
+class LineSource:
+    """Batches of line canvases + CTC targets (+ the teacher's logits and strings) from views of the training set.
+
+    Args:
+        make_view: view index -> LineSplit (all views have the same number of lines).
+        num_views: epoch e trains on view e % num_views.
+        teacher: the teacher module (on `device`) or None; its outputs are cached for every view when `cache`.
+    """
+
+    def __init__(self, make_view: Callable[[int], LineSplit], num_views: int, charset: str, device: "torch.device",
+                 teacher: "nn.Module | None" = None, cache: bool = True) -> None:
+        self.make_view, self.num_views, self.charset, self.device = make_view, num_views, charset, device
+        self.teacher = teacher
+        self.n = len(make_view(0))
+        self._views: dict[int, dict[str, Any]] = {}
+        self.cache = cache and teacher is not None
+        if self.cache:  # everything up front, so a KD epoch costs what a scratch epoch costs
+            for v in range(num_views):
+                self._view(v)
+
+    def _view(self, v: int) -> dict[str, Any]:
+        import torch
+
+        if v not in self._views:
+            if not self.cache:
+                self._views.clear()  # one view in memory at a time
+            split = self.make_view(v)
+            tg, ln = encode_texts(split.texts, self.charset, "training lines")
+            d = {"x": torch.from_numpy(split.x).to(self.device), "y": torch.from_numpy(tg).to(self.device),
+                 "len": torch.from_numpy(ln).to(self.device)}
+            if self.cache:
+                d["t_logits"] = teacher_line_logits(self.teacher, d["x"], self.device)
+                d["t_seq"], d["t_len"] = greedy_paths(d["t_logits"])
+            self._views[v] = d
+        return self._views[v]
+
+    def batch(self, epoch: int, idx: "torch.Tensor") -> tuple["torch.Tensor", dict[str, Any]]:
+        from .batches import _normalize
+
+        d = self._view(epoch % self.num_views)
+        idx = idx.to(self.device)
+        x_u8 = d["x"][idx]
+        tgt: dict[str, Any] = {"y_a": d["y"][idx], "target_lengths": d["len"][idx]}
+        if self.teacher is not None:
+            lg = d["t_logits"][idx] if self.cache else teacher_line_logits(self.teacher, x_u8, self.device)
+            seq, n = (d["t_seq"][idx], d["t_len"][idx]) if self.cache else greedy_paths(lg)
+            tgt.update(teacher_logits=lg, teacher_targets=seq, teacher_target_lengths=n)
+        return _normalize(x_u8.float().div_(255.0)[:, None]), tgt
+
+
+def teacher_line_logits(teacher: "nn.Module", x_u8: "torch.Tensor", device: "torch.device",
+                        batch_size: int = 256) -> "torch.Tensor":
+    """The teacher's (N, T, C) logits on uint8 line canvases, in inference mode (half precision on GPU)."""
+    import torch
+
+    from .batches import _normalize
+
+    half = device.type == "cuda"
+    outs = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=half):
+        for s in range(0, len(x_u8), batch_size):
+            xb = _normalize(x_u8[s:s + batch_size].to(device).float().div_(255.0)[:, None])
+            out = teacher(xb)
+            outs.append((out[0] if isinstance(out, (tuple, list)) else out).float())
+    return torch.cat(outs)
+
+
+def _line_hooks(splits: LineSplits, device: "torch.device") -> dict[str, Any]:
+    """fit()'s evaluator: val CER selects the best epoch."""
+
+    def evaluator(model: "nn.Module") -> dict[str, float]:
+        m = evaluate_lines(model, splits.val, splits.charset, device)
+        return {"val_cer": m.cer, "val_acc": m.string_acc, "val_loss": m.loss, "val_score": -m.cer}
+
+    return {"evaluator": evaluator}
+
+
+def train_line_teacher(splits: LineSplits, cfg: TrainConfig, out_dir: str | Path, arch: str = "crnn",
+                       resume: bool = False, progress: bool = True, on_epoch_end: Callable | None = None,
+                       resolved_config: dict | None = None) -> dict[str, Any]:
+    """Train a built-in line teacher on a fresh view of the training lines every epoch; writes teacher.pt."""
+    from edgekd.kd import build_loss
+    from edgekd.models.line_models import is_line_model
+    from edgekd.models.teachers import TEACHERS
+
+    from .device import resolve_device
+
+    if not is_line_model(arch):
+        raise UserInputError(f"teacher {arch!r} reads single digits; for --task lines use crnn or crnn-small")
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    model = TEACHERS.get(arch)(splits.num_classes, height=splits.spec.height)
+    source = LineSource(splits.train_view, cfg.epochs, splits.charset, device)
+    res = fit(model, source, build_loss("none"), cfg, out_dir, resume=resume, progress=progress,
+              on_epoch_end=on_epoch_end, **_line_hooks(splits, device))
+    return _finish_lines("teacher", arch, res, splits, cfg, out_dir, resolved_config, "teacher.pt")
+
+
+def distill_lines(splits: LineSplits, student_id: str, cfg: TrainConfig, out_dir: str | Path, *,
+                  teacher: Any = None, opts: DistillOptions = DistillOptions(loss=DEFAULT_LINE_LOSS),
+                  resume: bool = False, init_from: str | None = None, progress: bool = True,
+                  on_epoch_end: Callable | None = None, resolved_config: dict | None = None,
+                  budget: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
+    """Distill a line teacher (a LineTeacher, or None with loss `none`) into the line student `student_id`."""
+    from edgekd.kd import LossConfig, build_loss
+    from edgekd.models.line_models import is_line_model
+    from edgekd.models.students import build_student, count_params
+
+    from .device import resolve_device
+
+    if not is_line_model(student_id):
+        raise UserInputError(f"student {student_id!r} reads single digits; for --task lines use a line student "
+                             f"such as ctc-w8-d3-r{splits.spec.height} (`edgekd budget --task lines` lists them)")
+    loss_fn = build_loss(LossConfig(spec=opts.loss, temperature=opts.temperature, alpha=opts.alpha))
+    needs_teacher = getattr(loss_fn, "needs_teacher", False)
+    if needs_teacher and teacher is None:
+        raise UserInputError(f"KD loss {opts.loss!r} needs a teacher: pass --teacher, or --loss none for scratch")
+    if opts.transfer_views < 1:
+        raise UserInputError(f"transfer_views must be >= 1, got {opts.transfer_views}")
+    seed_everything(cfg.seed)
+    model = build_student(student_id, splits.num_classes)
+    if model.input_size != splits.spec.height:
+        raise UserInputError(f"student {student_id} takes lines {model.input_size} px high but the data's lines "
+                             f"are {splits.spec.height} px; use -r{splits.spec.height} or change the line height")
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    tmodel = teacher.model.to(device) if (teacher is not None and needs_teacher) else None
+    source = LineSource(splits.train_view, opts.transfer_views, splits.charset, device, tmodel, opts.cache_teacher)
+    t1 = time.perf_counter()
+    res = fit(model, source, loss_fn, cfg, out_dir, resume=resume, init_from=init_from, progress=progress,
+              on_epoch_end=on_epoch_end, **_line_hooks(splits, device))
+    extra = {"params": count_params(model), "transfer_set_s": t1 - t0, "loss": opts.loss,
+             "teacher": getattr(teacher, "name", None)}
+    return _finish_lines("student", student_id, res, splits, cfg, out_dir, resolved_config, "student.pt", extra,
+                         budget, profile)
+
+
+def _finish_lines(kind: str, arch: str, res: FitResult, splits: LineSplits, cfg: TrainConfig, out_dir: str | Path,
+                  resolved: dict | None, filename: str, extra: dict | None = None, budget: dict | None = None,
+                  profile: dict | None = None) -> dict[str, Any]:
+    from .device import init_distributed, resolve_device
+
+    device = next(res.model.parameters()).device
+    test = evaluate_lines(res.model, splits.test, splits.charset, device)
+    hist = res.history
+    metrics = {"test_cer": test.cer, "test_string_acc": test.string_acc, "test_per_length": test.to_dict()["per_length"],
+               "test_loss": test.loss, "best_val_cer": -res.best_val_acc if res.best_val_acc is not None else None,
+               "best_epoch": res.best_epoch, "epochs_run": len(hist), "stopped_early": res.stopped_early,
+               "epoch_time_s": [h["epoch_time_s"] for h in hist], **(extra or {})}
+    if init_distributed(resolve_device(cfg.device).type).is_main:
+        ck = model_checkpoint(kind, arch, res.model, num_classes=splits.num_classes, labels=list(splits.charset),
+                              input_size=splits.spec.height, data=splits.spec.to_dict(), metrics=metrics,
+                              config=resolved or {"train": cfg.__dict__}, budget=budget, profile=profile,
+                              task=line_task_fields(splits))
+        save_torch(ck, Path(out_dir) / filename)
+    metrics["checkpoint"] = str(Path(out_dir) / filename)
+    return metrics
