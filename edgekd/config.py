@@ -8,6 +8,8 @@ A YAML file has one section per dataclass; every key is optional::
     distill: {loss: kd, temperature: 4.0, alpha: 0.9, transfer_views: 8, cache_teacher: true}
     student: dscnn-w8-d3-r28
     teacher: runs/teacher/teacher.pt
+    task: digits                     # or lines (CTC text lines); then `lines` replaces `data`:
+    lines:   {source: embedded, path: null, seed: 0, height: 24, width: 192, train_lines: 4000}
 
 The resolved config is saved next to the outputs (`config.yaml`) so a run can be repeated.
 """
@@ -19,14 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.data.augment import AugmentConfig
+from edgekd.data.lines import LineSpec
 from edgekd.data.spec import DataSpec
 from edgekd.train.pipeline import DistillOptions
 from edgekd.train.trainer import TrainConfig
 from edgekd_runtime.atomic import atomic_write_text
 from edgekd_runtime.errors import UserInputError
 
-_SECTIONS = {"data": DataSpec, "train": TrainConfig, "augment": AugmentConfig, "distill": DistillOptions}
-_SCALARS = ("student", "teacher", "teacher_arch", "init_from")
+_SECTIONS = {"data": DataSpec, "train": TrainConfig, "augment": AugmentConfig, "distill": DistillOptions,
+             "lines": LineSpec}
+_SCALARS = ("student", "teacher", "teacher_arch", "init_from", "task")
+TASKS = ("digits", "lines")
 
 
 class ConfigError(UserInputError):
@@ -45,6 +50,12 @@ class RunConfig:
     teacher: str | None = None
     teacher_arch: str | None = None
     init_from: str | None = None
+    task: str = "digits"
+    lines: LineSpec = field(default_factory=LineSpec)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; known tasks: {', '.join(TASKS)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -312,13 +312,25 @@ def student_resolution(student_id: str) -> int:
     return int(m.group(1))
 
 
+#: Line students are costed per line of this many pixel columns (192 px at height 24: about 12 digits).
+REFERENCE_LINE_WIDTH = 192
+
+
 @lru_cache(maxsize=512)
-def student_cost(student_id: str, num_classes: int = 10) -> ModelCost:
-    """Cost of a student of the family (built with random weights; costs do not depend on them)."""
+def student_cost(student_id: str, num_classes: int = 10, line_width: int = REFERENCE_LINE_WIDTH) -> ModelCost:
+    """Cost of a student of the family (built with random weights; costs do not depend on them). A line student
+    (`ctc-...`) is costed on one line of `line_width` pixel columns at its height; `extra["macs_per_column"]`
+    gives the MACs per pixel column."""
+    from edgekd.models.line_models import is_line_model
     from edgekd.models.students import build_student
 
     r = student_resolution(student_id)
-    return module_cost(build_student(student_id, num_classes), (1, 1, r, r), name=student_id)
+    shape = (1, 1, r, line_width) if is_line_model(student_id) else (1, 1, r, r)
+    c = module_cost(build_student(student_id, num_classes), shape, name=student_id)
+    if is_line_model(student_id):
+        c = ModelCost(c.name, c.params, c.macs, c.features, c.flash_bytes, c.peak_ram_bytes, c.input_shape,
+                      {**c.extra, "line_width": line_width, "macs_per_column": c.macs / line_width})
+    return c
 
 
 def file_cost(path: str | os.PathLike) -> ModelCost:

@@ -30,10 +30,28 @@ def budget_options() -> dict[str, Any]:
 def run_search(target: Optional[str], profile: Optional[Path], latency_ms: Optional[float],
                flash_kb: Optional[float], ram_kb: Optional[float], macs: Optional[float], params: Optional[float],
                precision: str, num_classes: int = 10, proxy_epochs: int = 0, log: Any = None,
-               default_target: Optional[str] = None):
-    """Resolve the board and budget from CLI values and run the search (raises typed errors on bad input)."""
+               default_target: Optional[str] = None, task: str = "digits", line_height: int = 24,
+               line_width: int = 192):
+    """Resolve the board and budget from CLI values and run the search (raises typed errors on bad input).
+    For task `lines` the candidates are the line students at `line_height`, costed per line of `line_width` px."""
     from edgekd.budget.profiles import resolve_profile
     from edgekd.budget.search import Budget, search
+
+    if task == "lines":
+        if proxy_epochs:
+            from edgekd_runtime.errors import UserInputError
+
+            raise UserInputError("--proxy-epochs ranks digit students only; drop it for --task lines")
+        from functools import partial
+
+        from edgekd.budget.cost import student_cost
+        from edgekd.models.line_models import line_search_space
+
+        budget = Budget.from_cli(latency_ms=latency_ms, flash_kb=flash_kb, ram_kb=ram_kb, macs=macs, params=params,
+                                 precision=precision)
+        return search(budget, resolve_profile(target, profile, default=default_target),
+                      candidates=line_search_space(line_height), num_classes=num_classes,
+                      cost_fn=partial(student_cost, line_width=line_width))
 
     prof = resolve_profile(target, profile, default=default_target)
     budget = Budget.from_cli(latency_ms=latency_ms, flash_kb=flash_kb, ram_kb=ram_kb, macs=macs, params=params,
@@ -95,7 +113,13 @@ def register(app: typer.Typer) -> None:
         macs: Optional[float] = opts["macs"],
         params: Optional[float] = opts["params"],
         precision: str = opts["precision"],
-        num_classes: int = typer.Option(10, "--num-classes", min=2, help="Output classes of the student."),
+        num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2,
+                                                  help="Output classes of the student (default 10 digits; lines: "
+                                                       "charset + blank, 11 for digit strings)."),
+        task: str = typer.Option("digits", "--task", help="digits, or lines (CTC line students, costed per line)."),
+        line_height: int = typer.Option(24, "--line-height", help="Lines: input height in px."),
+        line_width: int = typer.Option(192, "--line-width", help="Lines: reference line width in px (costs and "
+                                                                  "latency are per line of this width)."),
         proxy_epochs: int = typer.Option(0, "--proxy-epochs", min=0,
                                          help="Rank the 6 most capable feasible students by a short training "
                                               "(this many epochs on the embedded digits) instead of capacity."),
@@ -108,16 +132,28 @@ def register(app: typer.Typer) -> None:
 
         err = Console(stderr=True, highlight=False)
         log = None if json_out else (lambda m: err.print(m))
+        if task not in ("digits", "lines"):
+            from edgekd_runtime.errors import UserInputError
+
+            raise UserInputError(f"unknown task {task!r}; known tasks: digits, lines")
+        num_classes = num_classes or (11 if task == "lines" else 10)
         result = run_search(target, profile, latency_ms, flash_kb, ram_kb, macs, params, precision,
                             num_classes=num_classes, proxy_epochs=proxy_epochs, log=log,
-                            default_target=None)
+                            default_target=None, task=task, line_height=line_height, line_width=line_width)
         plot_path = None
         if plot is not None and not no_plot:
             from edgekd.budget.plot import plot_search
 
             plot_path = str(plot_search(result, plot))
+        lines = None
+        if task == "lines":
+            c = result.chosen
+            lines = {"task": "lines", "line_height": line_height, "line_width": line_width,
+                     "per": f"one line of {line_width} x {line_height} px",
+                     "chosen_per_column": {"macs": c.cost.macs / line_width,
+                                           "latency_us": 1000 * c.latency_ms / line_width}}
         if json_out:
-            print_json({**result.to_dict(), "plot": plot_path})
+            print_json({**result.to_dict(), "plot": plot_path, **({"lines": lines} if lines else {})})
             return
         out = Console(highlight=False)
         if not out.is_terminal:
@@ -127,6 +163,10 @@ def register(app: typer.Typer) -> None:
         out.print(f"chosen: [bold]{c.student_id}[/bold]  {c.cost.params:,} params, {c.cost.macs:,} MACs, "
                   f"{c.latency_ms:.4f} ms predicted, {c.flash_bytes / 1024:.1f} KiB flash, "
                   f"{c.ram_bytes / 1024:.1f} KiB RAM at {result.budget.precision}")
+        if task == "lines":
+            out.print(f"lines: MACs and latency are per line of {line_width} x {line_height} px "
+                      f"({c.cost.macs / line_width:,.0f} MACs and {1000 * c.latency_ms / line_width:.2f} us "
+                      f"per pixel column)")
         for n in result.notes:
             out.print(f"note: {n}")
         if plot_path:

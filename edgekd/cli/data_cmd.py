@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+import numpy as np
+
 from edgekd_runtime.cli_support import handle_errors, print_json
 
 
@@ -47,8 +49,16 @@ def register(app: typer.Typer) -> None:
         grid: Optional[Path] = typer.Option(Path("data_grid.png"), help="Where to write the sample grid PNG "
                                             "(--no-grid: none)."),
         no_grid: bool = typer.Option(False, "--no-grid", help="Do not write the grid."),
+        task: str = typer.Option("digits", "--task", help="digits, or lines (SOURCE: embedded digit strings, or a "
+                                                           "folder of line images with labels.tsv)."),
         json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
+        if task == "lines":
+            return _line_info(source, path, seed, None if no_grid else grid, json_out)
+        if task != "digits":
+            from edgekd_runtime.errors import UserInputError
+
+            raise UserInputError(f"unknown task {task!r}; known tasks: digits, lines")
         from edgekd.data import DataSpec, load_data
         from edgekd.data.grid import sample_grid
 
@@ -78,3 +88,42 @@ def register(app: typer.Typer) -> None:
         con.print(t)
         if "grid" in out:
             con.print(f"sample grid: {out['grid']}")
+
+
+def _line_info(source: str, path: Optional[str], seed: int, grid: Optional[Path], json_out: bool) -> None:
+    """`edgekd data info --task lines`: charset, lines and characters per split, the length histogram, a grid."""
+    from edgekd.data.lines import LINE_SOURCES, LineSpec, load_lines
+
+    name, p = (source, path) if source in LINE_SOURCES else ("folder", source)
+    s = load_lines(LineSpec(name, p, seed=seed))
+    splits = {k: getattr(s, k) for k in ("train", "val", "test")}
+    lengths: dict[str, dict[int, int]] = {}
+    for k, sp in splits.items():
+        ls = np.bincount([len(t) for t in sp.texts])
+        lengths[k] = {int(n): int(c) for n, c in enumerate(ls) if c}
+    out = {"source": name, "path": p, "task": "lines", "charset": s.charset, "num_classes": s.num_classes,
+           "lines": {k: len(v) for k, v in splits.items()},
+           "characters": {k: sum(len(t) for t in v.texts) for k, v in splits.items()},
+           "length_histogram": lengths, "shape": list(s.train.x.shape[1:]), "spec": s.spec.to_dict()}
+    if grid is not None:
+        from edgekd.data.grid import line_grid
+
+        out["grid"] = str(line_grid(s.train.x, s.train.texts, grid))
+    if json_out:
+        print_json(out)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    h, w = out["shape"]
+    t = Table(title=f"{name}{' ' + p if p else ''}: lines of {h}x{w} px, charset {s.charset!r} (+ CTC blank)")
+    for col in ("length", "train", "val", "test"):
+        t.add_column(col, justify="right")
+    for n in sorted({n for v in lengths.values() for n in v}):
+        t.add_row(str(n), *(str(lengths[k].get(n, 0)) for k in splits))
+    t.add_row("lines", *(str(out["lines"][k]) for k in splits))
+    t.add_row("characters", *(str(out["characters"][k]) for k in splits))
+    con = Console()
+    con.print(t)
+    if "grid" in out:
+        con.print(f"sample lines: {out['grid']}")

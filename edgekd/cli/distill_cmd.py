@@ -10,7 +10,7 @@ import typer
 from edgekd_runtime.cli_support import handle_errors
 
 from .budget_cmd import budget_options
-from .teacher_cmd import data_overrides, prepare_out, report, train_overrides
+from .teacher_cmd import TASK_HELP, prepare_out, report, resolve_task_config, task_overrides, train_overrides
 
 BUDGET_OPTS = budget_options()  # the `edgekd budget` flags: --target/--profile/--latency-ms/.../--precision
 
@@ -48,7 +48,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/student"), "--out", help="Output directory."),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
         teacher_arch: Optional[str] = typer.Option(None, "--teacher-arch", help="Architecture of a state_dict teacher."),
-        loss: Optional[str] = typer.Option(None, help="KD loss spec: kd, mse, fitnet, dkd, none, 'kd+0.5*fitnet'."),
+        task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
+        loss: Optional[str] = typer.Option(None, help="KD loss spec: kd, mse, fitnet, dkd, none, 'kd+0.5*fitnet'; "
+                                                      "lines: frame_kd, blank_kd, seq_kd, none, sums."),
         temperature: Optional[float] = typer.Option(None, help="KD temperature T."),
         alpha: Optional[float] = typer.Option(None, help="Weight of the soft term in kd."),
         views: Optional[int] = typer.Option(None, "--views", help="Transfer-set views (fixed augmented copies)."),
@@ -78,13 +80,8 @@ def register(app: typer.Typer) -> None:
         params: Optional[float] = BUDGET_OPTS["params"],
         precision: str = BUDGET_OPTS["precision"],
     ) -> None:
-        from edgekd.config import read_yaml, resolve_config
-        from edgekd.data import load_data
-        from edgekd.models.students import parse_student_id
-        from edgekd.models.teachers import load_teacher
-
-        cfg = resolve_config(read_yaml(config) if config else None, {
-            "data": data_overrides(source, data_path, data_seed),
+        cfg = resolve_task_config(config, {
+            **task_overrides(task, source, data_path, data_seed),
             "train": train_overrides(epochs, batch_size, lr, device, amp, seed, patience, compile_, threads),
             "distill": {"loss": loss, "temperature": temperature, "alpha": alpha, "transfer_views": views,
                         "cache_teacher": False if no_cache else None},
@@ -93,6 +90,12 @@ def register(app: typer.Typer) -> None:
         if any(v is not None for v in (target, profile, latency_ms, flash_kb, ram_kb, macs, params)):
             budget_request = dict(target=target, profile=profile, latency_ms=latency_ms, flash_kb=flash_kb,
                                   ram_kb=ram_kb, macs=macs, params=params, precision=precision)
+        if cfg.task == "lines":
+            return _distill_lines(cfg, budget_request, out, resume, quiet, json_out)
+        from edgekd.data import load_data
+        from edgekd.models.students import parse_student_id
+        from edgekd.models.teachers import load_teacher
+
         splits = load_data(cfg.data)
         if budget_request:
             budget_request["num_classes"] = splits.num_classes
@@ -115,3 +118,36 @@ def register(app: typer.Typer) -> None:
                 init_from=cfg.init_from, progress=not (quiet or json_out), resolved_config=cfg.to_dict(),
                 budget=budget, profile=profile_record)
         report(m, f"student {student_id} ({cfg.distill.loss}) -> {m['checkpoint']}", json_out)
+
+
+def _distill_lines(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path, resume: bool, quiet: bool,
+                   json_out: bool) -> None:
+    """`edgekd distill --task lines`: load the lines, choose the line student, load the line teacher, distill."""
+    from edgekd.data.lines import load_lines
+    from edgekd.models.line_models import is_line_model, load_line_teacher
+    from edgekd.models.students import parse_student_id
+    from edgekd.train.line_pipeline import distill_lines
+    from edgekd_runtime.errors import UserInputError
+
+    splits = load_lines(cfg.lines)
+    if budget_request:
+        budget_request.update(num_classes=splits.num_classes, task="lines", line_height=splits.spec.height,
+                              line_width=splits.spec.width)
+    student_id, budget = choose_student(cfg.student, budget_request)
+    parse_student_id(student_id)
+    if not is_line_model(student_id):
+        raise UserInputError(f"student {student_id!r} reads single digits; --task lines needs a line student such "
+                             f"as ctc-w8-d3-r{splits.spec.height} (`edgekd budget --task lines` lists them)")
+    t = None
+    if cfg.distill.loss.strip() != "none":
+        if not cfg.teacher:
+            raise UserInputError("give --teacher FILE (edgekd teacher train --task lines writes one), or --loss none")
+        t = load_line_teacher(cfg.teacher, splits.num_classes, splits.spec.height, splits.spec.width,
+                              arch=cfg.teacher_arch)
+    prepare_out(out, resume)
+    cfg.save(out / "config.yaml")
+    profile_record = budget.pop("profile") if budget else None
+    m = distill_lines(splits, student_id, cfg.train, out, teacher=t, opts=cfg.distill, resume=resume,
+                      init_from=cfg.init_from, progress=not (quiet or json_out), resolved_config=cfg.to_dict(),
+                      budget=budget, profile=profile_record)
+    report(m, f"line student {student_id} ({cfg.distill.loss}) -> {m['checkpoint']}", json_out)

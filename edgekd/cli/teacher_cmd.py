@@ -24,6 +24,34 @@ def data_overrides(source: Optional[str], data_path: Optional[str], data_seed: O
     return {"source": source, "path": data_path, "seed": data_seed}
 
 
+TASK_HELP = "digits (one digit per image) or lines (a string per image, CTC); default: digits or the config's."
+
+
+def task_overrides(task: Optional[str], source: Optional[str], data_path: Optional[str],
+                   data_seed: Optional[int]) -> dict[str, Any]:
+    """The task and the --data flags, which go to the `lines` section for --task lines and to `data` otherwise."""
+    data = data_overrides(source, data_path, data_seed)
+    return {"task": task, "lines": data} if task == "lines" else {"task": task, "data": data}
+
+
+def resolve_task_config(config: Optional[Path], overrides: dict[str, Any], base: Any = None):
+    """YAML + CLI overrides -> RunConfig, with the --data flags routed by the resolved task (the task may come
+    from the file) and the task's own defaults (the line KD loss) under both."""
+    from dataclasses import replace
+
+    from edgekd.config import RunConfig, read_yaml, resolve_config
+    from edgekd.train.line_pipeline import DEFAULT_LINE_LOSS
+
+    file_values = read_yaml(config) if config else None
+    task = overrides.get("task") or (file_values or {}).get("task") or "digits"
+    if task == "lines" and "data" in overrides:
+        overrides = {**overrides, "lines": overrides.pop("data")}
+    base = base or RunConfig()
+    if task == "lines":
+        base = replace(base, task="lines", distill=replace(base.distill, loss=DEFAULT_LINE_LOSS))
+    return resolve_config(file_values, overrides, base=base)
+
+
 def train_overrides(epochs, batch_size, lr, device, amp, seed, patience, compile_, threads) -> dict[str, Any]:
     return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device, "amp": amp, "seed": seed,
             "patience": patience, "compile": compile_ or None, "num_threads": threads}
@@ -47,7 +75,8 @@ def report(metrics: dict[str, Any], title: str, json_out: bool) -> None:
 
     con = Console()
     con.print(f"[bold]{title}[/bold]")
-    for k in ("test_acc", "best_val_acc", "best_epoch", "epochs_run", "params", "teacher_cache_s", "checkpoint"):
+    for k in ("test_acc", "best_val_acc", "test_cer", "test_string_acc", "best_val_cer", "best_epoch", "epochs_run",
+              "params", "teacher_cache_s", "checkpoint"):
         if k in metrics and metrics[k] is not None:
             v = metrics[k]
             con.print(f"  {k:14s} {v:.4f}" if isinstance(v, float) else f"  {k:14s} {v}")
@@ -69,7 +98,9 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def train(
         out: Path = typer.Option(Path("runs/teacher"), "--out", help="Output directory."),
-        arch: str = typer.Option("cnn", help="Teacher architecture (edgekd teacher list)."),
+        arch: Optional[str] = typer.Option(None, help="Teacher architecture (edgekd teacher list); default cnn, "
+                                                      "or crnn for --task lines."),
+        task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
         source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
         data_path: Optional[str] = typer.Option(None, "--data-path", help="File/directory for the data source."),
@@ -87,21 +118,30 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
         json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
-        from edgekd.config import RunConfig, resolve_config
+        from edgekd.config import RunConfig
         from edgekd.models.teachers import TEACHERS
-        from edgekd.train.pipeline import train_teacher
         from edgekd.train.trainer import TrainConfig
 
-        TEACHERS.get(arch)
         base = RunConfig(train=TrainConfig(epochs=40, batch_size=64, lr=3e-3))
-        from edgekd.config import read_yaml
+        cfg = resolve_task_config(config, {**task_overrides(task, source, data_path, data_seed),
+                                           "train": train_overrides(epochs, batch_size, lr, device, amp, seed,
+                                                                    patience, compile_, threads)}, base=base)
+        arch = arch or ("crnn" if cfg.task == "lines" else "cnn")
+        TEACHERS.get(arch)
+        if cfg.task == "lines":
+            from edgekd.data.lines import load_lines
+            from edgekd.train.line_pipeline import train_line_teacher
 
-        cfg = resolve_config(read_yaml(config) if config else None,
-                             {"data": data_overrides(source, data_path, data_seed),
-                              "train": train_overrides(epochs, batch_size, lr, device, amp, seed, patience,
-                                                       compile_, threads)}, base=base)
-        prepare_out(out, resume)
-        cfg.save(out / "config.yaml")
-        m = train_teacher(cfg.data, cfg.train, out, arch=arch, aug=cfg.augment, resume=resume,
-                          progress=not (quiet or json_out), resolved_config=cfg.to_dict())
+            splits = load_lines(cfg.lines)  # bad data fails here, before anything is written
+            prepare_out(out, resume)
+            cfg.save(out / "config.yaml")
+            m = train_line_teacher(splits, cfg.train, out, arch=arch, resume=resume,
+                                   progress=not (quiet or json_out), resolved_config=cfg.to_dict())
+        else:
+            from edgekd.train.pipeline import train_teacher
+
+            prepare_out(out, resume)
+            cfg.save(out / "config.yaml")
+            m = train_teacher(cfg.data, cfg.train, out, arch=arch, aug=cfg.augment, resume=resume,
+                              progress=not (quiet or json_out), resolved_config=cfg.to_dict())
         report(m, f"teacher {arch} -> {m['checkpoint']}", json_out)
