@@ -1,0 +1,189 @@
+"""KD quality benchmark for CTC line recognizers on the embedded digit strings: teacher, scratch, each CTC KD loss.
+
+For each seed: train the line teacher (`crnn`, a fresh composition of the training digits every epoch), then the
+default budget's line student from scratch (CTC on the labels) and with each KD loss (`frame_kd`, `blank_kd`,
+`seq_kd`), all with the same epochs, seed and fixed transfer views. Everything is scored on the fixed test split:
+2,000 strings of lengths 3-10 composed from test-split digits only (no digit image of the test strings is in
+training). Prints CER and whole-string accuracy (mean +- std over seeds), paired 95 % intervals of each loss's gain
+over scratch (per-line differences on the same test lines, pooled over seeds), and the KD/scratch cost per epoch.
+
+Targets (issue #11): teacher CER <= 1.5 %; the best distilled student: string accuracy >= scratch + 3 pp and
+CER <= 0.75 x scratch CER.
+
+The student is the one the default line budget picks (rpi4, int8, 2 ms per 192-px line, 32 KiB flash) unless
+--student is given.
+
+    .venv/bin/python benchmarks/kd_lines_quality.py --workdir /tmp/kdl          # full (about 60 min on 2 idle cores)
+    .venv/bin/python benchmarks/kd_lines_quality.py --seeds 1 --teacher-epochs 3 --student-epochs 2   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_LINE_BUDGET = {"target": "rpi4", "latency_ms": 2.0, "flash_kb": 32.0, "precision": "int8"}
+LOSSES = ("frame_kd", "blank_kd", "seq_kd")
+
+
+def default_student() -> str:
+    """The line student the default line budget picks."""
+    from edgekd.cli.budget_cmd import run_search
+
+    b = DEFAULT_LINE_BUDGET
+    return run_search(b["target"], None, b["latency_ms"], b["flash_kb"], None, None, None, b["precision"],
+                      num_classes=11, task="lines").chosen.student_id
+
+
+def paired_interval(a: list[list[float]], b: list[list[float]], weights: list[list[float]] | None = None
+                    ) -> tuple[float, float]:
+    """Mean and 95 % half-width of the per-item difference b - a, pooled over seeds (items paired by position).
+    With `weights` (characters per line), the mean is a ratio estimate (sum d / sum w) with its linearised SE."""
+    d = [y - x for sa, sb in zip(a, b) for x, y in zip(sa, sb)]
+    w = [v for sw in weights for v in sw] if weights else [1.0] * len(d)
+    n, sw = len(d), sum(w)
+    mean = sum(d) / sw
+    var = sum((di - mean * wi) ** 2 for di, wi in zip(d, w)) / max(1, n - 1)
+    return mean, 1.96 * math.sqrt(var * n) / sw
+
+
+def per_line(ckpt: str, split, charset: str) -> tuple[list[float], list[float]]:
+    """(exact match per line, edit distance per line) of the checkpoint's greedy readings on `split`."""
+    import torch
+
+    from edgekd.train.checkpoint import load_student_checkpoint
+    from edgekd.train.ctc_metrics import char_errors, predict_lines
+
+    model, _ = load_student_checkpoint(ckpt, task="lines")
+    hyps = predict_lines(model, split.x, charset, torch.device("cpu"))[0]
+    return ([float(h == r) for h, r in zip(hyps, split.texts)],
+            [float(e) for e in char_errors(split.texts, hyps)])
+
+
+def train_teacher_once(splits, tdir: Path, epochs: int, seed: int) -> dict:
+    """Train (or reuse a finished / resume an interrupted) line teacher in `tdir`."""
+    import torch
+
+    from edgekd.train.line_pipeline import train_line_teacher
+    from edgekd.train.trainer import TrainConfig
+
+    if (tdir / "teacher.pt").is_file():
+        ck = torch.load(tdir / "teacher.pt", weights_only=True)
+        return dict(ck["metrics"], checkpoint=str(tdir / "teacher.pt"))
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, device="cpu", seed=seed)
+    return train_line_teacher(splits, cfg, tdir, resume=(tdir / "last.pt").is_file(), progress=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--student", default=None, help="default: the default line budget's choice")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--teacher-epochs", type=int, default=30)
+    ap.add_argument("--student-epochs", type=int, default=30)
+    ap.add_argument("--views", type=int, default=8, help="fixed transfer views (fresh compositions)")
+    ap.add_argument("--losses", default=",".join(LOSSES))
+    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep runs here; a finished teacher{seed}/teacher.pt is reused, an interrupted one resumed")
+    ap.add_argument("--json", action="store_true", help="also print one JSON line with every number")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from edgekd.data.lines import LineSpec, load_lines
+    from edgekd.models.line_models import load_line_teacher
+    from edgekd.models.students import build_student, count_params
+    from edgekd.train.line_pipeline import distill_lines
+    from edgekd.train.pipeline import DistillOptions
+    from edgekd.train.trainer import TrainConfig
+
+    torch.set_num_threads(args.threads)
+    losses = [x.strip() for x in args.losses.split(",") if x.strip()]
+    student = args.student or default_student()
+    splits = load_lines(LineSpec(seed=0))  # the fixed digit split and the fixed val/test strings
+    charset, n_cls = splits.charset, splits.num_classes
+    params = count_params(build_student(student, n_cls))
+    print(f"data: embedded digit strings, train {len(splits.train)} lines per view x {args.views} views / val "
+          f"{len(splits.val)} / test {len(splits.test)} (lengths {splits.spec.test_min_len}-"
+          f"{splits.spec.test_max_len}, {sum(map(len, splits.test.texts))} characters); student {student} "
+          f"({params} parameters); {args.seeds} seeds; cpu x {args.threads} threads", flush=True)
+    runs = ["scratch", *losses]
+    res: dict[str, dict[str, list]] = {r: {"cer": [], "acc": [], "ok": [], "err": [], "epoch_s": []}
+                                       for r in ["teacher", *runs]}
+    tmp = args.workdir or Path(tempfile.mkdtemp(prefix="edgekd-kdl-"))
+    chars = [float(len(t)) for t in splits.test.texts]
+    for seed in range(args.seeds):
+        tm = train_teacher_once(splits, tmp / f"teacher{seed}", args.teacher_epochs, seed)
+        res["teacher"]["cer"].append(tm["test_cer"])
+        res["teacher"]["acc"].append(tm["test_string_acc"])
+        teacher = load_line_teacher(tm["checkpoint"], n_cls, splits.spec.height, splits.spec.width)
+        cfg = TrainConfig(epochs=args.student_epochs, batch_size=64, lr=args.lr, device="cpu", seed=seed)
+        line = f"seed {seed}: teacher CER {tm['test_cer']:.4f} acc {tm['test_string_acc']:.4f}"
+        for r in runs:
+            out = tmp / f"{r}{seed}"
+            shutil.rmtree(out, ignore_errors=True)
+            opts = DistillOptions(loss="none" if r == "scratch" else r, temperature=args.temperature,
+                                  alpha=args.alpha, transfer_views=args.views)
+            m = distill_lines(splits, student, cfg, out, teacher=None if r == "scratch" else teacher, opts=opts,
+                              progress=False)
+            ok, err = per_line(m["checkpoint"], splits.test, charset)
+            for k, v in (("cer", m["test_cer"]), ("acc", m["test_string_acc"]), ("ok", ok), ("err", err),
+                         ("epoch_s", statistics.median(m["epoch_time_s"]))):
+                res[r][k].append(v)
+            line += f" | {r} CER {m['test_cer']:.4f} acc {m['test_string_acc']:.4f}"
+        print(line, flush=True)
+    return report(res, runs, losses, student, params, chars, args)
+
+
+def report(res: dict, runs: list[str], losses: list[str], student: str, params: int, chars: list[float],
+           args: argparse.Namespace) -> int:
+    """Print the table, the paired intervals and the targets; exit code 0 when every target is met."""
+    def ms(v: list[float]) -> str:
+        sd = statistics.stdev(v) if len(v) > 1 else 0.0
+        return f"{statistics.mean(v) * 100:6.2f} +- {sd * 100:.2f}"
+
+    scratch_epoch = statistics.mean(res["scratch"]["epoch_s"])
+    print(f"\n{'run':28s} {'CER %':>16s} {'string acc %':>16s} {'epoch s':>8s} {'cost/scratch':>12s}")
+    print(f"{'teacher crnn (' + str(args.teacher_epochs) + ' epochs)':28s} {ms(res['teacher']['cer']):>16s} "
+          f"{ms(res['teacher']['acc']):>16s}")
+    for r in runs:
+        e = statistics.mean(res[r]["epoch_s"])
+        print(f"{r + ' ' + student:28s} {ms(res[r]['cer']):>16s} {ms(res[r]['acc']):>16s} {e:8.2f} "
+              f"{e / scratch_epoch:12.2f}")
+    s_cer, s_acc = (statistics.mean(res["scratch"][k]) for k in ("cer", "acc"))
+    summary = {}
+    for r in losses:
+        d_acc, h_acc = paired_interval(res["scratch"]["ok"], res[r]["ok"])
+        d_err, h_err = paired_interval(res["scratch"]["err"], res[r]["err"], [chars] * len(res[r]["err"]))
+        cer = statistics.mean(res[r]["cer"])
+        summary[r] = {"gain_pp": d_acc * 100, "gain_ci_pp": h_acc * 100, "cer_change_pp": d_err * 100,
+                      "cer_ci_pp": h_err * 100, "cer_ratio": cer / s_cer if s_cer else float("nan")}
+        noise = " (within noise)" if abs(d_acc) <= h_acc else ""
+        print(f"{r:9s} vs scratch: string acc {d_acc * 100:+.2f} pp (95% CI +- {h_acc * 100:.2f}){noise}; "
+              f"CER {d_err * 100:+.2f} pp (+- {h_err * 100:.2f}), {summary[r]['cer_ratio']:.2f} x scratch CER")
+    best = max(losses, key=lambda r: summary[r]["gain_pp"])
+    t_cer = statistics.mean(res["teacher"]["cer"])
+    ok = {"teacher_cer<=1.5%": t_cer <= 0.015, "best_gain>=3pp": summary[best]["gain_pp"] >= 3.0,
+          "best_cer<=0.75xscratch": summary[best]["cer_ratio"] <= 0.75}
+    print(f"best loss: {best} ({summary[best]['gain_pp']:+.2f} pp string accuracy, "
+          f"{summary[best]['cer_ratio']:.2f} x scratch CER); scratch {s_acc * 100:.2f} % / CER {s_cer * 100:.2f} %")
+    print("targets met:", "all" if all(ok.values()) else {k: v for k, v in ok.items()})
+    if args.json:
+        slim = {r: {k: v for k, v in d.items() if k not in ("ok", "err")} for r, d in res.items()}
+        print(json.dumps({"student": student, "params": params, "runs": slim, "summary": summary, "best": best,
+                          "targets": ok}))
+    return 0 if all(ok.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
