@@ -101,6 +101,9 @@ def register(app: typer.Typer) -> None:
             budget_request["num_classes"] = splits.num_classes
         student_id, budget = choose_student(cfg.student, budget_request)
         parse_student_id(student_id)
+        from edgekd.models.line_models import check_task
+
+        check_task(student_id, "digits")
         t = None
         if cfg.distill.loss.strip() != "none":
             if not cfg.teacher:
@@ -124,7 +127,7 @@ def _distill_lines(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path
                    json_out: bool) -> None:
     """`edgekd distill --task lines`: load the lines, choose the line student, load the line teacher, distill."""
     from edgekd.data.lines import load_lines
-    from edgekd.models.line_models import is_line_model, load_line_teacher
+    from edgekd.models.line_models import check_task, load_line_teacher
     from edgekd.models.students import parse_student_id
     from edgekd.train.line_pipeline import distill_lines
     from edgekd_runtime.errors import UserInputError
@@ -135,9 +138,7 @@ def _distill_lines(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path
                               line_width=splits.spec.width)
     student_id, budget = choose_student(cfg.student, budget_request)
     parse_student_id(student_id)
-    if not is_line_model(student_id):
-        raise UserInputError(f"student {student_id!r} reads single digits; --task lines needs a line student such "
-                             f"as ctc-w8-d3-r{splits.spec.height} (`edgekd budget --task lines` lists them)")
+    check_task(student_id, "lines", splits.spec.height)  # before anything is written
     t = None
     if cfg.distill.loss.strip() != "none":
         if not cfg.teacher:

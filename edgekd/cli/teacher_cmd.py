@@ -128,6 +128,9 @@ def register(app: typer.Typer) -> None:
                                                                     patience, compile_, threads)}, base=base)
         arch = arch or ("crnn" if cfg.task == "lines" else "cnn")
         TEACHERS.get(arch)
+        from edgekd.models.line_models import check_task
+
+        check_task(arch, cfg.task)  # before anything is written
         if cfg.task == "lines":
             from edgekd.data.lines import load_lines
             from edgekd.train.line_pipeline import train_line_teacher

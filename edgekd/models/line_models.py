@@ -33,6 +33,26 @@ def is_line_model(arch: str) -> bool:
     return arch.split("-")[0] in LINE_FAMILIES or arch.startswith("crnn")
 
 
+def check_task(arch: str, task: str, height: int | None = None) -> None:
+    """Refuse a model id/name of the other task (and, for lines with `height`, a student of another line height),
+    naming what to pass instead. The one home of this rule for the CLI and the training jobs."""
+    from edgekd_runtime.errors import UserInputError
+
+    if is_line_model(arch) and task != "lines":
+        raise UserInputError(f"{arch!r} reads text lines (CTC); pass --task lines (or task: lines in the YAML), or "
+                             f"pick a digit model (e.g. cnn teacher, dscnn-w8-d3-r28 student)")
+    if not is_line_model(arch) and task == "lines":
+        raise UserInputError(f"{arch!r} reads single digits; for --task lines use a line model (teachers crnn, "
+                             f"crnn-small; students such as ctc-w8-d2-r24, listed by `edgekd budget --task lines`)")
+    if task == "lines" and height is not None and arch.split("-")[0] in LINE_FAMILIES:
+        from .students import parse_student_id
+
+        h = parse_student_id(arch).input_size
+        if h != height:
+            raise UserInputError(f"student {arch} takes lines {h} px high but the data's lines are {height} px; use "
+                                 f"-r{height} or set the line height (lines: {{height: {h}}})")
+
+
 def line_search_space(height: int = 24) -> list[str]:
     """The line student ids the budget search enumerates, small to large."""
     ids = [f"ctc-w{w}-d{d}-r{height}" for w in (4, 8, 12, 16, 24, 32) for d in (2, 3)]
@@ -61,8 +81,10 @@ def _line_classes():
 
         def forward(self, x: torch.Tensor, with_features: bool = False):
             feats = self.collapse(self.body(x))  # (N, hidden, 1, T)
-            logits = self.head(feats).squeeze(2).transpose(1, 2)  # (N, T, C)
-            return (logits, feats.squeeze(2).transpose(1, 2)) if with_features is True else logits
+            # NCHW -> NHWC then merge H (= 1) into T: the transpose onnx2tf folds into its own NHWC layout
+            # (a Squeeze of the height axis does not survive that layout change)
+            logits = self.head(feats).permute(0, 2, 3, 1).flatten(1, 2)  # (N, T, C)
+            return (logits, feats.permute(0, 2, 3, 1).flatten(1, 2)) if with_features is True else logits
 
     class CRNN(nn.Module):
         """CNN + bidirectional LSTM (Shi et al. 2016, "An End-to-End Trainable Neural Network for Image-based

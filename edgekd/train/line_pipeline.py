@@ -119,13 +119,12 @@ def train_line_teacher(splits: LineSplits, cfg: TrainConfig, out_dir: str | Path
                        resolved_config: dict | None = None) -> dict[str, Any]:
     """Train a built-in line teacher on a fresh view of the training lines every epoch; writes teacher.pt."""
     from edgekd.kd import build_loss
-    from edgekd.models.line_models import is_line_model
+    from edgekd.models.line_models import check_task
     from edgekd.models.teachers import TEACHERS
 
     from .device import resolve_device
 
-    if not is_line_model(arch):
-        raise UserInputError(f"teacher {arch!r} reads single digits; for --task lines use crnn or crnn-small")
+    check_task(arch, "lines")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model = TEACHERS.get(arch)(splits.num_classes, height=splits.spec.height)
@@ -142,14 +141,12 @@ def distill_lines(splits: LineSplits, student_id: str, cfg: TrainConfig, out_dir
                   budget: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
     """Distill a line teacher (a LineTeacher, or None with loss `none`) into the line student `student_id`."""
     from edgekd.kd import LossConfig, build_loss
-    from edgekd.models.line_models import is_line_model
+    from edgekd.models.line_models import check_task
     from edgekd.models.students import build_student, count_params
 
     from .device import resolve_device
 
-    if not is_line_model(student_id):
-        raise UserInputError(f"student {student_id!r} reads single digits; for --task lines use a line student "
-                             f"such as ctc-w8-d3-r{splits.spec.height} (`edgekd budget --task lines` lists them)")
+    check_task(student_id, "lines", splits.spec.height)
     loss_fn = build_loss(LossConfig(spec=opts.loss, temperature=opts.temperature, alpha=opts.alpha))
     needs_teacher = getattr(loss_fn, "needs_teacher", False)
     if needs_teacher and teacher is None:
@@ -158,9 +155,6 @@ def distill_lines(splits: LineSplits, student_id: str, cfg: TrainConfig, out_dir
         raise UserInputError(f"transfer_views must be >= 1, got {opts.transfer_views}")
     seed_everything(cfg.seed)
     model = build_student(student_id, splits.num_classes)
-    if model.input_size != splits.spec.height:
-        raise UserInputError(f"student {student_id} takes lines {model.input_size} px high but the data's lines "
-                             f"are {splits.spec.height} px; use -r{splits.spec.height} or change the line height")
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     tmodel = teacher.model.to(device) if (teacher is not None and needs_teacher) else None

@@ -31,10 +31,13 @@ def train_teacher(data: DataSpec | Splits, cfg: TrainConfig, out_dir: str | Path
                   on_epoch_end: Callable | None = None, resolved_config: dict | None = None) -> dict[str, Any]:
     """Train a built-in teacher architecture; writes out_dir/teacher.pt. Returns its metrics."""
     from edgekd.kd import build_loss
+    from edgekd.models.line_models import check_task
     from edgekd.models.teachers import TEACHERS
 
     from .batches import OnlineSource
     from .device import resolve_device
+
+    check_task(arch, "digits")
 
     splits = data if isinstance(data, Splits) else load_data(data)
     seed_everything(cfg.seed)
@@ -56,10 +59,13 @@ def distill(data: DataSpec | Splits, student_id: str, cfg: TrainConfig, out_dir:
     the transfer-set build time and the teacher-cache time.
     """
     from edgekd.kd import LossConfig, build_loss
+    from edgekd.models.line_models import check_task
     from edgekd.models.students import build_student, count_params
 
     from .batches import TransferSource, build_transfer_set
     from .device import resolve_device
+
+    check_task(student_id, "digits")
 
     splits = data if isinstance(data, Splits) else load_data(data)
     loss_fn = build_loss(LossConfig(spec=opts.loss, temperature=opts.temperature, alpha=opts.alpha))

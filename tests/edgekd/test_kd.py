@@ -113,7 +113,7 @@ def test_mixed_labels_weight_the_hard_term():
 
 
 def test_registry_specs_and_errors():
-    assert set(KD_LOSSES.names()) == {"none", "kd", "mse", "fitnet", "dkd"}
+    assert set(KD_LOSSES.names()) == {"none", "kd", "mse", "fitnet", "dkd", "frame_kd", "blank_kd", "seq_kd"}
     combo = build_loss("0.7*kd+0.3*mse")
     s, t, y = _batch()
     b = LossBatch(s, y, teacher_logits=t)
@@ -128,4 +128,4 @@ def test_registry_specs_and_errors():
         LossConfig("kd", temperature=0)
     for name in KD_LOSSES.names():  # each loss cites its paper in its docstring
         doc = type(KD_LOSSES.get(name)(LossConfig())).__doc__
-        assert name == "none" or any(str(y) in doc for y in (2014, 2015, 2022)), name
+        assert name == "none" or any(str(y) in doc for y in (2014, 2015, 2016, 2018, 2022)), name

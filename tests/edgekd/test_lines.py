@@ -452,7 +452,7 @@ CLI_REFUSALS = {
                                  "ctc-w4-d2-r24", "--loss", "frame_kd", "--config", "{lines_yaml}"],
                                 ["reads single digits", "teacher train --task lines"]),
     "digit student for lines": (["distill", "--task", "lines", "--student", "cnn-w4-d2-r20", "--loss", "none",
-                                 "--config", "{lines_yaml}"], ["reads single digits", "ctc-w8-d3-r24"]),
+                                 "--config", "{lines_yaml}"], ["reads single digits", "budget --task lines"]),
     "digit teacher arch for lines": (["teacher", "train", "--task", "lines", "--arch", "cnn-small",
                                       "--config", "{lines_yaml}"], ["crnn-small"]),
     "line student height": (["distill", "--task", "lines", "--student", "ctc-w4-d2-r32", "--loss", "none",
