@@ -327,7 +327,7 @@ class _Progress:
         self.p.start()
         self.task = self.p.add_task("train", total=steps, ep=f"{epoch + 1}/{epochs}", loss=0.0, acc=0.0,
                                     sps=0.0)
-        self.t0, self.n, self.shown = time.perf_counter(), 0, 0.0
+        self.t0, self.n, self.shown = time.perf_counter(), 0, float("-inf")  # the first batch is always shown
 
     def step(self, sums: "torch.Tensor", n: int) -> None:
         """Advance one batch; `sums` = (loss*n, correct, n) so far on this rank. The numbers are read off the
