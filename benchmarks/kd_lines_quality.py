@@ -67,7 +67,7 @@ def per_line(ckpt: str, split, charset: str) -> tuple[list[float], list[float]]:
             [float(e) for e in char_errors(split.texts, hyps)])
 
 
-def train_teacher_once(splits, tdir: Path, epochs: int, seed: int) -> dict:
+def train_teacher_once(splits, tdir: Path, arch: str, epochs: int, seed: int) -> dict:
     """Train (or reuse a finished / resume an interrupted) line teacher in `tdir`."""
     import torch
 
@@ -78,14 +78,17 @@ def train_teacher_once(splits, tdir: Path, epochs: int, seed: int) -> dict:
         ck = torch.load(tdir / "teacher.pt", weights_only=True)
         return dict(ck["metrics"], checkpoint=str(tdir / "teacher.pt"))
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, device="cpu", seed=seed)
-    return train_line_teacher(splits, cfg, tdir, resume=(tdir / "last.pt").is_file(), progress=False)
+    return train_line_teacher(splits, cfg, tdir, arch=arch, resume=(tdir / "last.pt").is_file(), progress=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--student", default=None, help="default: the default line budget's choice")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--teacher", default="crnn", help="line teacher architecture")
     ap.add_argument("--teacher-epochs", type=int, default=30)
+    ap.add_argument("--teacher-seeds", type=int, default=None,
+                    help="train this many teachers and give seed s the teacher s %% N (default: one per seed)")
     ap.add_argument("--student-epochs", type=int, default=30)
     ap.add_argument("--views", type=int, default=8, help="fixed transfer views (fresh compositions)")
     ap.add_argument("--losses", default=",".join(LOSSES))
@@ -123,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="edgekd-kdl-"))
     chars = [float(len(t)) for t in splits.test.texts]
     for seed in range(args.seeds):
-        tm = train_teacher_once(splits, tmp / f"teacher{seed}", args.teacher_epochs, seed)
+        t_seed = seed % (args.teacher_seeds or args.seeds)
+        tm = train_teacher_once(splits, tmp / f"{args.teacher}{t_seed}", args.teacher, args.teacher_epochs, t_seed)
         res["teacher"]["cer"].append(tm["test_cer"])
         res["teacher"]["acc"].append(tm["test_string_acc"])
         teacher = load_line_teacher(tm["checkpoint"], n_cls, splits.spec.height, splits.spec.width)
@@ -154,7 +158,8 @@ def report(res: dict, runs: list[str], losses: list[str], student: str, params: 
 
     scratch_epoch = statistics.mean(res["scratch"]["epoch_s"])
     print(f"\n{'run':28s} {'CER %':>16s} {'string acc %':>16s} {'epoch s':>8s} {'cost/scratch':>12s}")
-    print(f"{'teacher crnn (' + str(args.teacher_epochs) + ' epochs)':28s} {ms(res['teacher']['cer']):>16s} "
+    n_teachers = len(set(map(str, res["teacher"]["cer"])))
+    print(f"{f'teacher {args.teacher} ({args.teacher_epochs} ep, {n_teachers} run)':28s} {ms(res['teacher']['cer']):>16s} "
           f"{ms(res['teacher']['acc']):>16s}")
     for r in runs:
         e = statistics.mean(res[r]["epoch_s"])

