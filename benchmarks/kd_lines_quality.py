@@ -1,11 +1,12 @@
 """KD quality benchmark for CTC line recognizers on the embedded digit strings: teacher, scratch, each CTC KD loss.
 
-For each seed: train the line teacher (`crnn`, a fresh composition of the training digits every epoch), then the
-default budget's line student from scratch (CTC on the labels) and with each KD loss (`frame_kd`, `blank_kd`,
-`seq_kd`), all with the same epochs, seed and fixed transfer views. Everything is scored on the fixed test split:
-2,000 strings of lengths 3-10 composed from test-split digits only (no digit image of the test strings is in
-training). Prints CER and whole-string accuracy (mean +- std over seeds), paired 95 % intervals of each loss's gain
-over scratch (per-line differences on the same test lines, pooled over seeds), and the KD/scratch cost per epoch.
+Trains the line teacher (`convctc`, 40 epochs, a fresh composition of the training digits every epoch; one
+teacher shared by the student seeds unless --teacher-seeds says otherwise), then for each seed the default budget's
+line student from scratch (CTC on the labels) and with each KD loss (`frame_kd`, `blank_kd`, `seq_kd`), all with
+the same epochs, seed and fixed transfer views. Everything is scored on the fixed test split: 2,000 strings of
+lengths 3-10 composed from test-split digits only (no digit image of the test strings is in training). Prints CER
+and whole-string accuracy (mean +- std over seeds), paired 95 % intervals of each loss's gain over scratch
+(per-line differences on the same test lines, pooled over seeds), and the KD/scratch cost per epoch.
 
 Targets (issue #11): teacher CER <= 1.5 %; the best distilled student: string accuracy >= scratch + 3 pp and
 CER <= 0.75 x scratch CER.
@@ -13,8 +14,13 @@ CER <= 0.75 x scratch CER.
 The student is the one the default line budget picks (rpi4, int8, 2 ms per 192-px line, 32 KiB flash) unless
 --student is given.
 
-    .venv/bin/python benchmarks/kd_lines_quality.py --workdir /tmp/kdl          # full (about 60 min on 2 idle cores)
-    .venv/bin/python benchmarks/kd_lines_quality.py --seeds 1 --teacher-epochs 3 --student-epochs 2   # quick look
+    .venv/bin/python benchmarks/kd_lines_quality.py --workdir /tmp/kdl     # about 25 min (teacher) + 12 x 3-5 min
+    # the same split over 3 processes of 1 thread each, then one report:
+    for s in 0 1 2; do .venv/bin/python benchmarks/kd_lines_quality.py --workdir /tmp/kdl --threads 1 \
+        --seed-list $s --save /tmp/kdl/seed$s.json & done; wait
+    .venv/bin/python benchmarks/kd_lines_quality.py --merge /tmp/kdl/seed*.json
+    .venv/bin/python benchmarks/kd_lines_quality.py --seeds 1 --teacher crnn-small --teacher-epochs 3 \
+        --student-epochs 2 --views 2                                       # quick look
 """
 
 from __future__ import annotations
@@ -81,77 +87,107 @@ def train_teacher_once(splits, tdir: Path, arch: str, epochs: int, seed: int) ->
     return train_line_teacher(splits, cfg, tdir, arch=arch, resume=(tdir / "last.pt").is_file(), progress=False)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--student", default=None, help="default: the default line budget's choice")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--teacher", default="crnn", help="line teacher architecture")
-    ap.add_argument("--teacher-epochs", type=int, default=30)
-    ap.add_argument("--teacher-seeds", type=int, default=None,
-                    help="train this many teachers and give seed s the teacher s %% N (default: one per seed)")
-    ap.add_argument("--student-epochs", type=int, default=30)
+    ap.add_argument("--teacher", default="convctc", help="line teacher architecture")
+    ap.add_argument("--teacher-epochs", type=int, default=40)
+    ap.add_argument("--teacher-seeds", type=int, default=1,
+                    help="train this many teachers and give seed s the teacher s %% N (default: 1, shared)")
+    ap.add_argument("--student-epochs", type=int, default=20)
     ap.add_argument("--views", type=int, default=8, help="fixed transfer views (fresh compositions)")
     ap.add_argument("--losses", default=",".join(LOSSES))
-    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep runs here; a finished teacher{seed}/teacher.pt is reused, an interrupted one resumed")
+                    help="keep runs here; a finished {teacher}{seed}/teacher.pt is reused, an interrupted one resumed")
+    ap.add_argument("--seed-list", default=None, help="run only these seeds (e.g. 0,1), to split the work "
+                                                       "across processes; combine with --save and --merge")
+    ap.add_argument("--save", type=Path, default=None, help="write the raw per-seed results to this JSON file")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="no training: report on the --save files of runs split by --seed-list")
     ap.add_argument("--json", action="store_true", help="also print one JSON line with every number")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        res = {r: {k: sum((p["res"][r][k] for p in parts), []) for k in parts[0]["res"][r]} for r in parts[0]["res"]}
+        meta = parts[0]["meta"]
+    else:
+        res, meta = run(args)
+        if args.save:
+            args.save.write_text(json.dumps({"res": res, "meta": meta}))
+    return report(res, meta, args.json)
+
+
+def run(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Train the teacher(s) and every student run of every seed; returns the raw results and what they were."""
     import torch
 
     from edgekd.data.lines import LineSpec, load_lines
     from edgekd.models.line_models import load_line_teacher
     from edgekd.models.students import build_student, count_params
-    from edgekd.train.line_pipeline import distill_lines
-    from edgekd.train.pipeline import DistillOptions
-    from edgekd.train.trainer import TrainConfig
 
     torch.set_num_threads(args.threads)
     losses = [x.strip() for x in args.losses.split(",") if x.strip()]
     student = args.student or default_student()
+    seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
     splits = load_lines(LineSpec(seed=0))  # the fixed digit split and the fixed val/test strings
-    charset, n_cls = splits.charset, splits.num_classes
-    params = count_params(build_student(student, n_cls))
+    params = count_params(build_student(student, splits.num_classes))
     print(f"data: embedded digit strings, train {len(splits.train)} lines per view x {args.views} views / val "
           f"{len(splits.val)} / test {len(splits.test)} (lengths {splits.spec.test_min_len}-"
           f"{splits.spec.test_max_len}, {sum(map(len, splits.test.texts))} characters); student {student} "
-          f"({params} parameters); {args.seeds} seeds; cpu x {args.threads} threads", flush=True)
+          f"({params} parameters); seeds {seeds}; cpu x {args.threads} threads", flush=True)
     runs = ["scratch", *losses]
     res: dict[str, dict[str, list]] = {r: {"cer": [], "acc": [], "ok": [], "err": [], "epoch_s": []}
                                        for r in ["teacher", *runs]}
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="edgekd-kdl-"))
-    chars = [float(len(t)) for t in splits.test.texts]
-    for seed in range(args.seeds):
-        t_seed = seed % (args.teacher_seeds or args.seeds)
+    for seed in seeds:
+        t_seed = seed % args.teacher_seeds
         tm = train_teacher_once(splits, tmp / f"{args.teacher}{t_seed}", args.teacher, args.teacher_epochs, t_seed)
         res["teacher"]["cer"].append(tm["test_cer"])
         res["teacher"]["acc"].append(tm["test_string_acc"])
-        teacher = load_line_teacher(tm["checkpoint"], n_cls, splits.spec.height, splits.spec.width)
-        cfg = TrainConfig(epochs=args.student_epochs, batch_size=64, lr=args.lr, device="cpu", seed=seed)
+        teacher = load_line_teacher(tm["checkpoint"], splits.num_classes, splits.spec.height, splits.spec.width)
         line = f"seed {seed}: teacher CER {tm['test_cer']:.4f} acc {tm['test_string_acc']:.4f}"
         for r in runs:
-            out = tmp / f"{r}{seed}"
-            shutil.rmtree(out, ignore_errors=True)
-            opts = DistillOptions(loss="none" if r == "scratch" else r, temperature=args.temperature,
-                                  alpha=args.alpha, transfer_views=args.views)
-            m = distill_lines(splits, student, cfg, out, teacher=None if r == "scratch" else teacher, opts=opts,
-                              progress=False)
-            ok, err = per_line(m["checkpoint"], splits.test, charset)
-            for k, v in (("cer", m["test_cer"]), ("acc", m["test_string_acc"]), ("ok", ok), ("err", err),
-                         ("epoch_s", statistics.median(m["epoch_time_s"]))):
+            m = run_student(splits, student, r, teacher, seed, tmp / f"{r}{seed}", args)
+            for k, v in m.items():
                 res[r][k].append(v)
-            line += f" | {r} CER {m['test_cer']:.4f} acc {m['test_string_acc']:.4f}"
+            line += f" | {r} CER {m['cer']:.4f} acc {m['acc']:.4f}"
         print(line, flush=True)
-    return report(res, runs, losses, student, params, chars, args)
+    meta = {"runs": runs, "losses": losses, "student": student, "params": params, "teacher": args.teacher,
+            "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs,
+            "chars": [float(len(t)) for t in splits.test.texts], "temperature": args.temperature,
+            "alpha": args.alpha, "views": args.views}
+    return res, meta
 
 
-def report(res: dict, runs: list[str], losses: list[str], student: str, params: int, chars: list[float],
-           args: argparse.Namespace) -> int:
+def run_student(splits, student: str, loss: str, teacher, seed: int, out: Path, args: argparse.Namespace) -> dict:
+    """One student run (`scratch` or a KD loss) and its test numbers, per line too."""
+    from edgekd.train.line_pipeline import distill_lines
+    from edgekd.train.pipeline import DistillOptions
+    from edgekd.train.trainer import TrainConfig
+
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = TrainConfig(epochs=args.student_epochs, batch_size=64, lr=args.lr, device="cpu", seed=seed)
+    opts = DistillOptions(loss="none" if loss == "scratch" else loss, temperature=args.temperature, alpha=args.alpha,
+                          transfer_views=args.views)
+    m = distill_lines(splits, student, cfg, out, teacher=None if loss == "scratch" else teacher, opts=opts,
+                      progress=False)
+    ok, err = per_line(m["checkpoint"], splits.test, splits.charset)
+    return {"cer": m["test_cer"], "acc": m["test_string_acc"], "ok": ok, "err": err,
+            "epoch_s": statistics.median(m["epoch_time_s"])}
+
+
+def report(res: dict, meta: dict, as_json: bool = False) -> int:
     """Print the table, the paired intervals and the targets; exit code 0 when every target is met."""
+    runs, losses, student, chars = meta["runs"], meta["losses"], meta["student"], meta["chars"]
     def ms(v: list[float]) -> str:
         sd = statistics.stdev(v) if len(v) > 1 else 0.0
         return f"{statistics.mean(v) * 100:6.2f} +- {sd * 100:.2f}"
@@ -159,8 +195,8 @@ def report(res: dict, runs: list[str], losses: list[str], student: str, params: 
     scratch_epoch = statistics.mean(res["scratch"]["epoch_s"])
     print(f"\n{'run':28s} {'CER %':>16s} {'string acc %':>16s} {'epoch s':>8s} {'cost/scratch':>12s}")
     n_teachers = len(set(map(str, res["teacher"]["cer"])))
-    print(f"{f'teacher {args.teacher} ({args.teacher_epochs} ep, {n_teachers} run)':28s} {ms(res['teacher']['cer']):>16s} "
-          f"{ms(res['teacher']['acc']):>16s}")
+    name = f"teacher {meta['teacher']} ({meta['teacher_epochs']} ep, {n_teachers} run)"
+    print(f"{name:28s} {ms(res['teacher']['cer']):>16s} {ms(res['teacher']['acc']):>16s}")
     for r in runs:
         e = statistics.mean(res[r]["epoch_s"])
         print(f"{r + ' ' + student:28s} {ms(res[r]['cer']):>16s} {ms(res[r]['acc']):>16s} {e:8.2f} "
@@ -183,10 +219,12 @@ def report(res: dict, runs: list[str], losses: list[str], student: str, params: 
     print(f"best loss: {best} ({summary[best]['gain_pp']:+.2f} pp string accuracy, "
           f"{summary[best]['cer_ratio']:.2f} x scratch CER); scratch {s_acc * 100:.2f} % / CER {s_cer * 100:.2f} %")
     print("targets met:", "all" if all(ok.values()) else {k: v for k, v in ok.items()})
-    if args.json:
+    print(f"settings: student {student} ({meta['params']} parameters), {meta['student_epochs']} epochs over "
+          f"{meta['views']} views, T {meta['temperature']}, alpha {meta['alpha']}")
+    if as_json:
         slim = {r: {k: v for k, v in d.items() if k not in ("ok", "err")} for r, d in res.items()}
-        print(json.dumps({"student": student, "params": params, "runs": slim, "summary": summary, "best": best,
-                          "targets": ok}))
+        print(json.dumps({"meta": {k: v for k, v in meta.items() if k != "chars"}, "runs": slim,
+                          "summary": summary, "best": best, "targets": ok}))
     return 0 if all(ok.values()) else 1
 
 

@@ -40,7 +40,7 @@ def resolve_task_config(config: Optional[Path], overrides: dict[str, Any], base:
     from dataclasses import replace
 
     from edgekd.config import RunConfig, read_yaml, resolve_config
-    from edgekd.train.line_pipeline import DEFAULT_LINE_LOSS
+    from edgekd.train.line_pipeline import DEFAULT_LINE_ALPHA, DEFAULT_LINE_LOSS, DEFAULT_LINE_TEMPERATURE
 
     file_values = read_yaml(config) if config else None
     task = overrides.get("task") or (file_values or {}).get("task") or "digits"
@@ -48,7 +48,9 @@ def resolve_task_config(config: Optional[Path], overrides: dict[str, Any], base:
         overrides = {**overrides, "lines": overrides.pop("data")}
     base = base or RunConfig()
     if task == "lines":
-        base = replace(base, task="lines", distill=replace(base.distill, loss=DEFAULT_LINE_LOSS))
+        base = replace(base, task="lines", distill=replace(base.distill, loss=DEFAULT_LINE_LOSS,
+                                                           temperature=DEFAULT_LINE_TEMPERATURE,
+                                                           alpha=DEFAULT_LINE_ALPHA))
     return resolve_config(file_values, overrides, base=base)
 
 
@@ -99,7 +101,7 @@ def register(app: typer.Typer) -> None:
     def train(
         out: Path = typer.Option(Path("runs/teacher"), "--out", help="Output directory."),
         arch: Optional[str] = typer.Option(None, help="Teacher architecture (edgekd teacher list); default cnn, "
-                                                      "or crnn for --task lines."),
+                                                      "or convctc for --task lines."),
         task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
         source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
@@ -126,7 +128,9 @@ def register(app: typer.Typer) -> None:
         cfg = resolve_task_config(config, {**task_overrides(task, source, data_path, data_seed),
                                            "train": train_overrides(epochs, batch_size, lr, device, amp, seed,
                                                                     patience, compile_, threads)}, base=base)
-        arch = arch or ("crnn" if cfg.task == "lines" else "cnn")
+        from edgekd.train.line_pipeline import DEFAULT_LINE_TEACHER
+
+        arch = arch or (DEFAULT_LINE_TEACHER if cfg.task == "lines" else "cnn")
         TEACHERS.get(arch)
         from edgekd.models.line_models import check_task
 

@@ -199,12 +199,18 @@ def crnn_small(num_classes: int, height: int = 24) -> "nn.Module":
 def load_line_teacher(ref: str, num_classes: int, height: int, width: int, arch: str | None = None):
     """Load a line teacher: an edgekd `lines` teacher checkpoint, or a TorchScript / ExportedProgram file taking
     (N, 1, height, width) normalised line canvases and returning (N, width // 4, num_classes) CTC logits (blank 0).
-    Returns an `edgekd.models.teachers.Teacher` in eval mode on the CPU."""
+    Several files separated by commas make an ensemble (`LineEnsemble`). Returns an
+    `edgekd.models.teachers.Teacher` in eval mode on the CPU."""
     from pathlib import Path
 
     from edgekd.train.checkpoint import CHECKPOINT_FORMAT
 
     from .teachers import Teacher, TeacherMismatchError, load_teacher_module
+
+    if "," in ref:
+        members = [load_line_teacher(r.strip(), num_classes, height, width, arch) for r in ref.split(",") if r.strip()]
+        model = line_ensemble([m.model for m in members])
+        return Teacher(model, "ensemble(" + "+".join(m.name for m in members) + ")", "ensemble", has_features=False)
 
     model, source, ck = load_teacher_module(Path(ref).expanduser(), arch, task="lines", height=height)
     if ck is not None:
@@ -238,3 +244,23 @@ def check_line_output(model: "nn.Module", num_classes: int, height: int, width: 
     if tuple(out.shape) != want:
         raise TeacherMismatchError(f"line teacher {where} outputs shape {tuple(out.shape)}; a line teacher must "
                                    f"return {want} (N, frames = width / {FRAME_STRIDE}, charset + blank) CTC logits")
+
+
+def line_ensemble(models: list["nn.Module"]) -> "nn.Module":
+    """An ensemble of line models: the mean of their per-frame CTC posteriors, returned as log-probabilities (which
+    serve as logits: their softmax is the mean posterior). Members must share the frame rate (every line model
+    here does)."""
+    import torch
+    from torch import nn
+
+    class LineEnsemble(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.members = nn.ModuleList(models)
+
+        def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor:
+            outs = [m(x) for m in self.members]
+            probs = torch.stack([(o[0] if isinstance(o, (tuple, list)) else o).float().softmax(-1) for o in outs])
+            return probs.mean(0).clamp_min(1e-12).log()
+
+    return LineEnsemble().eval()

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-DEFAULT_LINE_LOSS = "frame_kd"
+DEFAULT_LINE_TEACHER = "convctc"
+# blank_kd at T 4, alpha 0.5: the best of the three CTC losses in benchmarks/kd_lines_quality.py (see the README)
+DEFAULT_LINE_LOSS, DEFAULT_LINE_TEMPERATURE, DEFAULT_LINE_ALPHA = "blank_kd", 4.0, 0.5
 MAX_KEPT_VIEW_BYTES = 512 * 2**20  # views of training lines kept in memory at once (uint8 canvases)
 
 
@@ -119,7 +121,7 @@ def _line_hooks(splits: LineSplits, device: "torch.device") -> dict[str, Any]:
     return {"evaluator": evaluator}
 
 
-def train_line_teacher(splits: LineSplits, cfg: TrainConfig, out_dir: str | Path, arch: str = "crnn",
+def train_line_teacher(splits: LineSplits, cfg: TrainConfig, out_dir: str | Path, arch: str = DEFAULT_LINE_TEACHER,
                        resume: bool = False, progress: bool = True, on_epoch_end: Callable | None = None,
                        resolved_config: dict | None = None) -> dict[str, Any]:
     """Train a built-in line teacher on a fresh view of the training lines every epoch; writes teacher.pt."""
@@ -140,11 +142,12 @@ def train_line_teacher(splits: LineSplits, cfg: TrainConfig, out_dir: str | Path
 
 
 def distill_lines(splits: LineSplits, student_id: str, cfg: TrainConfig, out_dir: str | Path, *,
-                  teacher: Any = None, opts: DistillOptions = DistillOptions(loss=DEFAULT_LINE_LOSS),
+                  teacher: Any = None, opts: DistillOptions | None = None,
                   resume: bool = False, init_from: str | None = None, progress: bool = True,
                   on_epoch_end: Callable | None = None, resolved_config: dict | None = None,
                   budget: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
     """Distill a line teacher (a LineTeacher, or None with loss `none`) into the line student `student_id`."""
+    opts = opts or DistillOptions(DEFAULT_LINE_LOSS, DEFAULT_LINE_TEMPERATURE, DEFAULT_LINE_ALPHA)
     from edgekd.kd import LossConfig, build_loss
     from edgekd.models.line_models import check_task
     from edgekd.models.students import build_student, count_params
@@ -181,8 +184,9 @@ def _finish_lines(kind: str, arch: str, res: FitResult, splits: LineSplits, cfg:
     device = next(res.model.parameters()).device
     test = evaluate_lines(res.model, splits.test, splits.charset, device)
     hist = res.history
-    metrics = {"test_cer": test.cer, "test_string_acc": test.string_acc, "test_per_length": test.to_dict()["per_length"],
-               "test_loss": test.loss, "best_val_cer": -res.best_val_acc if res.best_val_acc is not None else None,
+    metrics = {"test_cer": test.cer, "test_string_acc": test.string_acc,
+               "test_per_length": test.to_dict()["per_length"], "test_loss": test.loss,
+               "best_val_cer": -res.best_val_acc if res.best_val_acc is not None else None,
                "best_epoch": res.best_epoch, "epochs_run": len(hist), "stopped_early": res.stopped_early,
                "epoch_time_s": [h["epoch_time_s"] for h in hist], **(extra or {})}
     if init_distributed(resolve_device(cfg.device).type).is_main:

@@ -328,10 +328,13 @@ def _line_model(name: str, classes: int, height: int):
     from edgekd.models.students import build_student
     from edgekd.models.teachers import TEACHERS
 
-    return TEACHERS.get(name)(classes, height=height) if name.startswith("crnn") else build_student(name, classes)
+    from edgekd.models.line_models import LINE_TEACHERS
+
+    return TEACHERS.get(name)(classes, height=height) if name in LINE_TEACHERS else build_student(name, classes)
 
 
-@pytest.mark.parametrize("name,height", [("crnn", 24), ("crnn-small", 24), ("crnn-small", 32), ("ctc-w4-d2-r24", 24),
+@pytest.mark.parametrize("name,height", [("crnn", 24), ("crnn-small", 24), ("crnn-small", 32), ("convctc", 24),
+                                         ("ctc-w4-d2-r24", 24),
                                          ("ctc-w4-d4-r24", 24), ("dsctc-w8-d3-r24", 24), ("ctc-w4-d3-r32", 32)])
 def test_line_models_emit_one_frame_per_four_columns(name, height):
     from torch import nn
@@ -345,6 +348,26 @@ def test_line_models_emit_one_frame_per_four_columns(name, height):
         assert m(torch.randn(2, 1, height, 64)).shape == (2, 16, 11)
     recurrent = [x for x in m.modules() if isinstance(x, (nn.RNNBase, nn.LSTM, nn.GRU, nn.RNN))]
     assert is_line_model(name) and bool(recurrent) == name.startswith("crnn")  # students: no recurrent op
+
+
+def test_teacher_files_separated_by_commas_are_averaged(tmp_path):
+    """An ensemble's output is the log of the members' mean posterior (softmax of it = that mean)."""
+    from edgekd.models.line_models import load_line_teacher
+    from edgekd.models.teachers import TEACHERS
+
+    torch.manual_seed(0)
+    members = [TEACHERS.get("crnn-small")(11, height=24).eval() for _ in range(2)]
+    paths = []
+    for i, m in enumerate(members):
+        paths.append(tmp_path / f"t{i}.ts")
+        torch.jit.trace(m, torch.zeros(1, 1, 24, 192)).save(str(paths[-1]))
+    t = load_line_teacher(f"{paths[0]}, {paths[1]}", 11, 24, 192)
+    x = torch.randn(2, 1, 24, 192)
+    with torch.no_grad():
+        want = torch.stack([m(x).softmax(-1) for m in members]).mean(0)
+        got = t.model(x).softmax(-1)
+    assert t.source == "ensemble" and t.name == "ensemble(t0+t1)"
+    assert torch.allclose(got, want, atol=1e-6)
 
 
 def test_line_student_cost_and_bad_ids():
@@ -579,7 +602,9 @@ def test_cli_teacher_and_distill_for_lines(tmp_path, yamls):
               "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["loss"] == "frame_kd" and out["teacher"] == "crnn-small"  # the line default, not `kd`
+    from edgekd.train.line_pipeline import DEFAULT_LINE_LOSS
+
+    assert out["loss"] == DEFAULT_LINE_LOSS == "blank_kd" and out["teacher"] == "crnn-small"  # not the digits' `kd`
     ck = torch.load(tmp_path / "s" / "student.pt", weights_only=True)
     assert (ck["task"], ck["arch"], ck["kind"]) == ("lines", "ctc-w4-d2-r24", "student")
     r = _cli(["distill", "--task", "lines", "--student", "ctc-w4-d2-r24", "--loss", "none", "--config",

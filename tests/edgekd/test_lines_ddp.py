@@ -24,8 +24,8 @@ SCRIPT = textwrap.dedent("""
     teacher = TEACHERS.get("crnn-small")(s.num_classes, height=24).eval()
     seed_everything(cfg.seed)
     # no BatchNorm: per-rank batch statistics would differ between 1 and 2 processes
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Conv2d(8, s.num_classes, (6, 1)),
-                          nn.Flatten(2), nn.Identity())
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
+                          nn.Conv2d(8, s.num_classes, (6, 1)), nn.Flatten(2))
     class Lines(nn.Module):
         def __init__(self):
             super().__init__()
