@@ -32,7 +32,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 DEFAULT_LINE_BUDGET = {"target": "rpi4", "latency_ms": 2.0, "flash_kb": 32.0, "precision": "int8"}
@@ -68,7 +67,7 @@ def per_line(ckpt: str, split, charset: str) -> tuple[list[float], list[float]]:
     from edgekd.train.ctc_metrics import char_errors, predict_lines
 
     model, _ = load_student_checkpoint(ckpt, task="lines")
-    hyps = predict_lines(model, split.x, charset, torch.device("cpu"))[0]
+    hyps, _ = predict_lines(model, split.x, charset, torch.device("cpu"))
     return ([float(h == r) for h, r in zip(hyps, split.texts)],
             [float(e) for e in char_errors(split.texts, hyps)])
 

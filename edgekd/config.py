@@ -38,6 +38,13 @@ class ConfigError(UserInputError):
     """A config file that is missing, not YAML, or has unknown keys / bad values."""
 
 
+def check_task_name(task: str) -> str:
+    """The task name, or a ConfigError listing the known ones (the one home of this rule)."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    return task
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one `edgekd teacher train` / `edgekd distill` run needs."""
@@ -54,8 +61,7 @@ class RunConfig:
     lines: LineSpec = field(default_factory=LineSpec)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"unknown task {self.task!r}; known tasks: {', '.join(TASKS)}")
+        check_task_name(self.task)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -12,7 +12,7 @@ import io
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -328,8 +328,7 @@ def student_cost(student_id: str, num_classes: int = 10, line_width: int = REFER
     shape = (1, 1, r, line_width) if is_line_model(student_id) else (1, 1, r, r)
     c = module_cost(build_student(student_id, num_classes), shape, name=student_id)
     if is_line_model(student_id):
-        c = ModelCost(c.name, c.params, c.macs, c.features, c.flash_bytes, c.peak_ram_bytes, c.input_shape,
-                      {**c.extra, "line_width": line_width, "macs_per_column": c.macs / line_width})
+        c = replace(c, extra={**c.extra, "line_width": line_width, "macs_per_column": c.macs / line_width})
     return c
 
 

@@ -37,25 +37,21 @@ def run_search(target: Optional[str], profile: Optional[Path], latency_ms: Optio
     from edgekd.budget.profiles import resolve_profile
     from edgekd.budget.search import Budget, search
 
-    if task == "lines":
-        if proxy_epochs:
-            from edgekd_runtime.errors import UserInputError
+    if task == "lines" and proxy_epochs:
+        from edgekd_runtime.errors import UserInputError
 
-            raise UserInputError("--proxy-epochs ranks digit students only; drop it for --task lines")
+        raise UserInputError("--proxy-epochs ranks digit students only; drop it for --task lines")
+    prof = resolve_profile(target, profile, default=default_target)
+    budget = Budget.from_cli(latency_ms=latency_ms, flash_kb=flash_kb, ram_kb=ram_kb, macs=macs, params=params,
+                             precision=precision)
+    if task == "lines":
         from functools import partial
 
         from edgekd.budget.cost import student_cost
         from edgekd.models.line_models import line_search_space
 
-        budget = Budget.from_cli(latency_ms=latency_ms, flash_kb=flash_kb, ram_kb=ram_kb, macs=macs, params=params,
-                                 precision=precision)
-        return search(budget, resolve_profile(target, profile, default=default_target),
-                      candidates=line_search_space(line_height), num_classes=num_classes,
+        return search(budget, prof, candidates=line_search_space(line_height), num_classes=num_classes,
                       cost_fn=partial(student_cost, line_width=line_width))
-
-    prof = resolve_profile(target, profile, default=default_target)
-    budget = Budget.from_cli(latency_ms=latency_ms, flash_kb=flash_kb, ram_kb=ram_kb, macs=macs, params=params,
-                             precision=precision)
     proxy = None
     if proxy_epochs:
         from edgekd.budget.proxy import proxy_ranker
@@ -132,10 +128,9 @@ def register(app: typer.Typer) -> None:
 
         err = Console(stderr=True, highlight=False)
         log = None if json_out else (lambda m: err.print(m))
-        if task not in ("digits", "lines"):
-            from edgekd_runtime.errors import UserInputError
+        from edgekd.config import check_task_name
 
-            raise UserInputError(f"unknown task {task!r}; known tasks: digits, lines")
+        check_task_name(task)
         num_classes = num_classes or (11 if task == "lines" else 10)
         result = run_search(target, profile, latency_ms, flash_kb, ram_kb, macs, params, precision,
                             num_classes=num_classes, proxy_epochs=proxy_epochs, log=log,

@@ -7,8 +7,6 @@ from typing import Optional
 
 import typer
 
-import numpy as np
-
 from edgekd_runtime.cli_support import handle_errors, print_json
 
 
@@ -53,12 +51,10 @@ def register(app: typer.Typer) -> None:
                                                            "folder of line images with labels.tsv)."),
         json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
-        if task == "lines":
-            return _line_info(source, path, seed, None if no_grid else grid, json_out)
-        if task != "digits":
-            from edgekd_runtime.errors import UserInputError
+        from edgekd.config import check_task_name
 
-            raise UserInputError(f"unknown task {task!r}; known tasks: digits, lines")
+        if check_task_name(task) == "lines":
+            return _line_info(source, path, seed, None if no_grid else grid, json_out)
         from edgekd.data import DataSpec, load_data
         from edgekd.data.grid import sample_grid
 
@@ -92,6 +88,8 @@ def register(app: typer.Typer) -> None:
 
 def _line_info(source: str, path: Optional[str], seed: int, grid: Optional[Path], json_out: bool) -> None:
     """`edgekd data info --task lines`: charset, lines and characters per split, the length histogram, a grid."""
+    import numpy as np
+
     from edgekd.data.lines import LINE_SOURCES, LineSpec, load_lines
 
     name, p = (source, path) if source in LINE_SOURCES else ("folder", source)

@@ -26,7 +26,6 @@ from .losses import KD_LOSSES, LossBatch, LossConfig, need_teacher
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 
 def ctc(logits: "torch.Tensor", targets: "torch.Tensor", target_lengths: "torch.Tensor") -> "torch.Tensor":

@@ -153,7 +153,8 @@ def load_teacher_module(path: Path, arch: str | None, num_classes: int | None = 
                 raise TeacherMismatchError(f"teacher {path} was trained for {obj['num_classes']} classes but the "
                                            f"data has {num_classes}; retrain it on this data (edgekd teacher train)")
             num_classes = int(obj["num_classes"])
-            height = int(obj.get("input_height", height or 0)) or height  # the caller checks it against the data
+            if task == "lines":  # rebuilt at its own height; the caller compares it with the data's
+                height = int(obj.get("input_height", height))
         elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
             if arch is None:
                 raise UserInputError(f"{path} is a bare state_dict: say which architecture it is for with "

@@ -78,32 +78,40 @@ def line_metrics(refs: list[str], hyps: list[str], loss: float = float("nan")) -
                        len(refs), int(lens.sum()), loss, per)
 
 
+def line_logits(model: "nn.Module", x_u8: "np.ndarray | torch.Tensor", device: "torch.device",
+                batch_size: int = 256) -> "torch.Tensor":
+    """A line model's (N, T, C) logits (float32, on `device`) on uint8 line canvases (N, H, W), in inference mode
+    and eval mode (half precision on GPU); the model's training mode is restored."""
+    import torch
+
+    from .batches import _normalize
+
+    x_u8 = torch.as_tensor(x_u8)
+    was_training = model.training
+    model.eval()
+    outs = []
+    half = device.type == "cuda"
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=half):
+        for s in range(0, len(x_u8), batch_size):
+            out = model(_normalize(x_u8[s:s + batch_size].to(device).float().div_(255.0)[:, None]))
+            outs.append((out[0] if isinstance(out, (tuple, list)) else out).float())
+    model.train(was_training)
+    return torch.cat(outs)
+
+
 def predict_lines(model: "nn.Module", x: np.ndarray, charset: str, device: "torch.device",
-                  targets: tuple[np.ndarray, np.ndarray] | None = None,
-                  batch_size: int = 256) -> tuple[list[str], float, "torch.Tensor"]:
-    """Greedy readings of uint8 line canvases (N, H, W); with (targets, lengths), also the mean CTC loss.
-    Returns (texts, loss, logits (N, T, C) on the CPU)."""
+                  targets: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[str], float]:
+    """Greedy readings of uint8 line canvases (N, H, W); with (targets, lengths), also the mean CTC loss."""
     import torch
 
     from edgekd.kd.ctc_losses import ctc
 
-    from .batches import _normalize
-
-    was_training = model.training
-    model.eval()
-    texts, loss_sum, outs = [], 0.0, []
-    with torch.inference_mode():
-        for s in range(0, len(x), batch_size):
-            xb = _normalize(torch.from_numpy(x[s:s + batch_size]).to(device).float().div_(255.0)[:, None])
-            out = model(xb).float()
-            outs.append(out.cpu())
-            texts += decode(*greedy_paths(out), charset)
-            if targets is not None:
-                tg = torch.from_numpy(targets[0][s:s + batch_size]).to(device)
-                ln = torch.from_numpy(targets[1][s:s + batch_size]).to(device)
-                loss_sum += float(ctc(out, tg, ln)) * len(xb)
-    model.train(was_training)
-    return texts, loss_sum / max(1, len(x)) if targets is not None else float("nan"), torch.cat(outs)
+    logits = line_logits(model, x, device)
+    texts = decode(*greedy_paths(logits), charset)
+    if targets is None:
+        return texts, float("nan")
+    tg, ln = (torch.from_numpy(a).to(device) for a in targets)
+    return texts, float(ctc(logits, tg, ln))
 
 
 def evaluate_lines(model: "nn.Module", split: "LineSplit", charset: str, device: "torch.device") -> LineMetrics:
@@ -111,5 +119,5 @@ def evaluate_lines(model: "nn.Module", split: "LineSplit", charset: str, device:
     from edgekd.data.lines import encode_texts
 
     targets = encode_texts(split.texts, charset, "evaluation lines")
-    hyps, loss, _ = predict_lines(model, split.x, charset, device, targets)
+    hyps, loss = predict_lines(model, split.x, charset, device, targets)
     return line_metrics(split.texts, hyps, loss)

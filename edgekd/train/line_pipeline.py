@@ -17,7 +17,7 @@ from edgekd.data.lines import LineSplit, LineSplits, encode_texts
 from edgekd_runtime.errors import UserInputError
 
 from .checkpoint import model_checkpoint, save_torch
-from .ctc_metrics import evaluate_lines, greedy_paths
+from .ctc_metrics import evaluate_lines, greedy_paths, line_logits
 from .pipeline import DistillOptions
 from .trainer import FitResult, TrainConfig, fit, seed_everything
 
@@ -60,22 +60,23 @@ class LineSource:
         # Views are made up front when they fit in memory (always with a cached teacher), so that an epoch's time
         # is training alone and a KD epoch compares with a scratch epoch; else one at a time, when first used.
         self.keep_all = self.cache or num_views * first.x.nbytes <= MAX_KEPT_VIEW_BYTES
+        self._view(0, first)
         if self.keep_all:
-            for v in range(num_views):
+            for v in range(1, num_views):
                 self._view(v)
 
-    def _view(self, v: int) -> dict[str, Any]:
+    def _view(self, v: int, split: LineSplit | None = None) -> dict[str, Any]:
         import torch
 
         if v not in self._views:
             if not self.keep_all:
                 self._views.clear()  # one view in memory at a time
-            split = self.make_view(v)
+            split = split or self.make_view(v)
             tg, ln = encode_texts(split.texts, self.charset, "training lines")
             d = {"x": torch.from_numpy(split.x).to(self.device), "y": torch.from_numpy(tg).to(self.device),
                  "len": torch.from_numpy(ln).to(self.device)}
             if self.cache:
-                d["t_logits"] = teacher_line_logits(self.teacher, d["x"], self.device)
+                d["t_logits"] = line_logits(self.teacher, d["x"], self.device)
                 d["t_seq"], d["t_len"] = greedy_paths(d["t_logits"])
             self._views[v] = d
         return self._views[v]
@@ -88,27 +89,10 @@ class LineSource:
         x_u8 = d["x"][idx]
         tgt: dict[str, Any] = {"y_a": d["y"][idx], "target_lengths": d["len"][idx]}
         if self.teacher is not None:
-            lg = d["t_logits"][idx] if self.cache else teacher_line_logits(self.teacher, x_u8, self.device)
+            lg = d["t_logits"][idx] if self.cache else line_logits(self.teacher, x_u8, self.device)
             seq, n = (d["t_seq"][idx], d["t_len"][idx]) if self.cache else greedy_paths(lg)
             tgt.update(teacher_logits=lg, teacher_targets=seq, teacher_target_lengths=n)
         return _normalize(x_u8.float().div_(255.0)[:, None]), tgt
-
-
-def teacher_line_logits(teacher: "nn.Module", x_u8: "torch.Tensor", device: "torch.device",
-                        batch_size: int = 256) -> "torch.Tensor":
-    """The teacher's (N, T, C) logits on uint8 line canvases, in inference mode (half precision on GPU)."""
-    import torch
-
-    from .batches import _normalize
-
-    half = device.type == "cuda"
-    outs = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=half):
-        for s in range(0, len(x_u8), batch_size):
-            xb = _normalize(x_u8[s:s + batch_size].to(device).float().div_(255.0)[:, None])
-            out = teacher(xb)
-            outs.append((out[0] if isinstance(out, (tuple, list)) else out).float())
-    return torch.cat(outs)
 
 
 def _line_hooks(splits: LineSplits, device: "torch.device") -> dict[str, Any]:
