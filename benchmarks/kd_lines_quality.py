@@ -86,6 +86,27 @@ def train_teacher_once(splits, tdir: Path, arch: str, epochs: int, seed: int) ->
     return train_line_teacher(splits, cfg, tdir, arch=arch, resume=(tdir / "last.pt").is_file(), progress=False)
 
 
+def build_teacher(splits, t_seed: int, tmp: Path, args: argparse.Namespace):
+    """Teacher number `t_seed`: one trained model, or the ensemble of `--teacher-members` models (seeds
+    t_seed * K .. t_seed * K + K - 1); returns it with its test CER and string accuracy."""
+    import torch
+
+    from edgekd.models.line_models import load_line_teacher
+    from edgekd.train.ctc_metrics import evaluate_lines
+
+    k = args.teacher_members
+    runs = [train_teacher_once(splits, tmp / f"{args.teacher}{s}", args.teacher, args.teacher_epochs, s)
+            for s in range(t_seed * k, t_seed * k + k)]
+    teacher = load_line_teacher(",".join(r["checkpoint"] for r in runs), splits.num_classes, splits.spec.height,
+                                splits.spec.width)
+    if k == 1:
+        return teacher, runs[0]
+    m = evaluate_lines(teacher.model, splits.test, splits.charset, torch.device("cpu"))
+    print(f"teacher ensemble of {k}: member test CER " + ", ".join(f"{r['test_cer']:.4f}" for r in runs)
+          + f"; ensemble {m.cer:.4f} (string acc {m.string_acc:.4f})", flush=True)
+    return teacher, {"test_cer": m.cer, "test_string_acc": m.string_acc}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--student", default=None, help="default: the default line budget's choice")
@@ -94,6 +115,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--teacher-epochs", type=int, default=40)
     ap.add_argument("--teacher-seeds", type=int, default=1,
                     help="train this many teachers and give seed s the teacher s %% N (default: 1, shared)")
+    ap.add_argument("--teacher-members", type=int, default=1,
+                    help="each teacher is an ensemble (mean posterior) of this many runs of the architecture with "
+                         "different seeds (default: 1, a single model)")
     ap.add_argument("--student-epochs", type=int, default=20)
     ap.add_argument("--views", type=int, default=8, help="fixed transfer views (fresh compositions)")
     ap.add_argument("--losses", default=",".join(LOSSES))
@@ -130,7 +154,6 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
     import torch
 
     from edgekd.data.lines import LineSpec, load_lines
-    from edgekd.models.line_models import load_line_teacher
     from edgekd.models.students import build_student, count_params
 
     torch.set_num_threads(args.threads)
@@ -148,11 +171,9 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
                                        for r in ["teacher", *runs]}
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="edgekd-kdl-"))
     for seed in seeds:
-        t_seed = seed % args.teacher_seeds
-        tm = train_teacher_once(splits, tmp / f"{args.teacher}{t_seed}", args.teacher, args.teacher_epochs, t_seed)
+        teacher, tm = build_teacher(splits, seed % args.teacher_seeds, tmp, args)
         res["teacher"]["cer"].append(tm["test_cer"])
         res["teacher"]["acc"].append(tm["test_string_acc"])
-        teacher = load_line_teacher(tm["checkpoint"], splits.num_classes, splits.spec.height, splits.spec.width)
         line = f"seed {seed}: teacher CER {tm['test_cer']:.4f} acc {tm['test_string_acc']:.4f}"
         for r in runs:
             m = run_student(splits, student, r, teacher, seed, tmp / f"{r}{seed}", args)
@@ -161,7 +182,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
             line += f" | {r} CER {m['cer']:.4f} acc {m['acc']:.4f}"
         print(line, flush=True)
     meta = {"runs": runs, "losses": losses, "student": student, "params": params, "teacher": args.teacher,
-            "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs,
+            "teacher_members": args.teacher_members, "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs,
             "chars": [float(len(t)) for t in splits.test.texts], "temperature": args.temperature,
             "alpha": args.alpha, "views": args.views}
     return res, meta
@@ -194,7 +215,9 @@ def report(res: dict, meta: dict, as_json: bool = False) -> int:
     scratch_epoch = statistics.mean(res["scratch"]["epoch_s"])
     print(f"\n{'run':28s} {'CER %':>16s} {'string acc %':>16s} {'epoch s':>8s} {'cost/scratch':>12s}")
     n_teachers = len(set(map(str, res["teacher"]["cer"])))
-    name = f"teacher {meta['teacher']} ({meta['teacher_epochs']} ep, {n_teachers} run)"
+    k = meta.get("teacher_members", 1)
+    arch = meta["teacher"] if k == 1 else f"{k} x {meta['teacher']}"
+    name = f"teacher {arch} ({meta['teacher_epochs']} ep, {n_teachers} run)"
     print(f"{name:28s} {ms(res['teacher']['cer']):>16s} {ms(res['teacher']['acc']):>16s}")
     for r in runs:
         e = statistics.mean(res[r]["epoch_s"])
