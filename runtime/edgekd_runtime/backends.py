@@ -8,13 +8,14 @@ lazily inside `open_backend`, so importing this module costs nothing.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .errors import ModelLoadError
+from .errors import EdgekdWarning, ModelLoadError, UserInputError
 
 BACKENDS = ("onnx", "tflite")
 FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite"}
@@ -86,13 +87,34 @@ class Backend:
             return self._fixed_batch
 
 
-def default_threads() -> int:
-    """Cores this process may use (affinity-aware), capped at 4 like benchmark_model's usual settings."""
+def usable_cores() -> int:
+    """Cores this process may run on (affinity-aware: a taskset or cgroup cpuset counts, not the machine's)."""
     try:
-        n = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS / Windows
-        n = os.cpu_count() or 1
-    return max(1, min(4, n))
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Cores this process may use, capped at 4 like benchmark_model's usual settings."""
+    return min(4, usable_cores())
+
+
+def resolve_threads(threads: int | None) -> int:
+    """Interpreter threads to use for a request: None = `default_threads()`; more than `usable_cores()` is
+    capped there with an `EdgekdWarning` (like xz/zstd lower a thread count they cannot use: more threads
+    than cores only add context switches, and 100k would exhaust the process); below 1 is a `UserInputError`."""
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UserInputError(f"threads={threads!r}: must be an integer >= 1 (or None for the number of usable "
+                             f"cores, at most 4)")
+    cores = usable_cores()
+    if threads > cores:
+        warnings.warn(f"threads={threads} is more than the {cores} cores this process may use; using {cores}",
+                      EdgekdWarning, stacklevel=3)
+        return cores
+    return threads
 
 
 def resolve_format(path: Path, backend: str) -> str:
@@ -111,8 +133,9 @@ def open_backend(path: Path, fmt: str, threads: int | None = None) -> Backend:
 
     Raises:
         ModelLoadError: not a model / truncated / corrupt. BackendUnavailableError: no interpreter installed.
+        UserInputError: threads below 1 (more than the usable cores are capped, see `resolve_threads`).
     """
-    threads = threads if threads and threads > 0 else default_threads()
+    threads = resolve_threads(threads)
     if fmt == "onnx":
         from .backend_onnx import OnnxBackend
 

@@ -188,9 +188,9 @@ def calibrate(config: CalibrationConfig = CalibrationConfig(), name: str = "my-b
     Raises:
         CalibrationError: the suite is missing or could not be run/fitted. BackendUnavailableError: no interpreter.
     """
-    from .backends import default_threads
+    from .backends import resolve_threads
 
-    threads = config.threads or default_threads()
+    threads = resolve_threads(config.threads)
     suite = load_suite(config.quick)
     latency: dict[str, LatencyCoefficients] = {}
     fits: dict[str, Any] = {}

@@ -7,13 +7,14 @@ import functools
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, List, Optional, TypeVar, get_args, get_origin
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .errors import EdgekdError, UserInputError
+from .errors import EdgekdError, EdgekdWarning, UserInputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,12 +22,15 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def handle_errors(fn: F) -> F:
-    """Decorate a Typer command: UserInputError -> stderr message + exit 2; other EdgekdError -> exit 1."""
+    """Decorate a Typer command: UserInputError -> stderr message + exit 2; other EdgekdError -> exit 1;
+    an `EdgekdWarning` -> one `warning: <message>` line on stderr (other warnings as Python shows them)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():  # restores showwarning on the way out
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+                return fn(*args, **kwargs)
         except UserInputError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(EXIT_USAGE) from None
@@ -38,6 +42,14 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_warning(show_other: Callable[..., None], message: Warning | str, category: type[Warning],
+                  *args: Any, **kwargs: Any) -> None:
+    if issubclass(category, EdgekdWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        show_other(message, category, *args, **kwargs)
 
 
 def print_json(obj: Any) -> None:

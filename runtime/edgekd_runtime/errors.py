@@ -13,6 +13,11 @@ class EdgekdError(Exception):
     """Base of every error edgekd raises on purpose."""
 
 
+class EdgekdWarning(UserWarning):
+    """Something edgekd adjusted or doubts but can go on with (e.g. threads capped at the cores); the CLIs print
+    it as one `warning: <message>` line on stderr."""
+
+
 class UserInputError(EdgekdError, ValueError):
     """Bad input from the user: a path, file, value or option. CLIs exit 2."""
 

@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from .backends import Backend, TensorInfo, open_backend, resolve_format, tflite_available
+from .backends import Backend, TensorInfo, open_backend, resolve_format, resolve_threads, tflite_available
 from .errors import BackendUnavailableError, ManifestError, ModelLoadError, UnknownNameError, UserInputError
 from .manifest import PRECISIONS, Artifact, InputSpec, Manifest, Normalization, PreprocessSpec, verify_artifact
 from .recognizer import Recognizer
@@ -26,18 +26,19 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     Args:
         path: a bundle directory (with manifest.json) or a bare .onnx / .tflite file.
         backend: "auto" (the bundle's first usable artifact, or the file's format), "onnx" or "tflite".
-        threads: interpreter threads; None = the cores this process may use (at most 4).
+        threads: interpreter threads; None = the cores this process may use (at most 4); more than those cores
+            is capped at them with an `EdgekdWarning`.
         precision: in a bundle, pick the artifact with this precision (fp32, fp16, int8).
 
     Raises:
-        ModelLoadError, ManifestError, ChecksumMismatchError (user-fixable); BackendUnavailableError.
+        ModelLoadError, ManifestError, ChecksumMismatchError, UserInputError (threads < 1) (user-fixable);
+        BackendUnavailableError.
     """
     if backend not in BACKEND_CHOICES:
         raise UnknownNameError("backend", backend, BACKEND_CHOICES)
     if precision is not None and precision not in PRECISIONS:
         raise UserInputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if threads is not None and threads < 1:
-        raise UserInputError(f"threads={threads}: must be >= 1 (or None for the number of usable cores)")
+    threads = resolve_threads(threads)
     p = Path(path)
     if not p.exists():
         raise ModelLoadError(f"{p}: no such file or directory; pass a bundle directory (with manifest.json) or a "

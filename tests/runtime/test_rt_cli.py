@@ -92,6 +92,20 @@ def test_bench_json_has_samples(bundle):
     assert doc["format"] == "tflite" and doc["warmup_runs"] == 2
 
 
+def test_threads_over_the_cores_warn_on_one_line_and_are_capped(tiny_tflite):
+    from edgekd_runtime.backends import usable_cores
+
+    r = invoke("bench", tiny_tflite, "-n", 3, "--warmup", 0, "--threads", 100_000, "--json")
+    assert r.exit_code == 0, r.output
+    cores = usable_cores()
+    if cores < 100_000:
+        assert f"warning: threads=100000 is more than the {cores} cores this process may use; using {cores}\n" \
+            in r.stderr and "Warning:" not in r.stderr
+    assert json.loads(r.stdout)["threads"] == cores
+    r = invoke("bench", tiny_tflite, "--threads", 0)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
 def test_bench_human_table(tiny_tflite):
     r = invoke("bench", tiny_tflite, "-n", 20)
     assert r.exit_code == 0, r.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -232,6 +233,22 @@ def test_bad_arguments(lin_onnx, tiny_tflite):
         rt.load(lin_onnx, precision="int4")
     with pytest.raises(UserInputError, match="threads"):
         rt.load(tiny_tflite, threads=0)
+    with pytest.raises(UserInputError, match="threads=-3: must be an integer >= 1"):
+        rt.load(lin_onnx, threads=-3)
+
+
+@pytest.mark.parametrize("model", ["lin_onnx", "tiny_tflite"])
+def test_threads_beyond_the_usable_cores_are_capped_with_a_warning(model, request, monkeypatch):
+    from edgekd_runtime import backends
+    from edgekd_runtime.errors import EdgekdWarning
+
+    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    with pytest.warns(EdgekdWarning, match="threads=64 is more than the 2 cores this process may use; using 2"):
+        rec = rt.load(request.getfixturevalue(model), threads=64)
+    assert rec.threads == 2 and rec.backend.threads == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EdgekdWarning)  # at the cap: no warning
+        assert rt.load(request.getfixturevalue(model), threads=2).threads == 2
 
 
 def test_copied_model_with_other_suffix_case(tmp_path, lin_onnx):
