@@ -27,8 +27,14 @@ if TYPE_CHECKING:
     from .bench import LatencyReport
 
 _F32 = np.dtype(np.float32)
-_dot = np.dot
-_NEG_INF = -math.inf
+_U32 = np.dtype(np.uint32)
+_max_reduce = np.maximum.reduce
+#: Canvases may stray this far outside [0, 1] (float rounding of resizes); beyond it they are refused.
+RANGE_TOLERANCE = 1e-3
+# The hot path's range check in one reduction: float32 bits read as uint32 are <= this for every value in
+# [+0, 1 + tolerance]; negatives (sign bit), NaN, inf and anything above are larger (-0.0 too: the general path,
+# which compares floats, then accepts it).
+_CANVAS_BITS_MAX = int(np.float32(1.0 + RANGE_TOLERANCE).view(np.uint32))
 LAYOUTS = ("NCHW", "NHWC", "NHW", "NF")  # NHW: (N, H, W); NF: flattened (N, H*W)
 
 
@@ -86,10 +92,6 @@ class Recognizer:
         # the inlined single-canvas path: float32 one-channel input, one float32 score row, batch 1 allowed
         self._hot = self._fast_layout and out_info.dtype == "float32" and not self._out_scale and \
             self._fixed_batch in (1, None)
-        n = self._side * self._side
-        # the hot path checks the sum of the normalised canvas: NaN/inf, or above this bound (a canvas summing
-        # to more than ~its pixel count, i.e. maybe not in [0, 1]: then the exact check of the general path)
-        self._hot_sum_limit = float((n * (1.0 - 1e-3) - n * float(self._mean)) * float(self._inv_std))
         self._kind: str | None = None if self.output_kind == "auto" else self.output_kind
         if self._kind not in (None, "logits", "probs"):
             raise ManifestError(f"{self.model_path}: output kind {self.output_kind!r} must be logits or probs")
@@ -214,19 +216,14 @@ class Recognizer:
         per-thread buffers the backend keeps bound (`Backend.single_runner`). Returns None (general path, which
         raises the typed errors) for NaN/inf or out-of-range canvases."""
         try:
-            v, flat, ones, call = self._tls.hot
+            v, call = self._tls.hot
         except AttributeError:
             x, call = self.backend.single_runner((1,) + self._sample_shape)
-            v, flat = x.reshape(self._canvas_shape), x.reshape(-1)  # views: NCHW/NHWC/NHW with C == 1, or NF
-            v, flat, ones, call = self._tls.hot = (v, flat, np.ones(flat.size, np.float32), call)
+            v, call = self._tls.hot = (x.reshape(self._canvas_shape), call)  # a view: NCHW/NHWC/NHW, C == 1
+        if _max_reduce(c.view(_U32), axis=None) > _CANVAS_BITS_MAX:  # NaN/inf or outside [0, 1]: maybe
+            return None
         np.subtract(c, self._mean, out=v)
         np.multiply(v, self._inv_std, out=v)
-        # the general path's checks on the sum it needs anyway: NaN/inf (they survive normalisation), and
-        # values above 1 where the sum says they may be there (then exactly as the general path decides)
-        total = float(_dot(flat, ones))
-        if not _NEG_INF < total <= self._hot_sum_limit:  # False for NaN too
-            if not math.isfinite(total) or (float(c.sum()) > c.size and float(c.max()) > 1.0 + 1e-3):
-                return None
         t0 = time.perf_counter()
         y = call()
         latency_ms = (time.perf_counter() - t0) * 1e3
@@ -274,13 +271,26 @@ class Recognizer:
             c = self._reshape_canvases(c, canvases)
         if c.shape[0] == 0:
             raise InputShapeError(f"an empty batch of canvases {c.shape}; pass at least one")
-        total = float(c.sum())  # one reduction catches any NaN/inf, and most 0..255 mix-ups
-        if not math.isfinite(total):
-            raise ImageError("canvases contain NaN/inf values; clean them (np.nan_to_num) before predicting")
-        if total > c.size and float(c.max()) > 1.0 + 1e-3:
-            raise InputShapeError(f"canvases must be in [0, 1] (got values up to {float(c.max()):.4g}); divide "
-                                  f"pixel values by 255, or pass uint8 canvases")
+        if not (isinstance(canvases, np.ndarray) and canvases.dtype == np.uint8):  # uint8 / 255: in range
+            self._check_range(c)
         return c
+
+    def _check_range(self, c: np.ndarray) -> None:
+        """Canvases are un-normalised pixel/255 values in [0, 1]: refuse NaN/inf and anything outside, saying
+        what the values look like (normalised already, 0..255 pixels) and what to pass instead."""
+        lo, hi = float(c.min()), float(c.max())  # NaN propagates into both
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ImageError("canvases contain NaN/inf values; clean them (np.nan_to_num) before predicting")
+        if lo >= -RANGE_TOLERANCE and hi <= 1.0 + RANGE_TOLERANCE:
+            return
+        if lo < -RANGE_TOLERANCE:
+            hint = (f"negative values mean they look normalised already ((x - mean) / std; this model's mean "
+                    f"{self.normalization.mean:g}, std {self.normalization.std:g}): pass them before "
+                    f"normalisation, the recognizer normalises them itself")
+        else:
+            hint = "divide 0..255 pixel values by 255 (or pass uint8 canvases), or rescale them to [0, 1]"
+        raise InputShapeError(f"canvases must be un-normalised values in [0, 1] (pixel / 255); got values in "
+                              f"[{lo:.4g}, {hi:.4g}]: {hint}")
 
     def _reshape_canvases(self, c: np.ndarray, original: Any) -> np.ndarray:
         s = self.size

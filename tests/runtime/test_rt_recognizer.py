@@ -313,6 +313,29 @@ def test_bare_file_info_and_precision_from_name(tmp_path, tiny_tflite):
     assert rt.load(tmp_path / "student_float16.tflite", precision="fp32").precision == "fp32"
 
 
+@pytest.mark.parametrize("model", ["lin_onnx", "tiny_tflite"])
+def test_normalised_or_out_of_range_canvases_are_refused_by_every_canvas_api(model, request):
+    """Canvases are pixel/255 in [0, 1]: an already-normalised canvas (which read 53 % instead of 98 %), one
+    scaled 0..3 and an all -5 one raise InputShapeError naming the range seen and what to pass, on the single
+    canvas hot path, the general path, forward, predict_proba, evaluate and predict_batch alike."""
+    rec = rt.load(request.getfixturevalue(model), threads=1)
+    c = canvases(3, seed=9)
+    c[:, 10:18, 10:18] = 1.0  # some full ink, so the normalised maximum is the model's (1 - mean) / std
+    normalised = ((c - 0.1307) / 0.3081).astype(np.float32)
+    cases = {"normalised": (normalised, r"got values in \[-0.4242, 2.821\]: negative values mean they look "
+                                        r"normalised already .*mean 0.1307, std 0.3081.*pass them before"),
+             "0..3": (c * 3, r"got values in \[0, 3\]: divide 0..255 pixel values by 255"),
+             "all -5": (np.full_like(c, -5.0), r"got values in \[-5, -5\]: negative")}
+    for bad, words in cases.values():
+        calls = [lambda: rec.predict(bad[0], preprocessed=True), lambda: rec.predict(bad[:1].astype(np.float64),
+                 preprocessed=True), lambda: rec.forward(bad), lambda: rec.predict_proba(bad),
+                 lambda: rec.evaluate(bad, [0, 1, 2]), lambda: rec.predict_batch(bad, preprocessed=True)]
+        for call in calls:
+            with pytest.raises(InputShapeError, match=words):
+                call()
+    assert rec.evaluate(c, rec.forward(c).argmax(1)) == 1.0  # the same canvases un-normalised are fine
+
+
 def test_uint8_canvases_and_0_255_mixups(lin_onnx):
     rec = rt.load(lin_onnx)
     c = canvases(4, seed=13)
@@ -341,10 +364,10 @@ def test_single_canvas_hot_path_equals_general_path(model, request):
 
 @pytest.mark.parametrize("model", ["lin_onnx", "tiny_tflite"])
 def test_hot_path_edge_canvases_and_threads(model, request):
-    """The single-canvas path checks the sum of the normalised canvas: NaN, -inf and 0..255 mix-ups still raise
-    the general path's typed errors, an all-ink canvas (sum near the bound) and a stray value above 1 in a
-    sparse canvas are predicted as the general path predicts them, and per-thread bound buffers give each
-    thread its own answers."""
+    """The single-canvas path checks the canvas's range in one reduction: NaN, -inf and values outside [0, 1]
+    (a stray 1.5 in a sparse canvas too) raise the general path's typed errors, an all-ink canvas, values just
+    within the tolerance and -0.0 are predicted as the general path predicts them, and per-thread bound
+    buffers give each thread its own answers."""
     from concurrent.futures import ThreadPoolExecutor
 
     rec = rt.load(request.getfixturevalue(model), threads=1)
@@ -353,9 +376,14 @@ def test_hot_path_edge_canvases_and_threads(model, request):
         c[0, 0] = bad
         with pytest.raises(ImageError, match="NaN/inf"):
             rec.predict(c, preprocessed=True)
-    full, stray = np.ones((28, 28), np.float32), canvases(1, seed=6)[0]
+    stray = canvases(1, seed=6)[0]
     stray[3, 3] = 1.5
-    for c in (full, stray):
+    for c in (stray, stray.astype(np.float64)[None]):
+        with pytest.raises(InputShapeError, match=r"got values in \[0, 1.5\]"):
+            rec.predict(c, preprocessed=True)
+    full, edges = np.ones((28, 28), np.float32), canvases(1, seed=6)[0]
+    edges[3, 3], edges[4, 4], edges[0, :] = 1.0 + 5e-4, -5e-4, -0.0
+    for c in (full, edges):
         fast, slow = rec.predict(c, preprocessed=True), rec.predict(c.astype(np.float64)[None], preprocessed=True)
         assert [lab for lab, _ in fast.top_k] == [lab for lab, _ in slow.top_k]
         np.testing.assert_allclose(fast.probability, slow.probability, rtol=1e-6)
