@@ -2,8 +2,9 @@
 
 Handles what real files throw at a board: RGBA with transparency, 16-bit scans, palette and CMYK images,
 EXIF-rotated phone photos, huge images (JPEG decoded at 1/2..1/8 scale by libjpeg; other formats decoded
-once at full size in their compact mode, then box-downscaled; never materialised as float at full size),
-NaN arrays, 1x1 images.
+once at full size in their compact mode, then box-downscaled; never materialised as float at full size;
+refused from the header's dimensions, before any pixel is decoded, when decoding would take more than
+`decode_budget_bytes()`), NaN arrays, 1x1 images.
 Every failure is an `ImageError` naming the image and the fix.
 """
 
@@ -25,8 +26,21 @@ ImageLike = Union[str, os.PathLike, "Any", np.ndarray]  # path, PIL.Image.Image 
 MAX_WORK_SIDE_PX = 1024
 #: Smallest side accepted: below this there is nothing to recognise.
 MIN_SIDE_PX = 8
-#: Refuse images above this many pixels outright (about 20000x20000).
+#: Refuse images above this many pixels outright (about 20000x20000): Pillow's decompression-bomb guard, checked
+#: when the header is read; `decode_budget_bytes()` is the finer, memory-based bound checked after it.
 MAX_PIXELS = 400_000_000
+#: Peak memory a file's pixels may take while they are decoded, converted and downscaled: a quarter of the
+#: smallest supported board's RAM (Raspberry Pi Zero 2 W, 512 MB), so a huge PNG is an ImageError, not an OOM
+#: kill. `EDGEKD_MAX_DECODE_MIB` overrides it (e.g. on a workstation reading large scans).
+DECODE_BUDGET_BYTES = 128 << 20
+DECODE_BUDGET_ENV = "EDGEKD_MAX_DECODE_MIB"
+#: Peak bytes per pixel of the decoded size while `load_gray` decodes, converts and box-reduces a file of each
+#: Pillow mode (measured with ru_maxrss on 16 MP images: Pillow keeps RGB in 4 bytes, `reduce` premultiplies
+#: RGBA/LA into a full-size copy, palette images are converted once); other modes count as 16.
+DECODE_BYTES_PER_PIXEL = {"1": 2.1, "L": 1.2, "P": 2.1, "RGB": 4.6, "RGBA": 8.1, "LA": 8.1, "PA": 8.1, "CMYK": 8.1,
+                          "YCbCr": 8.1, "LAB": 8.1, "HSV": 8.1, "I;16": 6.2, "I;16L": 6.2, "I;16B": 6.2,
+                          "I;16N": 6.2, "F": 12.1, "I": 16.1}
+_WORST_BYTES_PER_PIXEL = 16.1  # also WebP (libwebp decodes into a buffer of its own) and palette + transparency
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 
 _PIL_LOCK = threading.Lock()
@@ -84,6 +98,7 @@ def _from_path(path: Path, max_side_px: int) -> np.ndarray:
             with im:
                 if im.format == "JPEG":  # let libjpeg decode at 1/2..1/8 scale: no full-size buffer
                     im.draft("L", (max_side_px, max_side_px))
+                _check_decode_memory(im, path)  # from the header (and the draft scale): nothing decoded yet
                 im.load()
                 if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # phone photos: turn them upright
                     im = ImageOps.exif_transpose(im)  # (a copy: only made when there is something to turn)
@@ -95,6 +110,37 @@ def _from_path(path: Path, max_side_px: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise ImageError(f"{path}: cannot decode the image ({e}); the file is truncated or corrupt, "
                          f"re-save or re-copy it") from None
+
+
+def decode_budget_bytes() -> int:
+    """`DECODE_BUDGET_BYTES`, or `EDGEKD_MAX_DECODE_MIB` MiB when that is set."""
+    raw = os.environ.get(DECODE_BUDGET_ENV)
+    if raw is None or not raw.strip():
+        return DECODE_BUDGET_BYTES
+    try:
+        mib = float(raw)
+    except ValueError:
+        mib = float("nan")
+    if not 0 < mib < float("inf"):
+        raise ImageError(f"{DECODE_BUDGET_ENV}={raw!r} is not a positive number of MiB; unset it for the default "
+                         f"{DECODE_BUDGET_BYTES >> 20} MiB")
+    return int(mib * (1 << 20))
+
+
+def _check_decode_memory(im: Any, path: Path) -> None:
+    """Refuse, from the declared size and mode, an image whose decoding would take more than the budget."""
+    width_px, height_px = im.size
+    per_px = DECODE_BYTES_PER_PIXEL.get(im.mode, _WORST_BYTES_PER_PIXEL)
+    if im.format == "WEBP" or (im.mode == "P" and "transparency" in im.info):
+        per_px = _WORST_BYTES_PER_PIXEL
+    need, budget = width_px * height_px * per_px, decode_budget_bytes()
+    if need > budget:
+        max_px = int(budget / per_px)
+        raise ImageError(f"{path}: a {width_px}x{height_px} px {im.format or ''} image ({im.mode}) would take about "
+                         f"{need / (1 << 20):,.0f} MiB to decode, over the {budget / (1 << 20):.4g} MiB limit "
+                         f"({DECODE_BUDGET_ENV}; the default is a quarter of a 512 MB Raspberry Pi Zero 2 W); "
+                         f"downscale it to at most {max_px:,} pixels (about {int(max_px ** 0.5)}x"
+                         f"{int(max_px ** 0.5)}) first")
 
 
 def _from_pil(im: Any, name: str, max_side_px: int) -> np.ndarray:
@@ -115,8 +161,8 @@ def _from_pil(im: Any, name: str, max_side_px: int) -> np.ndarray:
     if factor > 1 and im.mode in ("L", "LA", "RGB", "RGBA"):  # box-average while still 8-bit
         im = im.reduce(factor)
     arr = np.asarray(im)
-    if im.mode.startswith("I;16"):
-        arr = arr.astype(np.float32) / 65535.0
+    if im.mode.startswith("I;16"):  # native uint16 (65535 = white): box-reduced band by band, not as float
+        arr = arr.astype(np.uint16, copy=False)
     elif im.mode == "I":
         arr = arr.astype(np.float32) / (65535.0 if arr.max(initial=0) > 255 else 255.0)
     return _from_array(arr, name, max_side_px)

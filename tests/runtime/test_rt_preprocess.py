@@ -172,6 +172,9 @@ def test_huge_array_is_downscaled_without_full_size_float_copies():
 
 
 def test_huge_png_file_is_decoded_without_running_out_of_memory(tmp_path):
+    """With the decode budget raised (as on a workstation reading big scans), a 12000x12000 8-bit PNG is decoded
+    in its compact mode and box-reduced; at the default budget the same file is refused from its header."""
+    import os
     import subprocess
     import sys
 
@@ -179,6 +182,8 @@ def test_huge_png_file_is_decoded_without_running_out_of_memory(tmp_path):
     im.paste(10, (5000, 3000, 6000, 9000))
     im.save(tmp_path / "huge.png", compress_level=1)
     del im
+    with pytest.raises(ImageError, match=r"huge.png: a 12000x12000 px PNG image \(L\) would take about 165 MiB"):
+        preprocess(tmp_path / "huge.png")
     code = f"""
 import numpy as np
 from edgekd_runtime.preprocess import preprocess
@@ -186,12 +191,68 @@ c = preprocess({str(tmp_path / "huge.png")!r})
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(int((c > 0.5).sum()), hwm // 1024)
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "EDGEKD_MAX_DECODE_MIB": "256"})
     assert p.returncode == 0, p.stderr
     ink_px, peak_mib = map(int, p.stdout.split())
     assert ink_px > 20
     # the 8-bit decode is 137 MiB; one float32 copy at full size would add 549 MiB
     assert peak_mib < 400, peak_mib
+
+
+def _png_header_only(path, width_px: int, height_px: int, bit_depth: int, color_type: int):
+    """A PNG that declares its size but carries no real pixel data: decoding it would fail as truncated, so
+    an error that names the size shows that it was refused before decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width_px, height_px, bit_depth, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("bit_depth, color_type, mode, mib", [(8, 2, "RGB", 1755), (1, 0, "1", 801)])
+def test_huge_png_is_refused_from_its_header_before_decoding(tmp_path, bit_depth, color_type, mode, mib):
+    """The issue's 20000x20000 PNGs (RGB: 1.64 GB peak; 1-bit, a 77 KB file: 851 MB) would be OOM kills on a
+    512 MB board: they are ImageErrors naming the file, its size and the limit, before any pixel is decoded."""
+    path = _png_header_only(tmp_path / f"huge-{mode}.png", 20000, 20000, bit_depth, color_type)
+    with pytest.raises(ImageError, match=rf"huge-{mode}.png: a 20000x20000 px PNG image \({mode}\) would take about "
+                                         rf"{mib:,} MiB to decode, over the 128 MiB limit .*downscale it to at most"):
+        preprocess(path)
+
+
+@pytest.mark.parametrize("fmt, mode", [("PNG", "L"), ("PNG", "1"), ("PNG", "RGBA"), ("PNG", "I;16"), ("BMP", "RGB"),
+                                       ("GIF", "P"), ("TIFF", "CMYK"), ("WEBP", "RGB"), ("JPEG", "L")])
+def test_every_format_is_held_to_the_decode_budget(tmp_path, monkeypatch, fmt, mode):
+    """One rule for every format Pillow reads: a 600x600 image of each decodes at the default budget and is
+    refused, naming its size, when the budget (EDGEKD_MAX_DECODE_MIB) is below what its decoding takes."""
+    photo = Image.fromarray(handwriting_photo(digit_canvas(), height=600, width=600, scale=12, top=100, left=120))
+    if mode == "1":
+        photo = photo.point(lambda v: 255 if v > 128 else 0).convert("1", dither=Image.Dither.NONE)
+    else:
+        photo = photo.point(lambda v: v * 257, "I").convert("I;16") if mode == "I;16" else photo.convert(mode)
+    path = tmp_path / f"digit.{fmt.lower()}"
+    photo.save(path, format=fmt)
+    assert_mnist_like(preprocess(path), border_px=2)
+    monkeypatch.setenv("EDGEKD_MAX_DECODE_MIB", "0.1")
+    with pytest.raises(ImageError, match=rf"digit.{fmt.lower()}: a 600x600 px {fmt} image .* over the 0.1 MiB limit"):
+        preprocess(path)
+    monkeypatch.setenv("EDGEKD_MAX_DECODE_MIB", "lots")
+    with pytest.raises(ImageError, match="EDGEKD_MAX_DECODE_MIB='lots' is not a positive number of MiB"):
+        preprocess(path)
+
+
+def test_a_huge_jpeg_is_judged_at_its_draft_scale(tmp_path, monkeypatch):
+    """libjpeg decodes a JPEG at 1/8 scale when asked: a 4000x4000 photo needs ~2 MiB, so it passes a budget that
+    its full size (~18 MiB in gray) would not."""
+    big = Image.fromarray(handwriting_photo(digit_canvas(), height=4000, width=4000, scale=100))
+    big.save(tmp_path / "big.jpg", quality=80)
+    monkeypatch.setenv("EDGEKD_MAX_DECODE_MIB", "4")
+    assert_mnist_like(preprocess(tmp_path / "big.jpg"), border_px=2)
 
 
 def test_unreadable_files(tmp_path):
