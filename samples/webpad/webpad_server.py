@@ -1,13 +1,15 @@
 """The webpad HTTP server: the drawing page, and `POST /api/predict` that takes a PNG and returns JSON.
 
 Standard library only (`http.server.ThreadingHTTPServer`) plus `edgekd_runtime`. Built to stay up on a board
-facing a LAN: bounded body size, image dimensions, connections and concurrent inferences; socket timeouts for
-slow clients; every refusal is a 4xx/503 with a JSON `{"error": ...}` body, and an unexpected failure in one
-request is a 500 for that request only.
+facing a LAN: bounded body size, image dimensions, connections and concurrent inferences; a whole-request
+deadline, and the slowest waiting connection reclaimed when every slot is taken (`slow_clients`); every
+refusal, the ones http.server itself makes included (400, 414, 431, 501), is a 4xx/503 with a JSON
+`{"error": ...}` body, and an unexpected failure in one request is a 500 for that request only.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -22,6 +24,7 @@ from typing import Any
 from edgekd_runtime.errors import BlankImageError, ImageError, UserInputError
 
 from image_intake import IntakeLimits, RequestRejected, check_content_length, decode_image
+from slow_clients import ConnectionTable, RequestTimedOut
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The only files served: a fixed map, so no request path ever reaches the file system.
@@ -44,10 +47,12 @@ class ServerLimits:
     """Bounds that keep a small board responsive under load or abuse."""
 
     intake: IntakeLimits = field(default_factory=IntakeLimits)
-    max_connections: int = 64  # simultaneous connections (one thread each); more get an immediate 503
+    max_connections: int = 64  # simultaneous connections (one thread each); see BoundedThreadingHTTPServer
     inference_slots: int = 1  # concurrent predict() calls; 1 is safe for every backend (TFLite is not reentrant)
     queue_timeout_s: float = 10.0  # how long a request waits for an inference slot before a 503
-    socket_timeout_s: float = 10.0  # a client silent for this long is disconnected
+    socket_timeout_s: float = 10.0  # a client silent for this long is disconnected (408 if mid-request)
+    request_timeout_s: float = 10.0  # a request (line, headers, body) must arrive whole this soon after its first byte
+    evict_wait_s: float = 2.0  # when full, how long a new connection waits for the evicted one's slot
 
 
 class WebpadApp:
@@ -120,9 +125,50 @@ class WebpadHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.app.limits.socket_timeout_s
         super().setup()
+        self.rfile.close()  # read through the deadline reader instead (the socket stays open)
+        self._reader = self.server.connections.reader(self.request)  # type: ignore[attr-defined]
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.begin()
+        # what send_response needs should the request line itself time out
+        self.command, self.requestline, self.request_version = "", "", self.protocol_version
+        try:
+            super().handle_one_request()
+        except RequestTimedOut as e:
+            self.close_connection = True
+            if e.partial:  # a client that sent nothing is simply closed, as http.server does
+                log.info("%s request timed out: %s", self.address_string(), e)
+                self._send_error_json(408, f"request timed out: {e}")
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, then: a message framed two ways (Content-Length and Transfer-Encoding, or two
+        different Content-Lengths) is a request-smuggling attempt or a broken client: 400 and close (RFC 9112
+        6.3), so its body is never read as a second request."""
+        if not super().parse_request():
+            return False
+        lengths = set(self.headers.get_all("Content-Length") or ())
+        if self.headers.get("Transfer-Encoding") is not None and lengths:
+            self.send_error(400, "both Content-Length and Transfer-Encoding sent: ambiguous message framing "
+                                 "(RFC 9112 6.3); send the body with Content-Length only")
+            return False
+        if len(lengths) > 1:
+            self.send_error(400, f"Content-Length sent {len(lengths)} times with different values; send it once")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Refusals that http.server makes itself (400 bad request line, 414 URI too long, 431 header fields
+        too large or too many, 501 unsupported method, 505) as JSON like every other error, then close."""
+        self.close_connection = True
+        reasons = {414: "request line longer than 65536 bytes; shorten the URL",
+                   501: f"method {self.command!r} not supported; use GET / or POST /api/predict",
+                   431: f"{message or 'header fields too large'} ({explain}); send fewer or shorter headers"}
+        self._send_error_json(code, reasons.get(code) or message or self.responses.get(code, ("error",))[0])
 
     # ---- responses -------------------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.connection.settimeout(self.app.limits.socket_timeout_s)  # reads may have left a shorter one
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -145,6 +191,7 @@ class WebpadHandler(BaseHTTPRequestHandler):
     # ---- routes ----------------------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         route = self.path.split("?", 1)[0]
+        self._reader.complete()
         if self.headers.get("Content-Length", "0") != "0" or self.headers.get("Transfer-Encoding"):
             self.close_connection = True  # an unread body must not be parsed as the next request
         if route in self.app.static:
@@ -169,12 +216,8 @@ class WebpadHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # never read an oversized or unknown-length body
             self._send_error_json(e.status, str(e))
             return
-        try:
-            body = self.rfile.read(length_bytes)
-        except OSError:  # includes TimeoutError: a client that stopped sending mid-body
-            self.close_connection = True
-            self._send_error_json(408, f"timed out reading the body after {self.app.limits.socket_timeout_s} s")
-            return
+        body = self.rfile.read(length_bytes)  # RequestTimedOut for a slow or stalled body: 408 (handle_one_request)
+        self._reader.complete()
         if len(body) < length_bytes:
             self.close_connection = True
             self._send_error_json(400, f"body ended after {len(body)} of {length_bytes} bytes")
@@ -200,7 +243,9 @@ class WebpadHandler(BaseHTTPRequestHandler):
 
 
 class BoundedThreadingHTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that refuses connections beyond `max_connections` with an immediate 503."""
+    """ThreadingHTTPServer with at most `max_connections` connections: when all are taken, the one waiting
+    longest for its request is evicted (`slow_clients`), and only when every one is being answered does a new
+    connection get an immediate 503."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -208,12 +253,15 @@ class BoundedThreadingHTTPServer(ThreadingHTTPServer):
 
     app: WebpadApp  # set by make_server
 
-    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
-        self._connections = threading.BoundedSemaphore(max_connections)
+    def __init__(self, address: tuple[str, int], handler: type, limits: ServerLimits) -> None:
+        self._connections = threading.BoundedSemaphore(limits.max_connections)
+        self.connections = ConnectionTable(limits.socket_timeout_s, limits.request_timeout_s)
+        self.evict_wait_s = limits.evict_wait_s
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._connections.acquire(blocking=False):
+        if not self._connections.acquire(blocking=False) and not (
+                self.connections.evict_slowest() and self._connections.acquire(timeout=self.evict_wait_s)):
             body = json.dumps({"error": "server busy: too many connections; retry shortly", "status": 503})
             try:
                 request.sendall((f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -223,7 +271,12 @@ class BoundedThreadingHTTPServer(ThreadingHTTPServer):
                 pass
             self.shutdown_request(request)
             return
+        self.connections.add(request)  # here, in accept order, so the oldest is the first evicted
         super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.remove(request)  # before the close: an evictor never touches a closed socket
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -245,7 +298,7 @@ def make_server(recognizer: Any, host: str = "127.0.0.1", port: int = 8000,
     app = WebpadApp(recognizer, limits)
     handler = type("BoundWebpadHandler", (WebpadHandler,), {"app": app})
     try:
-        server = BoundedThreadingHTTPServer((host, port), handler, limits.max_connections)
+        server = BoundedThreadingHTTPServer((host, port), handler, limits)
     except OSError as e:
         raise UserInputError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port or "
                              f"stop what is using it") from None

@@ -185,30 +185,185 @@ def test_unknown_paths_and_methods(server, digit_model):
     _assert_still_serving(server, digit_model)
 
 
+def _serve(recognizer, limits: ServerLimits):
+    srv = make_server(recognizer, "127.0.0.1", 0, limits)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return srv
+
+
+def _stop(srv) -> None:
+    srv.shutdown()
+    srv.server_close()
+
+
+class _BlockingRecognizer:
+    """The real recognizer, whose predict() waits until the test releases it: requests being answered."""
+
+    def __init__(self, real):
+        self.real, self.entered, self.release = real, threading.Semaphore(0), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def predict(self, image, top_k=3):
+        self.entered.release()
+        self.release.wait(30)
+        return self.real.predict(image, top_k=top_k)
+
+
 def test_connections_beyond_the_limit_get_503_then_service_resumes(digit_model):
+    """When every slot holds a request being answered (nothing to reclaim), a new connection gets an
+    immediate 503 with Retry-After; service resumes as those requests finish."""
     import edgekd_runtime
 
-    limits = ServerLimits(max_connections=2, socket_timeout_s=5.0)
-    srv = make_server(edgekd_runtime.load(digit_model.bundle), "127.0.0.1", 0, limits)
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    rec = _BlockingRecognizer(edgekd_runtime.load(digit_model.bundle))
+    srv = _serve(rec, ServerLimits(max_connections=2, inference_slots=2, socket_timeout_s=5.0))
     health = b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    body = png_bytes(digit_model.clear_digits(1)[5][0])
     try:
-        idle = [socket.create_connection(srv.server_address[:2], timeout=10) for _ in range(2)]
-        deadline = time.monotonic() + 4  # the idle pair holds both slots until its 5 s socket timeout
-        while not (answer := _raw(srv, health)).startswith(b"HTTP/1.1 503 "):
-            assert time.monotonic() < deadline, answer[:200]
-            time.sleep(0.05)
-        assert b"too many connections" in answer and b"Retry-After: 1" in answer
-        for s in idle:
-            s.close()
+        busy = [threading.Thread(target=_predict, args=(srv, body)) for _ in range(2)]
+        for t in busy:
+            t.start()
+        assert rec.entered.acquire(timeout=20) and rec.entered.acquire(timeout=20)  # both inside predict()
+        answer = _raw(srv, health)
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"too many connections" in answer, answer[:200]
+        assert b"Retry-After: 1" in answer
+        rec.release.set()
+        for t in busy:
+            t.join(20)
         deadline = time.monotonic() + 5
-        while not _raw(srv, health).startswith(b"HTTP/1.1 200 "):  # slots come back as the idle ones close
+        while not _raw(srv, health).startswith(b"HTTP/1.1 200 "):  # slots come back as the requests end
             assert time.monotonic() < deadline
             time.sleep(0.05)
         _assert_still_serving(srv, digit_model)
     finally:
-        srv.shutdown()
-        srv.server_close()
+        rec.release.set()
+        _stop(srv)
+
+
+def _trickle(sock: socket.socket, data: bytes, interval_s: float, max_s: float) -> tuple[bytes, float]:
+    """Send `data` one byte every `interval_s` until the server answers (or `max_s` passes); return everything
+    the server sent until it closed, and the seconds from the first byte to the answer."""
+    import select
+
+    t0 = time.monotonic()
+    for byte in data:
+        sock.sendall(bytes([byte]))
+        if select.select([sock], [], [], interval_s)[0] or time.monotonic() - t0 > max_s:
+            break
+    answered_s = time.monotonic() - t0
+    sock.settimeout(10)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks), answered_s
+
+
+def _json_answer(answer: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head, head
+    return int(head.split()[1]), json.loads(body), head
+
+
+def test_a_trickling_request_gets_408_at_its_whole_request_deadline(digit_model):
+    """One byte every 0.25 s never trips the 3 s silence timeout, which restarts with every byte; the 1 s
+    whole-request deadline stops it with the documented 408 (before: never dropped)."""
+    import edgekd_runtime
+
+    srv = _serve(edgekd_runtime.load(digit_model.bundle), ServerLimits(socket_timeout_s=3.0, request_timeout_s=1.0))
+    try:
+        with socket.create_connection(srv.server_address[:2], timeout=10) as s:
+            answer, answered_s = _trickle(s, b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100,
+                                          interval_s=0.25, max_s=6.0)
+        status, payload, head = _json_answer(answer)
+        assert status == 408 and payload["status"] == 408 and b"Connection: close" in head
+        assert "did not arrive whole within 1 s of its first byte" in payload["error"]  # not the silence one
+        assert answered_s < 6.0  # answered while it was still trickling
+        _assert_still_serving(srv, digit_model)
+    finally:
+        _stop(srv)
+
+
+def test_tricklers_holding_every_slot_do_not_lock_out_real_requests(digit_model):
+    """Three connections trickling their requests hold all three slots (deadlines far away): a real request
+    is still served, by evicting the one waiting longest, which gets a 408 saying why."""
+    import edgekd_runtime
+
+    srv = _serve(edgekd_runtime.load(digit_model.bundle),
+                 ServerLimits(max_connections=3, socket_timeout_s=30.0, request_timeout_s=30.0))
+    stop = threading.Event()
+    slow = [socket.create_connection(srv.server_address[:2], timeout=10) for _ in range(3)]
+
+    def trickle() -> None:
+        data = b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+        for byte in data:
+            for s in slow:
+                try:
+                    s.sendall(bytes([byte]))
+                except OSError:
+                    pass  # evicted
+            if stop.wait(0.3):
+                return
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        status, health, _ = _request(srv, "GET", "/api/health")
+        assert status == 200 and health["status"] == "ok"
+        slow[0].settimeout(10)
+        status, payload, _ = _json_answer(slow[0].recv(65536))
+        assert status == 408 and "server was full and this connection had waited longest" in payload["error"]
+        _assert_still_serving(srv, digit_model)  # evicts the next trickler
+    finally:
+        stop.set()
+        sender.join(5)
+        for s in slow:
+            s.close()
+        _stop(srv)
+
+
+def test_a_silent_partial_request_gets_408_and_an_idle_connection_is_just_closed(server):
+    t0 = time.monotonic()
+    answer = _raw(server, b"GET /api/health HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+    status, payload, _ = _json_answer(answer)
+    assert status == 408 and "sent nothing for 1 s in the middle of a request" in payload["error"]
+    assert time.monotonic() - t0 >= LIMITS.socket_timeout_s * 0.9
+    assert _raw(server, b"") == b""  # nothing sent at all: closed without an answer, as http.server does
+
+
+@pytest.mark.parametrize("request_bytes, status, words", [
+    (b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 501, "method 'TRACE' not supported"),
+    (b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", 501, "method 'CONNECT' not supported"),
+    (b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501, "method 'BREW' not supported"),
+    (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request line longer than 65536 bytes"),
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(101)) + b"\r\n", 431,
+     "got more than 100 headers"),
+    (b"GET / HTTP/1.1\r\nX-Long: " + b"v" * 70_000 + b"\r\n\r\n", 431, "header line"),
+])
+def test_refusals_made_by_http_server_itself_are_json(server, digit_model, request_bytes, status, words):
+    got, payload, head = _json_answer(_raw(server, request_bytes))
+    assert got == status and payload["status"] == status and words in payload["error"], payload
+    assert b"Connection: close" in head and b"<html" not in head.lower()
+    _assert_still_serving(server, digit_model)
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_content_length_with_chunked_transfer_encoding_is_one_400_and_a_closed_connection(server, digit_model,
+                                                                                        method):
+    """RFC 9112 6.3: a message framed both ways is refused and the connection closed, so the chunked body can
+    never be read as a second request (before: two responses on one connection)."""
+    smuggled = b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+    answer = _raw(server, b"%s /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n%s" % (method.encode(), chunked))
+    assert answer.count(b"HTTP/1.1 ") == 1, answer  # _raw read until the server closed the connection
+    status, payload, head = _json_answer(answer)
+    assert status == 400 and "both Content-Length and Transfer-Encoding" in payload["error"]
+    assert b"Connection: close" in head
+    answer = _raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                          b"Content-Length: 40\r\n\r\n" + b"x" * 40)
+    assert answer.count(b"HTTP/1.1 ") == 1 and _json_answer(answer)[0] == 400
+    _assert_still_serving(server, digit_model)
 
 
 def _webpad_cli(*args: str) -> subprocess.CompletedProcess:
