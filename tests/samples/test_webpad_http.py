@@ -383,6 +383,23 @@ def test_cli_bad_model_and_busy_port_exit_2_without_traceback(digit_model, tmp_p
     assert "Traceback" not in done.stderr
 
 
+def test_cli_threads_over_the_cores_are_capped_with_a_one_line_warning(digit_model, tmp_path):
+    from samples_support import start_webpad, stop_webpad
+
+    from edgekd_runtime.backends import usable_cores
+
+    server = start_webpad(digit_model.bundle, tmp_path / "server.log", "--threads", "100000")
+    try:
+        log = server.log()  # it started serving: the warning came first
+    finally:
+        stop_webpad(server)
+    cores = usable_cores()
+    assert f"warning: threads=100000 is more than the {cores} cores this process may use; using {cores}" in log
+    assert "Traceback" not in log and "Warning:" not in log
+    done = _webpad_cli(digit_model.bundle, "--threads", "0")
+    assert done.returncode == 2 and "--threads" in done.stderr
+
+
 def test_cli_help_lists_the_limits():
     done = _webpad_cli("--help")
     assert done.returncode == 0
