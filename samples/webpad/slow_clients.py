@@ -42,11 +42,13 @@ class DeadlineReader(io.RawIOBase):
         self.sock, self.idle_timeout_s, self.request_timeout_s, self.clock = sock, idle_timeout_s, \
             request_timeout_s, clock
         self.evicted = False
-        self.begin()
+        self.reading, self.waiting_since, self.received, self.deadline = True, self.clock(), 0, None
 
     def begin(self) -> None:
-        """The server starts waiting for the next request on this connection."""
-        self.reading, self.waiting_since, self.received, self.deadline = True, self.clock(), 0, None
+        """The server starts waiting for the next request on this connection (for the first one, the wait
+        counts from the accept: connections are evicted in the order they started waiting)."""
+        if not self.reading or self.received:
+            self.reading, self.waiting_since, self.received, self.deadline = True, self.clock(), 0, None
 
     def complete(self) -> None:
         """The current request has been read whole: no deadline while it is answered, not evictable."""
@@ -56,31 +58,31 @@ class DeadlineReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        if self.evicted:
-            raise RequestTimedOut("the server was full and this connection had waited longest for its request; "
-                                  "send requests whole and promptly", partial=self.received > 0)
         timeout_s = self.idle_timeout_s
         if self.deadline is not None:
-            remaining_s = self.deadline - self.clock()
-            if remaining_s <= 0:
-                raise RequestTimedOut(f"the request did not arrive whole within {self.request_timeout_s:g} s of "
-                                      f"its first byte", partial=True)
-            timeout_s = min(timeout_s, remaining_s)
+            timeout_s = min(timeout_s, self.deadline - self.clock())
+        if self.evicted or timeout_s <= 0:
+            raise self._timed_out()
         self.sock.settimeout(timeout_s)
         try:
             n = self.sock.recv_into(buffer)
         except TimeoutError:
-            if self.deadline is not None and self.deadline <= self.clock():
-                raise RequestTimedOut(f"the request did not arrive whole within {self.request_timeout_s:g} s "
-                                      f"of its first byte", partial=True) from None
-            raise RequestTimedOut(f"the client sent nothing for {self.idle_timeout_s:g} s in the middle of a "
-                                  f"request", partial=self.received > 0) from None
-        if n == 0 and self.evicted:  # shut down while waiting: the next call says why
-            return self.readinto(buffer)
+            raise self._timed_out() from None
+        if n == 0 and self.evicted:  # shut down while waiting
+            raise self._timed_out()
         if n and self.deadline is None:
             self.deadline = self.clock() + self.request_timeout_s
         self.received += n
         return n
+
+    def _timed_out(self) -> RequestTimedOut:
+        if self.evicted:
+            why = "the server was full and this connection had waited longest for its request"
+        elif self.deadline is not None and self.deadline <= self.clock():
+            why = f"the request did not arrive whole within {self.request_timeout_s:g} s of its first byte"
+        else:
+            why = f"the client sent nothing for {self.idle_timeout_s:g} s in the middle of a request"
+        return RequestTimedOut(f"{why}; send requests whole and promptly", partial=self.received > 0)
 
 
 class ConnectionTable:
