@@ -96,7 +96,7 @@ def _from_path(path: Path, max_side_px: int) -> np.ndarray:
             finally:
                 Image.MAX_IMAGE_PIXELS = old
             with im:
-                if im.format == "JPEG":  # let libjpeg decode at 1/2..1/8 scale: no full-size buffer
+                if im.format in ("JPEG", "MPO"):  # libjpeg decodes at 1/2..1/8 scale: no full-size buffer
                     im.draft("L", (max_side_px, max_side_px))
                 _check_decode_memory(im, path)  # from the header (and the draft scale): nothing decoded yet
                 im.load()

@@ -247,12 +247,14 @@ def test_every_format_is_held_to_the_decode_budget(tmp_path, monkeypatch, fmt, m
 
 
 def test_a_huge_jpeg_is_judged_at_its_draft_scale(tmp_path, monkeypatch):
-    """libjpeg decodes a JPEG at 1/8 scale when asked: a 4000x4000 photo needs ~2 MiB, so it passes a budget that
-    its full size (~18 MiB in gray) would not."""
+    """libjpeg decodes a JPEG (or a camera's MPO) at 1/8 scale when asked: a 4000x4000 photo needs ~2 MiB, so it
+    passes a budget that its full size (~18 MiB in gray) would not."""
     big = Image.fromarray(handwriting_photo(digit_canvas(), height=4000, width=4000, scale=100))
     big.save(tmp_path / "big.jpg", quality=80)
+    big.save(tmp_path / "big.mpo", format="MPO", save_all=True, append_images=[big], quality=80)  # some cameras'
     monkeypatch.setenv("EDGEKD_MAX_DECODE_MIB", "4")
     assert_mnist_like(preprocess(tmp_path / "big.jpg"), border_px=2)
+    assert_mnist_like(preprocess(tmp_path / "big.mpo"), border_px=2)
 
 
 def test_unreadable_files(tmp_path):
