@@ -27,6 +27,7 @@ from .staging import make_stage
 
 DEFAULT_TARGETS = ("tflite", "onnx-int8")
 RUNTIME_ACCURACY_SLACK = 0.01  # runtime vs converters' accuracy on the same artifact and samples
+DEFAULT_DEPLOY_PRECISION = "int8"  # for bundles without a budget: edgekd's default deployed precision
 
 
 def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, eval_canvases: np.ndarray,
@@ -84,6 +85,7 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
             staged.set_artifact(Artifact.from_file(
                 stage, conv.path.name, conv.precision, parity=conv.parity.to_dict(), accuracy=conv.accuracy,
                 extra={"accuracy_source": "converters", "convert_s": round(conv.convert_s, 3)}))
+        staged.deployed = deployable_artifact(staged).path
         staged.save(stage)
         runtime_accuracy(stage, staged, eval_canvases, eval_labels)
         staged.versions = {**staged.versions, **_versions()}
@@ -99,6 +101,19 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return staged, report
+
+
+def deployable_artifact(manifest: Manifest, precision: str | None = None) -> Artifact:
+    """The artifact to deploy on the board (recorded as the manifest's `deployed`, loaded by default by
+    `edgekd_runtime.load`): TFLite at the budget's precision (`precision`, else the manifest's budget's, else
+    int8, edgekd's default), else the closest one that passed conversion (failures are left out of the bundle)."""
+    prec = precision or (manifest.budget or {}).get("precision") or DEFAULT_DEPLOY_PRECISION
+    order = [("tflite", prec), ("onnx", prec), ("tflite", "fp16"), ("tflite", "fp32"), ("onnx", "fp32")]
+    for fmt, p in order:
+        for a in manifest.artifacts:
+            if a.format == fmt and a.precision == p:
+                return a
+    return manifest.artifacts[0]
 
 
 def _planned_names(targets: Sequence[str], stem: str) -> set[str]:

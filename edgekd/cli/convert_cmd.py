@@ -54,12 +54,14 @@ def register(app: typer.Typer) -> None:
             p = a.parity or {}
             table.add_row(a.path, a.precision, f"{a.size_bytes / 1024:.1f}", f"{p.get('max_abs_diff', 0):.2e}",
                           f"{p.get('top1_agreement', 0):.1%}", "-" if a.accuracy is None else f"{a.accuracy:.1%}",
-                          "[green]ok[/green]" if p.get("passed") else "[red]FAIL[/red]")
+                          ("[green]ok[/green]" if p.get("passed") else "[red]FAIL[/red]")
+                          + (" deployed" if a.path == manifest.deployed else ""))
         console = Console()
         console.print(table)
         console.print(f"parity against {conv.get('reference')} on {conv.get('num_eval_samples')} test samples; "
                       f"int8 calibrated on {conv.get('num_calibration_samples')} training samples; "
                       f"{conv.get('wall_s', 0):.1f} s")
+        console.print(f"deployed (what edgekd_runtime.load and edgekd-rt use by default): {manifest.deployed}")
         for f in report.failed:
             p = f.parity
             typer.echo(f"error: {f.name} missed its tolerance and was not written: max abs diff {p.max_abs_diff:.3g}"

@@ -107,13 +107,11 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
 
 
 def _deployable(manifest: Any, prec: str) -> Any:
-    """The artifact to deploy: TFLite at the budget's precision, else the closest one that passed conversion."""
-    order = [("tflite", prec), ("onnx", prec), ("tflite", "fp16"), ("tflite", "fp32"), ("onnx", "fp32")]
-    for fmt, p in order:
-        for a in manifest.artifacts:
-            if a.format == fmt and a.precision == p:
-                return a
-    return manifest.artifacts[0]
+    """The artifact the bundle deploys (what the board loads by default): the manifest's record, written by
+    `edgekd convert`; bundles converted before it was recorded get the same rule applied here."""
+    from edgekd_converters.bundle import deployable_artifact
+
+    return manifest.deployed_artifact() or deployable_artifact(manifest, prec)
 
 
 def _close(a: float | None, b: float | None) -> bool:

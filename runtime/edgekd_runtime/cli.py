@@ -176,12 +176,23 @@ def info_cmd(
     m = info["manifest"]
     if m:
         rows.append(("bundle", f"{m['name']} ({m['task']}), created {m.get('created') or '-'}"))
+        rows.append(("deployed", _deployed_row(info)))
         for a in m["artifacts"]:
             par = a.get("parity") or {}
             rows.append((f"  {a['path']}", f"{a['format']}/{a['precision']}, {a['size_bytes']:,} B, "
                          f"accuracy {a.get('accuracy') if a.get('accuracy') is not None else '-'}, "
-                         f"parity {'ok' if par.get('passed') else ('FAILED' if par else '-')}"))
+                         f"parity {'ok' if par.get('passed') else ('FAILED' if par else '-')}"
+                         + (", deployed" if a["path"] == info["deployed"] else "")))
     _print_rows("model", rows)
+
+
+def _deployed_row(info: dict) -> str:
+    """Which artifact the bundle deploys, and whether it is the one loaded."""
+    if info["deployed"] is None:
+        return "not recorded (an older bundle): its first usable artifact is loaded"
+    if info["is_deployed"]:
+        return f"{info['deployed']} (loaded)"
+    return f"{info['deployed']} (NOT loaded; {info['artifact']} is)"
 
 
 def _print_rows(title: str, rows: List[tuple]) -> None:

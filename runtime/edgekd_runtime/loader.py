@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 from .backends import Backend, TensorInfo, open_backend, resolve_format, resolve_threads, tflite_available
@@ -17,6 +18,7 @@ from .recognizer import Recognizer
 from .sysinfo import rss_bytes
 
 BACKEND_CHOICES = ("auto", "onnx", "tflite")
+_INSTALL_HINT = {"onnx": "pip install onnxruntime", "tflite": "pip install 'edgekd-runtime[tflite]'"}
 
 
 def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None,
@@ -25,10 +27,14 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
 
     Args:
         path: a bundle directory (with manifest.json) or a bare .onnx / .tflite file.
-        backend: "auto" (the bundle's first usable artifact, or the file's format), "onnx" or "tflite".
+        backend: "auto" (the bundle's deployed artifact, see below, or the file's format), "onnx" or "tflite".
         threads: interpreter threads; None = the cores this process may use (at most 4); more than those cores
             is capped at them with an `EdgekdWarning`.
         precision: in a bundle, pick the artifact with this precision (fp32, fp16, int8).
+
+    In a bundle, the artifact its manifest records as `deployed` (the one `edgekd convert` chose for the budget)
+    is preferred among those that match `backend` and `precision`; bundles that record none use their first
+    usable artifact. An explicit backend or precision that excludes the deployed artifact wins.
 
     Raises:
         ModelLoadError, ManifestError, ChecksumMismatchError, UserInputError (threads < 1) (user-fixable);
@@ -47,9 +53,10 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     manifest = None
     if p.is_dir():
         manifest = Manifest.load(p)
-        be, model_path, prec = _open_bundle_artifact(p, manifest, backend, precision, threads)
+        be, art, model_path = _open_bundle_artifact(p, manifest, backend, precision, threads)
+        prec = art.precision
     else:
-        model_path, prec = p, precision
+        art, model_path, prec = None, p, precision
         be = _open_file(p, resolve_format(p, backend), threads)
     load_ms = (time.perf_counter() - t0) * 1e3
     rss = rss_bytes()
@@ -62,7 +69,7 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
                                 f"lists {len(labels)} labels; re-export the bundle")
         kind = str(manifest.output.get("kind", "logits"))
         return Recognizer(be, model_path, prec, labels, spec, manifest.normalization, manifest.preprocessing,
-                          kind, manifest, load_ms, rss)
+                          kind, manifest, load_ms, rss, artifact=art)
     if n_out <= 0:
         raise ModelLoadError(f"{model_path}: the output {be.outputs[0].name} has no fixed class dimension "
                              f"{be.outputs[0].shape}; use a bundle whose manifest lists the labels")
@@ -77,17 +84,25 @@ def _open_file(path: Path, fmt: str, threads: int | None) -> Backend:
 
 
 def _open_bundle_artifact(bundle: Path, m: Manifest, backend: str, precision: str | None,
-                          threads: int | None) -> tuple[Backend, Path, str]:
+                          threads: int | None) -> tuple[Backend, Artifact, Path]:
     """Open the first candidate artifact; with backend="auto", an interpreter that is installed but cannot
     be imported (e.g. tflite_runtime under numpy 2) moves on to the next artifact instead of failing."""
     cands = _candidate_artifacts(m, backend, precision)
     for i, art in enumerate(cands):
         path = verify_artifact(bundle, art)
         try:
-            return _open_file(path, art.format, threads), path, art.precision
+            opened = _open_file(path, art.format, threads)
         except BackendUnavailableError:
             if backend != "auto" or i == len(cands) - 1:
                 raise
+            continue
+        dep = m.deployed_artifact()
+        if dep is not None and art is not dep and backend == "auto" and precision is None:
+            hint = _INSTALL_HINT.get(dep.format, "install its interpreter")
+            warnings.warn(f"bundle {m.name!r}: its deployed artifact {dep.path} needs a {dep.format} interpreter "
+                          f"that cannot be used here; loading {art.path} ({art.format}/{art.precision}) instead, "
+                          f"which may not fit the budget ({hint})", stacklevel=3)
+        return opened, art, path
     raise AssertionError("unreachable: _candidate_artifacts never returns an empty list")
 
 
@@ -103,7 +118,11 @@ def _candidate_artifacts(m: Manifest, backend: str, precision: str | None) -> li
                             f"({', '.join(a.path for a in m.artifacts)}); `pip install onnxruntime` or "
                             f"`pip install 'edgekd-runtime[tflite]'`")
     failed = lambda a: isinstance(a.parity, dict) and a.parity.get("passed") is False  # noqa: E731
-    return sorted(cands, key=failed)  # stable: manifest order, parity failures last
+    dep = m.deployed_artifact()
+    if dep is None:
+        return sorted(cands, key=failed)  # stable: manifest order, parity failures last
+    # the deployed artifact first; if it cannot be used here, one of its precision before the others
+    return sorted(cands, key=lambda a: (a is not dep, a.precision != dep.precision, failed(a)))
 
 
 def _input_spec(t: TensorInfo, manifest: Manifest | None, path: Path) -> InputSpec:

@@ -16,11 +16,14 @@ Schema (format_version 1)::
          "sha256": "...", "parity": {"reference": "torch", "max_abs_diff": 1e-7, "top1_agreement": 1.0,
          "tolerance": 1e-4, "passed": true}, "accuracy": 0.981, "budget_ok": true}
       ],
+      "deployed": "student_int8.tflite",          # optional: the artifact chosen for the board (the budget's)
       "budget": {...}, "profile": {...}, "versions": {...}, "created": "2026-11-23T18:00:00Z",
       "report": "report.md"
     }
 
-Artifact paths are relative to the bundle directory. Precision is one of fp32, fp16, int8.
+Artifact paths are relative to the bundle directory. Precision is one of fp32, fp16, int8. `deployed` (written by
+`edgekd convert` / `edgekd run`) names the artifact `edgekd_runtime.load(bundle)` opens when no backend or
+precision is asked for; manifests without it (older bundles) load their first usable artifact.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class Manifest:
     normalization: Normalization = field(default_factory=Normalization)
     preprocessing: PreprocessSpec = field(default_factory=PreprocessSpec)
     artifacts: list[Artifact] = field(default_factory=list)
+    deployed: str | None = None  # path of the artifact chosen for the board; None: the first usable one
     task: str = "image-classification"
     budget: dict[str, Any] | None = None
     profile: dict[str, Any] | None = None
@@ -140,6 +144,7 @@ class Manifest:
                 normalization=Normalization(**(d.get("normalization") or {})),
                 preprocessing=PreprocessSpec(**(d.get("preprocessing") or {})),
                 artifacts=[Artifact(**a) for a in d.get("artifacts", [])],
+                deployed=d.get("deployed"),
                 task=d.get("task", "image-classification"),
                 budget=d.get("budget"), profile=d.get("profile"), versions=d.get("versions") or {},
                 created=d.get("created"), report=d.get("report"), extra=d.get("extra") or {},
@@ -151,6 +156,9 @@ class Manifest:
             raise ManifestError(f"{source}: input.layout {m.input.layout!r} must be NCHW or NHWC")
         if not m.labels:
             raise ManifestError(f"{source}: labels is empty")
+        if m.deployed is not None and m.deployed not in {a.path for a in m.artifacts}:
+            raise ManifestError(f"{source}: deployed {m.deployed!r} is not one of its artifacts "
+                                f"({', '.join(a.path for a in m.artifacts) or 'none'}); re-run `edgekd convert`")
         return m
 
     @classmethod
@@ -174,6 +182,10 @@ class Manifest:
         have = ", ".join(f"{a.path} ({a.format}/{a.precision})" for a in self.artifacts) or "none"
         raise ManifestError(f"bundle {self.name!r} has no artifact with format={format} precision={precision}; "
                             f"it has: {have}")
+
+    def deployed_artifact(self) -> Artifact | None:
+        """The artifact recorded as deployed (None for bundles that record none)."""
+        return next((a for a in self.artifacts if a.path == self.deployed), None)
 
     def set_artifact(self, art: Artifact) -> None:
         """Add or replace (by path) an artifact entry."""

@@ -20,7 +20,7 @@ from .atomic import sha256_file
 from .backends import Backend, TensorInfo
 from .errors import ImageError, InputShapeError, ManifestError
 from .images import ImageLike, describe
-from .manifest import InputSpec, Manifest, Normalization, PreprocessSpec
+from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
 from .preprocess import preprocess
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class Recognizer:
     load_ms: float = 0.0
     rss_after_load_bytes: int | None = None
     first_inference_ms: float | None = None
+    artifact: Artifact | None = None  # the bundle's manifest entry of the loaded file (None for a bare file)
 
     def __post_init__(self) -> None:
         inp: TensorInfo = self.backend.inputs[0]
@@ -114,10 +115,19 @@ class Recognizer:
     def threads(self) -> int:
         return self.backend.threads
 
+    @property
+    def is_deployed(self) -> bool | None:
+        """Whether the loaded file is the artifact its bundle records as deployed (None: no such record)."""
+        if self.manifest is None or self.manifest.deployed is None:
+            return None
+        return self.artifact is not None and self.artifact.path == self.manifest.deployed
+
     def info(self) -> dict[str, Any]:
         """Everything `edgekd-rt info` shows: model file, interpreter, tensors, labels, manifest."""
         return {
             "model_path": str(self.model_path), "format": self.backend.format, "precision": self.precision,
+            "artifact": self.artifact.path if self.artifact else None,
+            "deployed": self.manifest.deployed if self.manifest else None, "is_deployed": self.is_deployed,
             "size_bytes": self.model_path.stat().st_size, "sha256": sha256_file(self.model_path),
             "backend": self.backend.name, "backend_version": self.backend.version,
             "delegate": self.backend.delegate, "threads": self.backend.threads,

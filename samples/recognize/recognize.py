@@ -47,6 +47,12 @@ def _human(res: dict[str, Any], width: int) -> str:
             f"top-{len(res['top_k'])}: {top}  {res['latency_ms']:7.2f} ms")
 
 
+def _model_facts(rec: Any) -> dict[str, Any]:
+    """Which file was loaded, and whether it is the bundle's deployed (budget-fitting) artifact (None: not recorded)."""
+    return {"artifact": rec.artifact.path if rec.artifact else rec.model_path.name, "precision": rec.precision,
+            "backend": f"{rec.backend_name} {rec.backend_version}", "deployed": rec.is_deployed}
+
+
 @app.command()
 @handle_errors
 def recognize(
@@ -137,12 +143,15 @@ def recognize(
     model_lat, total_lat = LatencySummary.of(latencies_ms), LatencySummary.of(totals_ms)
     summary = {"count": len(latencies_ms) + failed_files + no_digit_frames, "recognised": len(latencies_ms),
                "errors": failed_files, "no_digit": no_digit_frames,
-               "latency_ms": model_lat.to_dict(), "total_ms": total_lat.to_dict()}
+               "latency_ms": model_lat.to_dict(), "total_ms": total_lat.to_dict(), "model": _model_facts(recognizer)}
     if json_out:
         typer.echo(json.dumps({"summary": summary}))
     else:
         extra = f", {no_digit_frames} frames without a digit" if camera is not None else ""
         typer.echo(f"\n{summary['count']} images, {len(latencies_ms)} recognised, {failed_files} errors{extra}")
+        m = summary["model"]
+        deployed = {True: ", the bundle's deployed artifact", False: ", NOT the bundle's deployed artifact"}
+        typer.echo(f"model: {m['artifact']} ({m['precision']}, {m['backend']}{deployed.get(m['deployed'], '')})")
         typer.echo(f"model latency: {model_lat.describe()}")
         typer.echo(f"per image (read + preprocess + model): {total_lat.describe()}")
     if failed_files:

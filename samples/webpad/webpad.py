@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, whe
 from edgekd_runtime.cli_support import handle_errors, print_json  # noqa: E402
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+_DEPLOYED_NOTE = {True: " (the deployed artifact)", False: " (NOT the bundle's deployed artifact)", None: ""}
 
 
 @app.command()
@@ -57,9 +58,10 @@ def serve(
     info = server.app.info()
     if json_out:
         print_json({"url": url, "host": bound_host, "port": bound_port, "model": info["model"],
-                    "backend": info["backend"]})
+                    "artifact": info["artifact"], "deployed": info["deployed"], "backend": info["backend"]})
     else:
-        typer.echo(f"webpad: serving {url} (model {info['model']}, backend {info['backend']}); Ctrl-C stops")
+        typer.echo(f"webpad: serving {url} (model {info['model']}, {info['artifact']}"
+                   f"{_DEPLOYED_NOTE[info['deployed']]}, backend {info['backend']}); Ctrl-C stops")
         if bound_host == "127.0.0.1":
             typer.echo("webpad: only this machine can connect; use --host 0.0.0.0 to serve the LAN")
         elif bound_host in ("0.0.0.0", "::"):

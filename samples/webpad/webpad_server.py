@@ -81,6 +81,10 @@ class WebpadApp:
             "model": manifest.name if manifest else Path(str(getattr(rec, "model_path", "model"))).name,
             "backend": f"{getattr(rec, 'backend_name', 'unknown')} {getattr(rec, 'backend_version', '')}".strip(),
             "precision": getattr(rec, "precision", None),
+            # the loaded file and whether it is the bundle's deployed (budget-fitting) artifact; None: not recorded
+            "artifact": getattr(getattr(rec, "artifact", None), "path", None)
+            or Path(str(getattr(rec, "model_path", "model"))).name,
+            "deployed": getattr(rec, "is_deployed", None),
             "labels": list(rec.labels),
             "limits": {"max_body_bytes": self.limits.intake.max_body_bytes,
                        "max_side_px": self.limits.intake.max_side_px, "inference_slots": self.inference_slots},

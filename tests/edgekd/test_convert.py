@@ -94,6 +94,46 @@ def test_runtime_loads_each_artifact_and_reproduces_the_numbers(converted, held_
         assert err <= tol, a.path
 
 
+def test_conversion_records_the_deployed_artifact_and_the_board_loads_it(converted):
+    """No budget in this checkpoint: edgekd's default precision, int8, as TFLite; load(bundle) opens that one."""
+    out, manifest, _ = converted
+    assert manifest.deployed == Manifest.load(out).deployed == "student_int8.tflite"
+    rec = edgekd_runtime.load(out)
+    assert rec.model_path.name == "student_int8.tflite" and rec.precision == "int8" and rec.is_deployed
+
+
+def test_cli_convert_keep_going_redeploys_when_the_deployed_artifact_fails(converted, tmp_path, monkeypatch):
+    """An int8 TFLite that misses its tolerance is left out: the deployed one becomes the ONNX int8."""
+    from edgekd_converters import TOLERANCES, Tolerance
+
+    src, _, _ = converted
+    out = tmp_path / "bundle"
+    shutil.copytree(src, out)
+    monkeypatch.setitem(TOLERANCES, "int8", Tolerance(atol=0.0, rtol=0.0, min_top1_agreement=1.0 + 1e-9))
+    r = CliRunner().invoke(app, ["convert", str(out), "--force", "--keep-going", "--to", "tflite"])
+    assert r.exit_code == 1
+    m = Manifest.load(out)
+    assert "student_int8.tflite" not in [a.path for a in m.artifacts] and m.deployed == "student_int8.onnx"
+    assert edgekd_runtime.load(out).model_path.name == "student_int8.onnx"
+
+
+def test_deployable_artifact_rule():
+    from edgekd_converters.bundle import deployable_artifact
+    from edgekd_runtime.manifest import Artifact
+
+    def manifest(paths, budget=None):
+        arts = [Artifact(p, p.rsplit(".", 1)[1], prec, 1, "0") for p, prec in paths]
+        return Manifest(name="m", labels=["0", "1"], artifacts=arts, budget=budget)
+
+    every = [("student.onnx", "fp32"), ("student_float32.tflite", "fp32"), ("student_float16.tflite", "fp16"),
+             ("student_int8.tflite", "int8"), ("student_int8.onnx", "int8")]
+    assert deployable_artifact(manifest(every)).path == "student_int8.tflite"
+    assert deployable_artifact(manifest(every, {"precision": "fp16"})).path == "student_float16.tflite"
+    assert deployable_artifact(manifest(every, {"precision": "fp32"})).path == "student_float32.tflite"
+    assert deployable_artifact(manifest(every[:3] + every[4:])).path == "student_int8.onnx"
+    assert deployable_artifact(manifest(every[:1])).path == "student.onnx"
+
+
 def test_second_conversion_is_refused_without_force(converted):
     from edgekd_converters import OutputExistsError
 

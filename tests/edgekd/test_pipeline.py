@@ -108,7 +108,8 @@ def test_run_writes_a_consistent_report(finished_run):
         assert a["parity"]["passed"] is True
 
     dep = rep["deployed"]
-    assert dep["path"] == "student_int8.tflite"
+    assert dep["path"] == m.deployed == "student_int8.tflite"
+    assert edgekd_runtime.load(out / "bundle").model_path.name == dep["path"]  # the board's default: the budget's
     rec = edgekd_runtime.load(out / "bundle", backend="tflite", precision="int8")
     pred = rec.predict_proba(x).argmax(1)
     assert dep["accuracy"] == float(np.mean(pred == y))

@@ -126,6 +126,18 @@ def test_info(bundle):
     assert doc["format"] == "onnx" and doc["labels"][0] == "c0" and len(doc["manifest"]["artifacts"]) == 3
 
 
+def test_info_shows_the_deployed_artifact(bundle):
+    m = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**m, "deployed": "student_int8.tflite"}))
+    r = invoke("info", bundle)
+    assert r.exit_code == 0, r.output
+    assert "student_int8.tflite (loaded)" in r.stdout and "int8" in r.stdout
+    r = invoke("info", bundle, "--precision", "fp32")
+    assert r.exit_code == 0 and "student_int8.tflite (NOT loaded; student.onnx is)" in r.stdout
+    doc = json.loads(invoke("info", bundle, "--json").stdout)
+    assert doc["artifact"] == doc["deployed"] == "student_int8.tflite" and doc["is_deployed"] is True
+
+
 def test_console_script_exit_code_and_no_traceback(tmp_path):
     bad = tmp_path / "student.onnx"
     bad.write_bytes(b"\x08\x01" * 5)

@@ -162,6 +162,43 @@ def test_bundle_uses_first_artifact_and_manifest_labels(bundle, lin_weights):
     assert len(info["sha256"]) == 64 and info["size_bytes"] == (bundle / "student_int8.tflite").stat().st_size
 
 
+def _record_deployed(bundle, path):
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["deployed"] = path
+    (bundle / "manifest.json").write_text(json.dumps(m))
+
+
+def test_bundle_loads_its_deployed_artifact_unless_asked_otherwise(bundle):
+    """The artifact `edgekd convert` recorded as deployed (the budget's) is what a plain load() opens."""
+    assert rt.load(bundle).is_deployed is None  # a bundle from before the record: its first artifact, as before
+    _record_deployed(bundle, "student_int8.tflite")
+    rec = rt.load(bundle)
+    assert rec.model_path.name == "student_int8.tflite" and rec.precision == "int8" and rec.is_deployed is True
+    info = rec.info()
+    assert info["artifact"] == info["deployed"] == "student_int8.tflite" and info["is_deployed"] is True
+    assert rt.load(bundle, backend="tflite").model_path.name == "student_int8.tflite"  # deployed first among them
+    onnx = rt.load(bundle, backend="onnx")  # an explicit choice wins
+    assert onnx.model_path.name == "student.onnx" and onnx.is_deployed is False
+    fp32 = rt.load(bundle, precision="fp32")
+    assert fp32.model_path.name == "student.onnx" and fp32.info()["deployed"] == "student_int8.tflite"
+
+
+def test_deployed_artifact_without_its_interpreter_warns_and_loads_another(bundle, monkeypatch):
+    import edgekd_runtime.loader as loader
+
+    _record_deployed(bundle, "student_int8.tflite")
+    monkeypatch.setattr(loader, "tflite_available", lambda: False)
+    with pytest.warns(UserWarning, match="deployed artifact student_int8.tflite.*loading student.onnx"):
+        rec = rt.load(bundle)
+    assert rec.model_path.name == "student.onnx" and rec.is_deployed is False
+
+
+def test_deployed_must_name_one_of_the_artifacts(bundle):
+    _record_deployed(bundle, "../elsewhere.tflite")
+    with pytest.raises(ManifestError, match="deployed '../elsewhere.tflite' is not one of its artifacts"):
+        rt.load(bundle)
+
+
 def test_bundle_without_requested_artifact(bundle):
     with pytest.raises(ManifestError, match="student.onnx"):
         rt.load(bundle, backend="onnx", precision="int8")

@@ -56,6 +56,26 @@ def test_clear_digits_in_a_folder_get_correct_labels(digit_model, clear_folder):
     assert lat["p99_ms"] == pytest.approx(percentile([r["latency_ms"] for r in results], 99))
 
 
+def test_follows_the_bundles_deployed_artifact(digit_model, clear_folder, tmp_path):
+    """A bundle that records a deployed artifact other than its first one: the sample loads that one."""
+    import shutil
+
+    folder, _ = clear_folder
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digit_model.bundle, bundle)
+    shutil.copyfile(bundle / "student.onnx", bundle / "student_copy.onnx")
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["artifacts"].append({**m["artifacts"][0], "path": "student_copy.onnx"})
+    m["deployed"] = "student_copy.onnx"
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    done = _run(bundle, folder / "digit_00.png", "--json")
+    assert done.returncode == 0, done.stderr
+    _, summary = _jsonl(done.stdout)
+    assert summary["model"]["artifact"] == "student_copy.onnx" and summary["model"]["deployed"] is True
+    done = _run(digit_model.bundle, folder / "digit_00.png")  # a bundle without the record: its first artifact
+    assert done.returncode == 0 and "model: student.onnx (fp32, onnxruntime " in done.stdout
+
+
 def test_runs_where_torch_tensorflow_and_onnx_cannot_be_imported(digit_model, clear_folder, tmp_path):
     env = board_env(tmp_path / "blocked")
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)

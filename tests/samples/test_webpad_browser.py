@@ -45,7 +45,8 @@ def page(browser, webpad_server):  # the page CSP forbids eval: wait with locato
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     pg.goto(webpad_server.url)
-    expect(pg.locator("#model")).to_have_text(re.compile(r"^model logreg-test \(fp32\) · backend onnxruntime \d"))
+    header = r"^model logreg-test · student\.onnx \(fp32\) · backend onnxruntime \d"
+    expect(pg.locator("#model")).to_have_text(re.compile(header))
     pg.js_errors = errors  # type: ignore[attr-defined]
     yield pg
     context.close()

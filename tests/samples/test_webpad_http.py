@@ -104,6 +104,21 @@ def test_page_assets_and_health(server):
     status, health, _ = _request(server, "GET", "/api/health")
     assert status == 200 and health["status"] == "ok" and health["labels"] == [str(i) for i in range(10)]
     assert health["model"] == "logreg-test"
+    assert health["artifact"] == "student.onnx" and health["deployed"] is None  # the bundle records none
+
+
+def test_health_says_whether_the_deployed_artifact_is_served(digit_model, tmp_path):
+    import shutil
+
+    import edgekd_runtime
+    from webpad_server import WebpadApp
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digit_model.bundle, bundle)
+    m = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**m, "deployed": "student.onnx"}))
+    info = WebpadApp(edgekd_runtime.load(bundle)).info()
+    assert info["artifact"] == "student.onnx" and info["deployed"] is True and info["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("body, status, words", [

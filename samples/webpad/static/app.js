@@ -111,8 +111,10 @@
   async function loadInfo() {
     try {
       const info = await (await fetch("api/health")).json();
-      const precision = info.precision ? ` (${info.precision})` : "";
-      document.getElementById("model").textContent = `model ${info.model}${precision} · backend ${info.backend}`;
+      const deployed = info.deployed === true ? ", deployed" : info.deployed === false ? ", NOT the deployed one" : "";
+      const precision = info.precision ? ` (${info.precision}${deployed})` : "";
+      document.getElementById("model").textContent =
+        `model ${info.model} · ${info.artifact}${precision} · backend ${info.backend}`;
     } catch (e) {
       document.getElementById("model").textContent = "server unreachable";
     }
