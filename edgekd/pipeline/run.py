@@ -9,6 +9,9 @@ Layout of a run directory::
     bundle/                                    manifest.json + student.onnx + TFLite/ONNX-int8 artifacts
     bench.json                                 edgekd_runtime latency of every artifact on this machine
     report.json, report.md, *.png              the report
+
+`--force` replaces a run of another configuration by removing these (state.RUN_FILES / RUN_DIRS) and nothing else;
+keep the two lists in step when the pipeline writes something new.
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ from edgekd_runtime.atomic import atomic_write_json
 from edgekd_runtime.errors import UserInputError
 
 RUN_FORMAT = "edgekd-run"
+MARKER = "run.json"
+# What the pipeline writes in a run directory (the layout in run.py's docstring): with --force, these and nothing
+# else are removed. The folders are edgekd's own working areas (a step that is redone empties its folder).
+RUN_FILES = ("state.json", "config.yaml", "budget.json", "budget.png", "bench.json", "report.json", "report.md",
+             "training_curves.png", "confusion_matrix.png")
+RUN_DIRS = ("teacher", "distilled", "scratch", "bundle")
 
 
 class RunDirError(UserInputError):
@@ -24,28 +30,76 @@ class RunDirError(UserInputError):
 
 def prepare_run_dir(run_dir: Path, fingerprint: str, config: dict[str, Any], force: bool) -> bool:
     """Create or reuse `run_dir`. Returns True when an earlier run with this configuration is continued."""
-    marker = run_dir / "run.json"
+    marker = run_dir / MARKER
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"--out {run_dir} is a file; pass a directory")
     if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not marker.is_file():
-            raise RunDirError(f"--out {run_dir} exists and is not an edgekd run directory; choose another --out "
-                              f"(edgekd will not delete files it did not make, even with --force)")
-        try:
-            old = json.loads(marker.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        if old.get("fingerprint") == fingerprint:
+        old = read_marker(run_dir)
+        if old["fingerprint"] == fingerprint:
             return True
         if not force:
             raise RunDirError(f"--out {run_dir} holds a run with a different configuration (fingerprint "
-                              f"{old.get('fingerprint')} vs {fingerprint}); pass --force to replace it, or choose "
+                              f"{old['fingerprint']} vs {fingerprint}); pass --force to replace it, or choose "
                               f"another --out")
-        for child in run_dir.iterdir():  # only a directory edgekd made gets here
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        clear_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(marker, {"format": RUN_FORMAT, "fingerprint": fingerprint, "config": config})
     return False
+
+
+def read_marker(run_dir: Path) -> dict[str, Any]:
+    """run.json as edgekd wrote it ({"format": "edgekd-run", "fingerprint": str, ...}); anything else means
+    `run_dir` is not an edgekd run directory (RunDirError)."""
+    marker = run_dir / MARKER
+
+    def refuse(why: str) -> RunDirError:
+        return RunDirError(f"--out {run_dir} exists and is not an edgekd run directory ({why}); choose another "
+                           f"--out (edgekd will not delete files it did not make, even with --force)")
+
+    if marker.is_symlink() or not marker.is_file():
+        raise refuse(f"no {MARKER} written by edgekd")
+    try:
+        old = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise refuse(f"its {MARKER} is unreadable: {type(e).__name__}") from None
+    if not isinstance(old, dict) or old.get("format") != RUN_FORMAT or not isinstance(old.get("fingerprint"), str):
+        raise refuse(f"its {MARKER} has no \"format\": \"{RUN_FORMAT}\" and fingerprint: edgekd run did not write it")
+    return old
+
+
+def _owned_entries(run_dir: Path) -> list[Path]:
+    """The entries of `run_dir` that edgekd wrote: RUN_FILES, RUN_DIRS and the hidden temporaries of atomic
+    writes and staged folders (`.NAME.*.tmp`, `.NAME.*.old`) that an interrupted process left."""
+    names = (*RUN_FILES, *RUN_DIRS, MARKER)
+    owned = []
+    for child in run_dir.iterdir():
+        n = child.name
+        temp = n.endswith((".tmp", ".old")) and any(n.startswith(f".{x}.") for x in names)
+        if (n in names and n != MARKER) or temp:
+            owned.append(child)
+    return owned
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Remove what an earlier edgekd run wrote in `run_dir` (see RUN_FILES/RUN_DIRS), nothing else; symbolic
+    links are never followed. Everything is checked first, so a refusal deletes nothing; run.json stays (it is
+    rewritten next), so a run directory that could not be fully cleared is still recognised as one."""
+    owned = _owned_entries(run_dir)
+    for p in owned:
+        if p.is_symlink():
+            raise RunDirError(f"--out {run_dir}: {p.name} is a symbolic link, which edgekd never makes; remove it or "
+                              f"choose another --out (nothing was deleted)")
+        want_dir = p.name in RUN_DIRS or p.name.endswith(".old") or (p.name.endswith(".tmp") and p.is_dir())
+        if p.is_dir() != want_dir:
+            raise RunDirError(f"--out {run_dir}: {p.name} is a {'folder' if p.is_dir() else 'file'}, which edgekd "
+                              f"does not make there; move it or choose another --out (nothing was deleted)")
+    owned.sort(key=lambda p: p.name != "state.json")  # first: a half-cleared run never claims finished steps
+    for p in owned:
+        try:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()  # rmtree removes links inside, never follows them
+        except OSError as e:
+            raise RunDirError(f"--out {run_dir}: cannot remove {p} ({e.strerror or e}); fix its permissions or "
+                              f"choose another --out") from None
 
 
 class StepState:
