@@ -221,6 +221,9 @@ def search(budget: Budget, profile: DeviceProfile, candidates: Sequence[str] | N
     Raises:
         BudgetError: an invalid or contradictory budget. BudgetInfeasibleError: nothing fits.
     """
+    from edgekd.data.split import check_num_classes
+
+    check_num_classes(num_classes, "num_classes")  # before any head, cost or export is sized by it
     if candidates is None:
         from edgekd.models.students import search_space
 

@@ -60,6 +60,18 @@ def run_search(target: Optional[str], profile: Optional[Path], latency_ms: Optio
     return search(budget, prof, num_classes=num_classes, proxy=proxy)
 
 
+def _class_count(value: float) -> int:
+    """--num-classes as a whole number within MAX_CLASSES (given as 10, or 1e3 like --macs and --params)."""
+    import math
+
+    from edgekd.data.split import check_num_classes
+    from edgekd_runtime.errors import UserInputError
+
+    if not math.isfinite(value) or value != int(value):
+        raise UserInputError(f"--num-classes {value:g}: pass a whole number of classes")
+    return check_num_classes(int(value), "--num-classes")
+
+
 def _table(result: Any, show_all: bool) -> Any:
     from rich.table import Table
 
@@ -109,7 +121,7 @@ def register(app: typer.Typer) -> None:
         macs: Optional[float] = opts["macs"],
         params: Optional[float] = opts["params"],
         precision: str = opts["precision"],
-        num_classes: Optional[int] = typer.Option(None, "--num-classes", min=2,
+        num_classes: Optional[float] = typer.Option(None, "--num-classes", min=2,
                                                   help="Output classes of the student (default 10 digits; lines: "
                                                        "charset + blank, 11 for digit strings)."),
         task: str = typer.Option("digits", "--task", help="digits, or lines (CTC line students, costed per line)."),
@@ -131,9 +143,9 @@ def register(app: typer.Typer) -> None:
         from edgekd.config import check_task_name
 
         check_task_name(task)
-        num_classes = num_classes or (11 if task == "lines" else 10)
+        classes = _class_count(num_classes) if num_classes is not None else (11 if task == "lines" else 10)
         result = run_search(target, profile, latency_ms, flash_kb, ram_kb, macs, params, precision,
-                            num_classes=num_classes, proxy_epochs=proxy_epochs, log=log,
+                            num_classes=classes, proxy_epochs=proxy_epochs, log=log,
                             default_target=None, task=task, line_height=line_height, line_width=line_width)
         plot_path = None
         if plot is not None and not no_plot:

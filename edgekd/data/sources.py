@@ -14,6 +14,7 @@ from edgekd_runtime.registry import Registry
 
 from .idx import DataFileError, find_idx_pairs, read_idx, read_mapping
 from .spec import DataSpec
+from .split import check_num_classes, label_classes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
@@ -109,6 +110,7 @@ def idx(spec: DataSpec) -> RawData:
     mapping = read_mapping(root, prefix)
     if mapping is not None:
         raw_labels = sorted(mapping)
+        label_classes(np.asarray(raw_labels), f"idx source: the mapping file in {root}")  # sizes the lookup
         unknown = sorted(set(np.unique(y).tolist()) - set(raw_labels))
         if unknown:
             raise DataFileError(f"labels {unknown[:10]} are not in the mapping file in {root}")
@@ -117,10 +119,7 @@ def idx(spec: DataSpec) -> RawData:
         y = lut[y]
         names = [mapping[k] for k in raw_labels]
     else:
-        labels = np.unique(y)
-        if labels.min() < 0:
-            raise DataFileError(f"negative labels in {root}")
-        names = [str(i) for i in range(int(labels.max()) + 1)]
+        names = [str(i) for i in range(label_classes(y, f"idx source: labels in {root}"))]
     has_test = bool(test_mask.any()) and not bool(test_mask.all())
     return RawData(x, y, names, test_mask if has_test else None)
 
@@ -138,6 +137,7 @@ def folder(spec: DataSpec) -> RawData:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise UserInputError(f"folder source: {root} needs at least 2 class sub-folders, found {classes}")
+    check_num_classes(len(classes), f"folder source: {root}")
     per_class = [sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for name in classes]
     empty = [str(root / n) for n, f in zip(classes, per_class) if not f]
     if empty:
@@ -174,7 +174,8 @@ def npz(spec: DataSpec) -> RawData:
     if len(x) != len(y):
         raise DataFileError(f"npz source: {path} has {len(x)} images but {len(y)} labels")
     if "class_names" in arrays:
+        check_num_classes(arrays["class_names"].size, f"npz source: {path}: class_names")
         names = [str(s) for s in arrays["class_names"].tolist()]
     else:
-        names = [str(i) for i in range(int(y.max()) + 1 if y.size else 0)]
+        names = [str(i) for i in range(label_classes(y, f"npz source: {path}"))]
     return RawData(x, y, names)

@@ -6,6 +6,11 @@ import numpy as np
 
 from edgekd_runtime.errors import UserInputError
 
+# The most classes edgekd takes (data, --num-classes): more than any handwriting task it targets (CJK character
+# sets have ~7,000). A label beyond it is a damaged file, and sizing names, counts or a model head by it would
+# exhaust memory.
+MAX_CLASSES = 10_000
+
 
 def stratified_indices(y: np.ndarray, num_classes: int, fractions: tuple[float, ...], seed: int,
                        limit_per_class: int | None = None) -> list[np.ndarray]:
@@ -33,8 +38,33 @@ def stratified_indices(y: np.ndarray, num_classes: int, fractions: tuple[float, 
     return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
 
 
+def check_num_classes(num_classes: int, where: str) -> int:
+    """Refuse a class count above MAX_CLASSES before anything (class names, a model head, a cost) is sized by it."""
+    if num_classes > MAX_CLASSES:
+        raise UserInputError(f"{where}: {num_classes:,} classes is more than edgekd supports (MAX_CLASSES = "
+                             f"{MAX_CLASSES:,}); pass the real number of classes, labelled 0..C-1")
+    return num_classes
+
+
+def label_classes(y: np.ndarray, where: str) -> int:
+    """The class count that integer labels imply (max + 1), checked (no samples, a negative label, more than
+    MAX_CLASSES) before class names or counts are made for it: one stray label of 10^9 is an error, not 10^9
+    classes."""
+    if y.size == 0:
+        raise UserInputError(f"{where}: no samples found")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0:
+        raise UserInputError(f"{where}: label {lo} is negative; labels must be class indices 0..C-1")
+    if hi >= MAX_CLASSES:
+        raise UserInputError(f"{where}: label {hi:,} would make {hi + 1:,} classes, more than edgekd supports "
+                             f"(MAX_CLASSES = {MAX_CLASSES:,}); labels must be class indices 0..C-1 (a damaged "
+                             f"or mislabelled file?)")
+    return hi + 1
+
+
 def check_classes(y: np.ndarray, class_names: list[str], where: str) -> None:
     """Refuse labels out of range and classes with no samples (an empty class cannot be learned or tested)."""
+    check_num_classes(len(class_names), where)
     if y.size == 0:
         raise UserInputError(f"{where}: no samples found")
     if y.min() < 0 or y.max() >= len(class_names):
@@ -42,4 +72,6 @@ def check_classes(y: np.ndarray, class_names: list[str], where: str) -> None:
     counts = np.bincount(y, minlength=len(class_names))
     empty = [class_names[i] for i in np.flatnonzero(counts == 0)]
     if empty:
-        raise UserInputError(f"{where}: class(es) {empty} have no samples; add samples or remove the class")
+        more = f" and {len(empty) - 10:,} more" if len(empty) > 10 else ""
+        raise UserInputError(f"{where}: class(es) {empty[:10]}{more} have no samples; add samples or remove the "
+                             f"class")

@@ -160,6 +160,27 @@ def test_cli_bad_budgets_exit_2_without_traceback(args, needle):
     assert needle in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize("value, needle", [
+    ("1000000", "1,000,000 classes is more than edgekd supports (MAX_CLASSES = 10,000)"),
+    ("100000000", "100,000,000 classes"), ("1e8", "100,000,000 classes"), ("2.5", "whole number"),
+    ("inf", "whole number"),
+])
+def test_cli_huge_or_fractional_num_classes_is_one_line_exit_2(value, needle):
+    r = runner.invoke(_app(), ["budget", "--target", "rpi4", "--num-classes", value, "--no-plot"])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("error: --num-classes") and r.stderr.count("\n") == 1 and needle in r.stderr
+
+
+def test_search_refuses_a_class_count_over_the_maximum_before_costing(rpi4):
+    def never(*a):
+        raise AssertionError("costed a student with 10^8 classes")
+
+    with pytest.raises(UserInputError, match="MAX_CLASSES"):
+        search(Budget(latency_ms=1.0), rpi4, num_classes=10**8, cost_fn=never)
+    assert runner.invoke(_app(), ["budget", "--target", "rpi4", "--num-classes", "1e3", "--no-plot",
+                                  "--json"]).exit_code == 0  # a whole number written like --macs 1e6
+
+
 @pytest.mark.parametrize("content, needle", [
     ("[1, 2]", "not an edgekd device profile"),
     ('{"format": "edgekd-device-profile", "format_version": 1, "name": "b"}', "missing field"),

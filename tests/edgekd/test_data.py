@@ -139,6 +139,74 @@ def test_empty_class_folder_and_bad_specs_are_refused(tmp_path):
         load_data(DataSpec("npz", str(tmp_path / "s.npz")))
 
 
+def _int32_idx_labels(path, y):
+    """An IDX labels file of int32 (type 0x0C), which can hold labels above 255."""
+    import struct
+
+    path.write_bytes(bytes([0, 0, 0x0C, 1]) + struct.pack(">I", len(y)) + np.asarray(y, ">i4").tobytes())
+
+
+@pytest.mark.parametrize("source", ["npz", "npz_negative", "idx", "idx_mapping", "npz_class_names"])
+def test_a_stray_label_or_class_count_is_refused_before_anything_is_sized_by_it(tmp_path, idx_writer, source):
+    """One label of 3,000,000 (10^9 in the field) used to make that many class names: now a one-line error, with
+    little memory (tracemalloc sees numpy's and Python's allocations)."""
+    import tracemalloc
+
+    from edgekd.data.split import MAX_CLASSES
+
+    x, y = _digits(4)
+    y = y.astype(np.int64)
+    y[-1] = -1 if source == "npz_negative" else 3_000_000
+    if source.startswith("npz"):
+        names = {"class_names": np.array([str(i) for i in range(MAX_CLASSES + 1)])} if source.endswith("names") \
+            else {}
+        np.savez(tmp_path / "d.npz", x=x, y=np.minimum(y, 2) if names else y, **names)
+        spec = DataSpec("npz", str(tmp_path / "d.npz"))
+    else:
+        idx_writer(tmp_path / "train-images-idx3-ubyte", x)
+        if source == "idx_mapping":
+            y[-1] = 2
+            _int32_idx_labels(tmp_path / "train-labels-idx1-ubyte", y)
+            (tmp_path / "mapping.txt").write_text("0 48\n1 49\n2 50\n3000000 51\n")
+        else:
+            _int32_idx_labels(tmp_path / "train-labels-idx1-ubyte", y)
+        spec = DataSpec("idx", str(tmp_path))
+    want = {"npz_negative": "label -1 is negative", "npz_class_names": f"{MAX_CLASSES + 1:,} classes is more than"}
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserInputError, match=want.get(source, r"label 3,000,000 would make 3,000,001 classes")):
+            load_data(spec)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MiB allocated to refuse it"
+
+
+def test_too_many_class_folders_are_refused_before_reading_images(tmp_path, monkeypatch):
+    import edgekd.data.split as split
+
+    monkeypatch.setattr(split, "MAX_CLASSES", 3)
+    for c in "abcd":
+        (tmp_path / c).mkdir()
+    with pytest.raises(UserInputError, match="4 classes is more than edgekd supports .MAX_CLASSES = 3"):
+        load_data(DataSpec("folder", str(tmp_path)))
+
+
+def test_empty_classes_are_listed_briefly(tmp_path):
+    np.savez(tmp_path / "sparse.npz", x=np.zeros((4, 28, 28), np.uint8), y=np.array([0, 0, 9000, 9000]))
+    with pytest.raises(UserInputError, match=r"\['1', .*'10'\] and 8,989 more have no samples") as e:
+        load_data(DataSpec("npz", str(tmp_path / "sparse.npz")))
+    assert len(str(e.value)) < 300
+
+
+def test_cli_data_info_with_a_stray_label_is_one_line_and_exit_2(tmp_path):
+    x, y = _digits(4)
+    np.savez(tmp_path / "bad.npz", x=x, y=np.append(y[:-1], 10**9))
+    r = CliRunner().invoke(app, ["data", "info", str(tmp_path / "bad.npz"), "--no-grid"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "1,000,000,000" in r.stderr
+
+
 def test_cli_data_info_counts_grid_and_exit_codes(tmp_path):
     r = CliRunner().invoke(app, ["data", "info", "embedded", "--grid", str(tmp_path / "g.png"), "--json"])
     assert r.exit_code == 0, r.output
