@@ -53,10 +53,28 @@ def _show_warning(show_other: Callable[..., None], message: Warning | str, categ
 
 
 def print_json(obj: Any) -> None:
-    """Machine output for --json: one JSON document on stdout."""
+    """Machine output for --json: one valid JSON document on stdout. JSON has no NaN or infinity (Python's bare
+    `NaN` breaks JSON.parse and strict parsers): a non-finite number that reaches here is written as null."""
     from .atomic import _json_default
 
-    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    try:
+        text = json.dumps(obj, indent=2, default=_json_default, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite_or_null(obj), indent=2, default=_json_default, allow_nan=False)
+    sys.stdout.write(text + "\n")
+
+
+def _finite_or_null(obj: Any) -> Any:
+    """`obj` with every NaN/inf float (numpy ones included) replaced by None."""
+    if isinstance(obj, float):
+        return obj if obj - obj == 0.0 else None  # inf - inf and NaN - NaN are NaN
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalars and arrays
+        return _finite_or_null(obj.tolist())
+    return obj
 
 
 # ---- lean parameter coercion -------------------------------------------------------------------------------------

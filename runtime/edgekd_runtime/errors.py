@@ -37,6 +37,11 @@ class ModelLoadError(UserInputError):
     """A model file that is missing, not a model, truncated or corrupt."""
 
 
+class ModelOutputError(UserInputError):
+    """A model whose scores are not an answer (NaN, infinite probabilities): its weights or normalisation are
+    broken. Never returned as a prediction."""
+
+
 class ManifestError(UserInputError):
     """A bundle manifest that is missing, malformed or inconsistent with its files."""
 

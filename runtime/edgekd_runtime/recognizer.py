@@ -18,7 +18,7 @@ import numpy as np
 
 from .atomic import sha256_file
 from .backends import Backend, TensorInfo
-from .errors import ImageError, InputShapeError, ManifestError
+from .errors import ImageError, InputShapeError, ManifestError, ModelOutputError
 from .images import ImageLike, describe
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
 from .preprocess import preprocess
@@ -35,6 +35,7 @@ RANGE_TOLERANCE = 1e-3
 # [+0, 1 + tolerance]; negatives (sign bit), NaN, inf and anything above are larger (-0.0 too: the general path,
 # which compares floats, then accepts it).
 _CANVAS_BITS_MAX = int(np.float32(1.0 + RANGE_TOLERANCE).view(np.uint32))
+_NEG_INF, _POS_INF = -math.inf, math.inf
 LAYOUTS = ("NCHW", "NHWC", "NHW", "NF")  # NHW: (N, H, W); NF: flattened (N, H*W)
 
 
@@ -174,8 +175,12 @@ class Recognizer:
         return np.ascontiguousarray(x, dtype=self._in_dtype)
 
     def forward(self, canvases: np.ndarray) -> np.ndarray:
-        """Raw model outputs (N, C) float32 for canvases (N, S, S): dequantized, no softmax."""
-        return self._run(self.to_input(canvases))[0]
+        """Raw model outputs (N, C) float32 for canvases (N, S, S): dequantized, no softmax. NaN outputs raise
+        `ModelOutputError` (infinite logits are returned as they are)."""
+        y = self._run(self.to_input(canvases))[0]
+        if not np.isfinite(y).all() and np.isnan(y).any():
+            raise self._output_error("NaN scores")
+        return y
 
     def predict_proba(self, canvases: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C) for canvases (N, S, S)."""
@@ -330,6 +335,8 @@ class Recognizer:
         return y, ms
 
     def _to_proba(self, y: np.ndarray) -> np.ndarray:
+        if not np.isfinite(y).all():  # before the kind is settled: NaN is refused, infinities are no probabilities
+            return self._nonfinite_proba(y)
         if self._kind is None:  # a bare model file: decide once, from the first outputs it produces
             probs = bool(y.min() >= 0 and np.allclose(y.sum(axis=1), 1.0, atol=2e-2))
             self._kind = "probs" if probs else "logits"
@@ -338,6 +345,31 @@ class Recognizer:
         e = np.exp(y - y.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
+    def _nonfinite_proba(self, y: np.ndarray) -> np.ndarray:
+        """`_to_proba` for outputs with NaN (refused) or infinities: logits go through a softmax that takes the
+        limit (+inf -> probability 1, shared if several; -inf -> 0); infinite probabilities are refused."""
+        if np.isnan(y).any():
+            raise self._output_error("NaN scores")
+        if self._kind == "probs":
+            raise self._output_error("infinite probabilities")
+        self._kind = "logits"  # a bare model's outputs with infinities are no probabilities
+        top = y.max(axis=1, keepdims=True)
+        if np.isneginf(top).any():
+            raise self._output_error("-inf for every class")
+        pos = np.isposinf(y)
+        with np.errstate(invalid="ignore"):  # inf - inf in the rows handled just below
+            e = np.exp(y - top)
+        p = e / e.sum(axis=1, keepdims=True)
+        rows = pos.any(axis=1)
+        p[rows] = pos[rows] / pos[rows].sum(axis=1, keepdims=True)
+        return p.astype(np.float32)
+
+    def _output_error(self, what: str) -> ModelOutputError:
+        n = self.normalization
+        return ModelOutputError(f"{self.model_path.name}: the model returned {what}, not an answer; its weights or "
+                                f"its input normalisation (mean {n.mean:g}, std {n.std:g}) are broken: export and "
+                                f"convert it again, or fix `normalization` in the bundle's manifest.json")
+
     def _decode(self, vals: list[float], top_k: int, latency_ms: float, prep_ms: float, src: str | None,
                 logits: bool) -> Prediction:
         """One image's scores (plain floats: for 10..100 classes Python beats numpy's call overhead), logits
@@ -345,6 +377,11 @@ class Recognizer:
         if len(vals) != len(self.labels):
             raise ManifestError(f"{self.model_path}: the model outputs {len(vals)} scores but the manifest has "
                                 f"{len(self.labels)} labels; re-export the bundle")
+        if not _NEG_INF < sum(vals) < _POS_INF:  # NaN/inf among them: refused, or the limit of the softmax
+            if logits or self._kind == "probs":
+                vals, logits = self._to_proba(np.asarray([vals], np.float32))[0].tolist(), False
+            else:  # probabilities already (predict_batch): nothing non-finite may be reported
+                raise self._output_error("non-finite probabilities")
         k = top_k if type(top_k) is int else int(top_k)
         order = sorted(range(len(vals)), key=vals.__getitem__, reverse=True)[:k if k > 1 else 1]  # softmax keeps order
         labels = self.labels

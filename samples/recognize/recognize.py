@@ -26,7 +26,7 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, when run as a script
 
 from edgekd_runtime.cli_support import EXIT_USAGE, handle_errors  # noqa: E402
-from edgekd_runtime.errors import EdgekdError, UserInputError  # noqa: E402
+from edgekd_runtime.errors import EdgekdError, ModelOutputError, UserInputError  # noqa: E402
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
 
@@ -111,6 +111,8 @@ def recognize(
             try:
                 pred = recognizer.predict(frame.image, top_k=top_k)
             except (EdgekdError, OSError, ValueError) as e:
+                if isinstance(e, ModelOutputError):  # the model is broken, not this image: stop (exit 2)
+                    raise
                 if not frame.from_camera:
                     failed_files += 1
                 elif isinstance(e, UserInputError):  # blank or unusable frame: normal for a camera
@@ -121,7 +123,8 @@ def recognize(
                 if msg.startswith(f"{frame.source}: "):  # the runtime's messages already name the file
                     msg = msg[len(frame.source) + 2:]
                 if json_out:
-                    typer.echo(json.dumps({"source": frame.source, "error": msg, "error_type": type(e).__name__}))
+                    typer.echo(json.dumps({"source": frame.source, "error": msg, "error_type": type(e).__name__},
+                                          allow_nan=False))
                 else:
                     typer.echo(f"error: {frame.source}: {msg}", err=True)
             else:
@@ -129,7 +132,7 @@ def recognize(
                 res = _result_line(frame.source, pred, total_ms)
                 latencies_ms.append(res["latency_ms"])
                 totals_ms.append(total_ms)
-                typer.echo(json.dumps(res) if json_out else _human(res, width))
+                typer.echo(json.dumps(res, allow_nan=False) if json_out else _human(res, width))
             sys.stdout.flush()
             if limit is not None and len(latencies_ms) + failed_files + no_digit_frames >= limit:
                 break
@@ -145,7 +148,7 @@ def recognize(
                "errors": failed_files, "no_digit": no_digit_frames,
                "latency_ms": model_lat.to_dict(), "total_ms": total_lat.to_dict(), "model": _model_facts(recognizer)}
     if json_out:
-        typer.echo(json.dumps({"summary": summary}))
+        typer.echo(json.dumps({"summary": summary}, allow_nan=False))
     else:
         extra = f", {no_digit_frames} frames without a digit" if camera is not None else ""
         typer.echo(f"\n{summary['count']} images, {len(latencies_ms)} recognised, {failed_files} errors{extra}")

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from edgekd_runtime.errors import BlankImageError, ImageError, UserInputError
+from edgekd_runtime.errors import BlankImageError, ImageError, ModelOutputError, UserInputError
 
 from image_intake import IntakeLimits, RequestRejected, check_content_length, decode_image
 from slow_clients import ConnectionTable, RequestTimedOut
@@ -102,6 +102,9 @@ class WebpadApp:
             pred = self.recognizer.predict(image, top_k=3)
         except BlankImageError as e:
             raise RequestRejected(422, f"no digit found: {e}") from None
+        except ModelOutputError as e:  # the server's model is broken, not the drawing
+            log.error("model output refused: %s", e)
+            raise RequestRejected(500, f"the model cannot answer: {e}") from None
         except (ImageError, UserInputError) as e:
             raise RequestRejected(422, str(e)) from None
         finally:
@@ -185,8 +188,12 @@ class WebpadHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _send_json(self, status: int, obj: dict[str, Any], extra: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj).encode("utf-8"), "application/json",
-                   {"Cache-Control": "no-store", **(extra or {})})
+        try:
+            body = json.dumps(obj, allow_nan=False)  # bare NaN is not JSON: the page's JSON.parse would fail
+        except ValueError as e:
+            log.error("non-finite number in a JSON answer: %s", obj)
+            status, body = 500, json.dumps({"error": f"internal error: {e}", "status": 500})
+        self._send(status, body.encode("utf-8"), "application/json", {"Cache-Control": "no-store", **(extra or {})})
 
     def _send_error_json(self, status: int, message: str) -> None:
         extra = {"Retry-After": "1"} if status == 503 else None

@@ -76,6 +76,26 @@ def test_follows_the_bundles_deployed_artifact(digit_model, clear_folder, tmp_pa
     assert done.returncode == 0 and "model: student.onnx (fp32, onnxruntime " in done.stdout
 
 
+def test_a_model_that_outputs_nan_stops_with_one_error_line_and_exit_2(digit_model, clear_folder, tmp_path):
+    import shutil
+
+    from samples_support import write_logreg_onnx
+
+    from edgekd_runtime.manifest import Artifact, Manifest
+
+    folder, _ = clear_folder
+    bundle = tmp_path / "nan_bundle"
+    shutil.copytree(digit_model.bundle, bundle)
+    write_logreg_onnx(bundle / "student.onnx", digit_model.weights * np.float32("nan"), digit_model.bias)
+    m = Manifest.load(bundle)
+    m.artifacts = [Artifact.from_file(bundle, "student.onnx", "fp32")]
+    m.save(bundle)
+    done = _run(bundle, folder, "--json")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.startswith("error: ") and "NaN scores" in done.stderr and "Traceback" not in done.stderr
+    assert "NaN" not in done.stdout  # no answer was printed
+
+
 def test_runs_where_torch_tensorflow_and_onnx_cannot_be_imported(digit_model, clear_folder, tmp_path):
     env = board_env(tmp_path / "blocked")
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)

@@ -451,6 +451,46 @@ def test_a_crash_inside_the_model_is_a_500_for_that_request_only(digit_model):
         srv.server_close()
 
 
+def _nan_bundle(digit_model, tmp_path):
+    """The test bundle with NaN weights: a broken model that outputs NaN for every class."""
+    import shutil
+
+    from samples_support import write_logreg_onnx
+
+    from edgekd_runtime.manifest import Artifact, Manifest
+
+    bundle = tmp_path / "nan_bundle"
+    shutil.copytree(digit_model.bundle, bundle)
+    write_logreg_onnx(bundle / "student.onnx", digit_model.weights * np.float32("nan"), digit_model.bias)
+    m = Manifest.load(bundle)
+    m.artifacts = [Artifact.from_file(bundle, "student.onnx", "fp32")]
+    m.save(bundle)
+    return bundle
+
+
+def test_a_model_that_outputs_nan_is_a_500_json_and_the_server_keeps_serving(digit_model, tmp_path):
+    import edgekd_runtime
+
+    srv = make_server(edgekd_runtime.load(_nan_bundle(digit_model, tmp_path)), "127.0.0.1", 0, LIMITS)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        host, port = srv.server_address[:2]
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("POST", "/api/predict", body=png_bytes(digit_model.clear_digits(1)[3][0]),
+                     headers={"Content-Type": "image/png"})
+        resp = conn.getresponse()
+        raw = resp.read().decode()
+        conn.close()
+        assert resp.status == 500 and resp.getheader("Content-Type") == "application/json"
+        body = json.loads(raw, parse_constant=lambda c: pytest.fail(f"bare {c} in the answer"))
+        assert "NaN scores" in body["error"] and "label" not in body
+        status, health, _ = _request(srv, "GET", "/api/health")
+        assert status == 200 and health["status"] == "ok"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_get_with_a_body_does_not_smuggle_a_second_request(server):
     smuggled = b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n"
     answer = _raw(server, b"GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
