@@ -12,7 +12,14 @@ import warnings
 from pathlib import Path
 
 from .backends import Backend, TensorInfo, open_backend, resolve_format, resolve_threads, tflite_available
-from .errors import BackendUnavailableError, ManifestError, ModelLoadError, UnknownNameError, UserInputError
+from .errors import (
+    BackendUnavailableError,
+    EdgekdWarning,
+    ManifestError,
+    ModelLoadError,
+    UnknownNameError,
+    UserInputError,
+)
 from .manifest import PRECISIONS, Artifact, InputSpec, Manifest, Normalization, PreprocessSpec, verify_artifact
 from .recognizer import Recognizer
 from .sysinfo import rss_bytes
@@ -101,7 +108,7 @@ def _open_bundle_artifact(bundle: Path, m: Manifest, backend: str, precision: st
             hint = _INSTALL_HINT.get(dep.format, "install its interpreter")
             warnings.warn(f"bundle {m.name!r}: its deployed artifact {dep.path} needs a {dep.format} interpreter "
                           f"that cannot be used here; loading {art.path} ({art.format}/{art.precision}) instead, "
-                          f"which may not fit the budget ({hint})", stacklevel=3)
+                          f"which may not fit the budget ({hint})", EdgekdWarning, stacklevel=3)
         return opened, art, path
     raise AssertionError("unreachable: _candidate_artifacts never returns an empty list")
 

@@ -188,7 +188,9 @@ def test_deployed_artifact_without_its_interpreter_warns_and_loads_another(bundl
 
     _record_deployed(bundle, "student_int8.tflite")
     monkeypatch.setattr(loader, "tflite_available", lambda: False)
-    with pytest.warns(UserWarning, match="deployed artifact student_int8.tflite.*loading student.onnx"):
+    from edgekd_runtime.errors import EdgekdWarning
+
+    with pytest.warns(EdgekdWarning, match="deployed artifact student_int8.tflite.*loading student.onnx"):
         rec = rt.load(bundle)
     assert rec.model_path.name == "student.onnx" and rec.is_deployed is False
 
