@@ -491,6 +491,36 @@ def test_a_model_that_outputs_nan_is_a_500_json_and_the_server_keeps_serving(dig
         srv.server_close()
 
 
+def test_a_non_finite_number_in_an_answer_is_a_500_json_never_bare_nan(digit_model):
+    """Whatever slips through (here a recognizer wrapper that reports a NaN latency), the page gets valid JSON."""
+    import dataclasses
+
+    import edgekd_runtime
+
+    class NanLatency:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def predict(self, image, top_k=3):
+            return dataclasses.replace(self.real.predict(image, top_k=top_k), latency_ms=float("nan"))
+
+    srv = make_server(NanLatency(edgekd_runtime.load(digit_model.bundle)), "127.0.0.1", 0, LIMITS)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        png = png_bytes(digit_model.clear_digits(1)[1][0])
+        request = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(png))
+        head, _, body = _raw(srv, request + png).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 500 ") and b"NaN" not in body  # the raw bytes, before any JSON parser
+        assert "internal error" in json.loads(body)["error"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_get_with_a_body_does_not_smuggle_a_second_request(server):
     smuggled = b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n"
     answer = _raw(server, b"GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
