@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from .backends import Backend, TensorInfo
+from .backends import Backend, TensorInfo, check_io
 from .errors import BackendUnavailableError, ModelLoadError
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -41,9 +41,7 @@ class OnnxBackend(Backend):
         self.threads = threads
         self.inputs = [_info(i) for i in self._sess.get_inputs()]
         self.outputs = [_info(o) for o in self._sess.get_outputs()]
-        if not self.inputs or not self.outputs:
-            raise ModelLoadError(f"{path}: the model has {len(self.inputs)} inputs and {len(self.outputs)} outputs; "
-                                 f"an edgekd student has one image input and one score output")
+        check_io(path, self.inputs, self.outputs)
         self._in_name = self.inputs[0].name
         self._out_names = [self.outputs[0].name]
 

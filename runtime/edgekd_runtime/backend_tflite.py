@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend, TensorInfo
+from .backends import Backend, TensorInfo, check_io
 from .errors import BackendUnavailableError, ModelLoadError
 
 TFLITE_MODULES = ("ai_edge_litert", "tflite_runtime", "tensorflow.lite")
@@ -65,11 +65,9 @@ class TFLiteBackend(Backend):
         self.delegate = "XNNPACK"
         self.threads = threads
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
-        if not ins or not outs:
-            raise ModelLoadError(f"{path}: the model has {len(ins)} inputs and {len(outs)} outputs; an edgekd "
-                                 f"student has one image input and one score output")
         self.inputs = [_info(d) for d in ins]
         self.outputs = [_info(d) for d in outs]
+        check_io(path, self.inputs, self.outputs)
         self._in_index, self._out_index = int(ins[0]["index"]), int(outs[0]["index"])
         self._batch = int(ins[0]["shape"][0]) if len(ins[0]["shape"]) else 1
         self._lock = threading.Lock()

@@ -87,6 +87,15 @@ class Backend:
             return self._fixed_batch
 
 
+def check_io(path: Path, inputs: list[TensorInfo], outputs: list[TensorInfo]) -> None:
+    """Refuse, at load, a model that is not one image in, scores out (every predict would fail on it later)."""
+    if len(inputs) != 1 or not outputs:
+        names = ", ".join(f"{t.name} {list(t.shape)}" for t in inputs) or "none"
+        raise ModelLoadError(f"{path}: the model has {len(inputs)} inputs ({names}) and {len(outputs)} outputs; an "
+                             f"edgekd student has exactly one image input and one score output: export the model "
+                             f"with a single input")
+
+
 def usable_cores() -> int:
     """Cores this process may run on (affinity-aware: a taskset or cgroup cpuset counts, not the machine's)."""
     try:

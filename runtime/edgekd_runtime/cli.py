@@ -1,7 +1,7 @@
 """`edgekd-rt`: recognise handwriting, benchmark and inspect a student on the board.
 
-    edgekd-rt predict IMAGES... --model PATH [--top-k K] [--json]
-    edgekd-rt bench PATH [--runs N] [--warmup W] [--threads T] [--backend onnx|tflite] [--json]
+    edgekd-rt predict IMAGES... --model PATH [--top-k K] [--mean M --std S] [--json]
+    edgekd-rt bench PATH [--runs N] [--warmup W] [--threads T] [--backend onnx|tflite] [--mean M --std S] [--json]
     edgekd-rt info PATH [--json]
 
 Exit codes: 0 ok, 1 failure (e.g. no interpreter installed), 2 bad input (message on stderr, no traceback).
@@ -29,6 +29,9 @@ app = typer.Typer(
 
 MODEL_HELP = "Bundle directory (with manifest.json) or a .onnx / .tflite file."
 BACKEND_HELP = "auto (bundle's first usable artifact / the file's format), onnx or tflite."
+MEAN_HELP = ("Input normalisation x = (pixel/255 - mean) / std of a bare .onnx/.tflite file without a manifest "
+             "(default MNIST's 0.1307); give --std too. A bundle's manifest carries its own.")
+STD_HELP = "Input normalisation std of a bare model file (default MNIST's 0.3081); see --mean."
 PROGRESS_MIN_IMAGES = 20  # show a progress bar (on stderr) from this many images on
 
 
@@ -63,12 +66,14 @@ def predict_cmd(
     backend: str = typer.Option("auto", "--backend", "-b", help=BACKEND_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="Interpreter threads."),
     precision: Optional[str] = typer.Option(None, "--precision", help="In a bundle: fp32, fp16 or int8."),
+    mean: Optional[float] = typer.Option(None, "--mean", help=MEAN_HELP),
+    std: Optional[float] = typer.Option(None, "--std", help=STD_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Recognise handwriting in images. Exits 2 if any image cannot be read (the others are still shown)."""
     from .loader import load
 
-    rec = load(model, backend=backend, threads=threads, precision=precision)
+    rec = load(model, backend=backend, threads=threads, precision=precision, mean=mean, std=std)
     files = expand_images(images)
     results: List[dict] = []
 
@@ -126,12 +131,14 @@ def bench_cmd(
     backend: str = typer.Option("auto", "--backend", "-b", help=BACKEND_HELP),
     precision: Optional[str] = typer.Option(None, "--precision", help="In a bundle: fp32, fp16 or int8."),
     batch: int = typer.Option(1, "--batch", min=1, help="Batch size per run."),
+    mean: Optional[float] = typer.Option(None, "--mean", help=MEAN_HELP),
+    std: Optional[float] = typer.Option(None, "--std", help=STD_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output with every per-run sample."),
 ) -> None:
     """Measure latency like TFLite's benchmark_model: init, first run, warm-up, mean/std/percentiles, RSS."""
     from .loader import load
 
-    rec = load(model, backend=backend, threads=threads, precision=precision)
+    rec = load(model, backend=backend, threads=threads, precision=precision, mean=mean, std=std)
     if as_json:
         print_json(rec.benchmark(runs=runs, warmup=warmup, batch=batch).to_dict())
         return

@@ -82,7 +82,7 @@ def _finite_or_null(obj: Any) -> Any:
 # imported and a schema is built for each parameter, ~9 MiB of RSS on a board for `edgekd-rt bench 100`.
 # `LeanCommand` (pass it as `@app.command(..., cls=LeanCommand)`) coerces the plain cases itself (an int given
 # as an int or as decimal digits within min/max, a str, a Path, and lists of them) to exactly what typer would
-# produce, keeping typer's own path checks (`coerce_cli_path`); anything else (a malformed or out-of-range
+# produce, a float given as a plain decimal number, keeping typer's own path checks (`coerce_cli_path`); anything else (a malformed or out-of-range
 # value, other types) goes to typer's own pydantic coercion, so errors and their messages are typer's.
 try:
     from typer._coercion import RuntimeParam as _RuntimeParam
@@ -93,6 +93,7 @@ except ImportError:  # a typer without pydantic coercion (click types): nothing 
 
 _NOT_PLAIN = object()
 _DECIMAL = re.compile(r"-?[0-9]+\Z")
+_REAL = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE]-?[0-9]+)?\Z")  # what float() and pydantic read alike
 
 
 def _plain_leaf(kind: type, value: Any, param: Any, ctx: Any) -> Any:
@@ -106,6 +107,16 @@ def _plain_leaf(kind: type, value: Any, param: Any, ctx: Any) -> Any:
             return _NOT_PLAIN
         if (info.min is not None and v < info.min) or (info.max is not None and v > info.max):
             return _NOT_PLAIN  # typer's error message
+        return v
+    if kind is float:
+        if type(value) is float:
+            v = value
+        elif type(value) is str and _REAL.match(value):
+            v = float(value)
+        else:
+            return _NOT_PLAIN  # nan, inf, " 1", "1_0", ...: typer's own reading
+        if (info.min is not None and v < info.min) or (info.max is not None and v > info.max):
+            return _NOT_PLAIN
         return v
     if kind is str or kind is bool:
         return value if type(value) is kind else _NOT_PLAIN
@@ -144,8 +155,8 @@ def _plain_runtime_param(param: Any) -> Optional[Any]:
         return None
     if get_origin(annotation) in (list, List) and len(get_args(annotation)) == 1:
         annotation, many = get_args(annotation)[0], True
-    if annotation is int and not info.clamp:
-        kind: type = int
+    if annotation in (int, float) and not info.clamp:
+        kind: type = annotation
     elif annotation is str or annotation is bool:
         kind = annotation
     elif annotation is Path and info.path_type is None:

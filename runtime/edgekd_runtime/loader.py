@@ -20,7 +20,8 @@ from .errors import (
     UnknownNameError,
     UserInputError,
 )
-from .manifest import PRECISIONS, Artifact, InputSpec, Manifest, Normalization, PreprocessSpec, verify_artifact
+from .manifest import (FORMAT, MANIFEST_NAME, PRECISIONS, Artifact, InputSpec, Manifest, Normalization, PreprocessSpec,
+                       check_normalization, verify_artifact)
 from .recognizer import Recognizer
 from .sysinfo import rss_bytes
 
@@ -29,15 +30,18 @@ _INSTALL_HINT = {"onnx": "pip install onnxruntime", "tflite": "pip install 'edge
 
 
 def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None,
-         precision: str | None = None) -> Recognizer:
+         precision: str | None = None, *, mean: float | None = None, std: float | None = None) -> Recognizer:
     """Load a student for recognition.
 
     Args:
-        path: a bundle directory (with manifest.json) or a bare .onnx / .tflite file.
+        path: a bundle directory (with manifest.json) or a bare .onnx / .tflite file. A bare file listed in a
+            manifest.json beside it (what `edgekd export` and `edgekd-convert` write) is read with that manifest.
         backend: "auto" (the bundle's deployed artifact, see below, or the file's format), "onnx" or "tflite".
         threads: interpreter threads; None = the cores this process may use (at most 4); more than those cores
             is capped at them with an `EdgekdWarning`.
         precision: in a bundle, pick the artifact with this precision (fp32, fp16, int8).
+        mean, std: the input normalisation `x = (pixel/255 - mean) / std` of a bare model file without a
+            manifest (default MNIST's, 0.1307 and 0.3081); give both or neither. A manifest carries its own.
 
     In a bundle, the artifact its manifest records as `deployed` (the one `edgekd convert` chose for the budget)
     is preferred among those that match `backend` and `precision`; bundles that record none use their first
@@ -52,36 +56,71 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     if precision is not None and precision not in PRECISIONS:
         raise UserInputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     threads = resolve_threads(threads)
+    norm = _given_normalization(mean, std)
     p = Path(path)
     if not p.exists():
         raise ModelLoadError(f"{p}: no such file or directory; pass a bundle directory (with manifest.json) or a "
                              f".onnx/.tflite file")
     t0 = time.perf_counter()
-    manifest = None
     if p.is_dir():
-        manifest = Manifest.load(p)
+        manifest: Manifest | None = Manifest.load(p)
         be, art, model_path = _open_bundle_artifact(p, manifest, backend, precision, threads)
         prec = art.precision
     else:
-        art, model_path, prec = None, p, precision
+        manifest, art = _manifest_beside(p)
+        model_path, prec = p, precision or (art.precision if art else None)
         be = _open_file(p, resolve_format(p, backend), threads)
     load_ms = (time.perf_counter() - t0) * 1e3
     rss = rss_bytes()
     spec = _input_spec(be.inputs[0], manifest, model_path)
     n_out = be.outputs[0].shape[-1] if be.outputs[0].shape else -1
     if manifest is not None:
+        if norm is not None and norm != manifest.normalization:
+            raise UserInputError(f"{model_path}: its manifest sets the normalisation (mean {manifest.normalization.mean}"
+                                 f", std {manifest.normalization.std}); mean/std (--mean/--std) are for model files "
+                                 f"without a manifest: leave them out")
         labels = list(manifest.labels)
         if n_out > 0 and n_out != len(labels):
             raise ManifestError(f"{model_path}: the model outputs {n_out} scores but {manifest.name!r}'s manifest "
                                 f"lists {len(labels)} labels; re-export the bundle")
         kind = str(manifest.output.get("kind", "logits"))
-        return Recognizer(be, model_path, prec, labels, spec, manifest.normalization, manifest.preprocessing,
-                          kind, manifest, load_ms, rss, artifact=art)
+        return Recognizer(be, model_path, prec or _guess_precision(be, model_path), labels, spec,
+                          manifest.normalization, manifest.preprocessing, kind, manifest, load_ms, rss, artifact=art)
     if n_out <= 0:
         raise ModelLoadError(f"{model_path}: the output {be.outputs[0].name} has no fixed class dimension "
                              f"{be.outputs[0].shape}; use a bundle whose manifest lists the labels")
     return Recognizer(be, model_path, prec or _guess_precision(be, model_path), [str(i) for i in range(n_out)],
-                      spec, Normalization(), PreprocessSpec(), "auto", None, load_ms, rss)
+                      spec, norm or Normalization(), PreprocessSpec(), "auto", None, load_ms, rss)
+
+
+def _given_normalization(mean: float | None, std: float | None) -> Normalization | None:
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None:
+        raise UserInputError(f"mean={mean}, std={std}: give the input normalisation's mean and std together "
+                             f"(x = (pixel/255 - mean) / std), or neither for MNIST's")
+    return check_normalization(mean, std, "mean/std (--mean/--std)")
+
+
+def _manifest_beside(path: Path) -> tuple[Manifest | None, Artifact | None]:
+    """The edgekd manifest.json next to a bare model file that lists it (checked against its sha256), or None.
+
+    A manifest.json that is not an edgekd one (another tool's) or that does not list this file is not used."""
+    import json
+
+    mpath = path.parent / MANIFEST_NAME
+    try:
+        d = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None, None
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        return None, None
+    manifest = Manifest.from_dict(d, source=str(mpath))
+    for art in manifest.artifacts:
+        if (path.parent / art.path).resolve() == path.resolve():
+            verify_artifact(path.parent, art)
+            return manifest, art
+    return None, None
 
 
 def _open_file(path: Path, fmt: str, threads: int | None) -> Backend:

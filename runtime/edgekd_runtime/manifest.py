@@ -29,13 +29,14 @@ precision is asked for; manifests without it (older bundles) load their first us
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json, sha256_file
-from .errors import ChecksumMismatchError, ManifestError
+from .errors import ChecksumMismatchError, ManifestError, UserInputError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "edgekd-bundle"
@@ -43,6 +44,8 @@ FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 ARTIFACT_FORMATS = ("onnx", "tflite")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+PREPROCESS_KINDS = ("mnist", "resize")
+POLARITIES = ("auto", "light-on-dark", "dark-on-light")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,22 @@ class InputSpec:
 class Normalization:
     mean: float = MNIST_MEAN
     std: float = MNIST_STD
+
+
+def check_normalization(mean: Any, std: Any, where: str, error: type[UserInputError] = UserInputError) -> Normalization:
+    """The one rule for an input normalisation `x = (pixel/255 - mean) / std`: both finite numbers, std > 0.
+
+    `where` names the source (a manifest, `--mean/--std`); raises `error` saying what to pass instead."""
+    vals = {}
+    for name, v in (("mean", mean), ("std", std)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise error(f"{where}: normalization {name} {v!r} is not a finite number; give the {name} the model was "
+                        f"trained with (MNIST: mean {MNIST_MEAN}, std {MNIST_STD})")
+        vals[name] = float(v)
+    if vals["std"] <= 0:
+        raise error(f"{where}: normalization std {std!r} must be > 0 (x = (pixel/255 - mean) / std); give the std "
+                    f"the model was trained with (MNIST: {MNIST_STD})")
+    return Normalization(vals["mean"], vals["std"])
 
 
 @dataclass(frozen=True)
@@ -129,7 +148,11 @@ class Manifest:
     def from_dict(cls, d: dict[str, Any], source: str = "manifest") -> "Manifest":
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ManifestError(f"{source}: not an edgekd bundle manifest (missing \"format\": \"{FORMAT}\")")
-        if d.get("format_version", 0) > FORMAT_VERSION:
+        version = d.get("format_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ManifestError(f"{source}: format_version {version!r} is not an integer; re-create the manifest with "
+                                f"`edgekd export` (this runtime writes {FORMAT_VERSION})")
+        if version > FORMAT_VERSION:
             raise ManifestError(f"{source}: format_version {d['format_version']} is newer than this runtime "
                                 f"understands ({FORMAT_VERSION}); upgrade edgekd-runtime")
         try:
@@ -159,6 +182,13 @@ class Manifest:
         if m.deployed is not None and m.deployed not in {a.path for a in m.artifacts}:
             raise ManifestError(f"{source}: deployed {m.deployed!r} is not one of its artifacts "
                                 f"({', '.join(a.path for a in m.artifacts) or 'none'}); re-run `edgekd convert`")
+        m.normalization = check_normalization(m.normalization.mean, m.normalization.std, source, ManifestError)
+        _check_preprocessing(m.preprocessing, source)
+        for a in m.artifacts:
+            if a.format not in ARTIFACT_FORMATS or a.precision not in PRECISIONS:
+                raise ManifestError(f"{source}: artifact {a.path!r} has format {a.format!r} and precision "
+                                    f"{a.precision!r}; formats are {', '.join(ARTIFACT_FORMATS)} and precisions "
+                                    f"{', '.join(PRECISIONS)}: re-create the bundle with `edgekd export`/`convert`")
         return m
 
     @classmethod
@@ -190,6 +220,22 @@ class Manifest:
     def set_artifact(self, art: Artifact) -> None:
         """Add or replace (by path) an artifact entry."""
         self.artifacts = [a for a in self.artifacts if a.path != art.path] + [art]
+
+
+def _check_preprocessing(p: PreprocessSpec, source: str) -> None:
+    """Refuse a preprocessing section the board could not run on any image (checked once, at load)."""
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if p.kind not in PREPROCESS_KINDS:
+        raise ManifestError(f"{source}: preprocessing kind {p.kind!r} is unknown; known kinds: "
+                            f"{', '.join(PREPROCESS_KINDS)}")
+    if p.polarity not in POLARITIES:
+        raise ManifestError(f"{source}: preprocessing polarity {p.polarity!r} is unknown; use one of "
+                            f"{', '.join(POLARITIES)}")
+    if not whole(p.canvas) or not whole(p.box) or not 1 <= p.box <= p.canvas:
+        raise ManifestError(f"{source}: preprocessing canvas {p.canvas!r} and box {p.box!r} must be whole numbers "
+                            f"with 1 <= box <= canvas (MNIST: canvas 28, box 20); re-create it with `edgekd export`")
 
 
 def verify_artifact(bundle_dir: str | os.PathLike, art: Artifact) -> Path:

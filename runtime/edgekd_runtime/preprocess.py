@@ -23,10 +23,8 @@ import numpy as np
 
 from .errors import BlankImageError, ManifestError
 from .images import ImageLike, describe, load_gray
-from .manifest import PreprocessSpec
+from .manifest import POLARITIES, PREPROCESS_KINDS, PreprocessSpec
 
-PREPROCESS_KINDS = ("mnist", "resize")
-POLARITIES = ("auto", "light-on-dark", "dark-on-light")
 #: Ink must stand this far (in [0, 1] units) above the paper, and this many noise sigmas, to count as ink.
 MIN_INK_CONTRAST = 0.10
 MIN_INK_SNR = 8.0

@@ -18,7 +18,7 @@ import numpy as np
 
 from .atomic import sha256_file
 from .backends import Backend, TensorInfo
-from .errors import ImageError, InputShapeError, ManifestError, ModelOutputError
+from .errors import ImageError, InputShapeError, ManifestError, ModelOutputError, UserInputError
 from .images import ImageLike, describe
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
 from .preprocess import preprocess
@@ -338,8 +338,7 @@ class Recognizer:
         if not np.isfinite(y).all():  # before the kind is settled: NaN is refused, infinities are no probabilities
             return self._nonfinite_proba(y)
         if self._kind is None:  # a bare model file: decide once, from the first outputs it produces
-            probs = bool(y.min() >= 0 and np.allclose(y.sum(axis=1), 1.0, atol=2e-2))
-            self._kind = "probs" if probs else "logits"
+            self._kind = "probs" if looks_like_probabilities(y) else "logits"
         if self._kind == "probs":
             return y
         e = np.exp(y - y.max(axis=1, keepdims=True))
@@ -382,8 +381,8 @@ class Recognizer:
                 vals, logits = self._to_proba(np.asarray([vals], np.float32))[0].tolist(), False
             else:  # probabilities already (predict_batch): nothing non-finite may be reported
                 raise self._output_error("non-finite probabilities")
-        k = top_k if type(top_k) is int else int(top_k)
-        order = sorted(range(len(vals)), key=vals.__getitem__, reverse=True)[:k if k > 1 else 1]  # softmax keeps order
+        k = top_k if type(top_k) is int and top_k > 0 else _top_k(top_k)
+        order = sorted(range(len(vals)), key=vals.__getitem__, reverse=True)[:k]  # softmax keeps order
         labels = self.labels
         i0 = order[0]
         if logits:  # softmax of one row, only the k probabilities reported are divided out
@@ -394,6 +393,19 @@ class Recognizer:
                               latency_ms, prep_ms, src)
         return Prediction(labels[i0], i0, vals[i0], [(labels[i], vals[i]) for i in order], latency_ms, prep_ms,
                           src)
+
+
+def looks_like_probabilities(y: np.ndarray) -> bool:
+    """Whether (N, C) model outputs are probabilities (non-negative rows summing to 1) rather than logits: how a
+    model without a manifest is read, and what `edgekd-convert` records in the manifest it writes."""
+    return bool(y.min() >= 0 and np.allclose(y.sum(axis=1), 1.0, atol=2e-2))
+
+
+def _top_k(top_k: Any) -> int:
+    """`top_k` as a count of candidates (>= 1), or a UserInputError saying what to pass."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise UserInputError(f"top_k={top_k!r}: must be a whole number >= 1 (how many candidates to return)")
+    return int(top_k)
 
 
 def _side(spec: InputSpec) -> int:

@@ -204,8 +204,8 @@ def _coercion_apps():
                 runs: int = typer.Option(100, "--runs", "-n", min=1), warmup: int = typer.Option(10, min=0, max=50),
                 threads: Optional[int] = typer.Option(None, min=1), backend: str = typer.Option("auto"),
                 precision: Optional[List[str]] = typer.Option(None, "--precision", "-p"),
-                flag: bool = typer.Option(False, "--json")) -> None:
-            print(repr((paths, model, runs, warmup, threads, backend, precision, flag)))
+                flag: bool = typer.Option(False, "--json"), mean: Optional[float] = typer.Option(None)) -> None:
+            print(repr((paths, model, runs, warmup, threads, backend, precision, flag, mean)))
 
         @app_.command("other")
         def other() -> None:
@@ -220,7 +220,9 @@ def _coercion_apps():
     ["cmd", "x", "--model", "dir/sub", "--backend", "tflite", "-p", "fp32", "-p", "int8"], ["cmd", "x", "--runs", "0"],
     ["cmd", "x", "--runs", "abc"], ["cmd", "x", "--runs", " 5"], ["cmd", "x", "--runs", "+5"], ["cmd", "x", "-n", "-3"],
     ["cmd", "x", "--warmup", "51"], ["cmd", "x", "--threads", "1.5"], ["cmd", "x", "--runs", "1_000"], ["cmd"],
-    ["cmd", "--help"], ["--help"], ["cmd", "x", "--nope"], ["cmd", "x", "--model", ""]])
+    ["cmd", "--help"], ["--help"], ["cmd", "x", "--nope"], ["cmd", "x", "--model", ""], ["cmd", "x", "--mean", "0"],
+    ["cmd", "x", "--mean", "-0.25"], ["cmd", "x", "--mean", "1e-3"], ["cmd", "x", "--mean", "nan"],
+    ["cmd", "x", "--mean", "-inf"], ["cmd", "x", "--mean", "abc"], ["cmd", "x", "--mean", ".5"]])
 def test_lean_command_coerces_like_typer(argv):
     """LeanCommand takes the plain values without pydantic: the same values, errors and exit codes as typer."""
     plain, lean = _coercion_apps()
