@@ -48,16 +48,19 @@ def convert(
                                     "that miss their tolerance (still exit 1), instead of writing none."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Convert MODEL and check every artifact (exit 1 on a parity failure, 2 on bad input)."""
+    """Convert MODEL and check every artifact (exit 1 on a parity failure, 2 on bad input). OUT also gets a
+    manifest.json (normalisation, preprocessing, labels, every artifact) that `edgekd-rt` and
+    `edgekd_runtime.load` read with the directory or with any one artifact in it."""
     from rich.console import Console
+
+    from edgekd_runtime.manifest import check_normalization
 
     from .calibration import load_labels, load_samples
     from .convert import convert_model, prepare
     from .errors import CalibrationDataError
     from .staging import check_output_dir
 
-    if std <= 0:
-        raise CalibrationDataError(f"--std must be > 0, got {std}")
+    check_normalization(mean, std, "--mean/--std", CalibrationDataError)
     targets = [t.value for t in dict.fromkeys(to)]
     out = out or model.with_name(f"{model.stem}_converted")
     check_output_dir(out, force)
@@ -68,7 +71,7 @@ def convert(
     err = Console(stderr=True)
     with err.status(f"converting {model.name} to {', '.join(targets)} ...", spinner="dots"):
         report = convert_model(model, out, targets, calib_x, eval_x, eval_y, mean=mean, std=std, force=force,
-                               strict=not keep_going)
+                               preprocess=preprocess.value, strict=not keep_going)
     if json_out:
         print_json(report.to_dict())
     else:

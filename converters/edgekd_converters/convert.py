@@ -14,6 +14,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edgekd_runtime.manifest import (Artifact, InputSpec, Manifest, Normalization, PreprocessSpec,
+                                     check_normalization)
+from edgekd_runtime.recognizer import looks_like_probabilities
+
 from . import parity as parity_mod
 from .calibration import MIN_CALIBRATION_SAMPLES, check_canvases, subsample, to_model_input
 from .errors import CalibrationDataError, ParityError, UserInputError
@@ -120,6 +124,7 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
         ParityError: an artifact outside its tolerance (carries the numbers).
     """
     start = time.perf_counter()
+    check_normalization(mean, std, "input normalisation (--mean/--std)", CalibrationDataError)
     tols = {**parity_mod.TOLERANCES, **(tolerances or {})}
     calib_all = check_canvases(calib_canvases, info, "calibration data", min_samples=min_calib_samples)
     calib = subsample(calib_all, MAX_CALIBRATION_SAMPLES)
@@ -170,29 +175,60 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
             continue
         artifacts.append(ConvertedArtifact(path, fmt, precision, path.stat().st_size, result, accuracy(out),
                                            timings[(fmt, precision)]))
+    kind = "probs" if looks_like_probabilities(ref) else "logits"
     return ConversionReport(info.path, tuple(artifacts), accuracy(ref), time.perf_counter() - start,
-                            extra={"num_calibration_samples": len(calib), "num_eval_samples": len(evals)},
+                            extra={"num_calibration_samples": len(calib), "num_eval_samples": len(evals),
+                                   "num_classes": int(ref.shape[1]), "output_kind": kind},
                             failed=tuple(failed))
 
 
 def convert_model(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, targets: Sequence[str],
                   calib_canvases: np.ndarray, eval_canvases: np.ndarray | None = None,
                   eval_labels: np.ndarray | None = None, *, mean: float = 0.0, std: float = 1.0,
-                  force: bool = False, **kw: Any) -> ConversionReport:
-    """Convert to every target into `out_dir` (created; refused if it exists unless `force`); all or nothing."""
+                  force: bool = False, preprocess: str = "mnist", **kw: Any) -> ConversionReport:
+    """Convert to every target into `out_dir` (created; refused if it exists unless `force`); all or nothing.
+
+    `out_dir` also gets a `manifest.json` listing the artifacts with the normalisation (`mean`, `std`) and the
+    image preprocessing (`preprocess`: "mnist" or "resize") they take, so `edgekd_runtime.load` reads them right
+    (the directory, or any one artifact in it)."""
     from .staging import check_output_dir
 
     check_output_dir(out_dir, force)
+    check_normalization(mean, std, "input normalisation (--mean/--std)", CalibrationDataError)
     info = prepare(onnx_path, targets)
     stem = kw.pop("stem", None) or Path(onnx_path).stem
     with staged_directory(out_dir, force) as stage:
         report = convert_into(info, stage, targets, calib_canvases, eval_canvases, eval_labels,
                               mean=mean, std=std, stem=stem, **kw)
+        conversion_manifest(info, stage, report, stem, mean, std, preprocess).save(stage)
     final = Path(out_dir)
     arts = tuple(ConvertedArtifact(final / a.path.name, a.format, a.precision, a.size_bytes, a.parity, a.accuracy,
                                    a.convert_s) for a in report.artifacts)
     return ConversionReport(report.source, arts, report.reference_accuracy, report.wall_s, report.extra,
                             report.failed)
+
+
+def conversion_manifest(info: OnnxModelInfo, out_dir: Path, report: ConversionReport, name: str, mean: float,
+                        std: float, preprocess: str = "mnist") -> Manifest:
+    """The manifest of a plain conversion's output directory: every artifact with its parity and accuracy, the
+    model's input, its normalisation and preprocessing, its labels ("0".."C-1") and whether it emits logits."""
+    from .bundle import _versions
+
+    if preprocess == "resize":  # the converters' resize keeps the image's polarity
+        prep = PreprocessSpec(kind="resize", canvas=info.height, box=min(20, info.height), polarity="light-on-dark")
+    else:
+        prep = PreprocessSpec()
+    return Manifest(
+        name=name, labels=[str(i) for i in range(int(report.extra["num_classes"]))],
+        input=InputSpec(info.input_name, tuple(info.input_shape), info.layout, "float32"),
+        output={"name": info.output_name, "kind": report.extra.get("output_kind", "logits")},
+        normalization=Normalization(float(mean), float(std)), preprocessing=prep,
+        artifacts=[Artifact.from_file(out_dir, a.path.name, a.precision, parity=a.parity.to_dict(),
+                                      accuracy=a.accuracy, extra={"accuracy_source": "converters"})
+                   for a in report.artifacts],
+        versions=_versions(),
+        extra={"conversion": {"source": str(info.path), "reference_accuracy": report.reference_accuracy,
+                              **report.extra, "failed": [f.to_dict() for f in report.failed]}})
 
 
 def to_tflite(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, calib_canvases: np.ndarray,

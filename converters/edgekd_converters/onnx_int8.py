@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ def convert_onnx_int8(info: OnnxModelInfo, out_path: Path, calib_inputs: np.ndar
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from .quiet import captured_output
+    from .staging import work_directory
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -33,8 +33,8 @@ def convert_onnx_int8(info: OnnxModelInfo, out_path: Path, calib_inputs: np.ndar
             batch = next(self._batches, None)
             return None if batch is None else {info.input_name: batch.astype(np.float32)}
 
-    with tempfile.TemporaryDirectory(prefix="edgekd-ortq-") as tmp:
-        pre, quant = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+    with work_directory(out_path.parent, ".ortq-") as tmp:
+        pre, quant = tmp / "pre.onnx", tmp / "int8.onnx"
         with captured_output() as log:
             try:
                 quant_pre_process(info.path, str(pre), skip_symbolic_shape=True)
@@ -47,6 +47,5 @@ def convert_onnx_int8(info: OnnxModelInfo, out_path: Path, calib_inputs: np.ndar
             tail = "\n".join(log[0].strip().splitlines()[-8:]) if log and log[0] else ""
             raise ConversionError(f"{info.path}: onnxruntime quantization failed ({type(error).__name__}: "
                                   f"{error}); its last output:\n{tail}")
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(quant), str(out_path))
     return out_path

@@ -49,6 +49,20 @@ def staged_directory(out_dir: str | os.PathLike, force: bool = False) -> Iterato
             shutil.rmtree(stage, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def work_directory(beside: Path, prefix: str) -> Iterator[Path]:
+    """A scratch directory `{prefix}{pid}-XXXX` for a converter's intermediate files, made next to its outputs
+    (`beside`, itself a staging directory) rather than in the system temp directory, and deleted on exit. A
+    process killed on the way leaves it inside its stage, which the next run clears, and the next scratch
+    directory made in `beside` clears those of dead processes too."""
+    beside.mkdir(parents=True, exist_ok=True)
+    work = make_stage(beside, prefix)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def make_stage(parent: Path, prefix: str, suffix: str = "") -> Path:
     """A new hidden staging directory `{prefix}{pid}-XXXX{suffix}` in `parent`, after removing the stale ones
     (same prefix and suffix) that interrupted processes left there."""

@@ -1,14 +1,14 @@
 """ONNX -> TFLite float32, float16 and full-int8 (int8 in/out) through onnx2tf.
 
-onnx2tf writes a SavedModel and half a dozen .tflite files and prints a lot: it runs in a temp directory with
-its output captured, and only the artifacts asked for are moved out.
+onnx2tf writes a SavedModel and half a dozen .tflite files and prints a lot: it runs in a scratch directory
+beside the outputs (`staging.work_directory`, never the system temp directory, so a killed conversion leaves
+nothing there) with its output captured, and only the artifacts asked for are moved out.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -35,10 +35,10 @@ def convert_tflite(info: OnnxModelInfo, out_paths: dict[str, Path], calib_canvas
         The same mapping, once every file is in place.
     """
     from .quiet import captured_output
+    from .staging import work_directory
 
     want_int8 = "int8" in out_paths
-    with tempfile.TemporaryDirectory(prefix="edgekd-onnx2tf-") as tmp:
-        tmp_dir = Path(tmp)
+    with work_directory(Path(next(iter(out_paths.values()))).parent, ".onnx2tf-") as tmp_dir:
         src = tmp_dir / "model.onnx"
         shutil.copyfile(info.path, src)
         kwargs: dict = dict(input_onnx_file_path=str(src), output_folder_path=str(tmp_dir / "out"),

@@ -36,7 +36,8 @@ def _eval_inputs(model_path, digits):
 def test_every_artifact_is_written_and_within_tolerance(converted, digits):
     out, report = converted
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["tiny_float32.tflite", "tiny_float16.tflite", "tiny_int8.onnx", "tiny_int8.tflite"])
+    assert names == sorted(["tiny_float32.tflite", "tiny_float16.tflite", "tiny_int8.onnx", "tiny_int8.tflite",
+                            "manifest.json"])
     arts = {(a.format, a.precision): a for a in report.artifacts}
     assert set(arts) == {("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("onnx", "int8")}
     assert report.reference_accuracy > 0.85  # the tiny CNN really learned the digits
@@ -159,7 +160,11 @@ def test_cli_bad_inputs_exit_2_without_traceback(tiny_models, digits, tmp_path):
          "50 samples; int8 calibration needs at least 200"),
         ([str(tiny_models["nchw"]), "--to", "onnx-int8", "--calib", str(tmp_path / "big.npy")], "divide by 255"),
         ([str(tiny_models["nchw"]), "--to", "tflite", "--calib", str(tmp_path / "few.npy"), "--std", "0"],
-         "--std must be > 0"),
+         "--mean/--std: normalization std 0.0 must be > 0"),
+        ([str(tiny_models["nchw"]), "--to", "tflite", "--calib", str(tmp_path / "few.npy"), "--mean", "nan"],
+         "--mean/--std: normalization mean nan is not a finite number"),
+        ([str(tiny_models["nchw"]), "--to", "tflite", "--calib", str(tmp_path / "few.npy"), "--std", "inf"],
+         "--mean/--std: normalization std inf is not a finite number"),
     ]
     for args, needle in cases:
         r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
@@ -184,7 +189,7 @@ def test_non_strict_conversion_keeps_the_artifacts_that_pass(tiny_models, digits
                            tolerances={"int8": Tolerance(atol=1e-9, min_top1_agreement=1.0)})
     assert [(a.format, a.precision) for a in report.artifacts] == [("tflite", "fp32")]
     assert [f.name for f in report.failed] == ["tiny_int8.onnx"] and not report.failed[0].parity.passed
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["tiny_float32.tflite"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["manifest.json", "tiny_float32.tflite"]
 
 
 def test_cli_names_an_unconvertible_op_and_its_node(tmp_path, digits):
@@ -221,7 +226,8 @@ def test_labels_without_eval_score_every_calibration_sample(tiny_models, digits,
     """Also the default int8 tolerance end to end: the training digits, which the CNN fits with a clear margin."""
     x, y, _, _ = digits  # 1200 samples: more than the 500 used to calibrate, all of them checked
     report = convert_model(tiny_models["nchw"], tmp_path / "o", ["onnx-int8"], x, eval_labels=y, mean=MEAN, std=STD)
-    assert report.extra == {"num_calibration_samples": 500, "num_eval_samples": 1200}
+    assert report.extra == {"num_calibration_samples": 500, "num_eval_samples": 1200, "num_classes": 10,
+                            "output_kind": "logits"}
     (art,) = report.artifacts
     print(f"{art.path.name}: top-1 agreement {100 * art.parity.top1_agreement:.2f}% on 1200 training digits")
     assert art.parity.num_samples == 1200 and report.reference_accuracy > 0.85

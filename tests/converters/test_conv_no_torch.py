@@ -31,5 +31,5 @@ def test_conversion_runs_with_torch_unimportable(tiny_models, digits, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "tiny_float16.tflite", "tiny_float32.tflite", "tiny_int8.onnx", "tiny_int8.tflite"]
+        "manifest.json", "tiny_float16.tflite", "tiny_float32.tflite", "tiny_int8.onnx", "tiny_int8.tflite"]
     assert '"passed": true' in r.stdout and '"passed": false' not in r.stdout
