@@ -52,7 +52,10 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         from edgekd.config import check_task_name
+        from edgekd_runtime.atomic import check_writable
 
+        if grid is not None and not no_grid:
+            check_writable(grid, "--grid")  # before the data is read
         if check_task_name(task) == "lines":
             return _line_info(source, path, seed, None if no_grid else grid, json_out)
         from edgekd.data import DataSpec, load_data

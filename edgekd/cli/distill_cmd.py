@@ -10,7 +10,8 @@ import typer
 from edgekd_runtime.cli_support import handle_errors
 
 from .budget_cmd import budget_options
-from .teacher_cmd import TASK_HELP, prepare_out, report, resolve_task_config, task_overrides, train_overrides
+from .teacher_cmd import (TASK_HELP, check_out, prepare_out, report, resolve_task_config, task_overrides,
+                          train_overrides)
 
 BUDGET_OPTS = budget_options()  # the `edgekd budget` flags: --target/--profile/--latency-ms/.../--precision
 
@@ -36,6 +37,26 @@ def choose_student(student: Optional[str], budget_request: Optional[dict[str, An
                               "candidates": len(res.candidates)}
     raise UserInputError("give --student ID (e.g. dscnn-w8-d3-r28) or a budget (--target rpi4 --latency-ms 2 ...); "
                          "`edgekd budget` lists ids that fit a board")
+
+
+def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
+    """What `edgekd distill` refuses before reading any data or teacher: a bad --student (grammar, family, task,
+    line height), a bad or other-task KD loss, a KD loss without --teacher, and an --out it cannot use."""
+    from edgekd.kd import LossConfig, check_loss
+    from edgekd.models.line_models import check_task
+    from edgekd.models.students import parse_student_id
+    from edgekd_runtime.errors import UserInputError
+
+    lines = cfg.task == "lines"
+    if cfg.student:
+        parse_student_id(cfg.student)
+        check_task(cfg.student, cfg.task, cfg.lines.height if lines else None)
+    d = cfg.distill
+    check_loss(LossConfig(spec=d.loss, temperature=d.temperature, alpha=d.alpha), cfg.task)
+    if d.loss.strip() != "none" and not cfg.teacher:
+        raise UserInputError(f"give --teacher FILE (edgekd teacher train{' --task lines' if lines else ''} writes "
+                             f"one), or --loss none")
+    check_out(out, resume)
 
 
 def register(app: typer.Typer) -> None:
@@ -90,6 +111,7 @@ def register(app: typer.Typer) -> None:
         if any(v is not None for v in (target, profile, latency_ms, flash_kb, ram_kb, macs, params)):
             budget_request = dict(target=target, profile=profile, latency_ms=latency_ms, flash_kb=flash_kb,
                                   ram_kb=ram_kb, macs=macs, params=params, precision=precision)
+        check_distill_inputs(cfg, out, resume)
         if cfg.task == "lines":
             return _distill_lines(cfg, budget_request, out, resume, quiet, json_out)
         from edgekd.data import load_data
@@ -106,10 +128,6 @@ def register(app: typer.Typer) -> None:
         check_task(student_id, "digits")
         t = None
         if cfg.distill.loss.strip() != "none":
-            if not cfg.teacher:
-                from edgekd_runtime.errors import UserInputError
-
-                raise UserInputError("give --teacher FILE (edgekd teacher train writes one), or --loss none")
             t = load_teacher(cfg.teacher, splits.num_classes, arch=cfg.teacher_arch)
         prepare_out(out, resume)
         cfg.save(out / "config.yaml")
@@ -130,7 +148,6 @@ def _distill_lines(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path
     from edgekd.models.line_models import check_task, load_line_teacher
     from edgekd.models.students import parse_student_id
     from edgekd.train.line_pipeline import distill_lines
-    from edgekd_runtime.errors import UserInputError
 
     splits = load_lines(cfg.lines)
     if budget_request:
@@ -141,8 +158,6 @@ def _distill_lines(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path
     check_task(student_id, "lines", splits.spec.height)  # before anything is written
     t = None
     if cfg.distill.loss.strip() != "none":
-        if not cfg.teacher:
-            raise UserInputError("give --teacher FILE (edgekd teacher train --task lines writes one), or --loss none")
         t = load_line_teacher(cfg.teacher, splits.num_classes, splits.spec.height, splits.spec.width,
                               arch=cfg.teacher_arch)
     prepare_out(out, resume)

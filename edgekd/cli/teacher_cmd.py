@@ -59,13 +59,18 @@ def train_overrides(epochs, batch_size, lr, device, amp, seed, patience, compile
             "patience": patience, "compile": compile_ or None, "num_threads": threads}
 
 
-def prepare_out(out: Path, resume: bool) -> None:
+def check_out(out: Path, resume: bool) -> None:
+    """Refuse an --out that cannot be written, or that holds a run when not resuming (nothing is created)."""
+    from edgekd_runtime.atomic import check_writable
     from edgekd_runtime.errors import UserInputError
 
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out} exists and is not a directory")
+    check_writable(out, "--out", directory=True)
     if not resume and (out / "last.pt").exists():
         raise UserInputError(f"{out} already holds a run (last.pt); pass --resume to continue it or pick another --out")
+
+
+def prepare_out(out: Path, resume: bool) -> None:
+    check_out(out, resume)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -135,6 +140,7 @@ def register(app: typer.Typer) -> None:
         from edgekd.models.line_models import check_task
 
         check_task(arch, cfg.task)  # before anything is written
+        check_out(out, resume)  # before the data is read
         if cfg.task == "lines":
             from edgekd.data.lines import load_lines
             from edgekd.train.line_pipeline import train_line_teacher
@@ -145,10 +151,12 @@ def register(app: typer.Typer) -> None:
             m = train_line_teacher(splits, cfg.train, out, arch=arch, resume=resume,
                                    progress=not (quiet or json_out), resolved_config=cfg.to_dict())
         else:
+            from edgekd.data import load_data
             from edgekd.train.pipeline import train_teacher
 
+            digits = load_data(cfg.data)  # bad data fails here, before anything is written
             prepare_out(out, resume)
             cfg.save(out / "config.yaml")
-            m = train_teacher(cfg.data, cfg.train, out, arch=arch, aug=cfg.augment, resume=resume,
+            m = train_teacher(digits, cfg.train, out, arch=arch, aug=cfg.augment, resume=resume,
                               progress=not (quiet or json_out), resolved_config=cfg.to_dict())
         report(m, f"teacher {arch} -> {m['checkpoint']}", json_out)

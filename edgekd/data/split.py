@@ -63,10 +63,14 @@ def label_classes(y: np.ndarray, where: str) -> int:
 
 
 def check_classes(y: np.ndarray, class_names: list[str], where: str) -> None:
-    """Refuse labels out of range and classes with no samples (an empty class cannot be learned or tested)."""
+    """Refuse fewer than 2 classes, more than MAX_CLASSES, labels out of range and classes with no samples (an
+    empty class cannot be learned or tested)."""
     check_num_classes(len(class_names), where)
     if y.size == 0:
         raise UserInputError(f"{where}: no samples found")
+    if len(class_names) < 2:
+        raise UserInputError(f"{where}: needs at least 2 classes to learn to tell apart, found "
+                             f"{len(class_names)} ({class_names}); add samples of the other classes")
     if y.min() < 0 or y.max() >= len(class_names):
         raise UserInputError(f"{where}: labels must be in 0..{len(class_names) - 1}, found {y.min()}..{y.max()}")
     counts = np.bincount(y, minlength=len(class_names))

@@ -145,6 +145,7 @@ def _modules():
     return FrameKD, BlankAwareKD, SequenceKD
 
 
+LINE_LOSSES = ("frame_kd", "blank_kd", "seq_kd")  # the KD losses for CTC logits (the others take class logits)
 KD_LOSSES.register(lambda cfg: _modules()[0](cfg), key="frame_kd")
 KD_LOSSES.register(lambda cfg: _modules()[1](cfg), key="blank_kd")
 KD_LOSSES.register(lambda cfg: _modules()[2](cfg), key="seq_kd")

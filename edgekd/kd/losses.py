@@ -225,17 +225,36 @@ KD_LOSSES.register(lambda cfg: _modules()[4](cfg), key="dkd")
 _TERM = re.compile(r"^\s*(?:(?P<w>\d*\.?\d+(?:e-?\d+)?)\s*\*\s*)?(?P<name>[a-z_]+)\s*$")
 
 
+def parse_loss_spec(spec: str) -> list[tuple[float, str]]:
+    """`kd+0.5*fitnet` -> [(1.0, "kd"), (0.5, "fitnet")]; a bad spec or an unknown name is a UserInputError."""
+    terms = []
+    for part in spec.split("+"):
+        m = _TERM.match(part)
+        if not m:
+            raise UserInputError(f"bad KD loss spec {spec!r}: write a name or a sum like 'kd+0.5*fitnet'; "
+                                 f"known losses: {', '.join(KD_LOSSES.names())}")
+        KD_LOSSES.get(m.group("name"))  # an unknown name lists the known ones
+        terms.append((float(m.group("w") or 1.0), m.group("name")))
+    return terms
+
+
+def check_loss(cfg: LossConfig, task: str) -> None:
+    """Refuse, before any training, a loss spec `build_loss` would refuse, or a loss of the other task (digit
+    losses need class logits, line losses CTC frames; `none` is for both)."""
+    from .ctc_losses import LINE_LOSSES
+
+    for _, name in parse_loss_spec(cfg.spec):
+        if name != "none" and (name in LINE_LOSSES) != (task == "lines"):
+            fits = sorted(n for n in KD_LOSSES.names() if n == "none" or (n in LINE_LOSSES) == (task == "lines"))
+            raise UserInputError(f"KD loss {name!r} is for {'text lines' if name in LINE_LOSSES else 'digits'}, "
+                                 f"not the {task} task; for {task} use one of: {', '.join(fits)}")
+
+
 def build_loss(cfg: LossConfig | str = "kd") -> "nn.Module":
     """Build the loss for `cfg.spec`: one registered name or a `+`-separated weighted sum of them."""
     if isinstance(cfg, str):
         cfg = LossConfig(spec=cfg)
-    terms = []
-    for part in cfg.spec.split("+"):
-        m = _TERM.match(part)
-        if not m:
-            raise UserInputError(f"bad KD loss spec {cfg.spec!r}: write a name or a sum like 'kd+0.5*fitnet'; "
-                                 f"known losses: {', '.join(KD_LOSSES.names())}")
-        terms.append((float(m.group("w") or 1.0), KD_LOSSES.get(m.group("name"))(cfg)))
+    terms = [(w, KD_LOSSES.get(name)(cfg)) for w, name in parse_loss_spec(cfg.spec)]
     if len(terms) == 1 and terms[0][0] == 1.0:
         return terms[0][1]
     return _modules()[5](terms)

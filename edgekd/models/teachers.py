@@ -13,9 +13,9 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
-from edgekd_runtime.errors import ModelLoadError, UserInputError
+from edgekd_runtime.errors import ModelLoadError, UserInputError, first_line
 from edgekd_runtime.registry import Registry
 
 if TYPE_CHECKING:
@@ -142,10 +142,13 @@ def load_teacher_module(path: Path, arch: str | None, num_classes: int | None = 
             raise ModelLoadError(f"teacher {path} looks like TorchScript but does not load: {e}") from None
         source = "torchscript"
     else:
-        obj = _torch_load(path)
+        from edgekd.train.checkpoint import check_model_checkpoint, load_torch
+
+        obj = load_torch(path)
         if isinstance(obj, dict) and obj.get("format") == "edgekd-checkpoint":
             if obj.get("kind") != "teacher":
                 raise ModelLoadError(f"{path} is an edgekd {obj.get('kind')} checkpoint, not a teacher")
+            check_model_checkpoint(obj, path)
             ck, arch, state, source = obj, obj["arch"], obj["state_dict"], "edgekd-checkpoint"
             if obj.get("task", "digits") != task:
                 return torch.nn.Identity(), source, ck  # the caller refuses it with a task-specific message
@@ -197,25 +200,40 @@ def _is_torchscript(path: Path) -> bool:
         return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
 
 
-def _torch_load(path: Path) -> Any:
-    import pickle
-
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot read {path} as a torch file ({str(e).splitlines()[0][:200]}); "
-                             f"it is truncated, corrupt or not a weights_only checkpoint") from None
-
-
 def _load_exported(path: Path) -> "nn.Module":
+    """`torch.export.load(path).module()`. torch logs a traceback (about 18 lines, at WARNING) for a file it cannot
+    read, then raises a vaguer error of its own: the log is kept off the console and its cause goes in the
+    message."""
+    import logging
+
     import torch
 
+    class _Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.causes: list[BaseException] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.exc_info and record.exc_info[1] is not None:
+                self.causes.append(record.exc_info[1])
+
+    log, keep = logging.getLogger("torch.export"), _Keep()
+    handlers, propagate = list(log.handlers), log.propagate
+    for h in handlers:  # torch gives this logger its own stderr handler
+        log.removeHandler(h)
+    log.addHandler(keep)
+    log.propagate = False
     try:
         return torch.export.load(str(path)).module()
     except Exception as e:  # noqa: BLE001
-        raise ModelLoadError(f"cannot load ExportedProgram {path}: {str(e).splitlines()[0][:200]}") from None
+        cause = first_line(keep.causes[0], 120) if keep.causes else first_line(e, 120)
+        raise ModelLoadError(f"cannot load ExportedProgram {path} ({cause}); pass a file written by "
+                             f"torch.export.save, a TorchScript file or an edgekd teacher.pt") from None
+    finally:
+        log.removeHandler(keep)
+        for h in handlers:
+            log.addHandler(h)
+        log.propagate = propagate
 
 
 from . import line_models  # noqa: E402,F401  registers the line teachers (crnn, crnn-small)

@@ -43,6 +43,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
     cfg_dict = cfg.to_dict()
     # validate everything cheap before touching the run directory
     profile, budget = _profile_and_budget(cfg)
+    check_inputs(cfg, run_dir)
     resumed = prepare_run_dir(run_dir, cfg.fingerprint(), cfg_dict, force)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
     state = StepState(run_dir)
@@ -54,8 +55,9 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
     log(f"data: {cfg.data.source} — {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test, "
         f"{splits.num_classes} classes")
 
-    teacher_key, teacher_ck = _teacher_step(cfg, splits, run_dir, state, progress, log)
+    # the budget search is cheap and refuses a student or budget that does not fit: before the teacher trains
     search_key, search = _budget_step(cfg, profile, budget, splits.num_classes, run_dir, state, log)
+    teacher_key, teacher_ck = _teacher_step(cfg, splits, run_dir, state, progress, log)
     student_id = search["chosen"]
     common = {"data": cfg.data.to_dict(), "train": _train_dict(cfg.student_train), "student": student_id,
               "augment": None if cfg.augment is None else cfg.augment.__dict__}
@@ -97,6 +99,29 @@ def _profile_and_budget(cfg: PipelineConfig):
     budget = Budget.from_cli(latency_ms=b.get("latency_ms"), flash_kb=b.get("flash_kb"), ram_kb=b.get("ram_kb"),
                              macs=b.get("macs"), params=b.get("params"), precision=b.get("precision") or "int8")
     return profile, budget
+
+
+def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
+    """Refuse what would otherwise fail only after the teacher has trained: the student id (grammar, family,
+    task), the built-in teacher's name, the KD loss and its settings, the transfer views, and the run directory."""
+    from edgekd.kd import LossConfig, check_loss
+    from edgekd.models.line_models import check_task
+    from edgekd.models.students import parse_student_id
+    from edgekd.models.teachers import TEACHERS
+    from edgekd_runtime.atomic import check_writable
+    from edgekd_runtime.errors import UserInputError
+
+    if cfg.student:
+        parse_student_id(cfg.student)
+        check_task(cfg.student, "digits")
+    if not cfg.teacher:
+        TEACHERS.get(cfg.teacher_arch)
+        check_task(cfg.teacher_arch, "digits")
+    d = cfg.distill
+    check_loss(LossConfig(spec=d.loss, temperature=d.temperature, alpha=d.alpha), "digits")
+    if d.transfer_views < 1:
+        raise UserInputError(f"distill.transfer_views must be >= 1, got {d.transfer_views}")
+    check_writable(run_dir, "--out", directory=True)
 
 
 def _fresh_dir(d: Path) -> None:

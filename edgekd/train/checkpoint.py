@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekd_runtime.atomic import atomic_path
-from edgekd_runtime.errors import ModelLoadError
+from edgekd_runtime.errors import ModelLoadError, first_line
 from edgekd_runtime.manifest import MNIST_MEAN, MNIST_STD
 
 if TYPE_CHECKING:
@@ -36,23 +36,57 @@ def save_torch(obj: Any, path: str | Path) -> None:
 
 def load_torch(path: str | Path, expect_format: str | None = None) -> dict[str, Any]:
     """torch.load(weights_only=True) with clear errors for missing, corrupt and foreign files."""
-    import pickle
-    import zipfile
-
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); {_load_hint(expect_format)}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({str(e).splitlines()[0][:160]}); "
-                              f"delete it and start again without --resume") from None
+    except Exception as e:  # noqa: BLE001 - a text file raises KeyError, a truncated one EOFError, RuntimeError ...
+        raise CheckpointError(f"checkpoint {path} cannot be read as a torch file ({first_line(e, 160)}): it is "
+                              f"truncated, corrupt or not a weights_only checkpoint; {_load_hint(expect_format)}") \
+            from None
     if expect_format and not (isinstance(obj, dict) and obj.get("format") == expect_format):
         got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(f"{path} is not an {expect_format} file (format: {got!r})")
     return obj
+
+
+def _load_hint(expect_format: str | None) -> str:
+    if expect_format == TRAIN_STATE_FORMAT:
+        return "delete it and start again without --resume"
+    return "pass the student.pt / teacher.pt that edgekd wrote (copy it again if it was damaged in transit)"
+
+
+def check_model_checkpoint(ck: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """Refuse an edgekd model checkpoint without the fields a model is rebuilt from (`arch`, a whole
+    `num_classes` >= 1, `state_dict`; `labels`, `input_size` and `normalization` valid when present), naming
+    the field."""
+    from edgekd_runtime.manifest import check_normalization
+
+    arch, n = ck.get("arch"), ck.get("num_classes")
+    if not isinstance(arch, str) or not arch:
+        raise CheckpointError(f"{path}: the checkpoint has no architecture (arch: {arch!r}); it was not written "
+                              f"by edgekd or was edited: use the student.pt / teacher.pt edgekd wrote")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise CheckpointError(f"{path}: num_classes {n!r} is not a whole number >= 1; use the checkpoint edgekd "
+                              f"wrote")
+    if not isinstance(ck.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: the checkpoint has no state_dict (weights); use the checkpoint edgekd wrote")
+    labels, size = ck.get("labels"), ck.get("input_size")
+    if labels is not None and (not isinstance(labels, list) or len(labels) != n):
+        raise CheckpointError(f"{path}: labels must be a list of num_classes ({n}) names, got {labels!r:.80}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise CheckpointError(f"{path}: input_size {size!r} is not a whole number of pixels")
+    norm = ck.get("normalization")
+    if norm is not None:
+        if not isinstance(norm, dict):
+            raise CheckpointError(f"{path}: normalization {norm!r} is not a mapping with mean and std")
+        check_normalization(norm.get("mean"), norm.get("std"), str(path), CheckpointError)
+    return ck
 
 
 def rng_state() -> dict[str, Any]:
@@ -114,7 +148,8 @@ def load_student_checkpoint(path: str | Path, task: str | None = "digits") -> tu
                               + ("exporting line students is not supported yet: use the checkpoint with the "
                                  "torch-side tools (edgekd distill --init-from, benchmarks)" if got == "lines"
                                  else f"use a {task} checkpoint"))
-    model = build_student(ck["arch"], int(ck["num_classes"]))
+    check_model_checkpoint(ck, path)
+    model = build_student(ck["arch"], ck["num_classes"])
     try:
         model.load_state_dict(ck["state_dict"])
     except RuntimeError as e:

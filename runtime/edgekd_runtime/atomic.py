@@ -32,6 +32,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_writable(path: str | os.PathLike, what: str, directory: bool = False) -> Path:
+    """Refuse, before any work is done, an output `path` (a file, or a `directory`) that cannot be written: the
+    wrong kind of thing already there, a file where a parent folder must be, or a folder without write access.
+    `what` names it for the message (e.g. "--grid")."""
+    from .errors import UserInputError
+
+    p = Path(path).expanduser()
+    if p.exists() and p.is_dir() != directory:
+        kind = "is not a directory" if directory else "is a directory"
+        raise UserInputError(f"{what} {p}: exists and {kind}; choose another path")
+    anc = p if p.exists() else p.parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UserInputError(f"{what} {p}: {anc} is a file, not a directory; choose another path")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise UserInputError(f"{what} {p}: cannot write in {anc} (permission denied); choose a writable path")
+    return p
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -76,3 +76,10 @@ class CalibrationError(EdgekdError):
 
 class BudgetError(UserInputError):
     """A hardware budget that is invalid, contradictory, or that no candidate student meets."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """`Type: first line of the message` of an exception from a library, for a typed error's message (just the
+    type when the message is empty, as many of torch's and pickle's are)."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:limit]}" if lines else type(e).__name__
