@@ -246,8 +246,9 @@ def check_loss(cfg: LossConfig, task: str) -> None:
     for _, name in parse_loss_spec(cfg.spec):
         if name != "none" and (name in LINE_LOSSES) != (task == "lines"):
             fits = sorted(n for n in KD_LOSSES.names() if n == "none" or (n in LINE_LOSSES) == (task == "lines"))
-            raise UserInputError(f"KD loss {name!r} is for {'text lines' if name in LINE_LOSSES else 'digits'}, "
-                                 f"not the {task} task; for {task} use one of: {', '.join(fits)}")
+            other = "text lines (--task lines)" if name in LINE_LOSSES else "digits (no --task lines)"
+            raise UserInputError(f"KD loss {name!r} is for {other}, not the {task} task; for {task} use one of: "
+                                 f"{', '.join(fits)}")
 
 
 def build_loss(cfg: LossConfig | str = "kd") -> "nn.Module":

@@ -77,7 +77,8 @@ def check_model_checkpoint(ck: dict[str, Any], path: str | Path) -> dict[str, An
     if not isinstance(ck.get("state_dict"), dict):
         raise CheckpointError(f"{path}: the checkpoint has no state_dict (weights); use the checkpoint edgekd wrote")
     labels, size = ck.get("labels"), ck.get("input_size")
-    if labels is not None and (not isinstance(labels, list) or len(labels) != n):
+    digits = ck.get("task", "digits") == "digits"  # a line model's labels are its charset, without the blank
+    if labels is not None and (not isinstance(labels, list) or (digits and len(labels) != n)):
         raise CheckpointError(f"{path}: labels must be a list of num_classes ({n}) names, got {labels!r:.80}")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise CheckpointError(f"{path}: input_size {size!r} is not a whole number of pixels")

@@ -51,7 +51,7 @@ def test_run_refuses_a_bad_student_before_reading_data(tmp_path, no_training, ex
 
 
 @pytest.mark.parametrize("yaml, needle", [
-    ("distill: {loss: frame_kd}", "KD loss 'frame_kd' is for text lines, not the digits task"),
+    ("distill: {loss: frame_kd}", "KD loss 'frame_kd' is for text lines (--task lines), not the digits task"),
     ("distill: {loss: 'kd+0.5*nope'}", "unknown KD loss 'nope'"),
     ("distill: {temperature: 0}", "KD temperature must be > 0"),
     ("distill: {transfer_views: 0}", "transfer_views must be >= 1"),
