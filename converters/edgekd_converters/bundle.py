@@ -88,7 +88,7 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
         staged.deployed = deployable_artifact(staged).path
         staged.save(stage)
         runtime_accuracy(stage, staged, eval_canvases, eval_labels)
-        staged.versions = {**staged.versions, **_versions()}
+        staged.versions = {**staged.versions, **converter_versions()}
         staged.extra = {**staged.extra, "conversion": {
             "reference": reference_name, "reference_accuracy": report.reference_accuracy,
             "wall_s": round(time.perf_counter() - start, 3), **report.extra,
@@ -151,7 +151,8 @@ def runtime_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, labe
         art.extra["accuracy_source"] = "edgekd_runtime"
 
 
-def _versions() -> dict[str, str]:
+def converter_versions() -> dict[str, str]:
+    """Versions of the converters and the libraries a conversion ran with (those installed)."""
     out: dict[str, Any] = {}
     for dist in ("edgekd-converters", "onnx", "onnxruntime", "onnx2tf", "tensorflow-cpu", "ai-edge-litert"):
         try:

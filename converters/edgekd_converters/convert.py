@@ -212,7 +212,7 @@ def conversion_manifest(info: OnnxModelInfo, out_dir: Path, report: ConversionRe
                         std: float, preprocess: str = "mnist") -> Manifest:
     """The manifest of a plain conversion's output directory: every artifact with its parity and accuracy, the
     model's input, its normalisation and preprocessing, its labels ("0".."C-1") and whether it emits logits."""
-    from .bundle import _versions
+    from .bundle import converter_versions
 
     if preprocess == "resize":  # the converters' resize keeps the image's polarity
         prep = PreprocessSpec(kind="resize", canvas=info.height, box=min(20, info.height), polarity="light-on-dark")
@@ -226,7 +226,7 @@ def conversion_manifest(info: OnnxModelInfo, out_dir: Path, report: ConversionRe
         artifacts=[Artifact.from_file(out_dir, a.path.name, a.precision, parity=a.parity.to_dict(),
                                       accuracy=a.accuracy, extra={"accuracy_source": "converters"})
                    for a in report.artifacts],
-        versions=_versions(),
+        versions=converter_versions(),
         extra={"conversion": {"source": str(info.path), "reference_accuracy": report.reference_accuracy,
                               **report.extra, "failed": [f.to_dict() for f in report.failed]}})
 
