@@ -83,3 +83,8 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     type when the message is empty, as many of torch's and pickle's are)."""
     lines = str(e).strip().splitlines()
     return f"{type(e).__name__}: {lines[0][:limit]}" if lines else type(e).__name__
+
+
+class PatternError(UserInputError):
+    """A reading constraint (pattern, allowed characters, length limits) that is malformed, or that no string over
+    the model's character set can satisfy."""

@@ -1,0 +1,379 @@
+"""CTC decoding on the board: greedy best path, and a prefix beam search constrained by a pattern.
+
+numpy only (no torch). The input is one line's softmax probabilities, (T, C): T frames, C = len(charset) + 1
+classes, one of them the CTC blank (class `blank`, 0 by default; the other classes are `charset` in order).
+
+Constraints (`compile_constraint`): allowed characters, min/max length and a small pattern language, a subset of
+Python's regular expressions that must match the WHOLE reading (like `re.fullmatch`): literals, `\\d`, classes
+`[0-9.,]`, `.`, `{n}`, `{n,m}`, `?`, `*`, `+`, groups and `|` (e.g. `\\d{6}`, `\\d+[.,]\\d\\d`). The pattern is
+turned into a deterministic automaton over the model's charset with `interegular` (the regex -> FSM library
+built for constrained decoding); the beam search only extends a prefix with a character the automaton accepts
+and only keeps final beams in an accepting state (Graves 2012, ch. 7, prefix search; the "constrained CTC" of
+lexicon-/grammar-restricted OCR decoders).
+
+String confidence (the same rule for both decoders, so one rejection threshold means the same thing):
+the product of the characters' probabilities, a character's probability being the highest posterior of its
+class over the frames it occupies (its CTC spike). It reads as "the chance that every character read is right"
+when the frames are independent, falls with each unsure character and ranks reads well; it does not see a
+character the model may have hidden in blank frames. An empty reading's confidence is the lowest blank
+probability over the frames (the chance that the least sure frame really holds nothing).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputShapeError, PatternError
+
+#: Per frame, the beam search extends only with classes whose probability is at least this share of the frame's
+#: best one (a search that then finds no allowed reading is rerun without this cut).
+CLASS_PRUNE = 1e-4
+#: Beams whose log probability falls this far below the best beam's are dropped.
+BEAM_PRUNE_LOG = 30.0
+_NEG = -math.inf
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded line.
+
+    Attributes:
+        text: the reading.
+        confidence: string confidence in [0, 1] (see the module doc).
+        characters: per character (char, probability, first frame, last frame), frames inclusive.
+    """
+
+    text: str
+    confidence: float
+    characters: tuple[tuple[str, float, int, int], ...]
+
+
+NOTHING = Decoded("", 0.0, ())  # no allowed reading fits the frames
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A compiled reading constraint: a deterministic automaton over `charset` plus length limits.
+
+    Attributes:
+        charset: the model's characters (the automaton's alphabet, by index).
+        pattern: the source pattern (None: any string over the allowed characters).
+        start: the start state.
+        table: per state, per charset index: the next state, or -1 when that character is not allowed there.
+        accepting: per state, whether a reading may end there.
+        to_accept: per state, the fewest characters that lead to an accepting state.
+        min_len, max_len: length limits of the reading (max_len None: unlimited).
+    """
+
+    charset: str
+    pattern: str | None
+    start: int
+    table: tuple[tuple[int, ...], ...]
+    accepting: tuple[bool, ...]
+    to_accept: tuple[int, ...]
+    min_len: int = 0
+    max_len: int | None = None
+
+    def matches(self, text: str) -> bool:
+        """Whether `text` satisfies the constraint."""
+        if len(text) < self.min_len or (self.max_len is not None and len(text) > self.max_len):
+            return False
+        s = self.start
+        for ch in text:
+            i = self.charset.find(ch)
+            s = self.table[s][i] if i >= 0 else -1
+            if s < 0:
+                return False
+        return self.accepting[s]
+
+
+def compile_constraint(charset: str, pattern: str | None = None, allowed: str | None = None,
+                       min_len: int | None = None, max_len: int | None = None) -> Constraint | None:
+    """Compile what a reading must look like; None when nothing is constrained.
+
+    Args:
+        charset: the model's characters.
+        pattern: a pattern the whole reading must match (see the module doc), e.g. `\\d{6}`.
+        allowed: the characters the reading may use (a subset of `charset`).
+        min_len, max_len: length limits of the reading.
+
+    Raises:
+        PatternError: a malformed or unsupported pattern, allowed characters outside the charset, bad length
+            limits, or a constraint that no string over the charset within the length limits can satisfy.
+    """
+    if pattern is None and allowed is None and min_len is None and max_len is None:
+        return None
+    lo, hi = _check_lengths(min_len, max_len)
+    letters = _allowed_letters(charset, allowed)
+    if pattern is None:
+        table, accepting, start = ((tuple(0 if ok else -1 for ok in letters),), (True,), 0)
+    else:
+        table, accepting, start = _pattern_automaton(pattern, charset, letters)
+    to_accept = _distances_to_accept(table, accepting)
+    what = f"pattern {pattern!r}" if pattern is not None else f"allowed characters {allowed!r}"
+    if to_accept[start] < 0:
+        raise PatternError(f"no reading over the model's characters {charset!r}"
+                           f"{'' if allowed is None else f' (allowed: {allowed!r})'} can match {what}; "
+                           f"use characters the model knows")
+    table = tuple(tuple(n if n >= 0 and to_accept[n] >= 0 else -1 for n in row) for row in table)
+    if not _fits_lengths(table, accepting, start, lo, hi):
+        raise PatternError(f"no reading of {lo}..{'any' if hi is None else hi} characters can match {what} "
+                           f"(the shortest match has {to_accept[start]}); loosen the length limits or the pattern")
+    return Constraint(charset, pattern, start, table, accepting, to_accept, lo, hi)
+
+
+def decode(probs: np.ndarray, charset: str, constraint: Constraint | None = None, blank: int = 0,
+           beam_width: int = 16) -> Decoded:
+    """Decode one line: greedy best path without a constraint, constrained prefix beam search with one.
+
+    Args:
+        probs: (T, C) softmax probabilities, C = len(charset) + 1.
+        charset: the model's characters (class order, the blank left out).
+        constraint: from `compile_constraint` (None: greedy).
+        blank: the blank's class index.
+        beam_width: beams kept per frame by the constrained search.
+
+    Returns:
+        The reading; `Decoded("", 0.0, ())` when no allowed reading fits in T frames.
+    """
+    if constraint is None:
+        return greedy(probs, charset, blank)
+    return beam_search(probs, charset, constraint, blank, beam_width)
+
+
+def greedy(probs: np.ndarray, charset: str, blank: int = 0) -> Decoded:
+    """Best-path decoding: argmax per frame, repeats merged, blanks dropped."""
+    probs = _check_probs(probs, charset, blank)
+    t_frames = probs.shape[0]
+    if t_frames == 0:
+        return Decoded("", 1.0, ())
+    best = probs.argmax(1)
+    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+    ends = np.r_[starts[1:], t_frames] - 1
+    peaks = np.maximum.reduceat(probs[np.arange(t_frames), best], starts)
+    keep = best[starts] != blank
+    if not keep.any():
+        return Decoded("", float(probs[:, blank].min()), ())
+    classes = best[starts][keep]
+    chars = tuple((charset[c - (c > blank)], float(p), int(a), int(b))
+                  for c, p, a, b in zip(classes.tolist(), peaks[keep], starts[keep], ends[keep]))
+    return Decoded("".join(c[0] for c in chars), float(np.prod(peaks[keep], dtype=np.float64)), chars)
+
+
+def beam_search(probs: np.ndarray, charset: str, constraint: Constraint | None = None, blank: int = 0,
+                beam_width: int = 16) -> Decoded:
+    """CTC prefix beam search in log space (blank / non-blank prefix probabilities), optionally constrained.
+
+    The reading's characters and frames come from a forced (Viterbi) alignment of the best prefix.
+    """
+    probs = _check_probs(probs, charset, blank)
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    logp = np.log(np.maximum(probs.astype(np.float64), 1e-30))
+    best = _prefix_search(logp, charset, constraint, blank, beam_width, prune=True)
+    if best is None:  # the class cut may have hidden the only allowed characters: search again without it
+        best = _prefix_search(logp, charset, constraint, blank, beam_width, prune=False)
+    if best is None:
+        return NOTHING
+    return _aligned(probs, logp, charset, best, blank)
+
+
+# ---- the search ------------------------------------------------------------------------------------------------
+
+def _lse(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    return a if b == _NEG else a + math.log1p(math.exp(b - a))
+
+
+def _prefix_search(logp: np.ndarray, charset: str, constraint: Constraint | None, blank: int, beam_width: int,
+                   prune: bool) -> tuple[int, ...] | None:
+    """The most probable allowed prefix (charset indices), or None when none ends in an accepting state."""
+    t_frames, n_classes = logp.shape
+    cls = [i + (i >= blank) for i in range(n_classes - 1)]  # charset index -> class id
+    rows = logp.tolist()
+    if prune:
+        keep = logp >= logp.max(1, keepdims=True) + math.log(CLASS_PRUNE)
+        keep[:, blank] = False
+        cands = [[i for i in range(n_classes - 1) if k[cls[i]]] for k in keep]
+    else:
+        cands = [list(range(n_classes - 1))] * t_frames
+    c = constraint
+    lo, hi = (c.min_len, c.max_len) if c else (0, None)
+    # prefix -> [log p(prefix, path ends in blank), log p(prefix, ends in its last character), automaton state]
+    beams: dict[tuple[int, ...], list] = {(): [0.0, _NEG, c.start if c else 0]}
+    for t in range(t_frames):
+        lp, left = rows[t], t_frames - 1 - t
+        nxt: dict[tuple[int, ...], list] = {}
+        for prefix, (pb, pnb, state) in beams.items():
+            total = _lse(pb, pnb)
+            last = prefix[-1] if prefix else -1
+            if c is None or max(c.to_accept[state], lo - len(prefix)) <= left:  # else it can no longer finish
+                here = nxt.setdefault(prefix, [_NEG, _NEG, state])
+                here[0] = _lse(here[0], total + lp[blank])
+                if last >= 0:  # the last character again, no blank between: the same prefix
+                    here[1] = _lse(here[1], pnb + lp[cls[last]])
+            if hi is not None and len(prefix) >= hi:
+                continue
+            for i in cands[t]:
+                s2 = 0
+                if c is not None:
+                    s2 = c.table[state][i]
+                    if s2 < 0 or max(c.to_accept[s2], lo - len(prefix) - 1) > left:
+                        continue  # not allowed, or the rest cannot fit in the frames left
+                new = prefix + (i,)
+                ext = nxt.setdefault(new, [_NEG, _NEG, s2])
+                ext[1] = _lse(ext[1], (pb if i == last else total) + lp[cls[i]])
+        if not nxt:
+            return None
+        beams = _prune(nxt, beam_width)
+    finals = [(_lse(pb, pnb), p) for p, (pb, pnb, s) in beams.items()
+              if c is None or (c.accepting[s] and len(p) >= lo)]
+    return max(finals)[1] if finals else None
+
+
+def _prune(beams: dict[tuple[int, ...], list], beam_width: int) -> dict[tuple[int, ...], list]:
+    scored = [(_lse(v[0], v[1]), p) for p, v in beams.items()]
+    top = heapq.nlargest(beam_width, scored)
+    floor = top[0][0] - BEAM_PRUNE_LOG
+    return {p: beams[p] for s, p in top if s >= floor}
+
+
+# ---- forced alignment and confidence ---------------------------------------------------------------------------
+
+def _aligned(probs: np.ndarray, logp: np.ndarray, charset: str, prefix: tuple[int, ...], blank: int) -> Decoded:
+    """The reading `prefix` with each character's frames (Viterbi alignment) and probability."""
+    if not prefix:
+        return Decoded("", float(probs[:, blank].min()), ())
+    labels = [i + (i >= blank) for i in prefix]
+    states = _viterbi(logp, labels, blank)
+    chars = []
+    for k, (i, c) in enumerate(zip(prefix, labels)):
+        frames = np.flatnonzero(states == 2 * k + 1)
+        chars.append((charset[i], float(probs[frames, c].max()), int(frames[0]), int(frames[-1])))
+    return Decoded("".join(charset[i] for i in prefix), float(np.prod([p for _, p, _, _ in chars])), tuple(chars))
+
+
+def _viterbi(logp: np.ndarray, labels: list[int], blank: int) -> np.ndarray:
+    """Per frame, the state of the best CTC path for `labels` (state 2k+1 is label k, even states are blanks)."""
+    t_frames = logp.shape[0]
+    ext = np.full(2 * len(labels) + 1, blank)
+    ext[1::2] = labels
+    n = len(ext)
+    emit = logp[:, ext]
+    skip = np.zeros(n, bool)
+    skip[3::2] = ext[3::2] != ext[1:-2:2]  # a label may follow the previous label directly when they differ
+    alpha = np.full(n, _NEG)
+    alpha[:2] = emit[0, :2]
+    back = np.zeros((t_frames, n), np.int8)
+    idx = np.arange(n)
+    for t in range(1, t_frames):
+        from1 = np.r_[_NEG, alpha[:-1]]
+        from2 = np.where(skip, np.r_[_NEG, _NEG, alpha[:-2]], _NEG)
+        cand = np.stack([alpha, from1, from2])
+        k = cand.argmax(0)
+        back[t] = k
+        alpha = cand[k, idx] + emit[t]
+    s = n - 1 if n == 1 or alpha[n - 1] >= alpha[n - 2] else n - 2
+    states = np.empty(t_frames, np.int64)
+    for t in range(t_frames - 1, -1, -1):
+        states[t] = s
+        s -= int(back[t, s])
+    return states
+
+
+# ---- constraint compilation ------------------------------------------------------------------------------------
+
+def _check_probs(probs: np.ndarray, charset: str, blank: int) -> np.ndarray:
+    probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[1] != len(charset) + 1:
+        raise InputShapeError(f"CTC probabilities must be (frames, {len(charset) + 1}) for the charset {charset!r} "
+                              f"plus the blank, got shape {probs.shape}; pass one line's softmax output")
+    if not 0 <= blank < probs.shape[1]:
+        raise InputShapeError(f"blank index {blank} is outside the {probs.shape[1]} classes")
+    return probs
+
+
+def _check_lengths(min_len: int | None, max_len: int | None) -> tuple[int, int | None]:
+    lo = 0 if min_len is None else int(min_len)
+    if lo < 0 or (max_len is not None and int(max_len) < max(lo, 1)):
+        raise PatternError(f"length limits must satisfy 0 <= min_len <= max_len and max_len >= 1 "
+                           f"(got min_len {min_len}, max_len {max_len})")
+    return lo, None if max_len is None else int(max_len)
+
+
+def _allowed_letters(charset: str, allowed: str | None) -> list[bool]:
+    if allowed is None:
+        return [True] * len(charset)
+    extra = sorted(set(allowed) - set(charset))
+    if extra or not allowed:
+        raise PatternError(f"allowed characters {allowed!r}: {'none given' if not allowed else f'{extra} are'} "
+                           f"not in the model's charset {charset!r}; allow only characters it knows")
+    return [ch in allowed for ch in charset]
+
+
+def _pattern_automaton(pattern: str, charset: str, letters: list[bool]
+                       ) -> tuple[tuple[tuple[int, ...], ...], tuple[bool, ...], int]:
+    """The pattern's DFA restricted to the allowed charset letters: (table, accepting, start), states numbered
+    in breadth-first order from the start."""
+    import re
+
+    import interegular
+
+    if not pattern:
+        raise PatternError("the pattern is empty; give one (e.g. '\\d{6}') or leave it out")
+    try:  # Python's parser says clearly what is wrong and where
+        re.compile(pattern)
+    except re.error as e:
+        raise PatternError(f"pattern {pattern!r} is not a valid regular expression: {e}") from None
+    try:
+        fsm = interegular.parse_pattern(pattern).to_fsm()
+    except (interegular.InvalidSyntax, interegular.Unsupported) as e:
+        raise PatternError(f"pattern {pattern!r} uses a feature the decoder does not support ({e or 'syntax'}); "
+                           f"use literals, \\d, [classes], ., {{n}}, {{n,m}}, ?, *, +, groups and |") from None
+    symbols = [fsm.alphabet[ch] for ch in charset]
+    number, order = {fsm.initial: 0}, [fsm.initial]
+    rows: list[tuple[int, ...]] = []
+    for state in order:  # grows while we walk it
+        moves = fsm.map.get(state, {})
+        row = []
+        for ok, sym in zip(letters, symbols):
+            nxt = moves.get(sym) if ok else None
+            if nxt is not None and nxt not in number:
+                number[nxt] = len(order)
+                order.append(nxt)
+            row.append(-1 if nxt is None else number[nxt])
+        rows.append(tuple(row))
+    return tuple(rows), tuple(s in fsm.finals for s in order), 0
+
+
+def _distances_to_accept(table: tuple[tuple[int, ...], ...], accepting: tuple[bool, ...]) -> tuple[int, ...]:
+    """Per state, the fewest characters to an accepting state (-1: none reachable)."""
+    dist = [0 if a else -1 for a in accepting]
+    changed = True
+    while changed:
+        changed = False
+        for s, row in enumerate(table):
+            best = min((dist[n] + 1 for n in row if n >= 0 and dist[n] >= 0), default=-1)
+            if best >= 0 and (dist[s] < 0 or best < dist[s]):
+                dist[s], changed = best, True
+    return tuple(dist)
+
+
+def _fits_lengths(table: tuple[tuple[int, ...], ...], accepting: tuple[bool, ...], start: int, lo: int,
+                  hi: int | None) -> bool:
+    """Whether some accepted reading has lo..hi characters. Past lo + (number of states) characters a longer
+    match implies a shorter one at or above lo (pumping), so the walk stops there."""
+    bound = lo + len(table) if hi is None else min(hi, lo + len(table))
+    states = {start}
+    for length in range(bound + 1):
+        if length >= lo and any(accepting[s] for s in states):
+            return True
+        states = {n for s in states for n in table[s] if n >= 0}
+        if not states:
+            return False
+    return False
