@@ -29,11 +29,12 @@ import numpy as np
 
 from .errors import InputShapeError, PatternError
 
-#: Per frame, the beam search extends only with classes whose probability is at least this share of the frame's
-#: best one (a search that then finds no allowed reading is rerun without this cut).
-CLASS_PRUNE = 1e-4
-#: Beams whose log probability falls this far below the best beam's are dropped.
-BEAM_PRUNE_LOG = 30.0
+#: Search passes as (class cut, beam cut): per frame the search extends a prefix only with the frame's best class
+#: and the classes whose log probability is at least the class cut; beams whose log probability falls more than the
+#: beam cut below the best beam's are dropped. The first pass uses pyctcdecode's defaults (token_min_logp -5,
+#: beam_prune_logp -10); when a constraint leaves no allowed reading in one pass (it needs characters the model
+#: hardly saw), the next, wider pass runs, the last one without cuts.
+SEARCH_PASSES = ((-5.0, 10.0), (-12.0, 20.0), (-math.inf, math.inf))
 _NEG = -math.inf
 
 
@@ -174,10 +175,11 @@ def beam_search(probs: np.ndarray, charset: str, constraint: Constraint | None =
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
     logp = np.log(np.maximum(probs.astype(np.float64), 1e-30))
-    best = _prefix_search(logp, charset, constraint, blank, beam_width, prune=True)
-    if best is None:  # the class cut may have hidden the only allowed characters: search again without it
-        best = _prefix_search(logp, charset, constraint, blank, beam_width, prune=False)
-    if best is None:
+    for class_cut, beam_cut in SEARCH_PASSES if constraint is not None else SEARCH_PASSES[:1]:
+        best = _prefix_search(logp, charset, constraint, blank, beam_width, class_cut, beam_cut)
+        if best is not None:
+            break
+    else:
         return NOTHING
     return _aligned(probs, logp, charset, best, blank)
 
@@ -191,17 +193,13 @@ def _lse(a: float, b: float) -> float:
 
 
 def _prefix_search(logp: np.ndarray, charset: str, constraint: Constraint | None, blank: int, beam_width: int,
-                   prune: bool) -> tuple[int, ...] | None:
+                   class_cut: float, beam_cut: float) -> tuple[int, ...] | None:
     """The most probable allowed prefix (charset indices), or None when none ends in an accepting state."""
     t_frames, n_classes = logp.shape
     cls = [i + (i >= blank) for i in range(n_classes - 1)]  # charset index -> class id
     rows = logp.tolist()
-    if prune:
-        keep = logp >= logp.max(1, keepdims=True) + math.log(CLASS_PRUNE)
-        keep[:, blank] = False
-        cands = [[i for i in range(n_classes - 1) if k[cls[i]]] for k in keep]
-    else:
-        cands = [list(range(n_classes - 1))] * t_frames
+    keep = (logp >= class_cut) | (logp == logp.max(1, keepdims=True))
+    cands = [[i for i in range(n_classes - 1) if k[cls[i]]] for k in keep]
     c = constraint
     lo, hi = (c.min_len, c.max_len) if c else (0, None)
     # prefix -> [log p(prefix, path ends in blank), log p(prefix, ends in its last character), automaton state]
@@ -225,21 +223,22 @@ def _prefix_search(logp: np.ndarray, charset: str, constraint: Constraint | None
                     s2 = c.table[state][i]
                     if s2 < 0 or max(c.to_accept[s2], lo - len(prefix) - 1) > left:
                         continue  # not allowed, or the rest cannot fit in the frames left
-                new = prefix + (i,)
-                ext = nxt.setdefault(new, [_NEG, _NEG, s2])
-                ext[1] = _lse(ext[1], (pb if i == last else total) + lp[cls[i]])
+                score = (pb if i == last else total) + lp[cls[i]]  # a repeat needs a blank in between
+                if score > _NEG:
+                    ext = nxt.setdefault(prefix + (i,), [_NEG, _NEG, s2])
+                    ext[1] = _lse(ext[1], score)
         if not nxt:
             return None
-        beams = _prune(nxt, beam_width)
+        beams = _prune(nxt, beam_width, beam_cut)
     finals = [(_lse(pb, pnb), p) for p, (pb, pnb, s) in beams.items()
               if c is None or (c.accepting[s] and len(p) >= lo)]
-    return max(finals)[1] if finals else None
+    return max(finals)[1] if finals and max(finals)[0] > _NEG else None
 
 
-def _prune(beams: dict[tuple[int, ...], list], beam_width: int) -> dict[tuple[int, ...], list]:
+def _prune(beams: dict[tuple[int, ...], list], beam_width: int, below_best: float) -> dict[tuple[int, ...], list]:
     scored = [(_lse(v[0], v[1]), p) for p, v in beams.items()]
     top = heapq.nlargest(beam_width, scored)
-    floor = top[0][0] - BEAM_PRUNE_LOG
+    floor = top[0][0] - below_best
     return {p: beams[p] for s, p in top if s >= floor}
 
 

@@ -1,0 +1,148 @@
+"""CTC decoding on the board (edgekd_runtime.ctc_decode): golden numbers on tiny hand-made (T, C) outputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgekd_runtime.ctc_decode import (Decoded, beam_search, compile_constraint, decode, greedy)
+from edgekd_runtime.errors import InputShapeError, PatternError, UserInputError
+
+DIGITS = "0123456789"
+AMOUNTS = "0123456789.,"
+
+
+def probs(rows: list[dict[str, float]], charset: str) -> np.ndarray:
+    """(T, C) softmax rows: the named classes ("_" is the blank) get their probability, the rest share what
+    is left equally, so each row sums to 1 exactly and the named numbers are the golden ones."""
+    out = np.zeros((len(rows), len(charset) + 1))
+    for t, row in enumerate(rows):
+        named = [0 if k == "_" else charset.index(k) + 1 for k in row]
+        out[t, named] = list(row.values())
+        rest = [c for c in range(out.shape[1]) if c not in named]
+        out[t, rest] = (1.0 - sum(row.values())) / len(rest)
+    return out
+
+
+def test_greedy_merges_repeats_and_keeps_repeats_separated_by_a_blank():
+    p = probs([{"1": 0.9}, {"1": 0.8}, {"_": 0.7}, {"1": 0.6}, {"2": 0.5}, {"_": 0.9}], "12")
+    d = greedy(p, "12")
+    assert d.text == "112"
+    assert d.characters == (("1", pytest.approx(0.9), 0, 1), ("1", pytest.approx(0.6), 3, 3),
+                            ("2", pytest.approx(0.5), 4, 4))
+    assert math.isclose(d.confidence, 0.9 * 0.6 * 0.5)  # product of the characters' peak probabilities
+    assert decode(p, "12") == d  # no constraint: greedy
+    b = beam_search(p, "12", compile_constraint("12", "112"))  # the same reading, frames from the alignment
+    assert b.text == "112" and [c[2:] for c in b.characters] == [(0, 1), (3, 3), (4, 4)]
+    assert math.isclose(b.confidence, d.confidence)
+
+
+def test_an_all_blank_line_reads_empty_with_the_least_sure_blank_as_confidence():
+    d = greedy(probs([{"_": 0.9}, {"_": 0.6}, {"_": 0.8}], DIGITS), DIGITS)
+    assert d.text == "" and d.characters == () and math.isclose(d.confidence, 0.6)
+
+
+def test_a_pattern_flips_the_greedy_reading_to_the_best_allowed_one():
+    # "12.50" written with a faint decimal point: greedy drops it, the amount pattern puts it back
+    p = probs([{"1": 0.9}, {"2": 0.9}, {"_": 0.55, ".": 0.4}, {"5": 0.9}, {"0": 0.8}, {"_": 0.9}], AMOUNTS)
+    assert greedy(p, AMOUNTS).text == "1250"
+    c = compile_constraint(AMOUNTS, r"\d+[.,]\d\d")
+    d = decode(p, AMOUNTS, c)
+    assert d.text == "12.50"
+    assert d.characters == (("1", pytest.approx(0.9), 0, 0), ("2", pytest.approx(0.9), 1, 1),
+                            (".", pytest.approx(0.4), 2, 2), ("5", pytest.approx(0.9), 3, 3),
+                            ("0", pytest.approx(0.8), 4, 4))
+    assert math.isclose(d.confidence, 0.9 * 0.9 * 0.4 * 0.9 * 0.8)
+    # allowed characters alone: a '7' read at 0.6 becomes the '1' at 0.3 (one frame)
+    p1 = probs([{"7": 0.6, "1": 0.3}], DIGITS)
+    assert greedy(p1, DIGITS).text == "7"
+    d1 = decode(p1, DIGITS, compile_constraint(DIGITS, allowed="0123456"))
+    assert d1 == Decoded("1", pytest.approx(0.3), (("1", pytest.approx(0.3), 0, 0),))
+
+
+def test_the_beam_sums_alignments_where_the_best_path_does_not():
+    # best path "__" has p 0.36, but "a" has 0.4*0.4 + 0.4*0.6 + 0.6*0.4 = 0.64 over its three alignments
+    p = np.array([[0.6, 0.4], [0.6, 0.4]])
+    assert greedy(p, "a").text == ""
+    assert beam_search(p, "a").text == "a"
+    assert decode(p, "a", compile_constraint("a", max_len=0 + 1)).text == "a"
+
+
+def test_length_limits_choose_the_best_reading_of_an_allowed_length():
+    p = probs([{"3": 0.9}, {"_": 0.6, "4": 0.3}, {"_": 0.9}, {"8": 0.7, "3": 0.2}], DIGITS)
+    assert greedy(p, DIGITS).text == "38"
+    assert decode(p, DIGITS, compile_constraint(DIGITS, min_len=3)).text == "348"
+    assert decode(p, DIGITS, compile_constraint(DIGITS, max_len=1)).text == "3"
+    d = decode(p, DIGITS, compile_constraint(DIGITS, pattern=r"\d{3}", allowed="34"))  # no 8: the 3 beside it
+    assert d.text == "343" and math.isclose(d.confidence, 0.9 * 0.3 * 0.2)
+
+
+def test_a_reading_that_cannot_fit_the_frames_decodes_to_nothing():
+    p = probs([{"1": 0.9}] * 5, DIGITS)
+    assert decode(p, DIGITS, compile_constraint(DIGITS, r"\d{6}")) == Decoded("", 0.0, ())
+    p2 = probs([{"1": 0.9}, {"1": 0.9}], DIGITS)  # "11" needs a blank between its ones: 3 frames
+    assert decode(p2, DIGITS, compile_constraint(DIGITS, "11")) == Decoded("", 0.0, ())
+    assert decode(probs([{"1": 0.9}] * 3, DIGITS), DIGITS, compile_constraint(DIGITS, "11")).text == "11"
+
+
+def test_an_allowed_character_below_the_class_cut_is_still_found():
+    p = probs([{"7": 0.999999}], DIGITS)  # every other class ~1e-7, under the class cut
+    d = decode(p, DIGITS, compile_constraint(DIGITS, "1"))
+    assert d.text == "1" and 0.0 < d.confidence < 1e-6
+
+
+def test_unconstrained_beam_search_agrees_with_greedy_on_peaky_outputs():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        t_frames = int(rng.integers(1, 49))
+        path = np.where(rng.random(t_frames) < 0.6, 0, rng.integers(1, 11, t_frames))
+        p = rng.dirichlet(np.full(11, 0.3), t_frames) * 0.08
+        p[np.arange(t_frames), path] += 0.92
+        g, b = greedy(p, DIGITS), beam_search(p, DIGITS)
+        assert b.text == g.text
+        assert [c[2:] for c in b.characters] == [c[2:] for c in g.characters]
+        assert b.confidence == pytest.approx(g.confidence)
+        assert 0.0 <= g.confidence <= 1.0
+
+
+def test_constraints_compile_to_automata_that_match_whole_readings():
+    c = compile_constraint(AMOUNTS, r"\d+[.,]\d\d")
+    assert [c.matches(s) for s in ("12.50", "0,99", "12.5", "1250", "12.50.", "")] == [True, True] + [False] * 4
+    assert compile_constraint(DIGITS) is None
+    six = compile_constraint(DIGITS, r"\d{6}")
+    assert six.matches("123456") and not six.matches("12345") and six.to_accept[six.start] == 6
+    few = compile_constraint(DIGITS, allowed="01", min_len=2, max_len=3)
+    assert [few.matches(s) for s in ("0", "01", "101", "1010", "012")] == [False, True, True, False, False]
+    alt = compile_constraint(DIGITS, "(19|20)\\d\\d")
+    assert alt.matches("1999") and alt.matches("2024") and not alt.matches("2124")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pattern="(\\d"), "not a valid regular expression: missing \\)"),
+    (dict(pattern="(\\d)\\1"), "does not support"),
+    (dict(pattern=""), "the pattern is empty"),
+    (dict(pattern="[a-z]+"), "no reading over the model's characters '0123456789' can match"),
+    (dict(pattern="\\d{6}", max_len=4), "no reading of 0..4 characters can match pattern"),
+    (dict(pattern="\\d\\d?", min_len=3), "no reading of 3..any characters"),
+    (dict(allowed="12x"), "\\['x'\\] are not in the model's charset"),
+    (dict(min_len=3, max_len=2), "length limits"),
+])
+def test_bad_constraints_are_refused_before_decoding(kwargs, message):
+    with pytest.raises(PatternError, match=message):
+        compile_constraint(DIGITS, **kwargs)
+    assert issubclass(PatternError, UserInputError)
+
+
+def test_probabilities_of_the_wrong_shape_are_refused():
+    with pytest.raises(InputShapeError, match=r"\(frames, 11\)"):
+        decode(np.full((5, 12), 1 / 12), DIGITS)
+
+
+def test_beams_that_can_no_longer_finish_do_not_crowd_out_those_that_can():
+    # six frames for six characters: only prefixes as long as the frames seen can finish; the more probable
+    # blank-carrying prefixes must not fill a narrow beam
+    p = probs([{"_": 0.6, "1": 0.3}, {"_": 0.6, "2": 0.3}] * 3, "12")
+    d = decode(p, "12", compile_constraint("12", "[12]{6}"), beam_width=2)
+    assert d.text == "121212" and math.isclose(d.confidence, 0.3 ** 6)
