@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BlankImageError, ImageError
+from .errors import BlankImageError, ImageError, UserInputError
 from .images import MAX_WORK_SIDE_PX, ImageLike, describe, load_gray
-from .preprocess import MIN_INK_CONTRAST, _resize, _to_light_on_dark
+from .preprocess import (MIN_INK_CONTRAST, MIN_INK_SNR, POLARITIES, _background, _dilate, _drop_border_blobs,
+                         _ink_span, _median3, _pil_f, _resize, _stroke_width, _to_light_on_dark)
 
 #: Share of the line height the ink band fills (median of the composed training lines, measured with the same
 #: 35 %-of-peak ink mask as below).
@@ -24,6 +25,27 @@ TEXT_HEIGHT_SHARE = 0.83
 BLANK = 0
 #: Canvas columns left of the text (the composed training lines have 1-4).
 LEFT_MARGIN_PX = 2
+#: A line wider than the model is shrunk to fit down to this share of the text height (training's composed lines
+#: are shrunk down to 0.69 of it by `fit_line`); wider ones are refused (LineTooWideError).
+MIN_FIT_SHRINK = 0.7
+#: Images whose shorter side is at least this go through the photo path (see `line_canvas`).
+PHOTO_MIN_SIDE_PX = 48
+#: Deskew: rotations searched (degrees, either way) and the search step.
+MAX_SKEW_DEG, SKEW_STEP_DEG = 6.0, 0.25
+#: Desk around the sheet: searched within this share of the image from each edge; it stands at least DESK_STEP
+#: above the paper (in ink units) along a stretch of at least DESK_EDGE_SHARE of an edge.
+DESK_SEARCH_SHARE, DESK_STEP, DESK_EDGE_SHARE = 0.4, 0.2, 0.25
+#: Text band: its core rows hold at least this share of the fullest row's ink; a band under MIN_BAND_PX rows is
+#: a rule or specks; over MAX_BAND_FILL of its box inked, a blob (composed lines: median 0.32, max 0.55).
+BAND_CORE_SHARE, MIN_BAND_PX, MAX_BAND_FILL = 0.15, 6, 0.8
+#: A run of inked columns on the image's left or right edge narrower than this share of the band's core height
+#: is the edge of the sheet, not writing.
+EDGE_LINE_SHARE = 0.25
+#: Faint stroke parts (above the paper's noise floor, under the ink threshold) are kept this many pixels away
+#: from clear ink.
+FAINT_STEPS = 6
+#: Mean stroke width / text band height of the composed training lines (median 0.139, 10th percentile 0.104).
+STROKE_SHARE = 0.14
 
 
 class LineTooWideError(ImageError):
@@ -62,12 +84,33 @@ def preprocess_line(image: ImageLike, height: int, width: int, polarity: str = "
 def line_canvas(image: ImageLike, height: int, width: int, polarity: str = "auto") -> tuple[np.ndarray, LineGeometry]:
     """One line image (path, PIL image or array) -> (line canvas float32 (height, width) in [0, 1], geometry).
 
+    Small digital lines (shorter side under PHOTO_MIN_SIDE_PX, e.g. the composed canvases) are cropped to their
+    ink as they are. Photos and scans go through the photo path: 3x3 median, either polarity, uneven lighting
+    flattened (background map subtracted), the desk around the sheet dropped, a noise-robust ink threshold,
+    deskew (up to MAX_SKEW_DEG), the largest text band and its ink columns, strokes thickened when thinner than
+    the training lines', then the band scaled to TEXT_HEIGHT_SHARE of `height`.
+
     Raises:
-        BlankImageError: no ink above the paper's level.
+        BlankImageError: no ink above the paper's level (or only the desk around the sheet).
+        ImageError: ink but no text band (a solid blob, a rule, specks).
         LineTooWideError: the text, scaled to `height`, is wider than `width`.
     """
+    if polarity not in POLARITIES:
+        raise UserInputError(f"polarity {polarity!r} is unknown; use one of {', '.join(POLARITIES)}")
     name = describe(image)
     gray = load_gray(image)
+    if min(gray.shape) >= PHOTO_MIN_SIDE_PX:
+        band, x0 = _photo_band(gray, polarity, name)
+    else:
+        band, x0 = _digital_band(gray, polarity, name)
+    out, new_w = _place(band, height, width, name)
+    src_w = _source_width(image, gray)
+    per_px = gray.shape[1] / src_w  # work pixels per input pixel
+    return out, LineGeometry(src_w, x0 / per_px, new_w / band.shape[1] * per_px)
+
+
+def _digital_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, int]:
+    """A clean digital line: the ink above the median, cropped at 35 % of its peak, scaled to peak 1."""
     ink = _to_light_on_dark(gray, polarity)
     ink = np.clip(ink - float(np.median(ink)), 0.0, 1.0)
     peak = float(ink.max()) if ink.size else 0.0
@@ -75,21 +118,208 @@ def line_canvas(image: ImageLike, height: int, width: int, polarity: str = "auto
         raise BlankImageError(f"{name}: no ink found (contrast {peak:.3f}); is the line blank or too faint?")
     mask = ink > 0.35 * peak
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    band = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] / peak
+    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] / peak, int(cols[0])
+
+
+def _place(band: np.ndarray, height: int, width: int, name: str) -> tuple[np.ndarray, int]:
+    """The band scaled to the text height (or shrunk to fit the width, as training's `fit_line` does, down to
+    MIN_FIT_SHRINK of it), centred vertically, left-aligned at LEFT_MARGIN_PX; its new width."""
     text_h = max(1, int(round(TEXT_HEIGHT_SHARE * height)))
-    scale = text_h / band.shape[0]
-    new_w = max(1, int(round(band.shape[1] * scale)))
-    if new_w + 2 * LEFT_MARGIN_PX > width:
-        raise LineTooWideError(f"{name}: the line is {new_w + 2 * LEFT_MARGIN_PX} px wide at height {height}, more than the model's "
-                               f"{width} px; split it into shorter lines (about {width // height} characters "
-                               f"of this size fit)")
+    new_w = band.shape[1] * text_h / band.shape[0]
+    room = width - 2 * LEFT_MARGIN_PX
+    if new_w > room:
+        if room / new_w < MIN_FIT_SHRINK:
+            raise LineTooWideError(
+                f"{name}: the line is {int(round(new_w)) + 2 * LEFT_MARGIN_PX} px wide at height {height}, more than "
+                f"the model's {width} px (even shrunk to {MIN_FIT_SHRINK:.0%}); split it into shorter lines (about "
+                f"{int(width * MIN_FIT_SHRINK) // height} characters of this size fit)")
+        text_h = max(1, int(round(text_h * room / new_w)))
+        new_w = band.shape[1] * text_h / band.shape[0]
+    new_w = min(max(1, int(round(new_w))), room)
     out = np.zeros((height, width), np.float32)
     top = (height - text_h) // 2
     out[top:top + text_h, LEFT_MARGIN_PX:LEFT_MARGIN_PX + new_w] = np.clip(
         _resize(band.astype(np.float32), (text_h, new_w)), 0.0, 1.0)
-    src_w = _source_width(image, gray)
-    per_px = gray.shape[1] / src_w  # work pixels per input pixel
-    return out, LineGeometry(src_w, cols[0] / per_px, new_w / band.shape[1] * per_px)
+    return out, new_w
+
+
+# ---- photos and scans ------------------------------------------------------------------------------------------
+
+def _photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, int]:
+    """A photo or scan -> (the text band, ink scaled to [0, 1] on 0, after deskew; its first column)."""
+    d = _to_light_on_dark(_median3(gray), polarity)
+    desk = _desk(d)
+    if desk.any():  # paper level there, so that the lighting map does not spread the desk's edge onto the paper
+        d = np.where(desk, np.float32(np.median(d[~desk])) if not desk.all() else 0.0, d)
+    d = np.clip(d - _background(d), 0.0, 1.0)
+    med, thresh = _ink_threshold(d, name)
+    mask = _drop_border_blobs((d > thresh) & ~desk)
+    if not mask.any():
+        raise BlankImageError(f"{name}: only a dark band along the edges (the desk around the sheet?), no "
+                              f"writing found; crop the photo to the paper")
+    r0, r1, c0, c1 = _text_band(mask, name)
+    angle = _skew_deg(mask[r0:r1, c0:c1])
+    if angle:
+        d, mask = _shear(d, angle), _shear(mask.astype(np.float32), angle) > 0.5
+    r0, r1, c0, c1 = _text_band(mask, name)
+    crop_mask, crop = mask[r0:r1, c0:c1], d[r0:r1, c0:c1]
+    fill = float(crop_mask.mean())
+    if fill > MAX_BAND_FILL:
+        raise ImageError(f"{name}: no text line found: the largest dark region ({c1 - c0}x{r1 - r0} px) is "
+                         f"{fill:.0%} solid ink, not pen strokes; photograph the written line itself")
+    floor = med + 0.5 * (thresh - med)
+    top = float(np.percentile(crop[crop_mask], 75))
+    vals = np.clip((crop - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
+    vals *= _dilate(_grow_into(crop_mask, crop > floor, FAINT_STEPS).astype(np.float32), 3)  # noise -> 0
+    return _thicken(vals), int(c0)
+
+
+def _grow_into(seed: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
+    """`seed` grown `steps` pixels (3x3) within `allowed`: faint stroke ends that hang on clear strokes
+    (hysteresis thresholding), without the noise that lies apart from them."""
+    grown = seed
+    for _ in range(steps):
+        grown = (_dilate(grown.astype(np.float32), 3) > 0.5) & (allowed | grown)
+    return grown
+
+
+def _desk(d: np.ndarray) -> np.ndarray:
+    """The desk around a photographed sheet: along each image edge, the run of desk-bright pixels from the edge
+    inwards, per column (row), plus a few pixels of the sheet's blurred edge.
+
+    Per column the run is cut halfway between the edge pixel's level and the darkest paper within
+    DESK_SEARCH_SHARE of the image, so uneven lighting does not move it; a stretch of an edge counts as desk when
+    its pixels stand DESK_STEP above that paper along at least DESK_EDGE_SHARE of the edge (a sheet turned a few
+    degrees shows a thin wedge of desk along much of an edge; writing that merely touches an edge covers a
+    short stretch of it and is kept)."""
+    desk = np.zeros(d.shape, bool)
+    halo = 3 + min(d.shape) // 100
+    for flip in range(4):  # top, left, bottom, right as the "top" of a turned view
+        view, out = np.rot90(d, flip), np.rot90(desk, flip)
+        depth = max(1, int(view.shape[0] * DESK_SEARCH_SHARE))
+        strip = view[:depth]
+        edge, paper = strip[0], strip.min(axis=0)
+        stands = _long_runs(edge - paper >= DESK_STEP, DESK_EDGE_SHARE * len(edge))
+        if not stands.any():
+            continue
+        bright = strip > ((edge + paper) / 2)[None, :]
+        run = np.where(bright.all(axis=0), depth, bright.argmin(axis=0)) * stands
+        rows = np.arange(view.shape[0])[:, None]
+        out |= (rows < np.where(run > 0, run + halo, 0)[None, :])  # a view of `desk`: writes through
+    return desk
+
+
+def _long_runs(a: np.ndarray, min_len: float) -> np.ndarray:
+    """A bool vector keeping only its runs of True at least `min_len` long."""
+    idx = np.flatnonzero(a)
+    out = np.zeros_like(a)
+    for run in np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1):
+        if len(run) and len(run) >= min_len:
+            out[run] = True
+    return out
+
+
+def _ink_threshold(d: np.ndarray, name: str) -> tuple[float, float]:
+    """(paper level, ink threshold) of a flattened light-on-dark image: median + max(4 noise sigmas (MAD),
+    20 % of the contrast), the rule of `preprocess`. Raises BlankImageError when no ink stands out."""
+    sample = d[::2, ::2] if d.size > 40_000 else d
+    med = float(np.median(sample))
+    sigma = 1.4826 * float(np.median(np.abs(sample - med)))
+    contrast = float(d.max()) - med
+    if contrast < MIN_INK_CONTRAST or (sigma > 0 and contrast / sigma < MIN_INK_SNR):
+        raise BlankImageError(f"{name}: no ink found (ink contrast {contrast:.3f}, noise {sigma:.3f}); the line "
+                              f"looks blank. Write darker, crop closer to the line, or check the image")
+    return med, med + max(4.0 * sigma, 0.2 * contrast)
+
+
+def _skew_deg(mask: np.ndarray) -> float:
+    """The rotation in degrees of the text band `mask` (y down: positive = the line runs down to the right),
+    from the sharpest horizontal ink profile over shears of +-MAX_SKEW_DEG; 0 for a band under 2x wider than
+    tall (one or two characters: no line to align)."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 50 or mask.shape[1] < 2 * mask.shape[0]:
+        return 0.0
+    step = -(-len(ys) // 20_000)
+    ys, xs = ys[::step].astype(np.float32), xs[::step].astype(np.float32) - float(xs.mean())
+    angles = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-6, SKEW_STEP_DEG)
+    scores = []
+    for a in angles:
+        y = np.rint(ys - xs * np.float32(np.tan(np.radians(a))))
+        scores.append(float((np.bincount((y - y.min()).astype(np.int64)).astype(np.float64) ** 2).sum()))
+    best = float(angles[int(np.argmax(scores))])
+    return best if abs(best) >= SKEW_STEP_DEG / 2 else 0.0
+
+
+def _shear(a: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Undo a rotation of the text by shifting each column vertically (x is kept, so the geometry holds)."""
+    from PIL import Image
+
+    t = float(np.tan(np.radians(angle_deg)))
+    h, w = a.shape
+    off = max(t * w, 0.0)
+    out = _pil_f(a).transform((w, h + int(np.ceil(abs(t) * w))), Image.AFFINE, (1, 0, 0, t, 1, -off),
+                              resample=Image.BILINEAR, fillcolor=0.0)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _text_band(mask: np.ndarray, name: str) -> tuple[int, int, int, int]:
+    """(r0, r1, c0, c1) of the text band holding the most ink: its core rows (at least BAND_CORE_SHARE of the
+    fullest row's ink), the columns inked there less lines crossing the band and edge specks, then the rows grown
+    while those columns hold ink."""
+    profile = mask.sum(axis=1)
+    core = np.flatnonzero(profile >= BAND_CORE_SHARE * profile.max())
+    runs = np.split(core, np.flatnonzero(np.diff(core) > 1) + 1)
+    run = max(runs, key=lambda r: int(profile[r[0]:r[-1] + 1].sum()))
+    k0, k1 = int(run[0]), int(run[-1]) + 1
+    keep = _band_columns(mask, k0, k1)
+    inked = np.flatnonzero(mask[:, keep].any(axis=1)) if keep.any() else np.zeros(0, np.int64)
+    r0, r1 = k0, k1
+    while r0 > 0 and r0 - 1 in inked:
+        r0 -= 1
+    while r1 < mask.shape[0] and r1 in inked:
+        r1 += 1
+    if keep.any():
+        c0, c1 = _ink_span(np.where(keep, mask[r0:r1].sum(axis=0), 0))
+        rows = np.flatnonzero(mask[r0:r1, c0:c1].any(axis=1))  # the band's height over its own columns
+        r0, r1 = r0 + int(rows[0]), r0 + int(rows[-1]) + 1
+    if not keep.any() or r1 - r0 < MIN_BAND_PX:
+        raise ImageError(f"{name}: no text line found: the ink forms only lines across the image, a rule or "
+                         f"specks, not writing; photograph the written line itself")
+    return r0, r1, int(c0), int(c1)
+
+
+def _band_columns(mask: np.ndarray, k0: int, k1: int) -> np.ndarray:
+    """Columns inked in the band's core rows [k0, k1), less lines crossing the band (a sheet's edge, a margin
+    rule): runs of columns whose ink continues past the core for more than its height (above and below
+    together), and thin runs on the image's left or right edge (under EDGE_LINE_SHARE of the core height)."""
+    keep = np.zeros(mask.shape[1], bool)
+    idx = np.flatnonzero(mask[k0:k1].any(axis=0))
+    for run in np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1):
+        if len(run) == 0:
+            continue
+        rows = mask[:, run[0]:run[-1] + 1].any(axis=1)
+        crossing = _leading(rows[:k0][::-1]) + _leading(rows[k1:]) > k1 - k0
+        on_edge = (run[0] == 0 or run[-1] == mask.shape[1] - 1) and len(run) < EDGE_LINE_SHARE * (k1 - k0)
+        keep[run] = not (crossing or on_edge)
+    return keep
+
+
+def _leading(a: np.ndarray) -> int:
+    """How many leading entries of a bool vector are True."""
+    return len(a) if a.all() else int(a.argmin())
+
+
+def _thicken(vals: np.ndarray) -> np.ndarray:
+    """Thicken strokes thinner than 0.7x the training lines' (STROKE_SHARE of the band height) to that width."""
+    if vals.shape[0] < 40:  # near the canvas' own scale: nothing to gain
+        return vals
+    target = STROKE_SHARE * vals.shape[0]
+    width = _stroke_width(vals > 0.5)
+    if width < 0.7 * target:
+        k = 2 * int(round((target - width) / 2)) + 1
+        if k >= 3:
+            return _dilate(vals, k)
+    return vals
 
 
 def _source_width(image: ImageLike, gray: np.ndarray) -> int:
