@@ -17,7 +17,7 @@ import numpy as np
 from .errors import BlankImageError, ImageError, UserInputError
 from .images import MAX_WORK_SIDE_PX, ImageLike, describe, load_gray
 from .preprocess import (MIN_INK_CONTRAST, MIN_INK_SNR, POLARITIES, _background, _dilate, _drop_border_blobs,
-                         _ink_span, _median3, _pil_f, _resize, _stroke_width, _to_light_on_dark)
+                         _median3, _pil_f, _resize, _stroke_width, _to_light_on_dark)
 
 #: Share of the line height the ink band fills (median of the composed training lines, measured with the same
 #: 35 %-of-peak ink mask as below).
@@ -28,6 +28,9 @@ LEFT_MARGIN_PX = 2
 #: A line wider than the model is shrunk to fit down to this share of the text height (training's composed lines
 #: are shrunk down to 0.69 of it by `fit_line`); wider ones are refused (LineTooWideError).
 MIN_FIT_SHRINK = 0.7
+#: Line images are loaded with their shorter side kept at LINE_MIN_SHORT_PX or more, within LINE_MAX_WORK_PX
+#: pixels (see `_work_side_px`).
+LINE_MIN_SHORT_PX, LINE_MAX_WORK_PX = 96, 4_000_000
 #: Images whose shorter side is at least this go through the photo path (see `line_canvas`).
 PHOTO_MIN_SIDE_PX = 48
 #: Deskew: rotations searched (degrees, either way) and the search step.
@@ -35,9 +38,13 @@ MAX_SKEW_DEG, SKEW_STEP_DEG = 6.0, 0.25
 #: Desk around the sheet: searched within this share of the image from each edge; it stands at least DESK_STEP
 #: above the paper (in ink units) along a stretch of at least DESK_EDGE_SHARE of an edge.
 DESK_SEARCH_SHARE, DESK_STEP, DESK_EDGE_SHARE = 0.4, 0.2, 0.25
-#: Text band: its core rows hold at least this share of the fullest row's ink; a band under MIN_BAND_PX rows is
-#: a rule or specks; over MAX_BAND_FILL of its box inked, a blob (composed lines: median 0.32, max 0.55).
-BAND_CORE_SHARE, MIN_BAND_PX, MAX_BAND_FILL = 0.15, 6, 0.8
+#: Text band: its core rows hold at least this share of the fullest row's ink; a band under MIN_BAND_PX rows or
+#: columns is specks; inked over less than MIN_BAND_FILL of its box, scattered specks (photos of composed lines:
+#: 0.13 at least, median 0.34; the specks a blank photo leaves: 0.06 at most); over MAX_BAND_FILL, a solid region
+#: (composed lines: at most 0.55), a blot when smaller than BLOT_AREA_SHARE of the image.
+BAND_CORE_SHARE, MIN_BAND_PX, MIN_BAND_FILL, MAX_BAND_FILL, BLOT_AREA_SHARE = 0.15, 8, 0.09, 0.8, 0.005
+#: A run of inked columns at either end of a line holding less ink than this share of the median run's is a speck.
+SPECK_SHARE = 0.15
 #: A run of inked columns on the image's left or right edge narrower than this share of the band's core height
 #: is the edge of the sheet, not writing.
 EDGE_LINE_SHARE = 0.25
@@ -98,13 +105,14 @@ def line_canvas(image: ImageLike, height: int, width: int, polarity: str = "auto
     if polarity not in POLARITIES:
         raise UserInputError(f"polarity {polarity!r} is unknown; use one of {', '.join(POLARITIES)}")
     name = describe(image)
-    gray = load_gray(image)
+    size = _source_size(image)
+    gray = load_gray(image, _work_side_px(size))
     if min(gray.shape) >= PHOTO_MIN_SIDE_PX:
         band, x0 = _photo_band(gray, polarity, name)
     else:
         band, x0 = _digital_band(gray, polarity, name)
     out, new_w = _place(band, height, width, name)
-    src_w = _source_width(image, gray)
+    src_w = size[0] if size else gray.shape[1]
     per_px = gray.shape[1] / src_w  # work pixels per input pixel
     return out, LineGeometry(src_w, x0 / per_px, new_w / band.shape[1] * per_px)
 
@@ -149,10 +157,10 @@ def _photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray,
     """A photo or scan -> (the text band, ink scaled to [0, 1] on 0, after deskew; its first column)."""
     d = _to_light_on_dark(_median3(gray), polarity)
     desk = _desk(d)
-    if desk.any():  # paper level there, so that the lighting map does not spread the desk's edge onto the paper
-        d = np.where(desk, np.float32(np.median(d[~desk])) if not desk.all() else 0.0, d)
-    d = np.clip(d - _background(d), 0.0, 1.0)
-    med, thresh = _ink_threshold(d, name)
+    if desk.any():  # full ink there: the lighting map takes the paper's (darkest) level next to it instead
+        d = np.where(desk, np.float32(1.0), d)
+    d = np.where(desk, np.float32(0.0), np.clip(d - _background(d), 0.0, 1.0))
+    med, thresh = _ink_threshold(d[~desk] if desk.any() else d.ravel(), name)
     mask = _drop_border_blobs((d > thresh) & ~desk)
     if not mask.any():
         raise BlankImageError(f"{name}: only a dark band along the edges (the desk around the sheet?), no "
@@ -163,15 +171,25 @@ def _photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray,
         d, mask = _shear(d, angle), _shear(mask.astype(np.float32), angle) > 0.5
     r0, r1, c0, c1 = _text_band(mask, name)
     crop_mask, crop = mask[r0:r1, c0:c1], d[r0:r1, c0:c1]
-    fill = float(crop_mask.mean())
-    if fill > MAX_BAND_FILL:
-        raise ImageError(f"{name}: no text line found: the largest dark region ({c1 - c0}x{r1 - r0} px) is "
-                         f"{fill:.0%} solid ink, not pen strokes; photograph the written line itself")
+    _check_text_like(crop_mask, mask.size, name)
     floor = med + 0.5 * (thresh - med)
     top = float(np.percentile(crop[crop_mask], 75))
     vals = np.clip((crop - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
     vals *= _dilate(_grow_into(crop_mask, crop > floor, FAINT_STEPS).astype(np.float32), 3)  # noise -> 0
     return _thicken(vals), int(c0)
+
+
+def _check_text_like(band: np.ndarray, image_px: int, name: str) -> None:
+    """Refuse a band whose ink mask `band` is not writing: scattered specks (BlankImageError), a blot (the same)
+    or a solid region (ImageError)."""
+    fill, (h, w) = float(band.mean()), band.shape
+    if fill < MIN_BAND_FILL or (fill > MAX_BAND_FILL and band.size < BLOT_AREA_SHARE * image_px):
+        raise BlankImageError(f"{name}: no writing found, only {'specks' if fill < MIN_BAND_FILL else 'a blot'} "
+                              f"({w}x{h} px, {fill:.0%} inked); the page looks blank. Write darker or bigger, or "
+                              f"check the image is the right one")
+    if fill > MAX_BAND_FILL:
+        raise ImageError(f"{name}: no text line found: the largest dark region ({w}x{h} px) is {fill:.0%} solid "
+                         f"ink, not pen strokes; photograph the written line itself")
 
 
 def _grow_into(seed: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
@@ -185,7 +203,7 @@ def _grow_into(seed: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
 
 def _desk(d: np.ndarray) -> np.ndarray:
     """The desk around a photographed sheet: along each image edge, the run of desk-bright pixels from the edge
-    inwards, per column (row), plus a few pixels of the sheet's blurred edge.
+    inwards, per column (row), grown by a few pixels (the sheet's blurred edge, its corners).
 
     Per column the run is cut halfway between the edge pixel's level and the darkest paper within
     DESK_SEARCH_SHARE of the image, so uneven lighting does not move it; a stretch of an edge counts as desk when
@@ -193,7 +211,7 @@ def _desk(d: np.ndarray) -> np.ndarray:
     degrees shows a thin wedge of desk along much of an edge; writing that merely touches an edge covers a
     short stretch of it and is kept)."""
     desk = np.zeros(d.shape, bool)
-    halo = 3 + min(d.shape) // 100
+    halo = 3 + min(d.shape) // 40
     for flip in range(4):  # top, left, bottom, right as the "top" of a turned view
         view, out = np.rot90(d, flip), np.rot90(desk, flip)
         depth = max(1, int(view.shape[0] * DESK_SEARCH_SHARE))
@@ -204,9 +222,8 @@ def _desk(d: np.ndarray) -> np.ndarray:
             continue
         bright = strip > ((edge + paper) / 2)[None, :]
         run = np.where(bright.all(axis=0), depth, bright.argmin(axis=0)) * stands
-        rows = np.arange(view.shape[0])[:, None]
-        out |= (rows < np.where(run > 0, run + halo, 0)[None, :])  # a view of `desk`: writes through
-    return desk
+        out |= np.arange(view.shape[0])[:, None] < run[None, :]  # a view of `desk`: writes through
+    return _dilate(desk.astype(np.float32), 2 * halo + 1) > 0.5 if desk.any() else desk
 
 
 def _long_runs(a: np.ndarray, min_len: float) -> np.ndarray:
@@ -220,9 +237,10 @@ def _long_runs(a: np.ndarray, min_len: float) -> np.ndarray:
 
 
 def _ink_threshold(d: np.ndarray, name: str) -> tuple[float, float]:
-    """(paper level, ink threshold) of a flattened light-on-dark image: median + max(4 noise sigmas (MAD),
-    20 % of the contrast), the rule of `preprocess`. Raises BlankImageError when no ink stands out."""
-    sample = d[::2, ::2] if d.size > 40_000 else d
+    """(paper level, ink threshold) of a flattened light-on-dark image's pixels (the sheet's, flat): median +
+    max(4 noise sigmas (MAD), 20 % of the contrast), the rule of `preprocess`. Raises BlankImageError when no
+    ink stands out."""
+    sample = d[::4] if d.size > 40_000 else d
     med = float(np.median(sample))
     sigma = 1.4826 * float(np.median(np.abs(sample - med)))
     contrast = float(d.max()) - med
@@ -279,13 +297,33 @@ def _text_band(mask: np.ndarray, name: str) -> tuple[int, int, int, int]:
     while r1 < mask.shape[0] and r1 in inked:
         r1 += 1
     if keep.any():
-        c0, c1 = _ink_span(np.where(keep, mask[r0:r1].sum(axis=0), 0))
+        c0, c1 = _line_span(np.where(keep, mask[r0:r1].sum(axis=0), 0))
         rows = np.flatnonzero(mask[r0:r1, c0:c1].any(axis=1))  # the band's height over its own columns
         r0, r1 = r0 + int(rows[0]), r0 + int(rows[-1]) + 1
-    if not keep.any() or r1 - r0 < MIN_BAND_PX:
-        raise ImageError(f"{name}: no text line found: the ink forms only lines across the image, a rule or "
-                         f"specks, not writing; photograph the written line itself")
+    if not keep.any():
+        raise ImageError(f"{name}: no text line found: the ink forms only lines across the image (a rule, the "
+                         f"sheet's edge), not writing; photograph the written line itself")
+    if r1 - r0 < MIN_BAND_PX or c1 - c0 < MIN_BAND_PX:
+        raise BlankImageError(f"{name}: no writing found, only specks ({c1 - c0}x{r1 - r0} px); the page looks "
+                              f"blank. Write darker or bigger, or check the image is the right one")
     return r0, r1, int(c0), int(c1)
+
+
+def _line_span(profile: np.ndarray) -> tuple[int, int]:
+    """[start, stop) of a line's ink columns, dropping specks at either end: edge runs (after a gap) holding
+    under SPECK_SHARE of the median run's ink (a line holds many characters, so each end run is judged against
+    a typical one, not against the whole line as for one digit)."""
+    idx = np.flatnonzero(profile)
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1)
+    ink = [float(profile[r].sum()) for r in runs]
+    floor = SPECK_SHARE * float(np.median(ink))
+    lo, hi = 0, len(runs) - 1
+    while lo < hi and min(ink[lo], ink[hi]) < floor:
+        if ink[lo] <= ink[hi]:
+            lo += 1
+        else:
+            hi -= 1
+    return int(runs[lo][0]), int(runs[hi][-1]) + 1
 
 
 def _band_columns(mask: np.ndarray, k0: int, k1: int) -> np.ndarray:
@@ -322,19 +360,39 @@ def _thicken(vals: np.ndarray) -> np.ndarray:
     return vals
 
 
-def _source_width(image: ImageLike, gray: np.ndarray) -> int:
-    """The input image's width in pixels (`load_gray` may have downscaled it)."""
-    if max(gray.shape) <= MAX_WORK_SIDE_PX // 2:  # the loader only reduces images above its work side
-        return int(gray.shape[1])
+def _work_side_px(size: tuple[int, int] | None) -> int:
+    """The longest side to load a line image at: the loader's usual MAX_WORK_SIDE_PX, but never reducing the
+    shorter side below LINE_MIN_SHORT_PX (a long line keeps its height, so a too-wide line is measured, not
+    squashed), within LINE_MAX_WORK_PX pixels."""
+    if size is None:
+        return MAX_WORK_SIDE_PX
+    w, h = size
+    longest, shortest = max(w, h), min(w, h)
+    factor = max(1, min(-(-longest // MAX_WORK_SIDE_PX), shortest // LINE_MIN_SHORT_PX),
+                 math.ceil(math.sqrt(w * h / LINE_MAX_WORK_PX)))
+    return max(MAX_WORK_SIDE_PX, -(-longest // factor))
+
+
+def _source_size(image: ImageLike) -> tuple[int, int] | None:
+    """The input image's (width, height) in pixels as `load_gray` turns it, or None when it cannot be told
+    (then `load_gray` says what is wrong with the image)."""
     if isinstance(image, np.ndarray):
-        return int(image.shape[2] if image.ndim == 3 and image.shape[0] in (1, 3, 4)
-                   and image.shape[2] not in (1, 2, 3, 4) else image.shape[1])  # HW(C), or CHW as the loader reads it
+        if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] not in (1, 2, 3, 4):
+            return int(image.shape[2]), int(image.shape[1])  # CHW, as the loader reads it
+        return (int(image.shape[1]), int(image.shape[0])) if image.ndim >= 2 else None
     if hasattr(image, "size") and hasattr(image, "mode"):
-        return int(image.size[0])
+        return int(image.size[0]), int(image.size[1])
+    import warnings
+
     from PIL import Image
 
-    with Image.open(image) as im:  # the header only; EXIF orientations 5-8 are turned a quarter by the loader
-        return int(im.size[1] if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else im.size[0])
+    try:
+        with warnings.catch_warnings(), Image.open(image) as im:  # the header only
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            w, h = im.size
+            return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)  # turned upright by the loader
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
 
 
 def greedy_decode(logits: np.ndarray, charset: str) -> list[str]:
