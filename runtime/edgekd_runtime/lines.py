@@ -48,9 +48,9 @@ SPECK_SHARE = 0.15
 #: A run of inked columns on the image's left or right edge narrower than this share of the band's core height
 #: is the edge of the sheet, not writing.
 EDGE_LINE_SHARE = 0.25
-#: Faint stroke parts (above the paper's noise floor, under the ink threshold) are kept this many pixels away
-#: from clear ink.
-FAINT_STEPS = 6
+#: Faint stroke parts (above the paper's noise floor, under the ink threshold) are kept up to this share of the
+#: text band's height away from clear ink.
+FAINT_SHARE = 0.3
 #: Mean stroke width / text band height of the composed training lines (median 0.139, 10th percentile 0.104).
 STROKE_SHARE = 0.14
 
@@ -170,13 +170,29 @@ def _photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray,
     if angle:
         d, mask = _shear(d, angle), _shear(mask.astype(np.float32), angle) > 0.5
     r0, r1, c0, c1 = _text_band(mask, name)
-    crop_mask, crop = mask[r0:r1, c0:c1], d[r0:r1, c0:c1]
-    _check_text_like(crop_mask, mask.size, name)
+    _check_text_like(_thicken(mask[r0:r1, c0:c1].astype(np.float32)) > 0.5, mask.size, name)  # at training width
     floor = med + 0.5 * (thresh - med)
-    top = float(np.percentile(crop[crop_mask], 75))
-    vals = np.clip((crop - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
-    vals *= _dilate(_grow_into(crop_mask, crop > floor, FAINT_STEPS).astype(np.float32), 3)  # noise -> 0
+    top = float(np.percentile(d[r0:r1, c0:c1][mask[r0:r1, c0:c1]], 75))
+    (r0, r1, c0, c1), keep = _with_faint_ends(d, mask, (r0, r1, c0, c1), floor)
+    vals = np.clip((d[r0:r1, c0:c1] - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
+    vals *= _dilate(keep.astype(np.float32), 3)  # noise away from the strokes -> 0
     return _thicken(vals), int(c0)
+
+
+def _with_faint_ends(d: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], floor: float
+                     ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The band's box grown to hold the faint stroke ends that hang on its ink (hysteresis thresholding: pixels
+    above `floor` within FAINT_SHARE of the band's height of clear ink), and the ink mask in that box."""
+    r0, r1, c0, c1 = box
+    h, w = mask.shape
+    steps = max(2, int(round(FAINT_SHARE * (r1 - r0))))
+    y0, y1, x0, x1 = max(r0 - steps, 0), min(r1 + steps, h), max(c0 - steps, 0), min(c1 + steps, w)
+    seed = np.zeros((y1 - y0, x1 - x0), bool)
+    seed[r0 - y0:r1 - y0, c0 - x0:c1 - x0] = mask[r0:r1, c0:c1]
+    grown = _grow_into(seed, d[y0:y1, x0:x1] > floor, steps)
+    rows, cols = np.flatnonzero(grown.any(axis=1)), np.flatnonzero(grown.any(axis=0))
+    a, b, c, e = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return (y0 + a, y0 + b, x0 + c, x0 + e), grown[a:b, c:e]
 
 
 def _check_text_like(band: np.ndarray, image_px: int, name: str) -> None:
@@ -304,8 +320,8 @@ def _text_band(mask: np.ndarray, name: str) -> tuple[int, int, int, int]:
         raise ImageError(f"{name}: no text line found: the ink forms only lines across the image (a rule, the "
                          f"sheet's edge), not writing; photograph the written line itself")
     if r1 - r0 < MIN_BAND_PX or c1 - c0 < MIN_BAND_PX:
-        raise BlankImageError(f"{name}: no writing found, only specks ({c1 - c0}x{r1 - r0} px); the page looks "
-                              f"blank. Write darker or bigger, or check the image is the right one")
+        raise BlankImageError(f"{name}: no writing found, only specks or thin lines ({c1 - c0}x{r1 - r0} px); the "
+                              f"page looks blank. Write darker or bigger, or check the image is the right one")
     return r0, r1, int(c0), int(c1)
 
 
