@@ -28,6 +28,8 @@ LEFT_MARGIN_PX = 2
 #: A line wider than the model is shrunk to fit down to this share of the text height (training's composed lines
 #: are shrunk down to 0.69 of it by `fit_line`); wider ones are refused (LineTooWideError).
 MIN_FIT_SHRINK = 0.7
+#: `line_chunks` cuts a piece at the emptiest column in the last (1 - CHUNK_SEARCH_FROM) of the stretch that fits.
+CHUNK_SEARCH_FROM = 0.6
 #: Line images are loaded with their shorter side kept at LINE_MIN_SHORT_PX or more, within LINE_MAX_WORK_PX
 #: pixels (see `_work_side_px`).
 LINE_MIN_SHORT_PX, LINE_MAX_WORK_PX = 96, 4_000_000
@@ -100,21 +102,68 @@ def line_canvas(image: ImageLike, height: int, width: int, polarity: str = "auto
     Raises:
         BlankImageError: no ink above the paper's level (or only the desk around the sheet).
         ImageError: ink but no text band (a solid blob, a rule, specks).
-        LineTooWideError: the text, scaled to `height`, is wider than `width`.
+        LineTooWideError: the text, scaled to `height`, is wider than `width` (even shrunk to MIN_FIT_SHRINK):
+            use `line_chunks` to read it in pieces.
     """
+    band = _line_band(image, polarity)
+    out, new_w = _place(band.ink, height, width, band.name)
+    return out, band.geometry(0, new_w / band.ink.shape[1])
+
+
+def line_chunks(image: ImageLike, height: int, width: int, polarity: str = "auto"
+                ) -> list[tuple[np.ndarray, LineGeometry]]:
+    """`line_canvas` for lines of any length: a line too wide for the model is cut, at the emptiest column near
+    the end of each stretch that fits, into pieces read one by one (their texts joined in order); each piece has
+    its own geometry. A line that fits is one piece, the same as `line_canvas`'s."""
+    band = _line_band(image, polarity)
+    ink = band.ink
+    text_h = max(1, int(round(TEXT_HEIGHT_SHARE * height)))
+    span = max(1, int((width - 2 * LEFT_MARGIN_PX) * ink.shape[0] / text_h))  # band columns per piece
+    profile = np.convolve(ink.sum(axis=0), np.ones(3), mode="same")
+    pieces, start = [], 0
+    while start < ink.shape[1]:
+        stop = ink.shape[1]
+        if start + span < stop:  # the last of the emptiest columns where a cut may go
+            window = profile[start + int(CHUNK_SEARCH_FROM * span):start + span]
+            stop = start + span - int(np.argmin(window[::-1]))
+        cols = np.flatnonzero(ink[:, start:stop].max(axis=0) > 0.05)
+        if len(cols):  # trim the blank columns at the cut
+            a, b = start + int(cols[0]), start + int(cols[-1]) + 1
+            out, new_w = _place(ink[:, a:b], height, width, band.name)
+            pieces.append((out, band.geometry(a, new_w / (b - a))))
+        start = stop
+    return pieces
+
+
+@dataclass(frozen=True)
+class _Band:
+    """A line's text band at work resolution: `ink` (light on dark, [0, 1]), its first column `x0` in the work
+    image, and the scale to the input image (`per_px` work pixels per input pixel, `image_width`)."""
+
+    name: str
+    ink: np.ndarray
+    x0: int
+    per_px: float
+    image_width: int
+
+    def geometry(self, col: int, scale: float) -> LineGeometry:
+        """The geometry of a canvas showing band column `col` onward at `scale` canvas columns per band column."""
+        return LineGeometry(self.image_width, (self.x0 + col) / self.per_px, scale * self.per_px)
+
+
+def _line_band(image: ImageLike, polarity: str) -> _Band:
+    """Load a line image and find its text band (see `line_canvas`)."""
     if polarity not in POLARITIES:
         raise UserInputError(f"polarity {polarity!r} is unknown; use one of {', '.join(POLARITIES)}")
     name = describe(image)
     size = _source_size(image)
     gray = load_gray(image, _work_side_px(size))
     if min(gray.shape) >= PHOTO_MIN_SIDE_PX:
-        band, x0 = _photo_band(gray, polarity, name)
+        ink, x0 = _photo_band(gray, polarity, name)
     else:
-        band, x0 = _digital_band(gray, polarity, name)
-    out, new_w = _place(band, height, width, name)
+        ink, x0 = _digital_band(gray, polarity, name)
     src_w = size[0] if size else gray.shape[1]
-    per_px = gray.shape[1] / src_w  # work pixels per input pixel
-    return out, LineGeometry(src_w, x0 / per_px, new_w / band.shape[1] * per_px)
+    return _Band(name, ink, x0, gray.shape[1] / src_w, src_w)
 
 
 def _digital_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, int]:
