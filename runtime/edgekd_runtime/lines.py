@@ -214,18 +214,21 @@ def _photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray,
     if not mask.any():
         raise BlankImageError(f"{name}: only a dark band along the edges (the desk around the sheet?), no "
                               f"writing found; crop the photo to the paper")
+    image_px, x_off = mask.size, 0
     r0, r1, c0, c1 = _text_band(mask, name)
     angle = _skew_deg(mask[r0:r1, c0:c1])
-    if angle:
-        d, mask = _shear(d, angle), _shear(mask.astype(np.float32), angle) > 0.5
-    r0, r1, c0, c1 = _text_band(mask, name)
-    _check_text_like(_thicken(mask[r0:r1, c0:c1].astype(np.float32)) > 0.5, mask.size, name)  # at training width
+    if angle:  # level the band and its surroundings (a band height around it) only
+        m = r1 - r0
+        y0, y1, x_off, x1 = max(r0 - m, 0), min(r1 + m, mask.shape[0]), max(c0 - m, 0), min(c1 + m, mask.shape[1])
+        d, mask = _shear(d[y0:y1, x_off:x1], angle), _shear(mask[y0:y1, x_off:x1].astype(np.float32), angle) > 0.5
+        r0, r1, c0, c1 = _text_band(mask, name)
+    _check_text_like(_thicken(mask[r0:r1, c0:c1].astype(np.float32)) > 0.5, image_px, name)  # at training width
     floor = med + 0.5 * (thresh - med)
     top = float(np.percentile(d[r0:r1, c0:c1][mask[r0:r1, c0:c1]], 75))
     (r0, r1, c0, c1), keep = _with_faint_ends(d, mask, (r0, r1, c0, c1), floor)
     vals = np.clip((d[r0:r1, c0:c1] - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
     vals *= _dilate(keep.astype(np.float32), 3)  # noise away from the strokes -> 0
-    return _thicken(vals), int(c0)
+    return _thicken(vals), int(c0) + x_off
 
 
 def _with_faint_ends(d: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], floor: float
@@ -322,7 +325,7 @@ def _skew_deg(mask: np.ndarray) -> float:
     ys, xs = np.nonzero(mask)
     if len(ys) < 50 or mask.shape[1] < 2 * mask.shape[0]:
         return 0.0
-    step = -(-len(ys) // 20_000)
+    step = -(-len(ys) // 5_000)
     ys, xs = ys[::step].astype(np.float32), xs[::step].astype(np.float32) - float(xs.mean())
     angles = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-6, SKEW_STEP_DEG)
     scores = []
