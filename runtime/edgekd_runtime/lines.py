@@ -32,7 +32,7 @@ MIN_FIT_SHRINK = 0.7
 CHUNK_SEARCH_FROM = 0.6
 #: Line images are loaded with their shorter side kept at LINE_MIN_SHORT_PX or more, within LINE_MAX_WORK_PX
 #: pixels (see `_work_side_px`).
-LINE_MIN_SHORT_PX, LINE_MAX_WORK_PX = 96, 4_000_000
+LINE_MIN_SHORT_PX, LINE_MAX_WORK_PX = 96, 1_500_000
 #: Images whose shorter side is at least this go through the photo path (see `line_canvas`).
 PHOTO_MIN_SIDE_PX = 48
 #: Deskew: rotations searched (degrees, either way) and the search step.
