@@ -21,6 +21,7 @@ probability over the frames (the chance that the least sure frame really holds n
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ class Constraint:
         return self.accepting[s]
 
 
+@functools.lru_cache(maxsize=64)  # a reader given the same pattern line after line compiles it once
 def compile_constraint(charset: str, pattern: str | None = None, allowed: str | None = None,
                        min_len: int | None = None, max_len: int | None = None) -> Constraint | None:
     """Compile what a reading must look like; None when nothing is constrained.
