@@ -1,4 +1,4 @@
-"""Line canvases on the board: geometry of simple lines, chunking of long lines, options (photos: tests/edgekd/test_line_photos.py)."""
+"""Line canvases on the board: geometry of simple lines, chunking long lines, options (photos: test_line_photos.py)."""
 
 from __future__ import annotations
 
