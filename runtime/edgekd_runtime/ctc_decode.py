@@ -15,7 +15,10 @@ String confidence (the same rule for both decoders, so one rejection threshold m
 the product of the characters' probabilities, a character's probability being the highest posterior of its
 class over the frames it occupies (its CTC spike). It reads as "the chance that every character read is right"
 when the frames are independent, falls with each unsure character and ranks reads well; it does not see a
-character the model may have hidden in blank frames. An empty reading's confidence is the lowest blank
+character the model may have hidden in blank frames. Measured on 300 held-out lines read by a ctc-w16-d2-r24
+student (75 % string accuracy; clean canvases and photos alike): it separates right from wrong reads with an
+AUROC of 0.82, like the least sure character's probability (0.81-0.82) and above the mean character probability
+(0.81) and the best path's probability (0.73). An empty reading's confidence is the lowest blank
 probability over the frames (the chance that the least sure frame really holds nothing).
 """
 
