@@ -11,6 +11,10 @@ board's `edgekd_runtime.lines.line_canvas`. Reports:
   * speed: median ms per photo (single thread), and for a 1000x200 photo of an 8-digit line.
 Target: no refusal, p5 correlation >= 0.8 (measured on 200 lines: min 0.64, p5 0.86, median 0.96; 15 ms a
 photo, 23 ms at 1000x200 on one x86 core). Exit 1 if missed.
+
+What it costs a reader (measured once, by hand, on the same 300 test lines: a ctc-w16-d2-r24 student trained for
+200 s on composed lines read the clean canvases at 74.7 % string accuracy / 4.81 % CER, and these photos at
+71.0 % / 5.75 %, the same for both polarities; none refused).
 """
 
 from __future__ import annotations
