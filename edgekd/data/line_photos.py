@@ -9,11 +9,12 @@ Deterministic for a seed; `polarity="light-on-dark"` renders the negative (chalk
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Sequence, Union
 
 import numpy as np
 
 POLARITIES = ("dark-on-light", "light-on-dark")
+Seed = Union[int, Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -26,20 +27,21 @@ class PhotoParams:
     noise_sigma: float
 
 
-def draw_params(seed: Any, max_angle_deg: float = 5.0) -> PhotoParams:
+def draw_params(seed: Seed, max_angle_deg: float = 5.0) -> PhotoParams:
     """The scale, rotation, blur and noise a photo of `seed` gets."""
     rng = np.random.default_rng(seed)
     return PhotoParams(float(rng.uniform(2.0, 3.0)), float(rng.uniform(-max_angle_deg, max_angle_deg)),
                        float(rng.uniform(0.5, 1.3)), float(rng.uniform(0.01, 0.03)))
 
 
-def render_line_photo(canvas: np.ndarray, seed: Any, polarity: str = "dark-on-light",
+def render_line_photo(canvas: np.ndarray, seed: Seed, polarity: str = "dark-on-light",
                       params: PhotoParams | None = None) -> np.ndarray:
     """A composed line canvas (H, W) light-on-dark (uint8 0-255 or float 0-1) -> a photo of it, uint8 (h, w).
 
     Args:
         canvas: the line canvas (the zero padding on its right is dropped).
-        seed: makes the photo (paper, lighting, desk, noise); also draws `params` unless they are given.
+        seed: an int or a sequence of ints; makes the photo (paper, lighting, desk, noise) and draws `params`
+            unless they are given.
         polarity: `dark-on-light` (ink on paper) or `light-on-dark` (its negative).
         params: scale, rotation, blur and noise to use instead of drawing them.
     """
