@@ -27,24 +27,10 @@ import time
 import numpy as np
 
 
-def aligned_corr(a: np.ndarray, b: np.ndarray) -> float:
-    import cv2
-
-    a, b = cv2.GaussianBlur(a, (0, 0), 1.0), cv2.GaussianBlur(b, (0, 0), 1.0)
-    best = -1.0
-    for s in np.arange(0.9, 1.101, 0.02):
-        w = int(round(a.shape[1] * s))
-        bs = cv2.resize(b, (w, b.shape[0]))
-        bs = bs[:, :a.shape[1]] if w >= a.shape[1] else np.pad(bs, ((0, 0), (0, a.shape[1] - w)))
-        for dx in range(-3, 4):
-            best = max(best, float(np.corrcoef(a.ravel(), np.roll(bs, dx, 1).ravel())[0, 1]))
-    return best
-
-
 def main() -> int:
     import cv2
 
-    from edgekd.data.line_photos import render_line_photo
+    from edgekd.data.line_photos import aligned_corr, render_line_photo
     from edgekd.data.lines import LineSpec, load_lines
     from edgekd_runtime.errors import ImageError
     from edgekd_runtime.lines import line_canvas, preprocess_line

@@ -104,3 +104,19 @@ def _expose(ink: np.ndarray, paper: np.ndarray, rng: np.random.Generator) -> np.
     grain = cv2.resize(rng.normal(0, 0.04, (max(2, h // 16), max(2, w // 16))).astype(np.float32), (w, h))
     surface = paper * (paper_r + (ink_r - paper_r) * ink) + (1.0 - paper) * (desk_r + grain)
     return (surface * light).astype(np.float32)
+
+
+def aligned_corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two canvases (blurred 1 px) at the best horizontal stretch (+-10 %) and shift (+-3 px):
+    a photo's text band can come out a pixel taller or shorter than the clean canvas's, which stretches it."""
+    import cv2
+
+    a, b = cv2.GaussianBlur(a, (0, 0), 1.0), cv2.GaussianBlur(b, (0, 0), 1.0)
+    best = -1.0
+    for s in np.arange(0.9, 1.101, 0.02):
+        w = int(round(a.shape[1] * s))
+        bs = cv2.resize(b, (w, b.shape[0]))
+        bs = bs[:, :a.shape[1]] if w >= a.shape[1] else np.pad(bs, ((0, 0), (0, a.shape[1] - w)))
+        for dx in range(-3, 4):
+            best = max(best, float(np.corrcoef(a.ravel(), np.roll(bs, dx, 1).ravel())[0, 1]))
+    return best

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekd.data.line_photos import PhotoParams, draw_params, render_line_photo
+from edgekd.data.line_photos import PhotoParams, aligned_corr, draw_params, render_line_photo
 from edgekd_runtime.errors import BlankImageError, ImageError
 from edgekd_runtime.lines import TEXT_HEIGHT_SHARE, LineTooWideError, line_canvas, preprocess_line
 
@@ -18,22 +18,6 @@ def lines():
 
     d = load_lines(LineSpec(train_lines=1, val_lines=1, test_lines=12))
     return d.test.x
-
-
-def aligned_corr(a: np.ndarray, b: np.ndarray) -> float:
-    """Correlation of two canvases (blurred 1 px) at the best horizontal stretch (+-10 %) and shift (+-3 px):
-    a photo's text band can come out a pixel taller or shorter than the clean canvas's, which stretches it."""
-    import cv2
-
-    a, b = cv2.GaussianBlur(a, (0, 0), 1.0), cv2.GaussianBlur(b, (0, 0), 1.0)
-    best = -1.0
-    for s in np.arange(0.9, 1.101, 0.02):
-        w = int(round(a.shape[1] * s))
-        bs = cv2.resize(b, (w, b.shape[0]))
-        bs = bs[:, :a.shape[1]] if w >= a.shape[1] else np.pad(bs, ((0, 0), (0, a.shape[1] - w)))
-        for dx in range(-3, 4):
-            best = max(best, float(np.corrcoef(a.ravel(), np.roll(bs, dx, 1).ravel())[0, 1]))
-    return best
 
 
 def test_the_photo_renderer_is_deterministic_and_makes_photos_of_the_line(lines):
