@@ -43,7 +43,7 @@ def resolve_task_config(config: Optional[Path], overrides: dict[str, Any], base:
     from edgekd.train.line_pipeline import DEFAULT_LINE_ALPHA, DEFAULT_LINE_LOSS, DEFAULT_LINE_TEMPERATURE
 
     file_values = read_yaml(config) if config else None
-    task = overrides.get("task") or (file_values or {}).get("task") or "digits"
+    task = config_task(file_values, overrides)
     if task == "lines" and "data" in overrides:
         overrides = {**overrides, "lines": overrides.pop("data")}
     base = base or RunConfig()
@@ -52,6 +52,11 @@ def resolve_task_config(config: Optional[Path], overrides: dict[str, Any], base:
                                                            temperature=DEFAULT_LINE_TEMPERATURE,
                                                            alpha=DEFAULT_LINE_ALPHA))
     return resolve_config(file_values, overrides, base=base)
+
+
+def config_task(file_values: dict[str, Any] | None, overrides: dict[str, Any]) -> str:
+    """The task a command runs: --task, else the YAML's `task`, else digits."""
+    return overrides.get("task") or (file_values or {}).get("task") or "digits"
 
 
 def train_overrides(epochs, batch_size, lr, device, amp, seed, patience, compile_, threads) -> dict[str, Any]:
@@ -112,7 +117,7 @@ def register(app: typer.Typer) -> None:
         source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
         data_path: Optional[str] = typer.Option(None, "--data-path", help="File/directory for the data source."),
         data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Split seed."),
-        epochs: Optional[int] = typer.Option(None, help="Epochs (default 40 for teachers)."),
+        epochs: Optional[int] = typer.Option(None, help="Epochs (default 40; 60 for --task lines)."),
         batch_size: Optional[int] = typer.Option(None, help="Global batch size."),
         lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
         device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),
@@ -129,7 +134,12 @@ def register(app: typer.Typer) -> None:
         from edgekd.models.teachers import TEACHERS
         from edgekd.train.trainer import TrainConfig
 
-        base = RunConfig(train=TrainConfig(epochs=40, batch_size=64, lr=3e-3))
+        from edgekd.config import read_yaml
+        from edgekd.train.line_pipeline import DEFAULT_LINE_TEACHER_EPOCHS
+
+        lines = config_task(read_yaml(config) if config else None, {"task": task}) == "lines"
+        base = RunConfig(train=TrainConfig(epochs=DEFAULT_LINE_TEACHER_EPOCHS if lines else 40, batch_size=64,
+                                           lr=3e-3))
         cfg = resolve_task_config(config, {**task_overrides(task, source, data_path, data_seed),
                                            "train": train_overrides(epochs, batch_size, lr, device, amp, seed,
                                                                     patience, compile_, threads)}, base=base)

@@ -612,6 +612,27 @@ def test_cli_teacher_and_distill_for_lines(tmp_path, yamls):
     _refused(r, "--resume")  # a second run into the same --out is refused
 
 
+@pytest.mark.parametrize("yaml_key, flags, expected", [("lines_yaml", [], 60), ("digits_yaml", ["--task", "lines"], 60),
+                                                       ("lines_yaml", ["--epochs", "7"], 7), ("digits_yaml", [], 40)])
+def test_teacher_default_epochs_follow_the_task(yaml_key, flags, expected, yamls, tmp_path, monkeypatch):
+    """A line teacher trains 60 epochs unless told otherwise, whether the task comes from --task or from the YAML;
+    a digit teacher 40."""
+    import edgekd.train.line_pipeline as lp
+    import edgekd.train.pipeline as dp
+
+    seen = {}
+
+    def fake(data, cfg, out, **kw):
+        seen["epochs"] = cfg.epochs
+        return {"checkpoint": str(out / "teacher.pt"), "epochs_run": cfg.epochs}
+
+    monkeypatch.setattr(lp, "train_line_teacher", fake)
+    monkeypatch.setattr(dp, "train_teacher", fake)
+    r = _cli(["teacher", "train", "--config", yamls[yaml_key], *flags, "--out", str(tmp_path / "t"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert seen["epochs"] == expected and lp.DEFAULT_LINE_TEACHER_EPOCHS == 60
+
+
 def test_cli_budget_for_lines():
     from edgekd.models.line_models import line_search_space
 
