@@ -98,9 +98,10 @@ class LatencyReport:
 
 
 def benchmark_input(rec: "Recognizer", batch: int = 1, seed: int = 0) -> np.ndarray:
-    """A fixed, digit-like random canvas batch (sparse bright strokes), laid out for the model."""
-    s = rec.size
-    ink, level = _uniform((2, batch, s, s), seed)
+    """A fixed, digit-like random canvas batch (sparse bright strokes), laid out for the model (a line
+    recognizer's canvases are (height, reference width): its `canvas_shape`)."""
+    h, w = getattr(rec, "canvas_shape", None) or (rec.size, rec.size)
+    ink, level = _uniform((2, batch, h, w), seed)
     return rec.to_input(((ink < 0.2) * level).astype(np.float32))
 
 

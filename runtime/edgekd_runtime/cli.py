@@ -1,6 +1,7 @@
 """`edgekd-rt`: recognise handwriting, benchmark and inspect a student on the board.
 
     edgekd-rt predict IMAGES... --model PATH [--top-k K] [--mean M --std S] [--json]
+    edgekd-rt read IMAGES... --model LINE_BUNDLE [--pattern P] [--json]
     edgekd-rt bench PATH [--runs N] [--warmup W] [--threads T] [--backend onnx|tflite] [--mean M --std S] [--json]
     edgekd-rt info PATH [--json]
 
@@ -74,6 +75,8 @@ def predict_cmd(
     from .loader import load
 
     rec = load(model, backend=backend, threads=threads, precision=precision, mean=mean, std=std)
+    if getattr(rec, "task", "digits") == "lines":
+        raise rec.wrong_call("predict")
     files = expand_images(images)
     results: List[dict] = []
 
@@ -139,8 +142,14 @@ def bench_cmd(
     from .loader import load
 
     rec = load(model, backend=backend, threads=threads, precision=precision, mean=mean, std=std)
+    lines = getattr(rec, "task", "digits") == "lines"
     if as_json:
-        print_json(rec.benchmark(runs=runs, warmup=warmup, batch=batch).to_dict())
+        report = rec.benchmark(runs=runs, warmup=warmup, batch=batch)
+        if lines:
+            from .cli_lines import print_json_bench
+
+            return print_json_bench(rec, report)
+        print_json(report.to_dict())
         return
     from rich.progress import Progress
 
@@ -149,7 +158,14 @@ def bench_cmd(
         step = max(1, runs // 50)
         report = rec.benchmark(runs=runs, warmup=warmup, batch=batch,
                                progress=lambda i: bar.update(task, completed=i) if i % step == 0 else None)
-    _print_rows("latency", report.rows())
+    rows = report.rows()
+    if lines:
+        from .cli_lines import line_latency
+
+        per = line_latency(rec, report.mean_ms / batch)
+        rows += [("per line", f"{per['per_line_ms']:.3f} ms ({per['line_height']}x{per['line_width']} px line)"),
+                 ("per character", f"{per['per_char_ms']:.3f} ms (~{per['chars_per_line']:.0f} characters a line)")]
+    _print_rows("latency", rows)
 
 
 @app.command("info", cls=LeanCommand)
@@ -166,6 +182,11 @@ def info_cmd(
     info = load(model, backend=backend, precision=precision).info()
     if as_json:
         print_json(info)
+        return
+    if info.get("task") == "lines":
+        from .cli_lines import info_rows
+
+        _print_rows("model", info_rows(info))
         return
     tensors = lambda ts: "; ".join(  # noqa: E731
         f"{t['name']} {t['shape']} {t['dtype']}" + (f" (scale {t['scale']:.4g}, zp {t['zero_point']})"
@@ -232,6 +253,10 @@ def _register_calibrate() -> None:
 
 
 _register_calibrate()
+
+from .cli_lines import register as _register_read  # noqa: E402
+
+_register_read(app, MODEL_HELP, BACKEND_HELP)
 
 
 def main() -> None:

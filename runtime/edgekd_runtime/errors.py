@@ -88,3 +88,7 @@ def first_line(e: BaseException, limit: int = 200) -> str:
 class PatternError(UserInputError):
     """A reading constraint (pattern, allowed characters, length limits) that is malformed, or that no string over
     the model's character set can satisfy."""
+
+
+class WrongTaskError(UserInputError):
+    """A call made on a recognizer of the other task: `predict` on a text-line bundle, `read` on a digit one."""

@@ -31,7 +31,8 @@ _INSTALL_HINT = {"onnx": "pip install onnxruntime", "tflite": "pip install 'edge
 
 def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None,
          precision: str | None = None, *, mean: float | None = None, std: float | None = None) -> Recognizer:
-    """Load a student for recognition.
+    """Load a student for recognition: a `Recognizer` (digits, `predict`), or a `LineRecognizer` (`read`) for a
+    bundle whose manifest has the task `line-recognition`.
 
     Args:
         path: a bundle directory (with manifest.json) or a bare .onnx / .tflite file. A bare file listed in a
@@ -72,6 +73,10 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
         be = _open_file(p, resolve_format(p, backend), threads)
     load_ms = (time.perf_counter() - t0) * 1e3
     rss = rss_bytes()
+    if manifest is not None and manifest.lines is not None:  # a text-line bundle: read(), not predict()
+        from .line_recognizer import make_line_recognizer
+
+        return make_line_recognizer(be, model_path, prec, manifest, load_ms, rss)
     spec = _input_spec(be.inputs[0], manifest, model_path)
     n_out = be.outputs[0].shape[-1] if be.outputs[0].shape else -1
     if manifest is not None:

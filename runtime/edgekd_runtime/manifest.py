@@ -24,6 +24,13 @@ Schema (format_version 1)::
 Artifact paths are relative to the bundle directory. Precision is one of fp32, fp16, int8. `deployed` (written by
 `edgekd convert` / `edgekd run`) names the artifact `edgekd_runtime.load(bundle)` opens when no backend or
 precision is asked for; manifests without it (older bundles) load their first usable artifact.
+
+A text-line bundle (`"task": "line-recognition"`, a CTC line student) adds a `lines` block (`LinesSpec`); its
+`labels` are the characters of the charset, the input shape is (1, 1, height, width) at the reference width,
+and the normalisation is the top-level `normalization`::
+
+      "lines": {"charset": "0123456789", "blank": 0, "height": 24, "width": 192, "max_width": 1536,
+                "dynamic_formats": ["onnx"], "frame_stride": 4, "max_len": 24, "text_height_share": 0.83}
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +53,7 @@ ARTIFACT_FORMATS = ("onnx", "tflite")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 PREPROCESS_KINDS = ("mnist", "resize")
 POLARITIES = ("auto", "light-on-dark", "dark-on-light")
+LINE_TASK = "line-recognition"
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,87 @@ class PreprocessSpec:
     polarity: str = "auto"  # auto | light-on-dark | dark-on-light
 
 
+@dataclass(frozen=True)
+class LinesSpec:
+    """What the board needs to read a text line with a CTC line student (task `line-recognition`).
+
+    Attributes:
+        charset: the characters; CTC class i + 1 is `charset[i]`.
+        height: the line canvas height in pixels (the model's input height).
+        width: the reference width in pixels: the fixed width the TFLite artifacts take (narrower lines are
+            zero-padded on the right), the width benchmarks and costs are quoted for.
+        max_width: the widest line the artifacts of `dynamic_formats` take (any multiple of `frame_stride`
+            up to it); equal to `width` when no artifact has a dynamic width axis.
+        dynamic_formats: artifact formats whose input width is dynamic (e.g. ["onnx"]).
+        blank: the CTC blank class (edgekd's convention: 0).
+        frame_stride: pixel columns per output frame (T = width // frame_stride).
+        max_len: the longest string the model can emit at the reference width.
+        text_height_share: share of the canvas height the text band fills (the runtime's line preprocessing).
+    """
+
+    charset: str
+    height: int
+    width: int
+    max_width: int
+    dynamic_formats: tuple[str, ...] = ()
+    blank: int = 0
+    frame_stride: int = 4
+    max_len: int = 0
+    text_height_share: float = 0.83
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.charset) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dynamic_formats"] = list(self.dynamic_formats)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "manifest") -> "LinesSpec":
+        """Parse and check a manifest's `lines` block; every problem is a `ManifestError` naming the field."""
+        if not isinstance(d, dict):
+            raise ManifestError(f"{source}: \"lines\" must be an object (charset, height, width, ...); got "
+                                f"{type(d).__name__}: re-create the bundle with `edgekd export`")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        missing = sorted({"charset", "height", "width", "max_width"} - set(d))
+        if unknown or missing:
+            raise ManifestError(f"{source}: lines block has unknown field(s) {unknown} / lacks {missing}; "
+                                f"re-create the bundle with `edgekd export`")
+        try:
+            spec = cls(**{**d, "dynamic_formats": tuple(str(f) for f in d.get("dynamic_formats") or ())})
+        except TypeError as e:
+            raise ManifestError(f"{source}: malformed lines block ({e})") from None
+        spec._check(source)
+        return spec
+
+    def _check(self, source: str) -> None:
+        def bad(what: str) -> ManifestError:
+            return ManifestError(f"{source}: lines.{what}; re-create the bundle with `edgekd export`")
+
+        ints = {k: getattr(self, k) for k in ("height", "width", "max_width", "blank", "frame_stride", "max_len")}
+        for k, v in ints.items():
+            if type(v) is not int:
+                raise bad(f"{k} must be an integer, got {v!r}")
+        if not isinstance(self.charset, str) or not self.charset or len(set(self.charset)) != len(self.charset):
+            raise bad(f"charset {self.charset!r} must be a non-empty string of distinct characters")
+        if self.blank != 0:
+            raise bad(f"blank is {self.blank}; edgekd line models use class 0 as the CTC blank")
+        if self.frame_stride < 1 or self.height < 1 or self.max_len < 0:
+            raise bad(f"frame_stride {self.frame_stride}, height {self.height} and max_len {self.max_len} must be "
+                      f"positive")
+        if self.width < self.frame_stride or self.width % self.frame_stride:
+            raise bad(f"width {self.width} must be a positive multiple of frame_stride {self.frame_stride}")
+        if self.max_width < self.width or self.max_width % self.frame_stride:
+            raise bad(f"max_width {self.max_width} must be a multiple of frame_stride {self.frame_stride} and "
+                      f">= width {self.width}")
+        if not set(self.dynamic_formats) <= set(ARTIFACT_FORMATS):
+            raise bad(f"dynamic_formats {list(self.dynamic_formats)} must be among {list(ARTIFACT_FORMATS)}")
+        if not isinstance(self.text_height_share, (int, float)) or not 0 < self.text_height_share <= 1:
+            raise bad(f"text_height_share {self.text_height_share!r} must be in (0, 1]")
+
+
 @dataclass
 class Artifact:
     path: str
@@ -132,11 +221,16 @@ class Manifest:
     created: str | None = None
     report: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    lines: LinesSpec | None = None  # task line-recognition only
 
     # ---- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input"]["shape"] = list(self.input.shape)
+        if self.lines is None:
+            d.pop("lines")  # digit bundles keep their schema
+        else:
+            d["lines"] = self.lines.to_dict()
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **d}
 
     def save(self, bundle_dir: str | os.PathLike) -> Path:
@@ -189,6 +283,9 @@ class Manifest:
                 raise ManifestError(f"{source}: artifact {a.path!r} has format {a.format!r} and precision "
                                     f"{a.precision!r}; formats are {', '.join(ARTIFACT_FORMATS)} and precisions "
                                     f"{', '.join(PRECISIONS)}: re-create the bundle with `edgekd export`/`convert`")
+        if d.get("lines") is not None:
+            m.lines = LinesSpec.from_dict(d["lines"], source)
+        _check_line_task(m, source)
         return m
 
     @classmethod
@@ -236,6 +333,20 @@ def _check_preprocessing(p: PreprocessSpec, source: str) -> None:
     if not whole(p.canvas) or not whole(p.box) or not 1 <= p.box <= p.canvas:
         raise ManifestError(f"{source}: preprocessing canvas {p.canvas!r} and box {p.box!r} must be whole numbers "
                             f"with 1 <= box <= canvas (MNIST: canvas 28, box 20); re-create it with `edgekd export`")
+
+
+def _check_line_task(m: Manifest, source: str) -> None:
+    """A line-recognition manifest has a lines block whose charset is its labels; no other task has one."""
+    if (m.task == LINE_TASK) != (m.lines is not None):
+        raise ManifestError(f"{source}: task {m.task!r} " + ("needs a \"lines\" block (charset, height, width, ...)"
+                            if m.task == LINE_TASK else f"cannot have a \"lines\" block (only {LINE_TASK!r})")
+                            + "; re-create the bundle with `edgekd export`")
+    if m.lines is not None and list(m.lines.charset) != m.labels:
+        raise ManifestError(f"{source}: labels {m.labels} are not the characters of lines.charset "
+                            f"{m.lines.charset!r}; re-create the bundle with `edgekd export`")
+    if m.lines is not None and m.input.shape[2 if m.input.layout == "NCHW" else 1] != m.lines.height:
+        raise ManifestError(f"{source}: input.shape {list(m.input.shape)} does not have the height "
+                            f"lines.height {m.lines.height}; re-create the bundle with `edgekd export`")
 
 
 def verify_artifact(bundle_dir: str | os.PathLike, art: Artifact) -> Path:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .atomic import sha256_file
 from .backends import Backend, TensorInfo
-from .errors import ImageError, InputShapeError, ManifestError, ModelOutputError, UserInputError
+from .errors import ImageError, InputShapeError, ManifestError, ModelOutputError, UserInputError, WrongTaskError
 from .images import ImageLike, describe
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
 from .preprocess import preprocess
@@ -264,6 +264,18 @@ class Recognizer:
         per_ms = latency_ms / len(images)
         return [self._decode(row, top_k, per_ms, prep_ms, None if preprocessed else describe(images[i]), False)
                 for i, row in enumerate(probs.tolist())]
+
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        """Text lines are read by a line bundle's `LineRecognizer`; on a digit model this raises."""
+        raise self.wrong_call("read")
+
+    def read_batch(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.wrong_call("read_batch")
+
+    def wrong_call(self, what: str) -> WrongTaskError:
+        """The error for a text-line call on this single-digit recognizer."""
+        return WrongTaskError(f"{self.model_path} is a single-digit model: {what}() reads text lines with a "
+                              f"line-recognition bundle; call predict() / predict_batch() (`edgekd-rt predict`)")
 
     def benchmark(self, runs: int = 100, warmup: int = 10, batch: int = 1, seed: int = 0,
                   progress: Any = None) -> LatencyReport:

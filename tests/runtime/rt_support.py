@@ -76,3 +76,41 @@ def handwriting_photo(canvas: np.ndarray, height: int = 480, width: int = 640, s
     paper = 0.72 + 0.2 * np.linspace(0, 1, width)[None, :]  # lighting gradient across the page
     img = paper * (1.0 - 0.85 * ink) + rng.normal(0, noise, (height, width))
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def make_line_onnx(path: Path, num_classes: int = 3, height: int = 24, width: int | str = "W") -> Path:
+    """A hand-made CTC "line model": mean over the height, average over each 4-column frame, then a 1x1
+    convolution: a frame with ink reads class 1 (charset[0]), an empty one the blank, class 2.. never.
+    Input (N, 1, height, width) normalised; output (N, width / 4, num_classes)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.zeros((num_classes, 1, 1, 1), np.float32)
+    b = np.full(num_classes, -5.0, np.float32)
+    w[0], b[0] = -2.0, 1.0  # blank: high on empty (normalised ~ -0.42) frames
+    w[1], b[1] = 2.0, 0.0  # class 1: high on inked frames
+    frames = "T" if isinstance(width, str) else width // 4
+    nodes = [helper.make_node("ReduceMean", ["input", "axes"], ["col"], keepdims=1),
+             helper.make_node("AveragePool", ["col"], ["frame"], kernel_shape=[1, 4], strides=[1, 4]),
+             helper.make_node("Conv", ["frame", "W", "B"], ["z"]),
+             helper.make_node("Transpose", ["z"], ["zt"], perm=[0, 2, 3, 1]),
+             helper.make_node("Reshape", ["zt", "shape"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "line", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", frames, num_classes])],
+        [numpy_helper.from_array(np.array([2], np.int64), "axes"), numpy_helper.from_array(w, "W"),
+         numpy_helper.from_array(b, "B"), numpy_helper.from_array(np.array([0, -1, num_classes], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def bars_image(spans: list[tuple[int, int]], height: int = 100, width: int = 400, top: int = 30,
+               bottom: int = 70) -> np.ndarray:
+    """Dark vertical bars (x0, x1) on light paper: the hand-made line model reads each as one character."""
+    img = np.full((height, width), 230, np.uint8)
+    for x0, x1 in spans:
+        img[top:bottom, x0:x1] = 20
+    return img

@@ -186,7 +186,7 @@ print(sorted(c.name for c in cli.app.registered_commands))
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "['bench', 'info', 'predict']"
+    assert p.stdout.strip() == "['bench', 'info', 'predict', 'read']"
     assert ("calibrate is unavailable" in p.stderr) == warned
 
 

@@ -1,0 +1,293 @@
+"""`LineRecognizer`: what `edgekd_runtime.load()` returns for a text-line bundle (task `line-recognition`).
+
+A line canvas (float32 (H, W) in [0, 1], light ink on dark, see `edgekd_runtime.lines`) becomes the model's input
+tensor (normalisation, NCHW/NHWC, int8 quantization, all from the interpreter's tensor details); the model
+emits CTC scores (N, T, C) with T = W // frame_stride and class 0 the blank; `read` decodes them into a string,
+its confidence and where each character lies in the input image.
+
+Width policy (the manifest's `lines` block): an artifact with a fixed input width (TFLite) takes lines up to that
+width, zero-padded on the right; one with a dynamic width axis (ONNX) takes any width up to `max_width`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ._line_interim import compile_constraint, decode, line_canvas
+from .atomic import sha256_file
+from .backends import Backend
+from .errors import ImageError, InputShapeError, ModelLoadError, WrongTaskError
+from .images import ImageLike, describe
+from .lines import LineTooWideError, greedy_decode
+from .manifest import InputSpec, LinesSpec, Manifest, Normalization
+
+if TYPE_CHECKING:
+    from .bench import LatencyReport
+
+
+@dataclass
+class Reading:
+    """What a line recognizer read in one image.
+
+    Attributes:
+        text: the string.
+        confidence: string-level confidence in [0, 1].
+        characters: per character (char, probability, (x0, x1) its column span in the input image's pixels).
+        latency_ms: model inference only (a batch's time shared out in `read_batch`).
+        preprocess_ms: decoding the image and making the line canvas.
+    """
+
+    text: str
+    confidence: float
+    characters: list[tuple[str, float, tuple[int, int]]]
+    latency_ms: float
+    preprocess_ms: float = 0.0
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["characters"] = [{"char": c, "probability": p, "x0": x[0], "x1": x[1]} for c, p, x in self.characters]
+        return d
+
+
+@dataclass
+class LineRecognizer:
+    """A loaded CTC line student. Build it with `edgekd_runtime.load(bundle)`."""
+
+    backend: Backend
+    model_path: Path
+    precision: str
+    lines: LinesSpec
+    input_spec: InputSpec  # name, shape (width -1 when dynamic), layout NCHW/NHWC, dtype
+    normalization: Normalization = field(default_factory=Normalization)
+    manifest: Manifest | None = None
+    load_ms: float = 0.0
+    rss_after_load_bytes: int | None = None
+    first_inference_ms: float | None = None
+    polarity: str = "auto"
+
+    def __post_init__(self) -> None:
+        inp, out = self.backend.inputs[0], self.backend.outputs[0]
+        self._in_dtype = np.dtype(inp.dtype)
+        self._in_q = (inp.scale, inp.zero_point) if inp.quantized else None
+        self._out_q = (out.scale, out.zero_point) if out.quantized else None
+        w = self.input_spec.shape[3 if self.input_spec.layout == "NCHW" else 2]
+        self.fixed_width: int | None = int(w) if w > 0 else None
+
+    # ---- what it is -------------------------------------------------------------------------------------------
+    task = "lines"
+
+    @property
+    def charset(self) -> str:
+        return self.lines.charset
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.lines.charset)
+
+    @property
+    def height(self) -> int:
+        return self.lines.height
+
+    @property
+    def max_width(self) -> int:
+        """The widest line canvas this artifact takes."""
+        return self.fixed_width or self.lines.max_width
+
+    @property
+    def canvas_shape(self) -> tuple[int, int]:
+        """(height, reference width): the canvas benchmarks time."""
+        return self.lines.height, self.fixed_width or self.lines.width
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def backend_version(self) -> str:
+        return self.backend.version
+
+    @property
+    def threads(self) -> int:
+        return self.backend.threads
+
+    def info(self) -> dict[str, Any]:
+        """Everything `edgekd-rt info` shows."""
+        return {
+            "task": "lines", "model_path": str(self.model_path), "format": self.backend.format,
+            "precision": self.precision, "size_bytes": self.model_path.stat().st_size,
+            "sha256": sha256_file(self.model_path), "backend": self.backend.name,
+            "backend_version": self.backend.version, "delegate": self.backend.delegate,
+            "threads": self.backend.threads, "input_layout": self.input_spec.layout,
+            "input_height": self.height, "input_width": self.fixed_width, "max_width": self.max_width,
+            "inputs": [t.to_dict() for t in self.backend.inputs],
+            "outputs": [t.to_dict() for t in self.backend.outputs],
+            "charset": self.charset, "lines": self.lines.to_dict(), "labels": self.labels,
+            "normalization": asdict(self.normalization), "load_ms": self.load_ms,
+            "manifest": self.manifest.to_dict() if self.manifest else None,
+        }
+
+    # ---- canvases -> scores ------------------------------------------------------------------------------------
+    def to_input(self, canvases: np.ndarray) -> np.ndarray:
+        """Line canvases (N, H, W) float32 [0, 1] -> the model's input tensor: zero-padded on the right to the
+        artifact's width (fixed) or to a multiple of the frame stride (dynamic), normalised, laid out, quantized."""
+        c = self._check_canvases(canvases)
+        n, h, w = c.shape
+        target = self.fixed_width or -(-w // self.lines.frame_stride) * self.lines.frame_stride
+        if w < target:
+            c = np.concatenate([c, np.zeros((n, h, target - w), np.float32)], axis=2)
+        x = (c - np.float32(self.normalization.mean)) * np.float32(1.0 / self.normalization.std)
+        x = x[:, None] if self.input_spec.layout == "NCHW" else x[..., None]
+        if self._in_q:
+            scale, zp = self._in_q
+            info = np.iinfo(self._in_dtype)
+            x = np.clip(np.rint(x / scale + zp), info.min, info.max)
+        return np.ascontiguousarray(x, dtype=self._in_dtype)
+
+    def forward(self, canvases: np.ndarray) -> np.ndarray:
+        """Raw CTC scores (N, T, C) float32 (dequantized, no softmax) for canvases (N, H, W); T is the padded
+        width // frame_stride."""
+        return self._run(self.to_input(canvases))[0]
+
+    def evaluate(self, canvases: np.ndarray, texts: Sequence[str], batch_size: int = 256) -> dict[str, float]:
+        """Greedy-decoded CER and whole-string accuracy on canvases (N, H, W) with their texts."""
+        from .line_metrics import char_error_rate, string_accuracy
+
+        if len(canvases) != len(texts) or not len(texts):
+            raise InputShapeError(f"evaluate: {len(canvases)} canvases and {len(texts)} texts; pass one text each")
+        hyps: list[str] = []
+        for i in range(0, len(texts), batch_size):
+            hyps += greedy_decode(self.forward(canvases[i:i + batch_size]), self.charset)
+        return {"cer": char_error_rate(list(texts), hyps), "string_accuracy": string_accuracy(list(texts), hyps)}
+
+    # ---- images -> readings ------------------------------------------------------------------------------------
+    def canvas(self, image: ImageLike) -> tuple[np.ndarray, Any]:
+        """One line image -> (line canvas (H, W), geometry mapping canvas columns to image pixels). A dynamic-width
+        artifact gets the line's own width (at least the reference width), a fixed one its width."""
+        canvas, geom = line_canvas(image, self.height, self.max_width, self.polarity)
+        if self.fixed_width is None:
+            used = np.flatnonzero(canvas.any(0))
+            stride = self.lines.frame_stride
+            w = max(self.lines.width, -(-(int(used[-1]) + 3) // stride) * stride)
+            canvas = canvas[:, :min(w, canvas.shape[1])]
+        return canvas, geom
+
+    def read(self, image: ImageLike, pattern: str | None = None) -> Reading:
+        """Read the text line in one image (path, PIL image or array).
+
+        Args:
+            pattern: constrain the string (e.g. `\\d{6}`); greedy decoding without one.
+
+        Raises:
+            BlankImageError (no ink), LineTooWideError (wider than the model takes), ImageError, PatternError.
+        """
+        return self.read_batch([image], pattern)[0]
+
+    def read_batch(self, images: Sequence[ImageLike], pattern: str | None = None) -> list[Reading]:
+        """Read several line images in one model call (canvases padded to the widest)."""
+        if len(images) == 0:
+            return []
+        constraint = compile_constraint(self.charset, pattern) if pattern is not None else None
+        t0 = time.perf_counter()
+        made = [self.canvas(im) for im in images]
+        prep_ms = (time.perf_counter() - t0) * 1e3 / len(images)
+        width = max(c.shape[1] for c, _ in made)
+        batch = np.zeros((len(made), self.height, width), np.float32)
+        for i, (c, _) in enumerate(made):
+            batch[i, :, :c.shape[1]] = c
+        scores, ms = self._run(self.to_input(batch))
+        probs = _softmax(scores)
+        return [self._reading(probs[i], made[i][1], constraint, ms / len(images), prep_ms, describe(images[i]))
+                for i in range(len(images))]
+
+    def _reading(self, probs: np.ndarray, geom: Any, constraint: Any, latency_ms: float, prep_ms: float,
+                 source: str) -> Reading:
+        d = decode(probs, self.charset, constraint, blank=self.lines.blank)
+        s = self.lines.frame_stride
+        chars = [(ch, float(p), geom.to_image(first * s, (last + 1) * s)) for ch, p, first, last in d.characters]
+        return Reading(d.text, float(d.confidence), chars, latency_ms, prep_ms, source)
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.wrong_call("predict")
+
+    def predict_batch(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.wrong_call("predict_batch")
+
+    def wrong_call(self, what: str) -> WrongTaskError:
+        """The error for a digit-recognizer call on this line recognizer."""
+        return WrongTaskError(f"{self.model_path} is a text-line model ({self.manifest.name if self.manifest else ''}"
+                              f", task line-recognition): {what}() is for single-digit bundles; call read() / "
+                              f"read_batch() (`edgekd-rt read IMAGES --model BUNDLE`)")
+
+    def benchmark(self, runs: int = 100, warmup: int = 10, batch: int = 1, seed: int = 0,
+                  progress: Any = None) -> "LatencyReport":
+        """Time the interpreter call on a line canvas of the reference width (`canvas_shape`)."""
+        from .bench import run_benchmark
+
+        return run_benchmark(self, runs=runs, warmup=warmup, batch=batch, seed=seed, progress=progress)
+
+    # ---- internals ---------------------------------------------------------------------------------------------
+    def _check_canvases(self, canvases: Any) -> np.ndarray:
+        c = np.asarray(canvases)
+        c = c.astype(np.float32) / np.float32(255.0) if c.dtype == np.uint8 else c.astype(np.float32, copy=False)
+        if c.ndim == 2:
+            c = c[None]
+        if c.ndim != 3 or c.shape[0] == 0 or c.shape[1] != self.height:
+            raise InputShapeError(f"line canvases of shape {tuple(np.shape(canvases))} do not fit {self.model_path.name}"
+                                  f", which takes (N, {self.height}, W) canvases; make them with "
+                                  f"edgekd_runtime.lines.preprocess_line(image, {self.height}, width)")
+        if c.shape[2] > self.max_width:
+            raise LineTooWideError(f"line canvases are {c.shape[2]} px wide; {self.model_path.name} takes at most "
+                                   f"{self.max_width} px at height {self.height}: split the line")
+        total = float(c.sum())
+        if not math.isfinite(total):
+            raise ImageError("line canvases contain NaN/inf values; clean them before reading")
+        if float(c.max()) > 1.0 + 1e-3 or float(c.min()) < -1e-3:
+            raise InputShapeError("line canvases must be in [0, 1]; divide pixel values by 255 or pass uint8")
+        return c
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
+        y = self.backend.run(x)
+        ms = (time.perf_counter() - t0) * 1e3
+        if self.first_inference_ms is None:
+            self.first_inference_ms = ms
+        y = y.reshape(x.shape[0], -1, self.lines.num_classes)
+        if self._out_q:
+            scale, zp = self._out_q
+            return (y.astype(np.float32) - np.float32(zp)) * np.float32(scale), ms
+        return y.astype(np.float32, copy=False), ms
+
+
+def _softmax(y: np.ndarray) -> np.ndarray:
+    e = np.exp(y - y.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def make_line_recognizer(be: Backend, model_path: Path, precision: str, manifest: Manifest, load_ms: float,
+                         rss: int | None) -> LineRecognizer:
+    """The `load()` path for a line-recognition bundle: check the artifact against the manifest's lines block."""
+    spec = manifest.lines
+    assert spec is not None
+    t, out = be.inputs[0], be.outputs[0]
+    shape = t.shape
+    if len(shape) != 4 or 1 not in (shape[1], shape[3]):
+        raise ModelLoadError(f"{model_path}: input {t.name} has shape {list(shape)}; a line student takes "
+                             f"(N, 1, {spec.height}, W) or (N, {spec.height}, W, 1)")
+    layout = "NCHW" if shape[1] == 1 and shape[3] != 1 else "NHWC"
+    h, w = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+    if h != spec.height or (w > 0 and (w % spec.frame_stride or w > spec.max_width)):
+        raise ModelLoadError(f"{model_path}: input {list(shape)} ({layout}) does not take lines {spec.height} px "
+                             f"high (width a multiple of {spec.frame_stride}, at most {spec.max_width}) as the "
+                             f"manifest says; re-export the bundle")
+    if out.shape and out.shape[-1] > 0 and out.shape[-1] not in (spec.num_classes, -1) and len(out.shape) == 3:
+        raise ModelLoadError(f"{model_path}: outputs {out.shape[-1]} classes per frame but the charset has "
+                             f"{len(spec.charset)} characters + blank; re-export the bundle")
+    return LineRecognizer(be, model_path, precision, spec, InputSpec(t.name, tuple(shape), layout, t.dtype),
+                          manifest.normalization, manifest, load_ms, rss)

@@ -1,0 +1,174 @@
+"""The runtime side of text-line bundles, on a hand-made CTC line model (no torch, no TFLite): the manifest's
+lines block, `load` -> `LineRecognizer`, `forward`/`read`/`read_batch`/`benchmark`, where each character lies in
+the image, the wrong-call errors both ways, and `edgekd-rt read` / `info` / `bench` / `predict`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import edgekd_runtime as rt
+from edgekd_runtime.cli import app
+from edgekd_runtime.errors import BlankImageError, ManifestError, WrongTaskError
+from edgekd_runtime.lines import LineTooWideError
+from edgekd_runtime.manifest import LINE_TASK, Artifact, InputSpec, LinesSpec, Manifest
+from rt_support import bars_image, make_line_onnx
+
+CHARSET = "ab"
+SPEC = LinesSpec(charset=CHARSET, height=24, width=96, max_width=384, dynamic_formats=("onnx",), max_len=12)
+
+
+def _line_manifest(d: Path, files: list[str], spec: LinesSpec = SPEC) -> Manifest:
+    m = Manifest(name="ctc-hand", labels=list(spec.charset), input=InputSpec("input", (1, 1, 24, spec.width)),
+                 output={"name": "logits", "kind": "logits"}, task=LINE_TASK, lines=spec)
+    m.artifacts = [Artifact.from_file(d, f, "fp32") for f in files]
+    m.save(d)
+    return m
+
+
+@pytest.fixture(scope="module")
+def line_bundle(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("line_bundle")
+    make_line_onnx(d / "student.onnx", len(CHARSET) + 1)
+    _line_manifest(d, ["student.onnx"])
+    return d
+
+
+@pytest.fixture(scope="module")
+def fixed_bundle(tmp_path_factory) -> Path:
+    """The same model with a fixed 96-px input (what a TFLite artifact takes)."""
+    d = tmp_path_factory.mktemp("fixed_bundle")
+    make_line_onnx(d / "student.onnx", len(CHARSET) + 1, width=96)
+    _line_manifest(d, ["student.onnx"], LinesSpec(CHARSET, 24, 96, 96, (), max_len=12))
+    return d
+
+
+def test_manifest_round_trips_the_lines_block_and_digit_manifests_keep_their_schema(line_bundle):
+    m = Manifest.load(line_bundle)
+    assert m.task == LINE_TASK and m.lines == SPEC
+    d = json.loads((line_bundle / "manifest.json").read_text())
+    assert d["lines"] == {"charset": "ab", "height": 24, "width": 96, "max_width": 384, "dynamic_formats": ["onnx"],
+                          "blank": 0, "frame_stride": 4, "max_len": 12, "text_height_share": 0.83}
+    digits = Manifest(name="tiny", labels=list("0123456789")).to_dict()
+    assert "lines" not in digits and Manifest.from_dict(digits).lines is None
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"lines": None}, "needs a \"lines\" block"),
+    ({"task": "image-classification"}, "cannot have a \"lines\" block"),
+    ({"lines": "ab"}, "must be an object"),
+    ({"lines": {"charset": "ab", "height": 24, "width": 96}}, "lacks ['max_width']"),
+    ({"lines": {**SPEC.to_dict(), "colour": 1}}, "unknown field(s) ['colour']"),
+    ({"lines": {**SPEC.to_dict(), "blank": 3}}, "lines.blank is 3"),
+    ({"lines": {**SPEC.to_dict(), "charset": "aa"}}, "distinct characters"),
+    ({"lines": {**SPEC.to_dict(), "width": 90}}, "multiple of frame_stride"),
+    ({"lines": {**SPEC.to_dict(), "max_width": 64}}, ">= width 96"),
+    ({"lines": {**SPEC.to_dict(), "height": "24"}}, "height must be an integer"),
+    ({"lines": {**SPEC.to_dict(), "dynamic_formats": ["gguf"]}}, "dynamic_formats"),
+    ({"lines": {**SPEC.to_dict(), "text_height_share": 2}}, "text_height_share"),
+    ({"labels": ["x", "y"]}, "not the characters of lines.charset"),
+    ({"input": {"name": "input", "shape": [1, 1, 32, 96]}}, "does not have the height"),
+])
+def test_corrupt_line_manifests_are_refused_with_the_field_named(line_bundle, tmp_path, change, says):
+    d = tmp_path / "b"
+    shutil.copytree(line_bundle, d)
+    m = {**json.loads((d / "manifest.json").read_text()), **change}
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match=None) as e:
+        rt.load(d)
+    assert says in str(e.value) and "manifest.json" in str(e.value)
+    r = CliRunner().invoke(app, ["read", str(tmp_path), "--model", str(d)])
+    assert r.exit_code == 2 and says in r.stderr
+
+
+def test_load_returns_a_line_recognizer_whose_forward_takes_any_width(line_bundle):
+    rec = rt.load(line_bundle)
+    assert isinstance(rec, rt.LineRecognizer) and rec.fixed_width is None and rec.max_width == 384
+    c = np.zeros((2, 24, 96), np.float32)
+    c[0, 4:20, 10:20] = 1.0
+    for w in (96, 190, 384):
+        cw = np.zeros((2, 24, w), np.float32)
+        cw[:, :, :96] = c
+        y = rec.forward(cw)
+        assert y.shape == (2, -(-w // 4), 3) and y.dtype == np.float32
+        assert np.array_equal(y[..., :24, :].argmax(-1), rec.forward(c).argmax(-1))
+    with pytest.raises(LineTooWideError, match="at most 384"):
+        rec.forward(np.zeros((1, 24, 388), np.float32))
+
+
+def test_a_fixed_width_artifact_pads_narrower_lines_and_refuses_wider_ones(fixed_bundle):
+    rec = rt.load(fixed_bundle)
+    assert rec.fixed_width == 96 and rec.canvas_shape == (24, 96)
+    assert rec.forward(np.zeros((3, 24, 40), np.float32)).shape == (3, 24, 3)
+    with pytest.raises(LineTooWideError, match="at most 96"):
+        rec.forward(np.zeros((1, 24, 100), np.float32))
+
+
+def test_read_gives_text_confidence_and_where_each_character_is(line_bundle):
+    rec = rt.load(line_bundle)
+    spans = [(50, 80), (200, 230), (300, 330)]
+    r = rec.read(bars_image(spans))
+    assert r.text == "aaa" and 0.0 < r.confidence <= 1.0  # the hand model is unsure on frames half on a bar
+    assert [c for c, _, _ in r.characters] == ["a", "a", "a"]
+    for (_, p, (x0, x1)), (b0, b1) in zip(r.characters, spans):
+        assert 0.5 < p <= 1.0
+        assert abs(x0 - b0) <= 12 and abs(x1 - b1) <= 12, (x0, x1, b0, b1)
+    assert r.latency_ms > 0 and r.preprocess_ms > 0
+    d = r.to_dict()
+    assert d["characters"][0].keys() == {"char", "probability", "x0", "x1"}
+
+
+def test_read_batch_matches_read_and_a_blank_or_too_wide_line_is_refused(line_bundle, fixed_bundle):
+    rec = rt.load(line_bundle)
+    imgs = [bars_image([(50, 80)]), bars_image([(50, 80), (200, 230)])]
+    assert [r.text for r in rec.read_batch(imgs)] == ["a", "aa"] == [rec.read(i).text for i in imgs]
+    with pytest.raises(BlankImageError):
+        rec.read(np.full((100, 400), 200, np.uint8))
+    wide = bars_image([(i, i + 10) for i in range(10, 3990, 40)], width=4000, top=45, bottom=55)
+    with pytest.raises(LineTooWideError, match="split"):
+        rec.read(wide)
+    assert rt.load(fixed_bundle).read(imgs[1]).text == "aa"
+
+
+def test_the_wrong_call_says_which_one_to_use(line_bundle, bundle):
+    with pytest.raises(WrongTaskError, match=r"call read\(\)"):
+        rt.load(line_bundle).predict(bars_image([(50, 80)]))
+    with pytest.raises(WrongTaskError, match=r"call predict\(\)"):
+        rt.load(bundle, backend="onnx").read("x.png")
+
+
+def test_benchmark_times_a_line_of_the_reference_width(line_bundle):
+    rep = rt.load(line_bundle).benchmark(runs=3, warmup=1)
+    assert rep.input_shape == [1, 1, 24, 96] and rep.runs == 3
+
+
+def test_cli_read_info_bench_and_predict_on_line_bundles(line_bundle, bundle, tmp_path):
+    img, blank = tmp_path / "two.png", tmp_path / "blank.png"
+    Image.fromarray(bars_image([(50, 80), (200, 230)])).save(img)
+    Image.fromarray(np.full((100, 400), 200, np.uint8)).save(blank)
+    runner = CliRunner()
+    r = runner.invoke(app, ["read", str(img), "--model", str(line_bundle), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)["results"][0]
+    assert out["text"] == "aa" and len(out["characters"]) == 2
+    r = runner.invoke(app, ["read", str(img), str(blank), "--model", str(line_bundle)])
+    assert r.exit_code == 2 and "aa" in r.stdout and "no ink" in r.stderr
+    r = runner.invoke(app, ["read", str(img), "--model", str(bundle), "--backend", "onnx"])
+    assert r.exit_code == 2 and "single-digit model" in r.stderr and "edgekd-rt predict" in r.stderr
+    r = runner.invoke(app, ["predict", str(img), "--model", str(line_bundle)])
+    assert r.exit_code == 2 and "text-line model" in r.stderr and "edgekd-rt read" in r.stderr
+    r = runner.invoke(app, ["info", str(line_bundle)])
+    assert r.exit_code == 0 and "dynamic, up to 384 px" in r.stdout and "ab" in r.stdout
+    r = runner.invoke(app, ["bench", str(line_bundle), "--runs", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    per = json.loads(r.stdout)["lines"]
+    assert per["line_width"] == 96 and per["chars_per_line"] == 4
+    assert per["per_char_ms"] == pytest.approx(per["per_line_ms"] / 4)
+    r = runner.invoke(app, ["bench", str(line_bundle), "--runs", "3"])
+    assert r.exit_code == 0 and "per character" in r.stdout
