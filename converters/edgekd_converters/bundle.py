@@ -41,8 +41,10 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
     Args:
         bundle_dir: a directory with `manifest.json` and the fp32 `.onnx` it lists.
         calib_canvases: (N, S, S) float32 [0, 1] training canvases at the model's resolution (N >= 200).
-        eval_canvases, eval_labels: the test split (canvases and int labels) for parity and accuracy.
-        reference_outputs: (N, C) reference logits on `eval_canvases` (e.g. torch's); default the ONNX model's.
+        eval_canvases, eval_labels: the test split (canvases and int labels) for parity and accuracy; for a
+            text-line bundle, line canvases (N, H, W) at the manifest's reference width and their texts.
+        reference_outputs: (N, C) reference logits on `eval_canvases` (e.g. torch's); default the ONNX model's
+            ((N, T, C) CTC scores for a line bundle).
         reference_name: what `reference_outputs` came from ("torch", "onnx").
         force: replace artifacts a previous conversion left in the bundle.
         strict: raise `ParityError` if any artifact misses its tolerance (nothing is written); when False,
@@ -62,12 +64,13 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
     if present and not force:
         raise OutputExistsError(f"{bundle}: already has {', '.join(sorted(set(present)))}; pass --force to "
                                 f"convert again and replace them")
-    info = prepare(src_path, targets)
-    if info.height != manifest.input.size:
+    lines = manifest.lines  # a text-line bundle: see line_bundle
+    info = prepare(src_path, targets) if lines is None else None
+    if info is not None and info.height != manifest.input.size:
         raise InputShapeError(f"{src_path}: input {list(info.input_shape)} does not match the manifest's "
                               f"{list(manifest.input.shape)}; re-run `edgekd export`")
-    eval_labels = np.asarray(eval_labels)
-    if eval_labels.ndim != 1 or len(eval_labels) != len(eval_canvases):
+    eval_labels = np.asarray(eval_labels) if lines is None else list(eval_labels)
+    if lines is None and (eval_labels.ndim != 1 or len(eval_labels) != len(eval_canvases)):
         raise CalibrationDataError(f"evaluation labels: shape {list(eval_labels.shape)} for {len(eval_canvases)} "
                                    f"samples; pass one integer label per test canvas")
     norm = manifest.normalization
@@ -75,10 +78,16 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
     stage = make_stage(bundle, ".convert-")
     try:
         shutil.copyfile(src_path, stage / src.path)
-        report = convert_into(info, stage, targets, calib_canvases, eval_canvases, eval_labels,
-                              mean=norm.mean, std=norm.std, stem=stem, reference_outputs=reference_outputs,
-                              reference_name=reference_name, tolerances=tolerances,
-                              min_calib_samples=min_calib_samples, strict=strict)
+        line_kw: dict[str, Any] = {}
+        if lines is not None:
+            from .line_bundle import prepare_line_model
+
+            info, line_kw = prepare_line_model(stage / src.path, stage, targets, lines, eval_labels,
+                                               len(eval_canvases))
+        report = convert_into(info, stage, targets, calib_canvases, eval_canvases,
+                              eval_labels if lines is None else None, mean=norm.mean, std=norm.std, stem=stem,
+                              reference_outputs=reference_outputs, reference_name=reference_name,
+                              tolerances=tolerances, min_calib_samples=min_calib_samples, strict=strict, **line_kw)
         staged = Manifest.from_dict(manifest.to_dict(), source=str(bundle / "manifest.json"))
         staged.artifacts = [a for a in staged.artifacts if a.path not in wanted]
         for conv in report.artifacts:
@@ -87,7 +96,12 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
                 extra={"accuracy_source": "converters", "convert_s": round(conv.convert_s, 3)}))
         staged.deployed = deployable_artifact(staged).path
         staged.save(stage)
-        runtime_accuracy(stage, staged, eval_canvases, eval_labels)
+        if lines is None:
+            runtime_accuracy(stage, staged, eval_canvases, eval_labels)
+        else:
+            from .line_bundle import runtime_line_accuracy
+
+            runtime_line_accuracy(stage, staged, eval_canvases, eval_labels)
         staged.versions = {**staged.versions, **converter_versions()}
         staged.extra = {**staged.extra, "conversion": {
             "reference": reference_name, "reference_accuracy": report.reference_accuracy,

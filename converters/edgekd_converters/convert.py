@@ -22,7 +22,7 @@ from . import parity as parity_mod
 from .calibration import MIN_CALIBRATION_SAMPLES, check_canvases, subsample, to_model_input
 from .errors import CalibrationDataError, ParityError, UserInputError
 from .model_info import OnnxModelInfo, check_ops, inspect_model, load_onnx
-from .parity import ParityResult, Tolerance
+from .parity import ParityResult, SequenceParityResult, SequenceScorer, Tolerance
 from .runners import run_onnx, run_tflite
 from .staging import staged_directory
 
@@ -41,7 +41,7 @@ class ConvertedArtifact:
     format: str
     precision: str
     size_bytes: int
-    parity: ParityResult
+    parity: ParityResult | SequenceParityResult
     accuracy: float | None = None
     convert_s: float = 0.0
 
@@ -58,7 +58,7 @@ class FailedArtifact:
     name: str
     format: str
     precision: str
-    parity: ParityResult
+    parity: ParityResult | SequenceParityResult
     accuracy: float | None = None
     size_bytes: int = 0
 
@@ -102,7 +102,8 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
                  tflite_precisions: Sequence[str] = TFLITE_PRECISIONS,
                  reference_outputs: np.ndarray | None = None, reference_name: str = "onnx",
                  tolerances: Mapping[str, Tolerance] | None = None,
-                 min_calib_samples: int = MIN_CALIBRATION_SAMPLES, strict: bool = True) -> ConversionReport:
+                 min_calib_samples: int = MIN_CALIBRATION_SAMPLES, strict: bool = True,
+                 scorer: SequenceScorer | None = None, int8_source: OnnxModelInfo | None = None) -> ConversionReport:
     """Write every requested artifact into `dest_dir` and check each against the reference.
 
     Args:
@@ -118,6 +119,10 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
         tolerances: per-precision overrides of `parity.TOLERANCES`.
         strict: raise on the first artifact outside its tolerance; when False, delete it, list it in
             `ConversionReport.failed` and go on with the others.
+        scorer: for a CTC line model ((N, T, C) outputs): judges each artifact by its decoded strings (and
+            accuracy by its texts) instead of top-1 classes; its own tolerances apply (`tolerances` is ignored).
+        int8_source: the model ONNX int8 is quantized from, when not `info` (a line model's dynamic-width
+            original, while `info` is its fixed-width copy for onnx2tf).
 
     Raises:
         CalibrationDataError: too few, mis-shaped or out-of-range samples.
@@ -137,6 +142,8 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
         raise CalibrationDataError(f"reference outputs: {ref.shape[0]} rows for {len(x_eval)} evaluation samples")
 
     def accuracy(outputs: np.ndarray) -> float | None:
+        if scorer is not None:
+            return scorer.accuracy(outputs)
         return None if eval_labels is None else float(np.mean(outputs.argmax(1) == np.asarray(eval_labels)))
 
     plan: list[tuple[str, str]] = []
@@ -159,14 +166,18 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
         from .onnx_int8 import convert_onnx_int8
 
         t = time.perf_counter()
-        convert_onnx_int8(info, paths[("onnx", "int8")], to_model_input(calib, info, mean, std))
+        convert_onnx_int8(int8_source or info, paths[("onnx", "int8")], to_model_input(calib, info, mean, std))
         timings[("onnx", "int8")] = time.perf_counter() - t
 
     artifacts, failed = [], []
     for fmt, precision in plan:
         path = paths[(fmt, precision)]
         out = run_tflite(path, x_eval) if fmt == "tflite" else run_onnx(path, x_eval)
-        result = parity_mod.compare(ref, out, tols[precision], reference_name)
+        if scorer is not None:  # TFLite returns rows flattened: back to the reference's (N, T, C)
+            out = out.reshape(ref.shape)
+            result = scorer.compare(ref, out, precision, reference_name)
+        else:
+            result = parity_mod.compare(ref, out, tols[precision], reference_name)
         if not result.passed:
             if strict:
                 raise ParityError(path.name, result)

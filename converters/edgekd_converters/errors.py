@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 from edgekd_runtime.errors import EdgekdError, InputShapeError, ModelLoadError, UserInputError
 
 if TYPE_CHECKING:
-    from .parity import ParityResult
+    from .parity import ParityResult, SequenceParityResult
 
 __all__ = [
     "CalibrationDataError",
@@ -51,11 +51,8 @@ class ConversionError(EdgekdError):
 class ParityError(EdgekdError):
     """A converted artifact whose outputs differ from the reference beyond its declared tolerance."""
 
-    def __init__(self, artifact: str, result: "ParityResult") -> None:
+    def __init__(self, artifact: str, result: "ParityResult | SequenceParityResult") -> None:
         self.artifact, self.result = artifact, result
-        tol = result.tolerance
         super().__init__(
-            f"{artifact}: parity check against {result.reference} failed on {result.num_samples} samples: "
-            f"max abs diff {result.max_abs_diff:.3g} (allowed {result.allowed_abs_diff:.3g}), top-1 agreement "
-            f"{result.top1_agreement:.2%} (required {tol.min_top1_agreement:.2%}); the artifact was not "
-            f"written: check the input layout/normalisation, or use more representative calibration data")
+            f"{artifact}: {result.summary()}; the artifact was not written: check the input "
+            f"layout/normalisation, or use more representative calibration data")

@@ -47,7 +47,9 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
     from edgekd_converters.staging import check_output_dir, staged_directory
 
     check_output_dir(out_dir, force)
-    model, ck = load_student_checkpoint(checkpoint)
+    model, ck = load_student_checkpoint(checkpoint, task=None)
+    if ck.get("task", "digits") == "lines":
+        return _export_lines(model, ck, checkpoint, out_dir, force, opset, max_samples)
     size = int(ck.get("input_size") or getattr(model, "input_size", 28))
     norm = Normalization(**(ck.get("normalization") or {}))
     samples = bundle_samples(ck.get("data"), size)
@@ -65,16 +67,36 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
             artifacts=[Artifact.from_file(stage, ONNX_NAME, "fp32", parity=parity.to_dict(),
                                           accuracy=float(np.mean(out.argmax(1) == test_y)),
                                           extra={"accuracy_source": "onnxruntime", "opset": opset})],
-            budget=ck.get("budget"), profile=ck.get("profile"), versions=_versions(),
-            created=datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-            extra={"data": ck.get("data"), "eval_split": samples.split, "num_eval_samples": int(len(test_y)),
-                   "torch_accuracy": float(np.mean(ref.argmax(1) == test_y)),
-                   "checkpoint": {"path": str(Path(checkpoint).resolve()), "sha256": sha256_file(checkpoint)},
-                   "metrics": ck.get("metrics") or {}})
+            budget=ck.get("budget"), profile=ck.get("profile"), versions=_versions(), created=_now(),
+            extra={**_base_extra(ck, checkpoint), "eval_split": samples.split, "num_eval_samples": int(len(test_y)),
+                   "torch_accuracy": float(np.mean(ref.argmax(1) == test_y))})
         manifest.save(stage)
         runtime_accuracy(stage, manifest, test_x, test_y, source="onnxruntime")
         manifest.save(stage)
     return manifest
+
+
+def _export_lines(model: Any, ck: dict[str, Any], checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
+                  force: bool, opset: int, max_samples: int | None) -> Manifest:
+    """A text-line (CTC) student: see `edgekd.export.lines`."""
+    from edgekd_converters.staging import staged_directory
+
+    from .lines import export_line_bundle
+
+    with staged_directory(out_dir, force) as stage:
+        return export_line_bundle(model, ck, checkpoint, stage, onnx_name=ONNX_NAME, opset=opset,
+                                  max_samples=max_samples, base_extra=_base_extra(ck, checkpoint),
+                                  versions=_versions(), created=_now())
+
+
+def _base_extra(ck: dict[str, Any], checkpoint: str | os.PathLike) -> dict[str, Any]:
+    return {"data": ck.get("data"),
+            "checkpoint": {"path": str(Path(checkpoint).resolve()), "sha256": sha256_file(checkpoint)},
+            "metrics": ck.get("metrics") or {}}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _versions() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """`edgekd convert`: fill an exported bundle with TFLite (fp32/fp16/int8) and ONNX int8 artifacts.
 
 The data are rebuilt from the DataSpec the manifest records (`extra.data`): training canvases calibrate int8,
-the test split checks parity and accuracy. When the checkpoint the bundle was exported from is still where the
+the test split checks parity and accuracy (for a text-line bundle: its LineSpec, line canvases and their texts). When the checkpoint the bundle was exported from is still where the
 manifest says (same sha256), parity is measured against torch's logits; otherwise against the ONNX model.
 """
 
@@ -31,11 +31,27 @@ def convert_exported_bundle(bundle_dir: str | os.PathLike, *, targets: Sequence[
     from edgekd_converters import convert_bundle
 
     manifest = Manifest.load(bundle_dir)
+    if manifest.lines is not None:
+        return _convert_lines(bundle_dir, manifest, targets, force, calib_samples, max_samples, strict)
     size = manifest.input.size
     samples = bundle_samples(manifest.extra.get("data"), size, calib_samples)
     test_x, test_y = samples.test_x[:max_samples], samples.test_y[:max_samples]
     ref, ref_name = _torch_reference(manifest, test_x)
     return convert_bundle(bundle_dir, samples.calib, test_x, test_y, reference_outputs=ref,
+                          reference_name=ref_name, targets=targets, force=force, strict=strict)
+
+
+def _convert_lines(bundle_dir: str | os.PathLike, manifest: Manifest, targets: Sequence[str], force: bool,
+                   calib_samples: int, max_samples: int | None, strict: bool) -> tuple[Manifest, Any]:
+    """A text-line bundle: calibrate on the training lines, check on the test lines and their texts."""
+    from edgekd_converters import convert_bundle
+
+    from .lines import line_samples
+
+    samples = line_samples(manifest.extra.get("data"), calib_samples)
+    test_x, texts = samples.test_x[:max_samples], samples.texts[:max_samples]
+    ref, ref_name = _torch_reference(manifest, test_x)
+    return convert_bundle(bundle_dir, samples.calib, test_x, texts, reference_outputs=ref,
                           reference_name=ref_name, targets=targets, force=force, strict=strict)
 
 
@@ -46,6 +62,6 @@ def _torch_reference(manifest: Manifest, canvases: np.ndarray) -> tuple[np.ndarr
         return None, "onnx"
     from edgekd.train.checkpoint import load_student_checkpoint
 
-    model, _ = load_student_checkpoint(path)
+    model, _ = load_student_checkpoint(path, task=None)
     norm = manifest.normalization
     return torch_logits(model, normalise(canvases, norm.mean, norm.std)), "torch"

@@ -1,5 +1,6 @@
-"""torch -> ONNX for a student: opset >= 17, input "input" (N, 1, R, R), output "logits" (N, C), dynamic batch,
-then the ONNX checker and strict shape inference."""
+"""torch -> ONNX for a student: opset >= 17, input "input" (N, 1, R, R), output "logits" (N, C), dynamic batch
+(a line student: (N, 1, H, W) -> (N, T, C), the width dynamic too), then the ONNX checker and strict shape
+inference."""
 
 from __future__ import annotations
 
@@ -33,6 +34,30 @@ def export_onnx(model: "torch.nn.Module", input_size: int, path: str | os.PathLi
         path: destination .onnx file.
         opset: ONNX opset, >= 17.
     """
+    import torch
+
+    dummy = torch.zeros(1, channels, input_size, input_size)
+    return _export_checked(model, dummy, path, opset, {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                           "(N, C)")
+
+
+def export_line_onnx(model: "torch.nn.Module", height: int, width: int, num_classes: int,
+                     path: str | os.PathLike, opset: int = MIN_OPSET, dynamic_width: bool = True) -> Path:
+    """Export a CTC line model taking (N, 1, height, width) and returning (N, T, num_classes) logits, with a
+    dynamic batch and (when `dynamic_width`) a dynamic width axis (and frame axis T of the output)."""
+    import torch
+
+    axes = {INPUT_NAME: {0: "batch", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "frames"}} if dynamic_width else \
+        {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    return _export_checked(model, torch.zeros(1, 1, height, width), path, opset, axes, "(N, T, C)",
+                           fix_last_dim=num_classes)
+
+
+def _export_checked(model: "torch.nn.Module", dummy: "torch.Tensor", path: str | os.PathLike, opset: int,
+                    dynamic_axes: dict, out_shape: str, fix_last_dim: int | None = None) -> Path:
+    """torch.onnx.export (TorchScript exporter), then the ONNX checker and strict shape inference; the output
+    must have the rank `out_shape` names. `fix_last_dim` states the output's last dimension where the exporter
+    left it symbolic (a reshape's)."""
     import onnx
     import torch
 
@@ -40,31 +65,36 @@ def export_onnx(model: "torch.nn.Module", input_size: int, path: str | os.PathLi
         raise ExportError(f"opset {opset} is too old; use --opset {MIN_OPSET} or newer")
     path = Path(path)
     model = model.eval()
-    dummy = torch.zeros(1, channels, input_size, input_size)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                              opset_version=opset, do_constant_folding=True, dynamo=False)
+                              dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True,
+                              dynamo=False)
     except Exception as e:  # torch raises many types for unexportable modules
         raise ExportError(f"torch could not export {type(model).__name__} to ONNX opset {opset}: "
                           f"{str(e).splitlines()[0][:300]}") from None
     proto = onnx.load(str(path))
+    if fix_last_dim is not None:
+        last = proto.graph.output[0].type.tensor_type.shape.dim[-1]
+        last.Clear()
+        last.dim_value = fix_last_dim
     try:
         onnx.checker.check_model(proto, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except Exception as e:
         raise ExportError(f"{path}: exported ONNX fails the checker/shape inference: {str(e)[:300]}") from None
     out_dims = inferred.graph.output[0].type.tensor_type.shape.dim
-    if len(out_dims) != 2:
-        raise ExportError(f"{path}: output {OUTPUT_NAME!r} has rank {len(out_dims)}; a student returns (N, C)")
+    if len(out_dims) != out_shape.count(",") + 1:
+        raise ExportError(f"{path}: output {OUTPUT_NAME!r} has rank {len(out_dims)}; this model must return "
+                          f"{out_shape}")
     onnx.save(inferred, str(path))
     return path
 
 
 def torch_logits(model: "torch.nn.Module", x: np.ndarray, batch: int = 512) -> np.ndarray:
-    """(N, C) float32 logits of `model` on model-space input `x` (N, 1, R, R), in eval mode without grad."""
+    """(N, C) float32 logits of `model` on model-space input `x` (N, 1, R, R) (or (N, T, C) CTC logits of a
+    line model on (N, 1, H, W)), in eval mode without grad."""
     import torch
 
     model = model.eval()

@@ -146,9 +146,7 @@ def load_student_checkpoint(path: str | Path, task: str | None = "digits") -> tu
     if task is not None and got != task:
         what = {"lines": "a text-line (CTC) student", "digits": "a single-digit student"}.get(got, f"a {got} student")
         raise CheckpointError(f"{path} is {what} (task {got!r}) but this step takes {task} students; "
-                              + ("exporting line students is not supported yet: use the checkpoint with the "
-                                 "torch-side tools (edgekd distill --init-from, benchmarks)" if got == "lines"
-                                 else f"use a {task} checkpoint"))
+                              f"use a {task} checkpoint")
     check_model_checkpoint(ck, path)
     model = build_student(ck["arch"], ck["num_classes"])
     try:
