@@ -47,13 +47,18 @@ def register(app: typer.Typer) -> None:
             print_json(manifest.to_dict())
             raise typer.Exit(1 if report.failed else 0)
         conv = manifest.extra.get("conversion", {})
+        lines = manifest.lines is not None  # text lines: strings agree, CER, string accuracy
         table = Table(title=f"{bundle} ({manifest.name})")
-        for col in ("artifact", "prec", "KiB", "max|diff|", "top-1", "test acc", "ok"):
+        cols = ("artifact", "prec", "KiB", "max|diff|", "strings", "CER", "string acc", "ok") if lines else \
+            ("artifact", "prec", "KiB", "max|diff|", "top-1", "test acc", "ok")
+        for col in cols:
             table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
         for a in manifest.artifacts:
             p = a.parity or {}
+            agree = p.get("string_agreement" if lines else "top1_agreement", 0)
+            cer = [] if not lines else ["-" if a.extra.get("cer") is None else f"{a.extra['cer']:.2%}"]
             table.add_row(a.path, a.precision, f"{a.size_bytes / 1024:.1f}", f"{p.get('max_abs_diff', 0):.2e}",
-                          f"{p.get('top1_agreement', 0):.1%}", "-" if a.accuracy is None else f"{a.accuracy:.1%}",
+                          f"{agree:.1%}", *cer, "-" if a.accuracy is None else f"{a.accuracy:.1%}",
                           ("[green]ok[/green]" if p.get("passed") else "[red]FAIL[/red]")
                           + (" deployed" if a.path == manifest.deployed else ""))
         console = Console()
@@ -63,9 +68,6 @@ def register(app: typer.Typer) -> None:
                       f"{conv.get('wall_s', 0):.1f} s")
         console.print(f"deployed (what edgekd_runtime.load and edgekd-rt use by default): {manifest.deployed}")
         for f in report.failed:
-            p = f.parity
-            typer.echo(f"error: {f.name} missed its tolerance and was not written: max abs diff {p.max_abs_diff:.3g}"
-                       f", top-1 agreement {p.top1_agreement:.2%} (required {p.tolerance.min_top1_agreement:.2%})",
-                       err=True)
+            typer.echo(f"error: {f.name} missed its tolerance and was not written: {f.parity.summary()}", err=True)
         if report.failed:
             raise typer.Exit(1)

@@ -34,6 +34,18 @@ def register(app: typer.Typer) -> None:
             return
         art = manifest.artifacts[0]
         p = art.parity
+        if manifest.lines is not None:
+            ln = manifest.lines
+            width = (f"any width up to {ln.max_width} px" if "onnx" in ln.dynamic_formats else f"{ln.width} px")
+            Console().print(
+                f"[bold]{out / art.path}[/bold] ({manifest.name}, text lines {ln.height} px high, {width}, "
+                f"{art.size_bytes / 1024:.1f} KiB, opset {opset})\n"
+                f"  parity vs torch on {p['num_samples']} test lines: max |logit diff| {p['max_abs_diff']:.2e}, "
+                f"strings agree {p['string_agreement']:.2%}\n"
+                f"  test CER {art.extra['cer']:.2%}, string accuracy {art.accuracy:.2%} "
+                f"(torch {manifest.extra['torch_cer']:.2%} / {manifest.extra['torch_accuracy']:.2%})\n"
+                f"  next: edgekd convert {out}")
+            return
         Console().print(
             f"[bold]{out / art.path}[/bold] ({manifest.name}, {art.size_bytes / 1024:.1f} KiB, opset {opset})\n"
             f"  parity vs torch on {p['num_samples']} test samples: max |logit diff| {p['max_abs_diff']:.2e} "

@@ -1,0 +1,219 @@
+"""Export and conversion of text-line (CTC) students, and the board runtime on what they produce: the manifest's
+lines block, the dynamic-width ONNX against torch at 96/192/384 px, every artifact's sequence parity (strings,
+CER) recorded and re-read through edgekd_runtime, int8 TFLite reading the same strings, and the CLIs.
+
+One tiny student (lines_support: ctc-w8-d2-r24, 50 epochs on 320 short lines, ~20 s) is trained once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import edgekd_runtime as rt
+from edgekd.cli import app
+from edgekd_converters import ParityError
+from edgekd_runtime.lines import greedy_decode
+from edgekd_runtime.manifest import LINE_TASK, Manifest
+from lines_support import make_line_student_checkpoint
+
+ARTIFACTS = {"student.onnx": ("onnx", "fp32"), "student_float32.tflite": ("tflite", "fp32"),
+             "student_float16.tflite": ("tflite", "fp16"), "student_int8.tflite": ("tflite", "int8"),
+             "student_int8.onnx": ("onnx", "int8")}
+
+
+@pytest.fixture(scope="session")
+def line_ckpt(tmp_path_factory) -> Path:
+    return make_line_student_checkpoint(tmp_path_factory.mktemp("line_student") / "student.pt")
+
+
+@pytest.fixture(scope="session")
+def line_model(line_ckpt):
+    from edgekd.train.checkpoint import load_student_checkpoint
+
+    return load_student_checkpoint(line_ckpt, task="lines")
+
+
+@pytest.fixture(scope="session")
+def line_test(line_model):
+    from edgekd.export.lines import line_samples
+
+    return line_samples(line_model[1]["data"])
+
+
+@pytest.fixture(scope="session")
+def torch_ref(line_model, line_test) -> np.ndarray:
+    from edgekd.export.onnx_export import torch_logits
+    from edgekd.export.samples import normalise
+
+    return torch_logits(line_model[0], normalise(line_test.test_x, 0.1307, 0.3081))
+
+
+@pytest.fixture(scope="session")
+def line_bundle(line_ckpt, tmp_path_factory) -> Path:
+    from edgekd.export import export_bundle
+
+    out = tmp_path_factory.mktemp("line_export") / "bundle"
+    export_bundle(line_ckpt, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def converted(line_bundle, tmp_path_factory) -> Path:
+    from edgekd.export import convert_exported_bundle
+
+    out = tmp_path_factory.mktemp("line_convert") / "bundle"
+    shutil.copytree(line_bundle, out)
+    convert_exported_bundle(out)
+    return out
+
+
+def test_export_writes_a_line_manifest_with_everything_the_board_needs(line_bundle, line_model):
+    ck = line_model[1]
+    d = json.loads((line_bundle / "manifest.json").read_text())
+    assert d["task"] == LINE_TASK and d["labels"] == list("0123456789")
+    assert d["lines"] == {"charset": "0123456789", "height": 24, "width": 192, "max_width": 1536,
+                          "dynamic_formats": ["onnx"], "blank": 0, "frame_stride": 4, "max_len": ck["max_len"],
+                          "text_height_share": 0.83}
+    assert d["input"]["shape"] == [1, 1, 24, 192] and d["normalization"] == {"mean": 0.1307, "std": 0.3081}
+    (art,) = d["artifacts"]
+    p = art["parity"]
+    assert art["path"] == "student.onnx" and p["passed"] and p["reference"] == "torch"
+    assert p["string_agreement"] == 1.0 and p["max_abs_diff"] < 1e-4 and p["num_samples"] == 64
+    assert art["accuracy"] == 1.0 and art["extra"]["cer"] == 0.0 and art["extra"]["accuracy_source"] == "edgekd_runtime"
+    assert set(art["extra"]["width_max_abs_diff"]) == {"96", "192", "384"}
+    assert d["extra"]["torch_cer"] == 0.0 and d["extra"]["eval_split"] == "test"
+
+
+def test_the_onnx_model_takes_any_width_and_matches_torch_at_96_192_384(line_bundle, line_model, line_test):
+    import onnx
+
+    from edgekd.export.onnx_export import torch_logits
+    from edgekd.export.samples import normalise
+    from edgekd_converters.runners import run_onnx
+
+    dims = onnx.load(str(line_bundle / "student.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 1, 24, "width"]
+    x = normalise(line_test.test_x[:16], 0.1307, 0.3081)
+    for w in (96, 192, 384):
+        xw = np.full((16, 1, 24, w), x.min(), np.float32)
+        xw[..., :min(w, 192)] = x[..., :min(w, 192)]
+        got, want = run_onnx(line_bundle / "student.onnx", xw), torch_logits(line_model[0], xw)
+        assert got.shape == want.shape == (16, w // 4, 11)
+        assert np.abs(got - want).max() < 1e-4
+
+
+def test_without_a_dynamic_width_the_export_falls_back_to_the_fixed_width(line_ckpt, tmp_path, monkeypatch):
+    import edgekd.export.lines as lines_mod
+    from edgekd.export import export_bundle
+
+    monkeypatch.setattr(lines_mod, "width_diffs", lambda *a, **k: None)  # as if onnxruntime refused other widths
+    m = export_bundle(line_ckpt, tmp_path / "b", max_samples=8)
+    assert m.lines.dynamic_formats == () and m.lines.max_width == m.lines.width == 192
+    rec = rt.load(tmp_path / "b")
+    assert rec.fixed_width == 192 and rec.max_width == 192
+
+
+def test_every_artifact_is_checked_for_sequence_parity_and_recorded(converted, torch_ref):
+    m = Manifest.load(converted)
+    assert {a.path: (a.format, a.precision) for a in m.artifacts} == ARTIFACTS
+    for a in m.artifacts:
+        p = a.parity
+        assert p["passed"] and p["reference"] == "torch" and p["num_samples"] == 64, a.path
+        assert p["string_agreement"] >= 0.99 and p["cer"] - p["reference_cer"] <= 0.003, a.path
+        assert a.extra["accuracy_source"] == "edgekd_runtime" and a.extra["cer"] == pytest.approx(p["cer"])
+        assert a.accuracy == pytest.approx(p["string_accuracy"])
+    int8 = [a for a in m.artifacts if a.precision == "int8"]
+    assert all(a.parity["tolerance"]["max_cer_increase"] == 0.003 for a in int8)
+    # the margin this rests on (lines_support): int8 moves logits by < 1.0, and the strings survive +-1.0
+    assert max(a.parity["max_abs_diff"] for a in int8) < 1.0
+    rng = np.random.default_rng(0)
+    base = greedy_decode(torch_ref, "0123456789")
+    assert greedy_decode(torch_ref + rng.uniform(-1.0, 1.0, torch_ref.shape), "0123456789") == base
+
+
+def test_int8_tflite_reads_the_same_strings_through_the_runtime(converted, torch_ref, line_test):
+    want = greedy_decode(torch_ref, "0123456789")
+    for fmt, prec in (("tflite", "int8"), ("onnx", "int8"), ("tflite", "fp16"), ("onnx", "fp32")):
+        rec = rt.load(converted, backend=fmt, precision=prec)
+        assert isinstance(rec, rt.LineRecognizer) and rec.precision == prec
+        y = rec.forward(line_test.test_x)
+        assert y.shape == (64, 48, 11) and y.dtype == np.float32
+        assert greedy_decode(y, rec.charset) == want, (fmt, prec)
+    int8 = rt.load(converted, backend="tflite", precision="int8")
+    assert int8.fixed_width == 192 and int8.backend.inputs[0].dtype == "int8"
+
+
+def _photo(canvas: np.ndarray, seed: int) -> np.ndarray:
+    """A test line as a "photo": dark ink on noisy light paper, 3x larger, with margins."""
+    used = np.flatnonzero(canvas.any(0))
+    c = canvas[:, :used[-1] + 3]
+    big = np.asarray(Image.fromarray(c, mode="F").resize((c.shape[1] * 3, 72), Image.BILINEAR))
+    img = np.full((132, big.shape[1] + 80), 0.85, np.float32)
+    img[30:102, 40:40 + big.shape[1]] -= 0.75 * np.clip(big, 0, 1)
+    img += np.random.default_rng(seed).normal(0, 0.03, img.shape)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def test_read_on_photos_agrees_across_artifacts_and_places_characters(converted, line_test):
+    photos = [_photo(line_test.test_x[i], i) for i in range(8)]
+    fp32 = rt.load(converted, backend="onnx", precision="fp32")
+    readings = fp32.read_batch(photos)
+    for ph, r in zip(photos, readings):
+        canvas, _ = fp32.canvas(ph)
+        assert r.text == greedy_decode(fp32.forward(canvas[None]), fp32.charset)[0]
+        assert 0.0 < r.confidence <= 1.0 and len(r.characters) == len(r.text)
+        xs = [x for _, _, x in r.characters]
+        assert all(30 <= x0 < x1 <= ph.shape[1] - 30 for x0, x1 in xs), xs
+        assert all(a[0] <= b[0] for a, b in zip(xs, xs[1:]))
+    for fmt in ("tflite", "onnx"):
+        rec = rt.load(converted, backend=fmt, precision="int8")
+        assert [r.text for r in rec.read_batch(photos)] == [r.text for r in readings]
+
+
+def test_a_parity_failure_writes_nothing(converted, tmp_path, monkeypatch):
+    from edgekd.export import convert_exported_bundle
+    from edgekd_converters import parity
+
+    d = tmp_path / "b"
+    shutil.copytree(converted, d)
+    before = (d / "manifest.json").read_bytes()
+    monkeypatch.setitem(parity.SEQUENCE_TOLERANCES, "int8",
+                        parity.SequenceTolerance(atol=float("inf"), min_string_agreement=1.0, max_cer_increase=-1.0))
+    with pytest.raises(ParityError, match=r"student_int8.onnx: parity check .* string agreement 100.00% .* CER"):
+        convert_exported_bundle(d, targets=["onnx-int8"], force=True)
+    assert (d / "manifest.json").read_bytes() == before
+
+
+def test_cli_export_and_convert_a_line_student(line_ckpt, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["export", str(line_ckpt), "--out", str(tmp_path / "b"), "--max-samples", "16"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.stdout.split())  # rich wraps long lines
+    assert "text lines 24 px high, any width up to 1536 px" in out and "strings agree 100.00%" in out
+    r = runner.invoke(app, ["convert", str(tmp_path / "b"), "--to", "onnx-int8", "--max-samples", "16"])
+    assert r.exit_code == 0, r.output
+    assert "CER" in r.stdout and "student_int8.onnx" in r.stdout
+    r = runner.invoke(app, ["export", str(line_ckpt), "--out", str(tmp_path / "b"), "--json"])
+    assert r.exit_code == 2 and "already exists" in r.stderr
+
+
+def test_edgekd_rt_reads_a_photo_with_the_int8_tflite_artifact(converted, line_test, tmp_path):
+    from edgekd_runtime.cli import app as rt_app
+
+    Image.fromarray(_photo(line_test.test_x[0], 0)).save(tmp_path / "line.png")
+    r = CliRunner().invoke(rt_app, ["read", str(tmp_path / "line.png"), "-m", str(converted), "--backend", "tflite",
+                                    "--precision", "int8", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    want = rt.load(converted, backend="tflite", precision="int8").read(tmp_path / "line.png").text
+    assert doc["precision"] == "int8" and doc["results"][0]["text"] == want
+    r = CliRunner().invoke(rt_app, ["info", str(converted), "--backend", "tflite", "--precision", "int8"])
+    out = " ".join(r.stdout.split())
+    assert r.exit_code == 0 and "fixed 192 px" in out and "student_int8.tflite" in out
