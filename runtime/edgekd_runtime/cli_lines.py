@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 import typer
 
 from .cli_support import EXIT_USAGE, LeanCommand, handle_errors, print_json
-from .errors import UserInputError
+from .errors import PatternError, UserInputError
 
 
 def register(app: typer.Typer, model_help: str, backend_help: str) -> None:
@@ -42,9 +42,9 @@ def register(app: typer.Typer, model_help: str, backend_help: str) -> None:
         for f in files:
             try:
                 results.append({"image": str(f), **rec.read(f, pattern=pattern).to_dict()})
+            except PatternError:
+                raise  # the pattern itself is wrong: the same for every image
             except UserInputError as e:
-                if pattern is not None and type(e).__name__ == "PatternError":
-                    raise  # the pattern itself is wrong: the same for every image
                 results.append({"image": str(f), "error": str(e), "error_type": type(e).__name__})
         if as_json:
             print_json({"model": str(rec.model_path), "backend": rec.backend_name, "precision": rec.precision,

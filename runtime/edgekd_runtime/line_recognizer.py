@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ._line_interim import compile_constraint, decode, line_canvas
 from .atomic import sha256_file
 from .backends import Backend
+from .ctc_decode import compile_constraint, decode
 from .errors import ImageError, InputShapeError, ModelLoadError, WrongTaskError
 from .images import ImageLike, describe
-from .lines import LineTooWideError, greedy_decode
+from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas
 from .manifest import InputSpec, LinesSpec, Manifest, Normalization
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ class LineRecognizer:
         return {"cer": char_error_rate(list(texts), hyps), "string_accuracy": string_accuracy(list(texts), hyps)}
 
     # ---- images -> readings ------------------------------------------------------------------------------------
-    def canvas(self, image: ImageLike) -> tuple[np.ndarray, Any]:
+    def canvas(self, image: ImageLike) -> tuple[np.ndarray, LineGeometry]:
         """One line image -> (line canvas (H, W), geometry mapping canvas columns to image pixels). A dynamic-width
         artifact gets the line's own width (at least the reference width), a fixed one its width."""
         canvas, geom = line_canvas(image, self.height, self.max_width, self.polarity)
@@ -178,22 +178,27 @@ class LineRecognizer:
             canvas = canvas[:, :min(w, canvas.shape[1])]
         return canvas, geom
 
-    def read(self, image: ImageLike, pattern: str | None = None) -> Reading:
+    def read(self, image: ImageLike, pattern: str | None = None, *, allowed: str | None = None,
+             min_len: int | None = None, max_len: int | None = None) -> Reading:
         """Read the text line in one image (path, PIL image or array).
 
         Args:
-            pattern: constrain the string (e.g. `\\d{6}`); greedy decoding without one.
+            pattern: a pattern the whole reading must match (e.g. `\\d{6}`, `\\d+[.,]\\d\\d`; see
+                `edgekd_runtime.ctc_decode`); allowed, min_len, max_len: the characters it may use, its length.
+                With any of them a constrained prefix beam search decodes; greedy decoding without.
 
         Raises:
-            BlankImageError (no ink), LineTooWideError (wider than the model takes), ImageError, PatternError.
+            PatternError (before decoding), BlankImageError (no ink), LineTooWideError (wider than the model
+            takes), ImageError.
         """
-        return self.read_batch([image], pattern)[0]
+        return self.read_batch([image], pattern, allowed=allowed, min_len=min_len, max_len=max_len)[0]
 
-    def read_batch(self, images: Sequence[ImageLike], pattern: str | None = None) -> list[Reading]:
-        """Read several line images in one model call (canvases padded to the widest)."""
+    def read_batch(self, images: Sequence[ImageLike], pattern: str | None = None, *, allowed: str | None = None,
+                   min_len: int | None = None, max_len: int | None = None) -> list[Reading]:
+        """Read several line images in one model call (canvases padded to the widest); see `read`."""
         if len(images) == 0:
             return []
-        constraint = compile_constraint(self.charset, pattern) if pattern is not None else None
+        constraint = compile_constraint(self.charset, pattern, allowed, min_len, max_len)
         t0 = time.perf_counter()
         made = [self.canvas(im) for im in images]
         prep_ms = (time.perf_counter() - t0) * 1e3 / len(images)
@@ -206,7 +211,7 @@ class LineRecognizer:
         return [self._reading(probs[i], made[i][1], constraint, ms / len(images), prep_ms, describe(images[i]))
                 for i in range(len(images))]
 
-    def _reading(self, probs: np.ndarray, geom: Any, constraint: Any, latency_ms: float, prep_ms: float,
+    def _reading(self, probs: np.ndarray, geom: LineGeometry, constraint: Any, latency_ms: float, prep_ms: float,
                  source: str) -> Reading:
         d = decode(probs, self.charset, constraint, blank=self.lines.blank)
         s = self.lines.frame_stride

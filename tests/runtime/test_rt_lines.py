@@ -136,6 +136,24 @@ def test_read_batch_matches_read_and_a_blank_or_too_wide_line_is_refused(line_bu
     assert rt.load(fixed_bundle).read(imgs[1]).text == "aa"
 
 
+def test_a_pattern_constrains_the_reading_and_a_bad_one_is_refused_before_decoding(line_bundle, tmp_path):
+    from edgekd_runtime.errors import PatternError
+
+    rec = rt.load(line_bundle)
+    img = bars_image([(50, 80), (200, 230), (300, 330)])
+    assert rec.read(img).text == "aaa"
+    assert rec.read(img, pattern="a{2}").text == "aa"  # the constrained beam search keeps the best allowed reading
+    assert rec.read(img, max_len=1).text == "a"
+    with pytest.raises(PatternError):
+        rec.read(img, pattern="c+")  # no string over "ab" matches
+    Image.fromarray(img).save(tmp_path / "l.png")
+    r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(line_bundle), "--pattern", "a{2}",
+                                 "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["results"][0]["text"] == "aa"
+    r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(line_bundle), "--pattern", "c+"])
+    assert r.exit_code == 2 and "error: " in r.stderr and "'c+'" in r.stderr
+
+
 def test_the_wrong_call_says_which_one_to_use(line_bundle, bundle):
     with pytest.raises(WrongTaskError, match=r"call read\(\)"):
         rt.load(line_bundle).predict(bars_image([(50, 80)]))
