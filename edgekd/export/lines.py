@@ -130,7 +130,7 @@ def export_line_bundle(model: "torch.nn.Module", ck: dict[str, Any], checkpoint:
         name=str(ck["arch"]), labels=list(spec.charset),
         input=InputSpec(INPUT_NAME, (1, 1, spec.height, spec.width), "NCHW", "float32"),
         output={"name": OUTPUT_NAME, "kind": "logits"}, normalization=norm,
-        preprocessing=PreprocessSpec(kind="line", canvas=spec.height, box=round(spec.text_height_share * spec.height)),
+        preprocessing=PreprocessSpec(),  # the digits' field, unused by line bundles: the lines block governs
         artifacts=[Artifact.from_file(stage, onnx_name, "fp32", parity=parity.to_dict(),
                                       accuracy=parity.string_accuracy,
                                       extra={"accuracy_source": "onnxruntime", "opset": opset, "cer": parity.cer,

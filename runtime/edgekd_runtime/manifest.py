@@ -27,7 +27,7 @@ precision is asked for; manifests without it (older bundles) load their first us
 
 A text-line bundle (`"task": "line-recognition"`, a CTC line student) adds a `lines` block (`LinesSpec`); its
 `labels` are the characters of the charset, the input shape is (1, 1, height, width) at the reference width,
-and the normalisation is the top-level `normalization`::
+the normalisation is the top-level `normalization`, and `preprocessing` (the digit procedure) is not used::
 
       "lines": {"charset": "0123456789", "blank": 0, "height": 24, "width": 192, "max_width": 1536,
                 "dynamic_formats": ["onnx"], "frame_stride": 4, "max_len": 24, "text_height_share": 0.83}

@@ -82,6 +82,7 @@ def test_export_writes_a_line_manifest_with_everything_the_board_needs(line_bund
                           "dynamic_formats": ["onnx"], "blank": 0, "frame_stride": 4, "max_len": ck["max_len"],
                           "text_height_share": 0.83}
     assert d["input"]["shape"] == [1, 1, 24, 192] and d["normalization"] == {"mean": 0.1307, "std": 0.3081}
+    assert d["preprocessing"]["kind"] == "mnist"  # unused by line bundles; a kind every runtime's checks accept
     (art,) = d["artifacts"]
     p = art["parity"]
     assert art["path"] == "student.onnx" and p["passed"] and p["reference"] == "torch"

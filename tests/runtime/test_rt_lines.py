@@ -175,8 +175,10 @@ def test_cli_read_info_bench_and_predict_on_line_bundles(line_bundle, bundle, tm
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)["results"][0]
     assert out["text"] == "aa" and len(out["characters"]) == 2
-    r = runner.invoke(app, ["read", str(img), str(blank), "--model", str(line_bundle)])
-    assert r.exit_code == 2 and "aa" in r.stdout and "no ink" in r.stderr
+    wide = tmp_path / "wide.png"
+    Image.fromarray(bars_image([(i, i + 10) for i in range(10, 3990, 40)], width=4000, top=45, bottom=55)).save(wide)
+    r = runner.invoke(app, ["read", str(img), str(blank), str(wide), "--model", str(line_bundle)])
+    assert r.exit_code == 2 and "aa" in r.stdout and "no ink" in r.stderr and "split it into shorter" in r.stderr
     r = runner.invoke(app, ["read", str(img), "--model", str(bundle), "--backend", "onnx"])
     assert r.exit_code == 2 and "single-digit model" in r.stderr and "edgekd-rt predict" in r.stderr
     r = runner.invoke(app, ["predict", str(img), "--model", str(line_bundle)])
