@@ -84,7 +84,7 @@ def _export_lines(model: Any, ck: dict[str, Any], checkpoint: str | os.PathLike,
     from .lines import export_line_bundle
 
     with staged_directory(out_dir, force) as stage:
-        return export_line_bundle(model, ck, checkpoint, stage, onnx_name=ONNX_NAME, opset=opset,
+        return export_line_bundle(model, ck, stage, onnx_name=ONNX_NAME, opset=opset,
                                   max_samples=max_samples, base_extra=_base_extra(ck, checkpoint),
                                   versions=_versions(), created=_now())
 

@@ -8,7 +8,6 @@ difference at half, once and twice the reference width (lines cropped or zero-pa
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ class LineSamples:
 def line_samples(data: dict[str, Any] | None, calib_samples: int = 500, seed: int = 0) -> LineSamples:
     """Rebuild the checkpoint's line splits (its LineSpec dict): training lines to calibrate, the test split."""
     from edgekd.data.lines import LineSpec, load_lines
+    from edgekd_converters.calibration import subsample
 
     from edgekd_runtime.errors import ManifestError, UserInputError
 
@@ -51,9 +51,7 @@ def line_samples(data: dict[str, Any] | None, calib_samples: int = 500, seed: in
     test, name = (splits.test, "test") if len(splits.test) else (splits.val, "val")
     if len(test) == 0:
         raise UserInputError(f"line data {data}: no test or validation lines to check the export on")
-    train_x = splits.train.x
-    if len(train_x) > calib_samples:
-        train_x = train_x[np.sort(np.random.default_rng(seed).choice(len(train_x), calib_samples, replace=False))]
+    train_x = subsample(splits.train.x, calib_samples, seed)
     as_float = lambda x: x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)  # noqa: E731
     return LineSamples(as_float(train_x), as_float(test.x), list(test.texts), name)
 
@@ -105,15 +103,14 @@ def export_line_onnx_checked(model: "torch.nn.Module", ck: dict[str, Any], path:
     return False, diffs
 
 
-def export_line_bundle(model: "torch.nn.Module", ck: dict[str, Any], checkpoint: str | os.PathLike, stage: Path,
+def export_line_bundle(model: "torch.nn.Module", ck: dict[str, Any], stage: Path,
                        *, onnx_name: str, opset: int, max_samples: int | None, base_extra: dict[str, Any],
                        versions: dict[str, Any], created: str) -> Manifest:
     """Write `onnx_name` and the manifest of a line student into `stage` (a staging directory), all checked."""
+    from edgekd_converters.errors import ParityError
     from edgekd_converters.line_bundle import runtime_line_accuracy
     from edgekd_converters.parity import SequenceScorer
     from edgekd_converters.runners import run_onnx
-
-    from edgekd_converters.errors import ParityError
 
     samples = line_samples(ck.get("data"))
     test_x, texts = samples.test_x[:max_samples], samples.texts[:max_samples]

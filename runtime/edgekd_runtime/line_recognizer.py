@@ -291,7 +291,7 @@ def make_line_recognizer(be: Backend, model_path: Path, precision: str, manifest
         raise ModelLoadError(f"{model_path}: input {list(shape)} ({layout}) does not take lines {spec.height} px "
                              f"high (width a multiple of {spec.frame_stride}, at most {spec.max_width}) as the "
                              f"manifest says; re-export the bundle")
-    if out.shape and out.shape[-1] > 0 and out.shape[-1] not in (spec.num_classes, -1) and len(out.shape) == 3:
+    if len(out.shape) == 3 and out.shape[-1] > 0 and out.shape[-1] != spec.num_classes:
         raise ModelLoadError(f"{model_path}: outputs {out.shape[-1]} classes per frame but the charset has "
                              f"{len(spec.charset)} characters + blank; re-export the bundle")
     return LineRecognizer(be, model_path, precision, spec, InputSpec(t.name, tuple(shape), layout, t.dtype),
