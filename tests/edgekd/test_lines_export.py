@@ -152,14 +152,10 @@ def test_int8_tflite_reads_the_same_strings_through_the_runtime(converted, torch
 
 
 def _photo(canvas: np.ndarray, seed: int) -> np.ndarray:
-    """A test line as a "photo": dark ink on noisy light paper, 3x larger, with margins."""
-    used = np.flatnonzero(canvas.any(0))
-    c = canvas[:, :used[-1] + 3]
-    big = np.asarray(Image.fromarray(c, mode="F").resize((c.shape[1] * 3, 72), Image.BILINEAR))
-    img = np.full((132, big.shape[1] + 80), 0.85, np.float32)
-    img[30:102, 40:40 + big.shape[1]] -= 0.75 * np.clip(big, 0, 1)
-    img += np.random.default_rng(seed).normal(0, 0.03, img.shape)
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    """A test line as a photo (dark ink on noisy paper, 2-3x larger, slightly rotated, on a desk)."""
+    from edgekd.data.line_photos import render_line_photo
+
+    return render_line_photo(canvas, seed)
 
 
 def test_read_on_photos_is_the_model_reading_of_its_canvas_and_places_characters(converted, line_test):
@@ -174,7 +170,7 @@ def test_read_on_photos_is_the_model_reading_of_its_canvas_and_places_characters
         for ph, r in zip(photos, readings):
             assert 0.0 <= r.confidence <= 1.0 and len(r.characters) == len(r.text)
             xs = [x for _, _, x in r.characters]
-            assert all(30 <= x0 < x1 <= ph.shape[1] - 30 for x0, x1 in xs), (fmt, prec, xs)
+            assert all(0 <= x0 < x1 <= ph.shape[1] for x0, x1 in xs), (fmt, prec, xs)
             assert all(a[0] <= b[0] for a, b in zip(xs, xs[1:]))
 
 

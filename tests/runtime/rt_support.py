@@ -109,8 +109,11 @@ def make_line_onnx(path: Path, num_classes: int = 3, height: int = 24, width: in
 
 def bars_image(spans: list[tuple[int, int]], height: int = 100, width: int = 400, top: int = 30,
                bottom: int = 70) -> np.ndarray:
-    """Dark vertical bars (x0, x1) on light paper: the hand-made line model reads each as one character."""
+    """Dark vertical bars (x0, x1) on light paper, hatched (3 px ink, 3 px paper: pen strokes, not a solid block):
+    the hand-made line model reads each as one character."""
     img = np.full((height, width), 230, np.uint8)
     for x0, x1 in spans:
         img[top:bottom, x0:x1] = 20
+        for x in range(x0 + 3, x1 - 3, 6):
+            img[top:bottom, x:x + 3] = 230
     return img
