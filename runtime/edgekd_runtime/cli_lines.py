@@ -1,7 +1,7 @@
 """`edgekd-rt read`: read handwritten text lines with a line-recognition bundle; and what `info` / `bench` show
 for one.
 
-    edgekd-rt read IMAGES... --model BUNDLE [--pattern P] [--backend B] [--json]
+    edgekd-rt read IMAGES... --model BUNDLE [--pattern P] [--allowed CHARS] [--min-len N] [--max-len N] [--json]
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ def register(app: typer.Typer, model_help: str, backend_help: str) -> None:
         model: Path = typer.Option(..., "--model", "-m", help=model_help),
         pattern: Optional[str] = typer.Option(None, "--pattern", "-p",
                                               help="Constrain the string, e.g. '\\d{6}' (greedy without)."),
+        allowed: Optional[str] = typer.Option(None, "--allowed", help="Characters the string may use."),
+        min_len: Optional[int] = typer.Option(None, "--min-len", min=0, help="Shortest string to accept."),
+        max_len: Optional[int] = typer.Option(None, "--max-len", min=1, help="Longest string to accept."),
         backend: str = typer.Option("auto", "--backend", "-b", help=backend_help),
         threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="Interpreter threads."),
         precision: Optional[str] = typer.Option(None, "--precision", help="In a bundle: fp32, fp16 or int8."),
@@ -41,7 +44,8 @@ def register(app: typer.Typer, model_help: str, backend_help: str) -> None:
         results: List[dict] = []
         for f in files:
             try:
-                results.append({"image": str(f), **rec.read(f, pattern=pattern).to_dict()})
+                reading = rec.read(f, pattern, allowed=allowed, min_len=min_len, max_len=max_len)
+                results.append({"image": str(f), **reading.to_dict()})
             except PatternError:
                 raise  # the pattern itself is wrong: the same for every image
             except UserInputError as e:

@@ -150,6 +150,10 @@ def test_a_pattern_constrains_the_reading_and_a_bad_one_is_refused_before_decodi
     r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(line_bundle), "--pattern", "a{2}",
                                  "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["results"][0]["text"] == "aa"
+    r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(line_bundle), "--max-len", "1"])
+    assert r.exit_code == 0 and "│ a " in r.stdout
+    r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(line_bundle), "--allowed", "b"])
+    assert r.exit_code == 0 and "(empty)" in r.stdout  # the likeliest reading using only "b" is the empty one
     r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(line_bundle), "--pattern", "c+"])
     assert r.exit_code == 2 and "error: " in r.stderr and "'c+'" in r.stderr
 
