@@ -162,7 +162,7 @@ def bench_cmd(
     if lines:
         from .cli_lines import line_latency
 
-        per = line_latency(rec, report.mean_ms / batch)
+        per = line_latency(rec, report.mean_ms / report.batch)
         rows += [("per line", f"{per['per_line_ms']:.3f} ms ({per['line_height']}x{per['line_width']} px line)"),
                  ("per character", f"{per['per_char_ms']:.3f} ms (~{per['chars_per_line']:.0f} characters a line)")]
     _print_rows("latency", rows)

@@ -120,4 +120,6 @@ def line_latency(rec: Any, mean_ms: float) -> dict[str, float]:
 
 
 def print_json_bench(rec: Any, report: Any) -> None:
-    print_json({**report.to_dict(), "lines": line_latency(rec, report.mean_ms)})
+    """The latency report, plus `lines`: per line of the reference width and per character (a run's mean time
+    shared by the lines of its batch)."""
+    print_json({**report.to_dict(), "lines": line_latency(rec, report.mean_ms / report.batch)})

@@ -189,10 +189,12 @@ def test_cli_read_info_bench_and_predict_on_line_bundles(line_bundle, bundle, tm
     assert r.exit_code == 2 and "text-line model" in r.stderr and "edgekd-rt read" in r.stderr
     r = runner.invoke(app, ["info", str(line_bundle)])
     assert r.exit_code == 0 and "dynamic, up to 384 px" in r.stdout and "ab" in r.stdout
-    r = runner.invoke(app, ["bench", str(line_bundle), "--runs", "3", "--json"])
+    r = runner.invoke(app, ["bench", str(line_bundle), "--runs", "3", "--batch", "2", "--json"])
     assert r.exit_code == 0, r.output
-    per = json.loads(r.stdout)["lines"]
-    assert per["line_width"] == 96 and per["chars_per_line"] == 4
+    doc = json.loads(r.stdout)
+    per = doc["lines"]
+    assert per["line_width"] == 96 and per["chars_per_line"] == 4 and doc["input_shape"] == [2, 1, 24, 96]
+    assert per["per_line_ms"] == pytest.approx(doc["mean_ms"] / 2)
     assert per["per_char_ms"] == pytest.approx(per["per_line_ms"] / 4)
     r = runner.invoke(app, ["bench", str(line_bundle), "--runs", "3"])
     assert r.exit_code == 0 and "per character" in r.stdout
