@@ -149,6 +149,10 @@ def test_int8_tflite_reads_the_same_strings_through_the_runtime(converted, torch
         assert greedy_decode(y, rec.charset) == want, (fmt, prec)
     int8 = rt.load(converted, backend="tflite", precision="int8")
     assert int8.fixed_width == 192 and int8.backend.inputs[0].dtype == "int8"
+    onnx8 = rt.load(converted, backend="onnx", precision="int8")  # quantized from the dynamic-width model
+    wide = np.zeros((64, 24, 384), np.float32)
+    wide[..., :192] = line_test.test_x
+    assert onnx8.fixed_width is None and greedy_decode(onnx8.forward(wide), "0123456789") == want
 
 
 def _photo(canvas: np.ndarray, seed: int) -> np.ndarray:
