@@ -80,15 +80,15 @@ def handwriting_photo(canvas: np.ndarray, height: int = 480, width: int = 640, s
 
 def make_line_onnx(path: Path, num_classes: int = 3, height: int = 24, width: int | str = "W") -> Path:
     """A hand-made CTC "line model": mean over the height, average over each 4-column frame, then a 1x1
-    convolution: a frame with ink reads class 1 (charset[0]), an empty one the blank, class 2.. never.
+    convolution: a frame with some ink reads class 1 (charset[0]), an empty one the blank, class 2.. never.
     Input (N, 1, height, width) normalised; output (N, width / 4, num_classes)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = np.zeros((num_classes, 1, 1, 1), np.float32)
     b = np.full(num_classes, -5.0, np.float32)
-    w[0], b[0] = -2.0, 1.0  # blank: high on empty (normalised ~ -0.42) frames
-    w[1], b[1] = 2.0, 0.0  # class 1: high on inked frames
+    w[0], b[0] = -2.0, -0.5  # blank: wins on empty frames (normalised column mean ~ -0.42)
+    w[1], b[1] = 2.0, 0.0  # class 1: wins where a column holds a little ink (mean above ~ -0.13)
     frames = "T" if isinstance(width, str) else width // 4
     nodes = [helper.make_node("ReduceMean", ["input", "axes"], ["col"], keepdims=1),
              helper.make_node("AveragePool", ["col"], ["frame"], kernel_shape=[1, 4], strides=[1, 4]),
@@ -109,11 +109,10 @@ def make_line_onnx(path: Path, num_classes: int = 3, height: int = 24, width: in
 
 def bars_image(spans: list[tuple[int, int]], height: int = 100, width: int = 400, top: int = 30,
                bottom: int = 70) -> np.ndarray:
-    """Dark vertical bars (x0, x1) on light paper, hatched (3 px ink, 3 px paper: pen strokes, not a solid block):
-    the hand-made line model reads each as one character."""
+    """Dark boxes drawn with a 3-px pen, columns (x0, x1), on light paper (pen strokes: line preprocessing refuses
+    solid blocks): the hand-made line model reads each box as one character."""
     img = np.full((height, width), 230, np.uint8)
     for x0, x1 in spans:
         img[top:bottom, x0:x1] = 20
-        for x in range(x0 + 3, x1 - 3, 6):
-            img[top:bottom, x:x + 3] = 230
+        img[top + 3:bottom - 3, x0 + 3:x1 - 3] = 230
     return img
