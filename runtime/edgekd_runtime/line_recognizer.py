@@ -22,7 +22,7 @@ import numpy as np
 from .atomic import sha256_file
 from .backends import Backend
 from .ctc_decode import compile_constraint, decode
-from .errors import ImageError, InputShapeError, ModelLoadError, WrongTaskError
+from .errors import ImageError, InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas
 from .manifest import InputSpec, LinesSpec, Manifest, Normalization
@@ -152,7 +152,7 @@ class LineRecognizer:
 
     def forward(self, canvases: np.ndarray) -> np.ndarray:
         """Raw CTC scores (N, T, C) float32 (dequantized, no softmax) for canvases (N, H, W); T is the padded
-        width // frame_stride."""
+        width // frame_stride. Non-finite scores raise `ModelOutputError`."""
         return self._run(self.to_input(canvases))[0]
 
     def evaluate(self, canvases: np.ndarray, texts: Sequence[str], batch_size: int = 256) -> dict[str, float]:
@@ -267,6 +267,11 @@ class LineRecognizer:
         if self._out_q:
             scale, zp = self._out_q
             return (y.astype(np.float32) - np.float32(zp)) * np.float32(scale), ms
+        if not np.isfinite(y).all():  # NaN/inf CTC scores are no reading (never decoded into one)
+            n = self.normalization
+            raise ModelOutputError(f"{self.model_path.name}: the model returned non-finite scores, not a reading; its "
+                                   f"weights or its input normalisation (mean {n.mean:g}, std {n.std:g}) are broken: "
+                                   f"export and convert it again, or fix `normalization` in the bundle's manifest.json")
         return y.astype(np.float32, copy=False), ms
 
 

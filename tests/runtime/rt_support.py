@@ -78,7 +78,8 @@ def handwriting_photo(canvas: np.ndarray, height: int = 480, width: int = 640, s
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
-def make_line_onnx(path: Path, num_classes: int = 3, height: int = 24, width: int | str = "W") -> Path:
+def make_line_onnx(path: Path, num_classes: int = 3, height: int = 24, width: int | str = "W",
+                   nan: bool = False) -> Path:
     """A hand-made CTC "line model": mean over the height, average over each 4-column frame, then a 1x1
     convolution: a frame with some ink reads class 1 (charset[0]), an empty one the blank, class 2.. never.
     Input (N, 1, height, width) normalised; output (N, width / 4, num_classes)."""
@@ -89,6 +90,8 @@ def make_line_onnx(path: Path, num_classes: int = 3, height: int = 24, width: in
     b = np.full(num_classes, -5.0, np.float32)
     w[0], b[0] = -2.0, -0.5  # blank: wins on empty frames (normalised column mean ~ -0.42)
     w[1], b[1] = 2.0, 0.0  # class 1: wins where a column holds a little ink (mean above ~ -0.13)
+    if nan:  # a broken model: NaN scores for every frame
+        b[0] = np.nan
     frames = "T" if isinstance(width, str) else width // 4
     nodes = [helper.make_node("ReduceMean", ["input", "axes"], ["col"], keepdims=1),
              helper.make_node("AveragePool", ["col"], ["frame"], kernel_shape=[1, 4], strides=[1, 4]),

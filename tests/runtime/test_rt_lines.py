@@ -158,6 +158,23 @@ def test_a_pattern_constrains_the_reading_and_a_bad_one_is_refused_before_decodi
     assert r.exit_code == 2 and "error: " in r.stderr and "'c+'" in r.stderr
 
 
+def test_nan_scores_are_never_a_reading(tmp_path):
+    from edgekd_runtime.errors import ModelOutputError
+
+    d = tmp_path / "nan"
+    d.mkdir()
+    make_line_onnx(d / "student.onnx", len(CHARSET) + 1, nan=True)
+    _line_manifest(d, ["student.onnx"])
+    rec = rt.load(d)
+    with pytest.raises(ModelOutputError, match="non-finite scores"):
+        rec.read(bars_image([(50, 80)]))
+    with pytest.raises(ModelOutputError):
+        rec.forward(np.zeros((1, 24, 96), np.float32))
+    Image.fromarray(bars_image([(50, 80)])).save(tmp_path / "l.png")
+    r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(d)])
+    assert r.exit_code == 2 and "non-finite scores" in r.stderr
+
+
 def test_the_wrong_call_says_which_one_to_use(line_bundle, bundle):
     with pytest.raises(WrongTaskError, match=r"call read\(\)"):
         rt.load(line_bundle).predict(bars_image([(50, 80)]))
