@@ -99,14 +99,18 @@ def info_rows(info: dict) -> list[tuple[str, str]]:
     ]
     m = info["manifest"]
     if m:
+        from .cli import _deployed_row
+
         rows.append(("bundle", f"{m['name']} ({m['task']}), created {m.get('created') or '-'}"))
+        rows.append(("deployed", _deployed_row(info)))
         for a in m["artifacts"]:
             par = a.get("parity") or {}
             cer = par.get("cer")
             rows.append((f"  {a['path']}", f"{a['format']}/{a['precision']}, {a['size_bytes']:,} B, string acc "
                          f"{a.get('accuracy') if a.get('accuracy') is not None else '-'}, CER "
                          f"{'-' if cer is None else f'{cer:.4f}'}, "
-                         f"parity {'ok' if par.get('passed') else ('FAILED' if par else '-')}"))
+                         f"parity {'ok' if par.get('passed') else ('FAILED' if par else '-')}"
+                         + (", deployed" if a["path"] == info["deployed"] else "")))
     return rows
 
 

@@ -25,7 +25,7 @@ from .ctc_decode import compile_constraint, decode
 from .errors import ImageError, InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas
-from .manifest import InputSpec, LinesSpec, Manifest, Normalization
+from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
@@ -71,6 +71,7 @@ class LineRecognizer:
     rss_after_load_bytes: int | None = None
     first_inference_ms: float | None = None
     polarity: str = "auto"
+    artifact: Artifact | None = None  # the manifest's entry of the loaded file
 
     def __post_init__(self) -> None:
         inp, out = self.backend.inputs[0], self.backend.outputs[0]
@@ -106,6 +107,13 @@ class LineRecognizer:
         return self.lines.height, self.fixed_width or self.lines.width
 
     @property
+    def is_deployed(self) -> bool | None:
+        """Whether the loaded file is the artifact its bundle records as deployed (None: no such record)."""
+        if self.manifest is None or self.manifest.deployed is None:
+            return None
+        return self.artifact is not None and self.artifact.path == self.manifest.deployed
+
+    @property
     def backend_name(self) -> str:
         return self.backend.name
 
@@ -121,7 +129,9 @@ class LineRecognizer:
         """Everything `edgekd-rt info` shows."""
         return {
             "task": "lines", "model_path": str(self.model_path), "format": self.backend.format,
-            "precision": self.precision, "size_bytes": self.model_path.stat().st_size,
+            "precision": self.precision, "artifact": self.artifact.path if self.artifact else None,
+            "deployed": self.manifest.deployed if self.manifest else None, "is_deployed": self.is_deployed,
+            "size_bytes": self.model_path.stat().st_size,
             "sha256": sha256_file(self.model_path), "backend": self.backend.name,
             "backend_version": self.backend.version, "delegate": self.backend.delegate,
             "threads": self.backend.threads, "input_layout": self.input_spec.layout,
@@ -281,7 +291,7 @@ def _softmax(y: np.ndarray) -> np.ndarray:
 
 
 def make_line_recognizer(be: Backend, model_path: Path, precision: str, manifest: Manifest, load_ms: float,
-                         rss: int | None) -> LineRecognizer:
+                         rss: int | None, artifact: Artifact | None = None) -> LineRecognizer:
     """The `load()` path for a line-recognition bundle: check the artifact against the manifest's lines block."""
     spec = manifest.lines
     assert spec is not None
@@ -300,4 +310,4 @@ def make_line_recognizer(be: Backend, model_path: Path, precision: str, manifest
         raise ModelLoadError(f"{model_path}: outputs {out.shape[-1]} classes per frame but the charset has "
                              f"{len(spec.charset)} characters + blank; re-export the bundle")
     return LineRecognizer(be, model_path, precision, spec, InputSpec(t.name, tuple(shape), layout, t.dtype),
-                          manifest.normalization, manifest, load_ms, rss)
+                          manifest.normalization, manifest, load_ms, rss, artifact=artifact)

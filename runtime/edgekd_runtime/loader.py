@@ -76,7 +76,7 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     if manifest is not None and manifest.lines is not None:  # a text-line bundle: read(), not predict()
         from .line_recognizer import make_line_recognizer
 
-        return make_line_recognizer(be, model_path, prec, manifest, load_ms, rss)
+        return make_line_recognizer(be, model_path, prec, manifest, load_ms, rss, art)
     spec = _input_spec(be.inputs[0], manifest, model_path)
     n_out = be.outputs[0].shape[-1] if be.outputs[0].shape else -1
     if manifest is not None:

@@ -155,6 +155,19 @@ def test_int8_tflite_reads_the_same_strings_through_the_runtime(converted, torch
     assert onnx8.fixed_width is None and greedy_decode(onnx8.forward(wide), "0123456789") == want
 
 
+def test_the_bundle_deploys_int8_tflite_and_a_bare_artifact_reads_with_its_manifest(converted, torch_ref, line_test):
+    m = Manifest.load(converted)
+    assert m.deployed == "student_int8.tflite"  # the budget's precision (int8 by default), TFLite first
+    rec = rt.load(converted)
+    assert isinstance(rec, rt.LineRecognizer) and rec.is_deployed and rec.artifact.path == "student_int8.tflite"
+    bare = rt.load(converted / "student_int8.onnx")  # a file listed in the manifest beside it
+    assert isinstance(bare, rt.LineRecognizer) and bare.precision == "int8" and not bare.is_deployed
+    want = greedy_decode(torch_ref, "0123456789")
+    assert greedy_decode(rec.forward(line_test.test_x), "0123456789") == want
+    info = rec.info()
+    assert info["deployed"] == "student_int8.tflite" and info["is_deployed"] is True
+
+
 def _photo(canvas: np.ndarray, seed: int) -> np.ndarray:
     """A test line as a photo (dark ink on noisy paper, 2-3x larger, slightly rotated, on a desk)."""
     from edgekd.data.line_photos import render_line_photo
