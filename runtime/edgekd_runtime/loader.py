@@ -73,6 +73,10 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
         be = _open_file(p, resolve_format(p, backend), threads)
     load_ms = (time.perf_counter() - t0) * 1e3
     rss = rss_bytes()
+    if manifest is not None and norm is not None and norm != manifest.normalization:
+        raise UserInputError(f"{model_path}: its manifest sets the normalisation (mean {manifest.normalization.mean}"
+                             f", std {manifest.normalization.std}); mean/std (--mean/--std) are for model files "
+                             f"without a manifest: leave them out")
     if manifest is not None and manifest.lines is not None:  # a text-line bundle: read(), not predict()
         from .line_recognizer import make_line_recognizer
 
@@ -80,10 +84,6 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     spec = _input_spec(be.inputs[0], manifest, model_path)
     n_out = be.outputs[0].shape[-1] if be.outputs[0].shape else -1
     if manifest is not None:
-        if norm is not None and norm != manifest.normalization:
-            raise UserInputError(f"{model_path}: its manifest sets the normalisation (mean {manifest.normalization.mean}"
-                                 f", std {manifest.normalization.std}); mean/std (--mean/--std) are for model files "
-                                 f"without a manifest: leave them out")
         labels = list(manifest.labels)
         if n_out > 0 and n_out != len(labels):
             raise ManifestError(f"{model_path}: the model outputs {n_out} scores but {manifest.name!r}'s manifest "

@@ -102,6 +102,13 @@ def test_load_returns_a_line_recognizer_whose_forward_takes_any_width(line_bundl
         rec.forward(np.zeros((1, 24, 388), np.float32))
 
 
+def test_a_line_bundle_refuses_a_normalisation_other_than_its_manifest(line_bundle):
+    from edgekd_runtime.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="its manifest sets the normalisation"):
+        rt.load(line_bundle, mean=0.5, std=0.5)
+
+
 def test_a_fixed_width_artifact_pads_narrower_lines_and_refuses_wider_ones(fixed_bundle):
     rec = rt.load(fixed_bundle)
     assert rec.fixed_width == 96 and rec.canvas_shape == (24, 96)
