@@ -254,8 +254,8 @@ class LineRecognizer:
         if c.ndim == 2:
             c = c[None]
         if c.ndim != 3 or c.shape[0] == 0 or c.shape[1] != self.height:
-            raise InputShapeError(f"line canvases of shape {tuple(np.shape(canvases))} do not fit {self.model_path.name}"
-                                  f", which takes (N, {self.height}, W) canvases; make them with "
+            raise InputShapeError(f"line canvases of shape {tuple(np.shape(canvases))} do not fit "
+                                  f"{self.model_path.name}, which takes (N, {self.height}, W) canvases; make them with "
                                   f"edgekd_runtime.lines.preprocess_line(image, {self.height}, width)")
         if c.shape[2] > self.max_width:
             raise LineTooWideError(f"line canvases are {c.shape[2]} px wide; {self.model_path.name} takes at most "
