@@ -42,7 +42,7 @@ def register(app: typer.Typer, model_help: str, backend_help: str) -> None:
             raise rec.wrong_call("read")
         files = expand_images(images)
         results: List[dict] = []
-        for f in files:
+        for f in _progress(files, quiet=as_json):
             try:
                 reading = rec.read(f, pattern, allowed=allowed, min_len=min_len, max_len=max_len)
                 results.append({"image": str(f), **reading.to_dict()})
@@ -60,6 +60,17 @@ def register(app: typer.Typer, model_help: str, backend_help: str) -> None:
             typer.echo(f"error: {r['error']}", err=True)
         if failed:
             raise typer.Exit(EXIT_USAGE)
+
+
+def _progress(files: List[Path], quiet: bool) -> Any:
+    """The files, behind a progress bar on stderr from `cli.PROGRESS_MIN_IMAGES` images on (as `predict` does)."""
+    from .cli import PROGRESS_MIN_IMAGES, _console
+
+    if quiet or len(files) < PROGRESS_MIN_IMAGES:
+        return files
+    from rich.progress import track
+
+    return track(files, description="reading", console=_console(stderr=True), transient=True)
 
 
 def _print_readings(rec: Any, results: List[dict]) -> None:

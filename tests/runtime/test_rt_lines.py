@@ -211,6 +211,12 @@ def test_cli_read_info_bench_and_predict_on_line_bundles(line_bundle, bundle, tm
     assert r.exit_code == 2 and "single-digit model" in r.stderr and "edgekd-rt predict" in r.stderr
     r = runner.invoke(app, ["predict", str(img), "--model", str(line_bundle)])
     assert r.exit_code == 2 and "text-line model" in r.stderr and "edgekd-rt read" in r.stderr
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(21):  # past PROGRESS_MIN_IMAGES: read behind a progress bar, every line still reported
+        shutil.copy(img, many / f"l{i:02d}.png")
+    r = runner.invoke(app, ["read", str(many), "--model", str(line_bundle)])
+    assert r.exit_code == 0 and all(f"l{i:02d}.png" in r.stdout for i in range(21))
     r = runner.invoke(app, ["info", str(line_bundle)])
     assert r.exit_code == 0 and "dynamic, up to 384 px" in r.stdout and "ab" in r.stdout
     r = runner.invoke(app, ["bench", str(line_bundle), "--runs", "3", "--batch", "2", "--json"])
