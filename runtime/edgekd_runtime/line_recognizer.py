@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .atomic import sha256_file
 from .backends import Backend
 from .ctc_decode import compile_constraint, decode
 from .errors import ImageError, InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
+from .loaded import LoadedModel
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
 
@@ -57,7 +57,7 @@ class Reading:
 
 
 @dataclass
-class LineRecognizer:
+class LineRecognizer(LoadedModel):
     """A loaded CTC line student. Build it with `edgekd_runtime.load(bundle)`."""
 
     backend: Backend
@@ -106,42 +106,11 @@ class LineRecognizer:
         """(height, reference width): the canvas benchmarks time."""
         return self.lines.height, self.fixed_width or self.lines.width
 
-    @property
-    def is_deployed(self) -> bool | None:
-        """Whether the loaded file is the artifact its bundle records as deployed (None: no such record)."""
-        if self.manifest is None or self.manifest.deployed is None:
-            return None
-        return self.artifact is not None and self.artifact.path == self.manifest.deployed
-
-    @property
-    def backend_name(self) -> str:
-        return self.backend.name
-
-    @property
-    def backend_version(self) -> str:
-        return self.backend.version
-
-    @property
-    def threads(self) -> int:
-        return self.backend.threads
-
     def info(self) -> dict[str, Any]:
         """Everything `edgekd-rt info` shows."""
-        return {
-            "task": "lines", "model_path": str(self.model_path), "format": self.backend.format,
-            "precision": self.precision, "artifact": self.artifact.path if self.artifact else None,
-            "deployed": self.manifest.deployed if self.manifest else None, "is_deployed": self.is_deployed,
-            "size_bytes": self.model_path.stat().st_size,
-            "sha256": sha256_file(self.model_path), "backend": self.backend.name,
-            "backend_version": self.backend.version, "delegate": self.backend.delegate,
-            "threads": self.backend.threads, "input_layout": self.input_spec.layout,
-            "input_height": self.height, "input_width": self.fixed_width, "max_width": self.max_width,
-            "inputs": [t.to_dict() for t in self.backend.inputs],
-            "outputs": [t.to_dict() for t in self.backend.outputs],
-            "charset": self.charset, "lines": self.lines.to_dict(), "labels": self.labels,
-            "normalization": asdict(self.normalization), "load_ms": self.load_ms,
-            "manifest": self.manifest.to_dict() if self.manifest else None,
-        }
+        return {"task": "lines", **self.model_info(), "input_height": self.height, "input_width": self.fixed_width,
+                "max_width": self.max_width, "charset": self.charset, "lines": self.lines.to_dict(),
+                "labels": self.labels, "normalization": asdict(self.normalization)}
 
     # ---- canvases -> scores ------------------------------------------------------------------------------------
     def to_input(self, canvases: np.ndarray) -> np.ndarray:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .atomic import sha256_file
 from .backends import Backend, TensorInfo
 from .errors import ImageError, InputShapeError, ManifestError, ModelOutputError, UserInputError, WrongTaskError
 from .images import ImageLike, describe
+from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
 from .preprocess import preprocess
 
@@ -58,7 +58,7 @@ class Prediction:
 
 
 @dataclass
-class Recognizer:
+class Recognizer(LoadedModel):
     """A loaded student. Build it with `edgekd_runtime.load`."""
 
     backend: Backend
@@ -104,41 +104,11 @@ class Recognizer:
         """Side of the square canvas the model takes."""
         return self.input_spec.size if self.input_spec.layout in ("NCHW", "NHWC") else _side(self.input_spec)
 
-    @property
-    def backend_name(self) -> str:
-        return self.backend.name
-
-    @property
-    def backend_version(self) -> str:
-        return self.backend.version
-
-    @property
-    def threads(self) -> int:
-        return self.backend.threads
-
-    @property
-    def is_deployed(self) -> bool | None:
-        """Whether the loaded file is the artifact its bundle records as deployed (None: no such record)."""
-        if self.manifest is None or self.manifest.deployed is None:
-            return None
-        return self.artifact is not None and self.artifact.path == self.manifest.deployed
-
     def info(self) -> dict[str, Any]:
         """Everything `edgekd-rt info` shows: model file, interpreter, tensors, labels, manifest."""
-        return {
-            "model_path": str(self.model_path), "format": self.backend.format, "precision": self.precision,
-            "artifact": self.artifact.path if self.artifact else None,
-            "deployed": self.manifest.deployed if self.manifest else None, "is_deployed": self.is_deployed,
-            "size_bytes": self.model_path.stat().st_size, "sha256": sha256_file(self.model_path),
-            "backend": self.backend.name, "backend_version": self.backend.version,
-            "delegate": self.backend.delegate, "threads": self.backend.threads,
-            "input_layout": self.input_spec.layout, "input_size": self.size,
-            "inputs": [t.to_dict() for t in self.backend.inputs],
-            "outputs": [t.to_dict() for t in self.backend.outputs],
-            "output_kind": self.output_kind, "labels": list(self.labels),
-            "normalization": asdict(self.normalization), "preprocessing": asdict(self.preprocess_spec),
-            "load_ms": self.load_ms, "manifest": self.manifest.to_dict() if self.manifest else None,
-        }
+        return {**self.model_info(), "input_size": self.size, "output_kind": self.output_kind,
+                "labels": list(self.labels), "normalization": asdict(self.normalization),
+                "preprocessing": asdict(self.preprocess_spec)}
 
     # ---- canvases -> scores ------------------------------------------------------------------------------------
     def to_input(self, canvases: np.ndarray) -> np.ndarray:
