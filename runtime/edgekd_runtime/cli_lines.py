@@ -92,6 +92,21 @@ def _print_readings(rec: Any, results: List[dict]) -> None:
     Console(highlight=False).print(t)
 
 
+def confidence_row(info: dict) -> str:
+    """The calibration temperature and the reject thresholds that reach 99 % / 95 % string accuracy."""
+    t = info.get("confidence_temperature", 1.0)
+    conf = info.get("confidence") or {}
+    text = f"temperature {t:g}" + (" (calibrated on the val split)" if conf.get("fitted_on") else " (uncalibrated)")
+    for key, target in (("threshold_99", 99), ("threshold_95", 95)):
+        th = conf.get(key)
+        if th:
+            text += (f"; {target} % accuracy: reject below {th['threshold']:.3f} (keeps "
+                     f"{100 * th['coverage']:.0f} % of the test lines)")
+        elif conf:
+            text += f"; {target} % accuracy: not reached on the test lines"
+    return text
+
+
 def info_rows(info: dict) -> list[tuple[str, str]]:
     """`edgekd-rt info` rows for a line recognizer."""
     lines = info["lines"]
@@ -107,6 +122,7 @@ def info_rows(info: dict) -> list[tuple[str, str]]:
                  f"{lines['frame_stride']} columns, up to {lines['max_len']} characters at the reference width"),
         ("charset", info["charset"]),
         ("normalization", f"mean {info['normalization']['mean']}, std {info['normalization']['std']}"),
+        ("confidence", confidence_row(info)),
     ]
     m = info["manifest"]
     if m:

@@ -20,6 +20,13 @@ student (75 % string accuracy; clean canvases and photos alike): it separates ri
 AUROC of 0.82, like the least sure character's probability (0.81-0.82) and above the mean character probability
 (0.81) and the best path's probability (0.73). An empty reading's confidence is the lowest blank
 probability over the frames (the chance that the least sure frame really holds nothing).
+
+Calibration: a bundle's `lines.confidence_temperature` T (fitted on the val split at export, see
+`edgekd_runtime.confidence`) makes the recognizer search and align on softmax(scores) as always, then read every
+character's probability and the string confidence from softmax(scores / T) over the same frames (`rescored`). So the
+reading (text, characters, frames) is the same with or without calibration, for greedy and constrained decoding
+alike; only the probabilities change. For greedy decoding this equals decoding softmax(scores / T) directly, since
+T does not move the per-frame argmax.
 """
 
 from __future__ import annotations
@@ -149,6 +156,19 @@ def decode(probs: np.ndarray, charset: str, constraint: Constraint | None = None
     if constraint is None:
         return greedy(probs, charset, blank)
     return beam_search(probs, charset, constraint, blank, beam_width)
+
+
+def rescored(d: Decoded, probs: np.ndarray, charset: str, blank: int = 0) -> Decoded:
+    """Reading `d` with each character's probability and the string confidence read from other posteriors
+    `probs` (T, C) of the same line (e.g. temperature-scaled) over the same frames; text and frames unchanged."""
+    if d is NOTHING or len(probs) == 0:
+        return d
+    if not d.characters:
+        return Decoded(d.text, float(probs[:, blank].min()), ())
+    cls = [charset.index(ch) for ch, _, _, _ in d.characters]
+    chars = tuple((ch, float(probs[a:b + 1, c + (c >= blank)].max()), a, b)
+                  for (ch, _, a, b), c in zip(d.characters, cls))
+    return Decoded(d.text, float(np.prod([c[1] for c in chars], dtype=np.float64)), chars)
 
 
 def greedy(probs: np.ndarray, charset: str, blank: int = 0) -> Decoded:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .backends import Backend
-from .ctc_decode import compile_constraint, decode
+from .confidence import softmax
+from .ctc_decode import compile_constraint, decode, rescored
 from .errors import ImageError, InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
 from .loaded import LoadedModel
@@ -110,7 +111,9 @@ class LineRecognizer(LoadedModel):
         """Everything `edgekd-rt info` shows."""
         return {"task": "lines", **self.model_info(), "input_height": self.height, "input_width": self.fixed_width,
                 "max_width": self.max_width, "charset": self.charset, "lines": self.lines.to_dict(),
-                "labels": self.labels, "normalization": asdict(self.normalization)}
+                "labels": self.labels, "normalization": asdict(self.normalization),
+                "confidence_temperature": self.lines.confidence_temperature,
+                "confidence": (self.manifest.extra or {}).get("confidence") if self.manifest else None}
 
     # ---- canvases -> scores ------------------------------------------------------------------------------------
     def to_input(self, canvases: np.ndarray) -> np.ndarray:
@@ -186,13 +189,19 @@ class LineRecognizer(LoadedModel):
         for i, (c, _) in enumerate(made):
             batch[i, :, :c.shape[1]] = c
         scores, ms = self._run(self.to_input(batch))
-        probs = _softmax(scores)
-        return [self._reading(probs[i], made[i][1], constraint, ms / len(images), prep_ms, describe(images[i]))
-                for i in range(len(images))]
+        probs = softmax(scores)
+        t = self.lines.confidence_temperature
+        calibrated = probs if t == 1.0 else softmax(scores, t)
+        return [self._reading(probs[i], calibrated[i], made[i][1], constraint, ms / len(images), prep_ms,
+                              describe(images[i])) for i in range(len(images))]
 
-    def _reading(self, probs: np.ndarray, geom: LineGeometry, constraint: Any, latency_ms: float, prep_ms: float,
-                 source: str) -> Reading:
+    def _reading(self, probs: np.ndarray, calibrated: np.ndarray, geom: LineGeometry, constraint: Any,
+                 latency_ms: float, prep_ms: float, source: str) -> Reading:
+        """Decode on the model's posteriors; character probabilities and confidence from the calibrated ones
+        (softmax(scores / confidence_temperature), see `edgekd_runtime.ctc_decode`)."""
         d = decode(probs, self.charset, constraint, blank=self.lines.blank)
+        if calibrated is not probs:
+            d = rescored(d, calibrated, self.charset, self.lines.blank)
         s = self.lines.frame_stride
         chars = [(ch, float(p), geom.to_image(first * s, (last + 1) * s)) for ch, p, first, last in d.characters]
         return Reading(d.text, float(d.confidence), chars, latency_ms, prep_ms, source)
@@ -252,11 +261,6 @@ class LineRecognizer(LoadedModel):
                                    f"weights or its input normalisation (mean {n.mean:g}, std {n.std:g}) are broken: "
                                    f"export and convert it again, or fix `normalization` in the bundle's manifest.json")
         return y.astype(np.float32, copy=False), ms
-
-
-def _softmax(y: np.ndarray) -> np.ndarray:
-    e = np.exp(y - y.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def make_line_recognizer(be: Backend, model_path: Path, precision: str, manifest: Manifest, load_ms: float,

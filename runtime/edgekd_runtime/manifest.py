@@ -115,6 +115,8 @@ class LinesSpec:
         frame_stride: pixel columns per output frame (T = width // frame_stride).
         max_len: the longest string the model can emit at the reference width.
         text_height_share: share of the canvas height the text band fills (the runtime's line preprocessing).
+        confidence_temperature: T > 0 that calibrates the string confidence (softmax(scores / T), fitted on the
+            val split at export; 1.0 = uncalibrated, the default for bundles made before calibration).
     """
 
     charset: str
@@ -126,6 +128,7 @@ class LinesSpec:
     frame_stride: int = 4
     max_len: int = 0
     text_height_share: float = 0.83
+    confidence_temperature: float = 1.0
 
     @property
     def num_classes(self) -> int:
@@ -178,6 +181,9 @@ class LinesSpec:
             raise bad(f"dynamic_formats {list(self.dynamic_formats)} must be among {list(ARTIFACT_FORMATS)}")
         if not isinstance(self.text_height_share, (int, float)) or not 0 < self.text_height_share <= 1:
             raise bad(f"text_height_share {self.text_height_share!r} must be in (0, 1]")
+        t = self.confidence_temperature
+        if type(t) not in (int, float) or not math.isfinite(t) or t <= 0:
+            raise bad(f"confidence_temperature {t!r} must be a finite number > 0 (1.0: uncalibrated)")
 
 
 @dataclass

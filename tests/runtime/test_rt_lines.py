@@ -54,7 +54,8 @@ def test_manifest_round_trips_the_lines_block_and_digit_manifests_keep_their_sch
     assert m.task == LINE_TASK and m.lines == SPEC
     d = json.loads((line_bundle / "manifest.json").read_text())
     assert d["lines"] == {"charset": "ab", "height": 24, "width": 96, "max_width": 384, "dynamic_formats": ["onnx"],
-                          "blank": 0, "frame_stride": 4, "max_len": 12, "text_height_share": 0.83}
+                          "blank": 0, "frame_stride": 4, "max_len": 12, "text_height_share": 0.83,
+                          "confidence_temperature": 1.0}
     digits = Manifest(name="tiny", labels=list("0123456789")).to_dict()
     assert "lines" not in digits and Manifest.from_dict(digits).lines is None
 
@@ -72,6 +73,10 @@ def test_manifest_round_trips_the_lines_block_and_digit_manifests_keep_their_sch
     ({"lines": {**SPEC.to_dict(), "height": "24"}}, "height must be an integer"),
     ({"lines": {**SPEC.to_dict(), "dynamic_formats": ["gguf"]}}, "dynamic_formats"),
     ({"lines": {**SPEC.to_dict(), "text_height_share": 2}}, "text_height_share"),
+    ({"lines": {**SPEC.to_dict(), "confidence_temperature": float("nan")}}, "confidence_temperature nan"),
+    ({"lines": {**SPEC.to_dict(), "confidence_temperature": 0}}, "confidence_temperature 0 must be"),
+    ({"lines": {**SPEC.to_dict(), "confidence_temperature": -1.5}}, "confidence_temperature -1.5"),
+    ({"lines": {**SPEC.to_dict(), "confidence_temperature": "2"}}, "confidence_temperature '2'"),
     ({"labels": ["x", "y"]}, "not the characters of lines.charset"),
     ({"input": {"name": "input", "shape": [1, 1, 32, 96]}}, "does not have the height"),
 ])
