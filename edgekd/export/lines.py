@@ -8,7 +8,7 @@ difference at half, once and twice the reference width (lines cropped or zero-pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from .samples import normalise
 if TYPE_CHECKING:
     import torch
 
+COVERAGE_PNG = "coverage.png"  # the bundle's coverage-accuracy plot
 MAX_WIDTH_FACTOR = 8  # a dynamic-width ONNX model takes lines up to 8x the reference width
 WIDTH_CHECK_FACTORS = (0.5, 1.0, 2.0)  # widths (x the reference) where the dynamic ONNX must match torch
 
@@ -35,6 +36,8 @@ class LineSamples:
     test_x: np.ndarray
     texts: list[str]
     split: str
+    val_x: np.ndarray | None = None  # the val split (calibrates the string confidence); None without one
+    val_texts: list[str] = field(default_factory=list)
 
 
 def line_samples(data: dict[str, Any] | None, calib_samples: int = 500, seed: int = 0) -> LineSamples:
@@ -53,7 +56,27 @@ def line_samples(data: dict[str, Any] | None, calib_samples: int = 500, seed: in
         raise UserInputError(f"line data {data}: no test or validation lines to check the export on")
     train_x = subsample(splits.train.x, calib_samples, seed)
     as_float = lambda x: x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)  # noqa: E731
-    return LineSamples(as_float(train_x), as_float(test.x), list(test.texts), name)
+    val = splits.val if name == "test" and len(splits.val) else None
+    return LineSamples(as_float(train_x), as_float(test.x), list(test.texts), name,
+                       as_float(val.x) if val is not None else None, list(val.texts) if val is not None else [])
+
+
+def confidence_calibration(val_scores: np.ndarray | None, val_texts: list[str], test_scores: np.ndarray,
+                           test_texts: list[str], charset: str) -> tuple[float, dict[str, Any]]:
+    """Fit the confidence temperature on the val lines' CTC scores (N, T, C), then on the test lines: the
+    coverage-accuracy curve at that temperature, the ECE/NLL before and after, the thresholds for 99 % / 95 %."""
+    from edgekd_runtime.confidence import coverage_curve, ece, fit_temperature, greedy_confidences, nll, threshold_for
+
+    t = fit_temperature(val_scores, val_texts, charset) if val_scores is not None and len(val_texts) else 1.0
+    reads, raw = greedy_confidences(test_scores, charset, 1.0)
+    _, cal = greedy_confidences(test_scores, charset, t)
+    right = np.array([r == y for r, y in zip(reads, test_texts)])
+    return t, {"temperature": t, "fitted_on": "val" if len(val_texts) else None,
+               "num_val": len(val_texts), "num_test": len(test_texts), "source": "onnxruntime fp32",
+               "ece_before": ece(raw, right), "ece_after": ece(cal, right),
+               "nll_before": nll(raw, right), "nll_after": nll(cal, right),
+               "coverage": coverage_curve(cal, right),
+               "threshold_99": threshold_for(cal, right, 0.99), "threshold_95": threshold_for(cal, right, 0.95)}
 
 
 def lines_spec(ck: dict[str, Any], dynamic: bool) -> LinesSpec:
@@ -112,6 +135,8 @@ def export_line_bundle(model: "torch.nn.Module", ck: dict[str, Any], stage: Path
     from edgekd_converters.parity import SequenceScorer
     from edgekd_converters.runners import run_onnx
 
+    from edgekd.report.figures import coverage_png
+
     samples = line_samples(ck.get("data"))
     test_x, texts = samples.test_x[:max_samples], samples.texts[:max_samples]
     norm = Normalization(**(ck.get("normalization") or {}))
@@ -122,7 +147,11 @@ def export_line_bundle(model: "torch.nn.Module", ck: dict[str, Any], stage: Path
     parity = scorer.compare(ref, out, "fp32", "torch")
     if not parity.passed:
         raise ParityError(onnx_name, parity)
-    spec = lines_spec(ck, dynamic)
+    val_scores = None
+    if samples.val_x is not None:
+        val_scores = run_onnx(stage / onnx_name, normalise(samples.val_x, norm.mean, norm.std))
+    temperature, conf = confidence_calibration(val_scores, samples.val_texts, out, texts, str(ck["charset"]))
+    spec = replace(lines_spec(ck, dynamic), confidence_temperature=temperature)
     manifest = Manifest(
         name=str(ck["arch"]), labels=list(spec.charset),
         input=InputSpec(INPUT_NAME, (1, 1, spec.height, spec.width), "NCHW", "float32"),
@@ -135,7 +164,8 @@ def export_line_bundle(model: "torch.nn.Module", ck: dict[str, Any], stage: Path
         task=LINE_TASK, lines=spec, budget=ck.get("budget"), profile=ck.get("profile"), versions=versions,
         created=created, extra={**base_extra, "eval_split": samples.split, "num_eval_samples": len(texts),
                                 "torch_accuracy": scorer.accuracy(ref),
-                                "torch_cer": parity.reference_cer})
+                                "torch_cer": parity.reference_cer, "confidence": conf})
+    coverage_png(conf, stage / COVERAGE_PNG)
     manifest.save(stage)
     runtime_line_accuracy(stage, manifest, test_x, texts, source="onnxruntime")
     manifest.save(stage)

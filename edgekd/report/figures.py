@@ -96,3 +96,26 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: 
     m = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(m, (np.asarray(y_true), np.asarray(y_pred)), 1)
     return m.tolist()
+
+
+def coverage_png(confidence: dict[str, Any], path: Path) -> Path:
+    """String accuracy of the accepted readings against the share rejected (least confident first), from the
+    manifest's `extra.confidence` block; the 99 % / 95 % thresholds as dotted lines when reached."""
+    plt = _plt()
+    curve = confidence["coverage"]
+    x = [c["reject_percent"] for c in curve]
+    y = [100 * c["accuracy"] for c in curve]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.plot(x, y, "-", color=ROLE_STYLE["distilled"][0], marker="o", ms=4, label="accepted readings")
+    for key, target in (("threshold_99", 99), ("threshold_95", 95)):
+        if confidence.get(key):
+            ax.axhline(target, ls=":", color="#888888", lw=1)
+            ax.text(x[-1], target, f" {target} % at conf >= {confidence[key]['threshold']:.3f}", va="bottom",
+                    ha="right", fontsize=8, color="#555555")
+    ax.set(xlabel="least confident readings rejected (%)", ylabel="string accuracy of the rest (%)",
+           title=f"Coverage vs accuracy (T = {confidence['temperature']:.2f}, ECE "
+                 f"{confidence['ece_before']:.3f} -> {confidence['ece_after']:.3f})")
+    ax.set_ylim(min(min(y), 94.0) - 1.0, 100.5)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, path)

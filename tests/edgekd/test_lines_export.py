@@ -80,7 +80,8 @@ def test_export_writes_a_line_manifest_with_everything_the_board_needs(line_bund
     assert d["task"] == LINE_TASK and d["labels"] == list("0123456789")
     assert d["lines"] == {"charset": "0123456789", "height": 24, "width": 192, "max_width": 1536,
                           "dynamic_formats": ["onnx"], "blank": 0, "frame_stride": 4, "max_len": ck["max_len"],
-                          "text_height_share": 0.83}
+                          "text_height_share": 0.83,
+                          "confidence_temperature": d["extra"]["confidence"]["temperature"]}
     assert d["input"]["shape"] == [1, 1, 24, 192] and d["normalization"] == {"mean": 0.1307, "std": 0.3081}
     assert d["preprocessing"]["kind"] == "mnist"  # unused by line bundles; a kind every runtime's checks accept
     (art,) = d["artifacts"]
@@ -90,6 +91,35 @@ def test_export_writes_a_line_manifest_with_everything_the_board_needs(line_bund
     assert art["accuracy"] == 1.0 and art["extra"]["cer"] == 0.0 and art["extra"]["accuracy_source"] == "edgekd_runtime"
     assert set(art["extra"]["width_max_abs_diff"]) == {"96", "192", "384"}
     assert d["extra"]["torch_cer"] == 0.0 and d["extra"]["eval_split"] == "test"
+
+
+def test_export_calibrates_the_confidence_on_val_and_plots_coverage_on_test(line_bundle, line_model, line_test):
+    from edgekd_runtime.confidence import REJECT_PERCENTS
+
+    conf = json.loads((line_bundle / "manifest.json").read_text())["extra"]["confidence"]
+    assert conf["fitted_on"] == "val" and conf["num_val"] == len(line_test.val_texts) > 0
+    assert conf["num_test"] == len(line_test.texts) and conf["temperature"] > 0
+    curve = conf["coverage"]
+    assert [c["reject_percent"] for c in curve] == list(REJECT_PERCENTS)
+    assert [c["coverage"] for c in curve] == sorted((c["coverage"] for c in curve), reverse=True)
+    assert curve[0]["coverage"] == 1.0 and curve[0]["accuracy"] == 1.0  # the tiny student reads its test lines
+    assert {"ece_before", "ece_after", "nll_before", "nll_after", "threshold_99", "threshold_95"} <= set(conf)
+    png = (line_bundle / "coverage.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert not list(line_bundle.glob("*.tmp*"))
+
+
+def test_a_fitted_temperature_reaches_the_manifest_and_read(line_ckpt, tmp_path, monkeypatch):
+    from edgekd.export import export_bundle
+
+    fits = []
+    monkeypatch.setattr("edgekd_runtime.confidence.fit_temperature",
+                        lambda scores, texts, charset: fits.append(scores.shape) or 1.75)
+    m = export_bundle(line_ckpt, tmp_path / "b", max_samples=8)
+    assert len(fits) == 1 and fits[0][1:] == (48, 11)  # the val lines' ONNX scores at the reference width
+    assert m.lines.confidence_temperature == 1.75 == m.extra["confidence"]["temperature"]
+    assert Manifest.load(tmp_path / "b").lines.confidence_temperature == 1.75
+    assert rt.load(tmp_path / "b").lines.confidence_temperature == 1.75
 
 
 def test_the_onnx_model_takes_any_width_and_matches_torch_at_96_192_384(line_bundle, line_model, line_test):

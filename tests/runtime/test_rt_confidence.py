@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
