@@ -43,6 +43,12 @@ def _needs_tflite(request) -> None:
 
 
 @pytest.fixture()
+def needs_tflite(request) -> None:
+    """Skip where no TFLite interpreter is installed (for a test that picks its model from a parameter)."""
+    _needs_tflite(request)
+
+
+@pytest.fixture()
 def tiny_tflite(request) -> Path:
     _needs_tflite(request)
     return ASSETS / "tiny_fp32.tflite"
