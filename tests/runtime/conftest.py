@@ -49,6 +49,15 @@ def needs_tflite(request) -> None:
 
 
 @pytest.fixture()
+def tflite_name(needs_tflite) -> str:
+    """The TFLite interpreter the runtime uses here: ai_edge_litert, else tflite_runtime (boards with numpy 1.x,
+    scripts/test-tflite-runtime.sh), else tensorflow.lite."""
+    from edgekd_runtime.backend_tflite import find_interpreter
+
+    return find_interpreter()[1]
+
+
+@pytest.fixture()
 def tiny_tflite(request) -> Path:
     _needs_tflite(request)
     return ASSETS / "tiny_fp32.tflite"

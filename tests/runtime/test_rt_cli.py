@@ -46,11 +46,11 @@ def test_predict_directory_and_file(images, bundle):
     assert r.output.count("digit0.png") == 2 and "digit1.png" in r.output and "readme" not in r.output
 
 
-def test_predict_json(images, bundle):
+def test_predict_json(images, bundle, tflite_name):
     r = invoke("predict", images, "-m", bundle, "--json", "--backend", "tflite")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert doc["backend"] == "ai_edge_litert" and len(doc["results"]) == 2
+    assert doc["backend"] == tflite_name and len(doc["results"]) == 2
     res = doc["results"][0]
     assert res["label"].startswith("c") and len(res["top_k"]) == 3 and res["latency_ms"] > 0
 
@@ -84,11 +84,11 @@ def test_bad_input_exits_2(case, tmp_path, bundle, images):
     assert r.stderr.startswith("error: ") and "Traceback" not in r.output
 
 
-def test_bench_json_has_samples(bundle):
+def test_bench_json_has_samples(bundle, tflite_name):
     r = invoke("bench", bundle, "--runs", 30, "--warmup", 2, "--threads", 1, "--backend", "tflite", "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert len(doc["samples_ms"]) == 30 and doc["threads"] == 1 and doc["backend"] == "ai_edge_litert"
+    assert len(doc["samples_ms"]) == 30 and doc["threads"] == 1 and doc["backend"] == tflite_name
     assert doc["format"] == "tflite" and doc["warmup_runs"] == 2
 
 

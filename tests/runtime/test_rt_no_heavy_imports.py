@@ -58,7 +58,7 @@ def run_blocked(tmp_path: Path, blocked: str, *args: str) -> subprocess.Complete
                           env=env, timeout=180)
 
 
-def test_predict_and_bench_without_torch_and_tensorflow(tmp_path, lin_onnx, tiny_tflite):
+def test_predict_and_bench_without_torch_and_tensorflow(tmp_path, lin_onnx, tiny_tflite, tflite_name):
     from rt_support import digit_canvas, handwriting_photo
     from PIL import Image
 
@@ -68,7 +68,7 @@ def test_predict_and_bench_without_torch_and_tensorflow(tmp_path, lin_onnx, tiny
     doc = json.loads(p.stdout.strip().splitlines()[-1])
     assert doc["heavy"] == [] and doc["attempts"] == []  # never even tried to import them
     assert doc["results"][str(lin_onnx)]["backend"] == "onnxruntime"
-    assert doc["results"][str(tiny_tflite)]["backend"] == "ai_edge_litert"
+    assert doc["results"][str(tiny_tflite)]["backend"] == tflite_name
     assert all(r["runs"] == 20 for r in doc["results"].values())
 
 

@@ -44,12 +44,12 @@ def test_onnx_forward_matches_numpy(lin_onnx, lin_weights):
     assert rec.labels == [str(i) for i in range(10)] and rec.model_path == lin_onnx
 
 
-def test_tflite_forward_matches_numpy(tiny_tflite, tiny_weights):
+def test_tflite_forward_matches_numpy(tiny_tflite, tiny_weights, tflite_name):
     rec = rt.load(tiny_tflite)
     c = canvases(3, seed=1)
     out = rec.forward(c)  # fixed batch 1 in the model: run in three calls
     np.testing.assert_allclose(out, tiny_reference(c, *tiny_weights), rtol=1e-4, atol=1e-4)
-    assert rec.backend_name == "ai_edge_litert" and rec.input_spec.layout == "NHWC"
+    assert rec.backend_name == tflite_name and rec.input_spec.layout == "NHWC"
     assert rec.backend.delegate == "XNNPACK"
 
 
@@ -342,12 +342,12 @@ def test_other_input_layouts(tmp_path, layout, shape):
     np.testing.assert_allclose(rec.forward(c), x.reshape(3, -1) @ w, rtol=1e-4, atol=1e-3)
 
 
-def test_bare_file_info_and_precision_from_name(tmp_path, tiny_tflite):
+def test_bare_file_info_and_precision_from_name(tmp_path, tiny_tflite, tflite_name):
     shutil.copy(tiny_tflite, tmp_path / "student_float16.tflite")
     rec = rt.load(tmp_path / "student_float16.tflite")
     assert rec.precision == "fp16" and rec.manifest is None
     info = rec.info()
-    assert info["manifest"] is None and info["backend"] == "ai_edge_litert" and info["input_layout"] == "NHWC"
+    assert info["manifest"] is None and info["backend"] == tflite_name and info["input_layout"] == "NHWC"
     assert info["outputs"][0]["shape"] == [1, 10] and info["labels"] == [str(i) for i in range(10)]
     assert rt.load(tmp_path / "student_float16.tflite", precision="fp32").precision == "fp32"
 
