@@ -33,19 +33,17 @@ def time_stages(stages: Sequence[Callable[[Any], Any]], value: Any, runs: int,
     One clock reading between consecutive stages (and none inside them), so a run's stage times add up to the
     time from the first stage's start to the last one's end. `progress(i)` after each run."""
     clock = time.perf_counter_ns
-    marks = []
+    marks = np.empty((runs, len(stages) + 1), np.int64)  # preallocated: RSS does not grow with the runs
     for i in range(runs):
         v = value
         t = [clock()]
         for stage in stages:
             v = stage(v)
             t.append(clock())
-        marks.append(t)
+        marks[i] = t
         if progress is not None:
             progress(i + 1)
-    if not marks:
-        return np.empty((0, len(stages)), np.float64)
-    return np.diff(np.asarray(marks, np.float64), axis=1) / 1e6
+    return np.diff(marks, axis=1) / 1e6
 
 
 @dataclass
