@@ -103,7 +103,18 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
                    "notes": search.get("notes"), "effective_limits": search.get("effective_limits")},
         "checks": checks,
         "latency_model": latency_model,
+        "image_path": _image_path(bench, deployed_art.path),
     }
+
+
+def _image_path(bench: dict[str, Any], artifact: str) -> dict[str, Any] | None:
+    """The deployed artifact's image path as the bench step measured it: {artifact, image, runs, stages: {decode,
+    preprocess, inference, total: {p50_ms, p90_ms, p99_ms, mean_ms, ...}}} (None when it was not measured)."""
+    ip = (bench.get(artifact) or {}).get("image_path")
+    if not ip:
+        return None
+    return {"artifact": artifact, "image": ip["image"], "decoded_shape": ip["decoded_shape"], "runs": ip["runs"],
+            "stages": ip["stages"]}
 
 
 def _deployable(manifest: Any, prec: str) -> Any:

@@ -69,7 +69,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
     _train_student("scratch", scratch_key, cfg, splits, student_id, None, replace(cfg.distill, loss="none"), run_dir,
                    state, progress, log, extra)
     bundle = _export_convert(dist_key, run_dir, state, log)
-    bench = _bench_step(cfg, bundle, run_dir, log)
+    bench = _bench_step(cfg, bundle, run_dir, log, splits.test)
 
     from .results import build_report
 
@@ -233,15 +233,35 @@ def _export_convert(dist_key: str, run_dir: Path, state: StepState, log: Log) ->
     return bundle
 
 
-def _bench_step(cfg: PipelineConfig, bundle: Path, run_dir: Path, log: Log) -> dict[str, Any]:
-    """Latency of every artifact on this machine through edgekd_runtime (always re-measured: it is cheap)."""
+def _bench_step(cfg: PipelineConfig, bundle: Path, run_dir: Path, log: Log, test: Any) -> dict[str, Any]:
+    """Latency of every artifact on this machine through edgekd_runtime (always re-measured: it is cheap), and
+    the deployed artifact's image path (decode, preprocess, inference) on the first test digit drawn as a
+    640x480 photo, `cfg.bench_runs` times."""
+    import tempfile
+
+    from PIL import Image
+
     from edgekd.bench import bench_bundle
+    from edgekd.data.digit_photos import PHOTO_HEIGHT_PX, PHOTO_WIDTH_PX, render_digit_photo
 
     def show(path: str, rep: Any) -> None:
         log(f"bench: {path:28s} p50 {rep.p50_ms:.3f} ms  p99 {rep.p99_ms:.3f} ms  ({rep.backend} {rep.delegate}, "
             f"{rep.threads} thread(s))")
+        if rep.image_path is not None:
+            st = rep.image_path.stages
+            log(f"bench: {path} on a photo of a test digit, p50: decode {st['decode'].p50_ms:.2f} ms, preprocess "
+                f"{st['preprocess'].p50_ms:.2f} ms, inference {st['inference'].p50_ms:.3f} ms, total "
+                f"{st['total'].p50_ms:.2f} ms")
 
-    out = {p: r.to_dict(samples=False) for p, r in bench_bundle(bundle, cfg.bench_runs, on_result=show).items()}
+    with tempfile.TemporaryDirectory(prefix="edgekd_bench_") as tmp:
+        photo = Path(tmp) / "test_digit.png"
+        Image.fromarray(render_digit_photo(test.x[0])).save(photo)
+        reports = bench_bundle(bundle, cfg.bench_runs, on_result=show, image=photo)
+    for r in reports.values():
+        if r.image_path is not None:
+            r.image_path.image = (f"test digit #0 (class {int(test.y[0])}) as a {PHOTO_WIDTH_PX}x{PHOTO_HEIGHT_PX} "
+                                  f"PNG photo")
+    out = {p: r.to_dict(samples=False) for p, r in reports.items()}
     atomic_write_json(run_dir / "bench.json", {"created": _now(), "artifacts": out})
     return out
 

@@ -12,6 +12,8 @@ report.json is the single source of truth; `edgekd report RUN_DIR` re-renders th
     deployed:   {path, accuracy, labels, confusion}
     budget:     {chosen, plot, feasible, evaluated, binding}
     checks:     [{name, ok, detail}]
+    image_path: {artifact, image, runs, stages: {decode|preprocess|inference|total: {p50_ms, p90_ms, p99_ms,
+                 mean_ms}}} or null
 """
 
 from __future__ import annotations
@@ -82,6 +84,20 @@ def _figures(run_dir: Path, rep: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _image_path_table(ip: dict[str, Any] | None) -> list[str]:
+    """The deployed artifact's image path, stage by stage (empty without one)."""
+    if not ip:
+        return []
+    L = ["## Image path", "",
+         f"From an image file to an answer with `{ip['artifact']}` through edgekd_runtime on this machine: "
+         f"{ip['image']}, {ip['runs']} runs (`edgekd-rt bench MODEL --image FILE` measures the same on a board).", "",
+         "| stage | p50 (ms) | p90 (ms) | p99 (ms) | mean (ms) |", "|---|---:|---:|---:|---:|"]
+    for name, s in ip["stages"].items():
+        L.append(f"| {name} | {_ms(s.get('p50_ms'))} | {_ms(s.get('p90_ms'))} | {_ms(s.get('p99_ms'))} | "
+                 f"{_ms(s.get('mean_ms'))} |")
+    return L + [""]
+
+
 def _markdown(rep: dict[str, Any], figs: dict[str, str]) -> str:
     run, target = rep.get("run", {}), rep.get("target", {})
     prof = target.get("profile") or {}
@@ -142,6 +158,7 @@ def _markdown(rep: dict[str, Any], figs: dict[str, str]) -> str:
                      f"{_ms(a.get('p99_ms'))} | {ok[a.get('budget_ok')]} |")
         L.append("")
 
+    L += _image_path_table(rep.get("image_path"))
     lm = rep.get("latency_model")
     if lm:
         L += [f"Latency model check on this machine: the `host` profile predicts {lm['host_estimate_ms']:.3f} ms for "

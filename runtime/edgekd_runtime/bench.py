@@ -3,13 +3,15 @@
 `run_benchmark` times the interpreter call alone on a fixed, already-laid-out input (like benchmark_model),
 after a first inference and a warm-up; `LatencyReport` holds the statistics, the raw per-run samples and the
 context a figure needs to be comparable (backend + version, delegate, threads, model hash, CPU, OS, Python).
+`run_image_benchmark` times the whole image path of one image file, stage by stage (`ImagePathReport`: decode,
+preprocess, inference and their total). Both time their calls with `time_stages`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +21,72 @@ from .sysinfo import peak_rss_bytes, system_info
 
 if TYPE_CHECKING:
     from .recognizer import Recognizer
+
+#: The stages of the image path, in order, and their total (the keys of `ImagePathReport.stages`).
+IMAGE_STAGES = ("decode", "preprocess", "inference")
+
+
+def time_stages(stages: Sequence[Callable[[Any], Any]], value: Any, runs: int,
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Run the chain `stages[-1](...stages[0](value))` `runs` times; (runs, len(stages)) milliseconds per stage.
+
+    One clock reading between consecutive stages (and none inside them), so a run's stage times add up to the
+    time from the first stage's start to the last one's end. `progress(i)` after each run."""
+    clock = time.perf_counter_ns
+    marks = np.empty((runs, len(stages) + 1), np.int64)  # preallocated: RSS does not grow with the runs
+    for i in range(runs):
+        v = value
+        t = [clock()]
+        for stage in stages:
+            v = stage(v)
+            t.append(clock())
+        marks[i] = t
+        if progress is not None:
+            progress(i + 1)
+    return np.diff(marks, axis=1) / 1e6
+
+
+@dataclass
+class StageStats:
+    """benchmark_model's statistics of one stage's per-run times (milliseconds)."""
+
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, samples_ms: np.ndarray) -> "StageStats":
+        p50, p90, p99 = np.percentile(samples_ms, [50, 90, 99])
+        return cls(float(samples_ms.mean()), float(samples_ms.std()), float(samples_ms.min()), float(p50),
+                   float(p90), float(p99), float(samples_ms.max()))
+
+
+@dataclass
+class ImagePathReport:
+    """The image path of one file, run after run: `decode` (file -> grayscale array, through the runtime's own
+    loader at the resolution its preprocessing works at), `preprocess` (array -> canvas), `inference` (canvas ->
+    the model's input tensor -> the interpreter call) and `total` (the three back to back: per run, the sum)."""
+
+    image: str
+    decoded_shape: list[int]  # (height, width) of the decoded array
+    canvas_shape: list[int]
+    runs: int
+    warmup_runs: int
+    stages: dict[str, StageStats]  # IMAGE_STAGES + "total"
+    samples_ms: dict[str, list[float]] = field(default_factory=dict)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(stage, "p50 / p90 / p99 / mean") pairs for a human table."""
+        h, w = self.decoded_shape
+        out = [("image", f"{self.image} ({w}x{h} px decoded, {self.runs} runs after {self.warmup_runs} warm-up)"),
+               ("stage", "p50 / p90 / p99 / mean")]
+        for name, s in self.stages.items():
+            out.append((name, f"{s.p50_ms:.3f} / {s.p90_ms:.3f} / {s.p99_ms:.3f} / {s.mean_ms:.3f} ms"))
+        return out
 
 
 @dataclass
@@ -62,11 +130,15 @@ class LatencyReport:
     # machine
     system: dict[str, Any] = field(default_factory=dict)
     samples_ms: list[float] = field(default_factory=list)
+    # the image path of one file (`edgekd-rt bench --image`), None without one
+    image_path: ImagePathReport | None = None
 
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
         d = asdict(self)
         if not samples:
             d.pop("samples_ms")
+            if d["image_path"] is not None:
+                d["image_path"].pop("samples_ms")
         return d
 
     def rows(self) -> list[tuple[str, str]]:
@@ -94,7 +166,7 @@ class LatencyReport:
             ("inferences/s", f"{self.inferences_per_s:,.1f}"),
             ("RSS after load / peak", f"{mib(self.rss_after_load_bytes)} / {mib(self.peak_rss_bytes)}"),
             ("machine", f"{s.get('cpu_model')}, {s.get('cpu_cores')} cores, {s.get('os')}, Python {s.get('python')}"),
-        ]
+        ] + (self.image_path.rows() if self.image_path is not None else [])
 
 
 def benchmark_input(rec: "Recognizer", batch: int = 1, seed: int = 0) -> np.ndarray:
@@ -120,6 +192,53 @@ def _uniform(shape: tuple[int, ...], seed: int) -> np.ndarray:
     return ((z >> np.uint64(11)).astype(np.float64) * 2.0**-53).reshape(shape)
 
 
+def _check_counts(runs: int, warmup: int, batch: int = 1) -> None:
+    if runs < 1:
+        raise UserInputError(f"runs={runs}: need at least 1 measured run")
+    if warmup < 0:
+        raise UserInputError(f"warmup={warmup}: must be >= 0")
+    if batch < 1:
+        raise UserInputError(f"batch={batch}: must be >= 1")
+
+
+def image_stages(rec: Any) -> tuple[Callable[[Any], Any], ...]:
+    """The image path as three callables chained from a file: decode, preprocess, inference (see
+    `ImagePathReport`); for a line recognizer preprocessing is the line canvas (its geometry dropped)."""
+    run = rec.backend.run
+    to_input = rec.to_input
+    if getattr(rec, "task", "digits") == "lines":
+        canvas = lambda gray: rec.canvas(gray)[0]  # noqa: E731
+    else:
+        canvas = rec.canvas
+    return rec.load_image, canvas, lambda c: run(to_input(c[None]))
+
+
+def run_image_benchmark(rec: Any, image: Any, runs: int = 100, warmup: int = 10,
+                        progress: Callable[[int], None] | None = None) -> ImagePathReport:
+    """Time the image path of `image` (a file) stage by stage, `runs` times after `warmup` (and one run that
+    checks the image: an unreadable or blank one raises its ImageError before anything is timed).
+
+    Raises:
+        ImageError: the image cannot be decoded, or holds nothing to read (BlankImageError).
+        UserInputError: runs < 1 or warmup < 0.
+    """
+    _check_counts(runs, warmup)
+    stages = image_stages(rec)
+    gray = stages[0](image)
+    canvas = stages[1](image)  # from the file, not the array: its errors name the file
+    first = time_stages(stages[2:], canvas, 1)[0, 0]
+    if rec.first_inference_ms is None:
+        rec.first_inference_ms = float(first)
+    time_stages(stages, image, warmup)
+    t = time_stages(stages, image, runs, progress)
+    per = dict(zip(IMAGE_STAGES, t.T))
+    per["total"] = t.sum(axis=1)
+    return ImagePathReport(image=str(image), decoded_shape=[int(d) for d in gray.shape[:2]],
+                           canvas_shape=[int(d) for d in canvas.shape], runs=runs, warmup_runs=warmup,
+                           stages={k: StageStats.of(v) for k, v in per.items()},
+                           samples_ms={k: [float(x) for x in v] for k, v in per.items()})
+
+
 def run_benchmark(rec: "Recognizer", runs: int = 100, warmup: int = 10, batch: int = 1, seed: int = 0,
                   progress: Callable[[int], None] | None = None) -> LatencyReport:
     """Time `runs` interpreter calls after `warmup`; see the module docstring.
@@ -127,31 +246,13 @@ def run_benchmark(rec: "Recognizer", runs: int = 100, warmup: int = 10, batch: i
     Raises:
         UserInputError: runs < 1, warmup < 0 or batch < 1.
     """
-    if runs < 1:
-        raise UserInputError(f"runs={runs}: need at least 1 measured run")
-    if warmup < 0:
-        raise UserInputError(f"warmup={warmup}: must be >= 0")
-    if batch < 1:
-        raise UserInputError(f"batch={batch}: must be >= 1")
+    _check_counts(runs, warmup, batch)
     x = benchmark_input(rec, batch, seed)
-    run = rec.backend.run
-    clock = time.perf_counter_ns
+    run = (rec.backend.run,)
     if rec.first_inference_ms is None:
-        t0 = clock()
-        run(x)
-        rec.first_inference_ms = (clock() - t0) / 1e6
-    warm = np.empty(warmup, np.float64)
-    for i in range(warmup):
-        t0 = clock()
-        run(x)
-        warm[i] = (clock() - t0) / 1e6
-    samples = np.empty(runs, np.float64)
-    for i in range(runs):
-        t0 = clock()
-        run(x)
-        samples[i] = (clock() - t0) / 1e6
-        if progress is not None:
-            progress(i + 1)
+        rec.first_inference_ms = float(time_stages(run, x, 1)[0, 0])
+    warm = time_stages(run, x, warmup)[:, 0]
+    samples = time_stages(run, x, runs, progress)[:, 0]
     p50, p90, p95, p99, p999 = np.percentile(samples, [50, 90, 95, 99, 99.9])
     mp = rec.model_path
     inp = rec.backend.inputs[0]

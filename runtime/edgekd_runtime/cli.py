@@ -2,7 +2,7 @@
 
     edgekd-rt predict IMAGES... --model PATH [--top-k K] [--mean M --std S] [--json]
     edgekd-rt read IMAGES... --model LINE_BUNDLE [--pattern P] [--json]
-    edgekd-rt bench PATH [--runs N] [--warmup W] [--threads T] [--backend onnx|tflite] [--mean M --std S] [--json]
+    edgekd-rt bench PATH [--image FILE] [--runs N] [--warmup W] [--threads T] [--backend onnx|tflite] [--json]
     edgekd-rt info PATH [--json]
 
 Exit codes: 0 ok, 1 failure (e.g. no interpreter installed), 2 bad input (message on stderr, no traceback).
@@ -136,6 +136,9 @@ def bench_cmd(
     batch: int = typer.Option(1, "--batch", min=1, help="Batch size per run."),
     mean: Optional[float] = typer.Option(None, "--mean", help=MEAN_HELP),
     std: Optional[float] = typer.Option(None, "--std", help=STD_HELP),
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help=(
+        "Also time the whole image path of this file, stage by stage: decode (file -> array), preprocess "
+        "(array -> canvas; a line bundle's line preprocessing), inference (the interpreter call) and the total.")),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output with every per-run sample."),
 ) -> None:
     """Measure latency like TFLite's benchmark_model: init, first run, warm-up, mean/std/percentiles, RSS."""
@@ -144,7 +147,9 @@ def bench_cmd(
     rec = load(model, backend=backend, threads=threads, precision=precision, mean=mean, std=std)
     lines = getattr(rec, "task", "digits") == "lines"
     if as_json:
+        path_report = _image_path(rec, image, runs, warmup)  # first: a bad image fails before the long part
         report = rec.benchmark(runs=runs, warmup=warmup, batch=batch)
+        report.image_path = path_report
         if lines:
             from .cli_lines import print_json_bench
 
@@ -154,10 +159,13 @@ def bench_cmd(
     from rich.progress import Progress
 
     with Progress(console=_console(stderr=True), transient=True) as bar:
-        task = bar.add_task("benchmarking", total=runs)
+        task = bar.add_task("image path" if image is not None else "benchmarking", total=runs)
         step = max(1, runs // 50)
-        report = rec.benchmark(runs=runs, warmup=warmup, batch=batch,
-                               progress=lambda i: bar.update(task, completed=i) if i % step == 0 else None)
+        show = lambda i: bar.update(task, completed=i) if i % step == 0 else None  # noqa: E731
+        path_report = _image_path(rec, image, runs, warmup, show)
+        bar.update(task, completed=0, description="benchmarking")
+        report = rec.benchmark(runs=runs, warmup=warmup, batch=batch, progress=show)
+        report.image_path = path_report
     rows = report.rows()
     if lines:
         from .cli_lines import line_latency
@@ -166,6 +174,15 @@ def bench_cmd(
         rows += [("per line", f"{per['per_line_ms']:.3f} ms ({per['line_height']}x{per['line_width']} px line)"),
                  ("per character", f"{per['per_char_ms']:.3f} ms (~{per['chars_per_line']:.0f} characters a line)")]
     _print_rows("latency", rows)
+
+
+def _image_path(rec: Any, image: Optional[Path], runs: int, warmup: int, progress: Any = None) -> Any:
+    """The image path's stage timings of `--image` (None without it)."""
+    if image is None:
+        return None
+    from .bench import run_image_benchmark
+
+    return run_image_benchmark(rec, image, runs=runs, warmup=warmup, progress=progress)
 
 
 @app.command("info", cls=LeanCommand)

@@ -25,7 +25,7 @@ from .ctc_decode import compile_constraint, decode, rescored
 from .errors import ImageError, InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
 from .loaded import LoadedModel
-from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas
+from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
 
 if TYPE_CHECKING:
@@ -149,6 +149,10 @@ class LineRecognizer(LoadedModel):
         return {"cer": char_error_rate(list(texts), hyps), "string_accuracy": string_accuracy(list(texts), hyps)}
 
     # ---- images -> readings ------------------------------------------------------------------------------------
+    def load_image(self, image: ImageLike) -> np.ndarray:
+        """Decode one line image as `canvas` does first (`lines.load_line_image`)."""
+        return load_line_image(image)
+
     def canvas(self, image: ImageLike) -> tuple[np.ndarray, LineGeometry]:
         """One line image -> (line canvas (H, W), geometry mapping canvas columns to image pixels). A dynamic-width
         artifact gets the line's own width (at least the reference width), a fixed one its width."""

@@ -148,6 +148,11 @@ def _line_band(image: ImageLike, polarity: str) -> _Band:
     return _Band(name, ink, x0, gray.shape[1] / src_w, src_w)
 
 
+def load_line_image(image: ImageLike) -> np.ndarray:
+    """A line image decoded as `line_canvas` decodes it: float32 grayscale at the line's work resolution."""
+    return load_gray(image, _work_side_px(_source_size(image)))
+
+
 def _digital_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, int]:
     """A clean digital line: the ink above the median, cropped at 35 % of its peak, scaled to peak 1."""
     ink = _to_light_on_dark(gray, polarity)

@@ -18,10 +18,10 @@ import numpy as np
 
 from .backends import Backend, TensorInfo
 from .errors import ImageError, InputShapeError, ManifestError, ModelOutputError, UserInputError, WrongTaskError
-from .images import ImageLike, describe
+from .images import ImageLike, describe, load_gray
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
-from .preprocess import preprocess
+from .preprocess import WORK_SIDE_PX, preprocess
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
@@ -170,6 +170,11 @@ class Recognizer(LoadedModel):
         return hits / y.size
 
     # ---- images -> predictions ---------------------------------------------------------------------------------
+    def load_image(self, image: ImageLike) -> np.ndarray:
+        """Decode one image as `canvas` does first: float32 grayscale (H, W) in [0, 1] at the preprocessing's
+        work resolution (`canvas(load_image(x))` equals `canvas(x)`; what `edgekd-rt bench --image` times)."""
+        return load_gray(image, WORK_SIDE_PX)
+
     def canvas(self, image: ImageLike) -> np.ndarray:
         """Preprocess one image to the canvas this model takes (float32 (S, S))."""
         return preprocess(image, self.preprocess_spec, self.size)

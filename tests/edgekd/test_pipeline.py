@@ -131,12 +131,22 @@ def test_run_writes_a_consistent_report(finished_run):
     assert abs(rows["distilled"]["flash_bytes"] - int8["size_bytes"]) <= 0.15 * int8["size_bytes"]
     # the manifest carries the same budget verdict
     assert next(a for a in m.artifacts if a.path == "student_int8.tflite").budget_ok is True
+    # the deployed artifact's image path on a photo of a test digit: stages that add up, in bench.json too
+    ip = rep["image_path"]
+    assert ip["artifact"] == dep["path"] and ip["decoded_shape"] == [480, 640] and ip["runs"] == 20
+    st = ip["stages"]
+    assert list(st) == ["decode", "preprocess", "inference", "total"]
+    assert all(s["p50_ms"] <= s["p99_ms"] for s in st.values()) and st["total"]["p50_ms"] >= st["inference"]["p50_ms"]
+    assert st["total"]["mean_ms"] == pytest.approx(sum(st[k]["mean_ms"] for k in ("decode", "preprocess", "inference")))
+    bench = json.loads((out / "bench.json").read_text())["artifacts"]
+    assert bench[dep["path"]]["image_path"]["stages"] == st
 
 
 def test_report_files_are_rendered(finished_run):
     out, _, _ = finished_run
     md = (out / "report.md").read_text()
     assert "Teacher vs student" in md and "student_int8.tflite" in md and "rpi4" in md
+    assert "## Image path" in md and "| decode |" in md and "| total |" in md
     for png in ("training_curves.png", "confusion_matrix.png", "budget.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, png
