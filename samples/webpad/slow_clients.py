@@ -109,6 +109,11 @@ class ConnectionTable:
         with self._lock:
             self._readers.pop(sock, None)
 
+    def partial(self) -> int:
+        """How many connections are part-way through sending a request (some bytes read, not all)."""
+        with self._lock:
+            return sum(1 for r in self._readers.values() if r.reading and r.received and not r.evicted)
+
     def evict_slowest(self) -> bool:
         """Shut down the reading side of the connection waiting longest for its current request; its handler
         then gets `RequestTimedOut`. Returns False when every connection is busy answering a request."""

@@ -323,6 +323,12 @@ def test_tricklers_holding_every_slot_do_not_lock_out_real_requests(digit_model)
     sender = threading.Thread(target=trickle, daemon=True)
     sender.start()
     try:
+        # the server has read the first bytes of all three (else the oldest is evicted as an idle connection,
+        # closed without a 408: a race on a loaded machine)
+        deadline = time.monotonic() + 20
+        while srv.connections.partial() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.connections.partial() == 3
         status, health, _ = _request(srv, "GET", "/api/health")
         assert status == 200 and health["status"] == "ok"
         slow[0].settimeout(10)
