@@ -209,26 +209,40 @@ def info_cmd(
         f"{t['name']} {t['shape']} {t['dtype']}" + (f" (scale {t['scale']:.4g}, zp {t['zero_point']})"
                                                       if "scale" in t else "") for t in ts)
     rows = [
-        ("model", f"{info['model_path']} ({info['format']}, {info['precision']})"),
-        ("size", f"{info['size_bytes']:,} B"), ("sha256", info["sha256"]),
-        ("backend", f"{info['backend']} {info['backend_version']}, {info['delegate']}, {info['threads']} threads"),
+        *model_rows(info),
         ("inputs", tensors(info["inputs"])), ("layout", f"{info['input_layout']}, {info['input_size']}x{info['input_size']}"),
         ("outputs", tensors(info["outputs"]) + f" ({info['output_kind']})"),
         ("labels", " ".join(info["labels"])),
         ("normalization", f"mean {info['normalization']['mean']}, std {info['normalization']['std']}"),
         ("preprocessing", ", ".join(f"{k}={v}" for k, v in info["preprocessing"].items())),
     ]
+    accuracy = lambda a: f"accuracy {a.get('accuracy') if a.get('accuracy') is not None else '-'}"  # noqa: E731
+    _print_rows("model", rows + bundle_rows(info, accuracy))
+
+
+def model_rows(info: dict) -> list[tuple[str, str]]:
+    """The first rows of `edgekd-rt info` for any model: file, size, checksum, interpreter."""
+    return [
+        ("model", f"{info['model_path']} ({info['format']}, {info['precision']})"),
+        ("size", f"{info['size_bytes']:,} B"), ("sha256", info["sha256"]),
+        ("backend", f"{info['backend']} {info['backend_version']}, {info['delegate']}, {info['threads']} threads"),
+    ]
+
+
+def bundle_rows(info: dict, measured: Any) -> list[tuple[str, str]]:
+    """The bundle rows of `edgekd-rt info` (none for a bare model file): name, deployed artifact, and a row per
+    artifact with what `measured(artifact_dict)` says of its accuracy."""
     m = info["manifest"]
-    if m:
-        rows.append(("bundle", f"{m['name']} ({m['task']}), created {m.get('created') or '-'}"))
-        rows.append(("deployed", _deployed_row(info)))
-        for a in m["artifacts"]:
-            par = a.get("parity") or {}
-            rows.append((f"  {a['path']}", f"{a['format']}/{a['precision']}, {a['size_bytes']:,} B, "
-                         f"accuracy {a.get('accuracy') if a.get('accuracy') is not None else '-'}, "
-                         f"parity {'ok' if par.get('passed') else ('FAILED' if par else '-')}"
-                         + (", deployed" if a["path"] == info["deployed"] else "")))
-    _print_rows("model", rows)
+    if not m:
+        return []
+    rows = [("bundle", f"{m['name']} ({m['task']}), created {m.get('created') or '-'}"),
+            ("deployed", _deployed_row(info))]
+    for a in m["artifacts"]:
+        par = a.get("parity") or {}
+        rows.append((f"  {a['path']}", f"{a['format']}/{a['precision']}, {a['size_bytes']:,} B, {measured(a)}, "
+                     f"parity {'ok' if par.get('passed') else ('FAILED' if par else '-')}"
+                     + (", deployed" if a["path"] == info["deployed"] else "")))
+    return rows
 
 
 def _deployed_row(info: dict) -> str:

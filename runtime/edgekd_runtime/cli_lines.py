@@ -113,10 +113,10 @@ def info_rows(info: dict) -> list[tuple[str, str]]:
     width = (f"fixed {info['input_width']} px" if info["input_width"] else
              f"dynamic, up to {info['max_width']} px (reference {lines['width']})")
     tensors = "; ".join(f"{t['name']} {t['shape']} {t['dtype']}" for t in info["inputs"] + info["outputs"])
+    from .cli import bundle_rows, model_rows
+
     rows = [
-        ("model", f"{info['model_path']} ({info['format']}, {info['precision']})"),
-        ("size", f"{info['size_bytes']:,} B"), ("sha256", info["sha256"]),
-        ("backend", f"{info['backend']} {info['backend_version']}, {info['delegate']}, {info['threads']} threads"),
+        *model_rows(info),
         ("task", "line-recognition (CTC, blank 0)"), ("tensors", tensors),
         ("line", f"height {info['input_height']} px, width {width}, {info['input_layout']}, one frame per "
                  f"{lines['frame_stride']} columns, up to {lines['max_len']} characters at the reference width"),
@@ -124,21 +124,13 @@ def info_rows(info: dict) -> list[tuple[str, str]]:
         ("normalization", f"mean {info['normalization']['mean']}, std {info['normalization']['std']}"),
         ("confidence", confidence_row(info)),
     ]
-    m = info["manifest"]
-    if m:
-        from .cli import _deployed_row
+    return rows + bundle_rows(info, _string_accuracy)
 
-        rows.append(("bundle", f"{m['name']} ({m['task']}), created {m.get('created') or '-'}"))
-        rows.append(("deployed", _deployed_row(info)))
-        for a in m["artifacts"]:
-            par = a.get("parity") or {}
-            cer = par.get("cer")
-            rows.append((f"  {a['path']}", f"{a['format']}/{a['precision']}, {a['size_bytes']:,} B, string acc "
-                         f"{a.get('accuracy') if a.get('accuracy') is not None else '-'}, CER "
-                         f"{'-' if cer is None else f'{cer:.4f}'}, "
-                         f"parity {'ok' if par.get('passed') else ('FAILED' if par else '-')}"
-                         + (", deployed" if a["path"] == info["deployed"] else "")))
-    return rows
+
+def _string_accuracy(a: dict) -> str:
+    cer = (a.get("parity") or {}).get("cer")
+    acc = a.get("accuracy")
+    return f"string acc {'-' if acc is None else acc}, CER {'-' if cer is None else f'{cer:.4f}'}"
 
 
 def line_latency(rec: Any, mean_ms: float) -> dict[str, float]:
