@@ -108,13 +108,3 @@ def _invoke_chunks(it, inp, x: np.ndarray, model_shape: tuple[int, ...]):
             scale, zero = o["quantization"]
             y = (y.astype(np.float32) - zero) * scale
         yield np.asarray(y, dtype=np.float32).reshape(len(chunk), -1)[:n]
-
-
-def run_model(path: str | os.PathLike, x: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Dispatch on the suffix: .onnx -> onnxruntime, .tflite -> LiteRT."""
-    suffix = Path(path).suffix
-    if suffix == ".onnx":
-        return run_onnx(path, x, threads)
-    if suffix == ".tflite":
-        return run_tflite(path, x, threads)
-    raise ModelLoadError(f"{path}: unknown model suffix {suffix!r}; expected .onnx or .tflite")

@@ -115,6 +115,13 @@ def _attr(node, name: str, default: Any) -> Any:
     return default
 
 
+def _float_data_types() -> frozenset[int]:
+    """Initializer data types counted as parameters (the weights that precision changes)."""
+    from onnx import TensorProto
+
+    return frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16})
+
+
 def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
     """Cost of an ONNX model (path, bytes or ModelProto) at batch 1.
 
@@ -185,7 +192,7 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
         else:  # stand-alone elementwise / softmax / batchnorm / anything else: one pass over its output
             elem += out_elems
 
-    float_types = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+    float_types = _float_data_types()
     params = 0
     flash = {p: 0 for p in PRECISIONS}
     for init in g.initializer:
@@ -206,10 +213,10 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
     peak = {p: _peak_activation_bytes(g, shapes, inits, const_outputs, consumers, fused, ACTIVATION_BYTES[p])
             for p in PRECISIONS}
     in_name = next(i.name for i in g.input if i.name not in inits)
-    io = sum(_numel(shape(i.name)) for i in g.input if i.name not in inits) + sum(_numel(shape(o.name))
-                                                                                for o in g.output)
+    io_elems = (sum(_numel(shape(i.name)) for i in g.input if i.name not in inits)
+                + sum(_numel(shape(o.name)) for o in g.output))
     feats = OpFeatures(conv_macs=conv, dwconv_macs=dw, dense_macs=dense, elementwise_elems=elem, layers=layers,
-                       conv_positions=positions, pointwise_macs=pw, io_elems=io)
+                       conv_positions=positions, pointwise_macs=pw, io_elems=io_elems)
     return ModelCost(name=name or g.name or "model", params=params, macs=feats.macs, features=feats,
                      flash_bytes=flash, peak_ram_bytes=peak, input_shape=shape(in_name))
 

@@ -13,13 +13,6 @@ import typer
 from edgekd_runtime.cli_support import handle_errors, print_json
 
 
-def run_config(config: Optional[Path], overrides: dict[str, Any]):
-    """YAML file (if any) + CLI overrides -> RunConfig."""
-    from edgekd.config import read_yaml, resolve_config
-
-    return resolve_config(read_yaml(config) if config else None, overrides)
-
-
 def data_overrides(source: Optional[str], data_path: Optional[str], data_seed: Optional[int]) -> dict[str, Any]:
     return {"source": source, "path": data_path, "seed": data_seed}
 

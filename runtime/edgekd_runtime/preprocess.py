@@ -66,11 +66,6 @@ def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int =
     return canvas if size == spec.canvas else resize_canvas(canvas, size)
 
 
-def preprocess_batch(images: Any, spec: PreprocessSpec | None = None, size: int = 28) -> np.ndarray:
-    """`preprocess` over a sequence of images -> float32 (N, size, size)."""
-    return np.stack([preprocess(im, spec, size) for im in images]) if len(images) else np.zeros((0, size, size), np.float32)
-
-
 def resize_canvas(canvas: np.ndarray, size: int) -> np.ndarray:
     """Resize canvases (..., n, n) float32 in [0, 1] to (..., size, size): area averaging when shrinking,
     bilinear when enlarging. Pure numpy and deterministic, so training data and the board match exactly."""

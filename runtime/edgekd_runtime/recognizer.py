@@ -36,7 +36,6 @@ RANGE_TOLERANCE = 1e-3
 # which compares floats, then accepts it).
 _CANVAS_BITS_MAX = int(np.float32(1.0 + RANGE_TOLERANCE).view(np.uint32))
 _NEG_INF, _POS_INF = -math.inf, math.inf
-LAYOUTS = ("NCHW", "NHWC", "NHW", "NF")  # NHW: (N, H, W); NF: flattened (N, H*W)
 
 
 @dataclass
