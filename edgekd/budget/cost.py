@@ -210,7 +210,7 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
     for p in PRECISIONS:
         flash[p] += FILE_BASE_BYTES[p] + FILE_BYTES_PER_LAYER[p] * layers
 
-    peak = {p: _peak_activation_bytes(g, shapes, inits, const_outputs, consumers, fused, ACTIVATION_BYTES[p])
+    peak = {p: _peak_activation_bytes(g, shapes, inits, const_outputs, fused, ACTIVATION_BYTES[p])
             for p in PRECISIONS}
     in_name = next(i.name for i in g.input if i.name not in inits)
     io_elems = (sum(_numel(shape(i.name)) for i in g.input if i.name not in inits)
@@ -221,7 +221,7 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
                      flash_bytes=flash, peak_ram_bytes=peak, input_shape=shape(in_name))
 
 
-def _peak_activation_bytes(g, shapes, inits, const_outputs, consumers, fused, elem_bytes: int) -> int:
+def _peak_activation_bytes(g, shapes, inits, const_outputs, fused, elem_bytes: int) -> int:
     """Largest sum of live activation buffers while any node runs (what an arena planner must hold).
 
     A tensor lives from the node that produces it (graph inputs: from the start) to its last consumer (graph

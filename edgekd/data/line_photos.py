@@ -57,7 +57,7 @@ def render_line_photo(canvas: np.ndarray, seed: Seed, polarity: str = "dark-on-l
     big = np.clip(cv2.resize(ink, None, fx=p.scale, fy=p.scale, interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
     h, w = big.shape
     sheet = _on_sheet(big, rng)
-    desk = _desk_margins(sheet.shape, h, rng)
+    desk = _desk_margins(h, rng)
     frame_h, frame_w = sheet.shape[0] + desk[0] + desk[1], sheet.shape[1] + desk[2] + desk[3]
     m = cv2.getRotationMatrix2D((desk[2] + sheet.shape[1] / 2, desk[0] + sheet.shape[0] / 2), p.angle_deg, 1.0)
     m[:, 2] += (desk[2], desk[0])  # place the sheet inside the frame, then turn it about its centre
@@ -80,7 +80,7 @@ def _on_sheet(big: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.pad(big, ((top, bottom), (left, right)))
 
 
-def _desk_margins(shape: tuple[int, int], text_h: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+def _desk_margins(text_h: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
     """Desk visible above, below, left and right of the sheet (at least one side shows some)."""
     sides = [int(rng.uniform(0.0, 0.5) * text_h) if rng.random() < 0.6 else 0 for _ in range(4)]
     if not any(sides):

@@ -13,7 +13,7 @@ INT8_ACCURACY_DROP_PP = 0.5  # the converters issue's bound for int8 vs fp32 tor
 
 
 def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, budget: Any, search: dict[str, Any],
-                 bundle: Path, bench: dict[str, Any], teacher_ck: str, log: Any) -> dict[str, Any]:
+                 bundle: Path, bench: dict[str, Any], teacher_ck: str) -> dict[str, Any]:
     from edgekd.budget.cost import student_cost
     from edgekd.budget.profiles import get_profile
     from edgekd.export.bundle import _versions
@@ -39,7 +39,7 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
     dep = _deployed(bundle, deployed_art, manifest)
 
     # --- models -------------------------------------------------------------------------------------------
-    teacher = _teacher_row(teacher_ck, splits, profile, prec, run_dir)
+    teacher = _teacher_row(teacher_ck, splits, profile, run_dir)
     rows = [teacher] if teacher else []
     for role in ("scratch", "distilled"):
         ck = _load_ck(run_dir / role / "student.pt")
@@ -149,7 +149,7 @@ def _deployed(bundle: Path, art: Any, manifest: Any) -> dict[str, Any]:
             "confusion": confusion_matrix(s.test_y, pred, len(manifest.labels))}
 
 
-def _teacher_row(teacher_ck: str, splits: Any, profile: Any, prec: str, run_dir: Path) -> dict[str, Any] | None:
+def _teacher_row(teacher_ck: str, splits: Any, profile: Any, run_dir: Path) -> dict[str, Any] | None:
     """The teacher's accuracy, cost and fp32 ONNX latency on this machine (best effort for foreign teachers)."""
     import edgekd_runtime
     from edgekd.budget.cost import file_cost

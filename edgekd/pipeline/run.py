@@ -73,7 +73,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
 
     from .results import build_report
 
-    rep = build_report(cfg, run_dir, splits, profile, budget, search, bundle, bench, teacher_ck, log)
+    rep = build_report(cfg, run_dir, splits, profile, budget, search, bundle, bench, teacher_ck)
     rep["run"].update(name=run_dir.name, wall_time_s=time.perf_counter() - t_start, resumed=resumed)
     atomic_write_json(run_dir / "report.json", rep)
     from edgekd.report import render_report

@@ -201,7 +201,7 @@ def beam_search(probs: np.ndarray, charset: str, constraint: Constraint | None =
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
     logp = np.log(np.maximum(probs.astype(np.float64), 1e-30))
     for class_cut, beam_cut in SEARCH_PASSES if constraint is not None else SEARCH_PASSES[:1]:
-        best = _prefix_search(logp, charset, constraint, blank, beam_width, class_cut, beam_cut)
+        best = _prefix_search(logp, constraint, blank, beam_width, class_cut, beam_cut)
         if best is not None:
             break
     else:
@@ -217,7 +217,7 @@ def _lse(a: float, b: float) -> float:
     return a if b == _NEG else a + math.log1p(math.exp(b - a))
 
 
-def _prefix_search(logp: np.ndarray, charset: str, constraint: Constraint | None, blank: int, beam_width: int,
+def _prefix_search(logp: np.ndarray, constraint: Constraint | None, blank: int, beam_width: int,
                    class_cut: float, beam_cut: float) -> tuple[int, ...] | None:
     """The most probable allowed prefix (charset indices), or None when none ends in an accepting state."""
     t_frames, n_classes = logp.shape
