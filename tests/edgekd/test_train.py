@@ -112,25 +112,80 @@ def test_student_checkpoint_contract_and_warm_start(tiny_splits, tmp_path):
         transfer_parameters(build_student("linear-r16", 3), tmp_path / "a" / "student.pt")
 
 
-def test_device_and_amp_resolution():
-    from edgekd.train.device import resolve_amp, resolve_device
+def _fake_accelerators(monkeypatch, cuda: bool, mps: bool, bf16: bool = True) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
 
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
-    assert resolve_device("cpu").type == "cpu"
-    with pytest.raises(UserInputError, match="device"):
+
+def test_auto_device_is_the_one_this_machine_has(monkeypatch):
+    from edgekd.train.device import resolve_device
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    if torch.cuda.is_available():
+        expected = torch.device("cuda", 0)
+    elif torch.backends.mps.is_available():
+        expected = torch.device("mps")
+    else:
+        expected = torch.device("cpu")
+    assert resolve_device("auto") == expected
+    assert resolve_device() == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [
+    (True, True, torch.device("cuda", 0)),  # cuda first
+    (False, True, torch.device("mps")),     # then mps
+    (False, False, torch.device("cpu")),    # then cpu
+])
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    from edgekd.train.device import resolve_device
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    _fake_accelerators(monkeypatch, cuda, mps)
+    assert resolve_device("auto") == expected
+
+
+def test_auto_device_under_torchrun_is_the_local_rank_gpu(monkeypatch):
+    from edgekd.train.device import resolve_device
+
+    _fake_accelerators(monkeypatch, cuda=True, mps=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("auto") == torch.device("cuda", 1)
+
+
+def test_explicit_device_is_refused_when_absent_and_kept_when_present(monkeypatch):
+    from edgekd.train.device import resolve_device
+
+    _fake_accelerators(monkeypatch, cuda=False, mps=False)
+    with pytest.raises(UserInputError, match="unknown device 'tpu'"):
         resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(UserInputError, match="CUDA is not available"):
-            resolve_device("cuda")
-    cpu = torch.device("cpu")
+    with pytest.raises(UserInputError, match="CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(UserInputError, match="MPS is not available"):
+        resolve_device("mps")
+    _fake_accelerators(monkeypatch, cuda=True, mps=True)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("mps") == torch.device("mps")
+
+
+def test_amp_resolution(monkeypatch):
+    from edgekd.train.device import resolve_amp
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
     assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
+    assert resolve_amp("auto", torch.device("mps")) is None
     assert resolve_amp("bf16", cpu) == torch.bfloat16
     with pytest.raises(UserInputError, match="fp16 needs a GPU"):
         resolve_amp("fp16", cpu)
     with pytest.raises(UserInputError, match="unknown AMP"):
         resolve_amp("int4", cpu)
-    if torch.cuda.is_available():
-        assert resolve_amp("auto", torch.device("cuda")) in (torch.bfloat16, torch.float16)
+    _fake_accelerators(monkeypatch, cuda=True, mps=False, bf16=True)
+    assert resolve_amp("auto", cuda) == torch.bfloat16
+    assert resolve_amp("fp16", cuda) == torch.float16
+    _fake_accelerators(monkeypatch, cuda=True, mps=False, bf16=False)
+    assert resolve_amp("auto", cuda) == torch.float16
 
 
 def test_cli_corrupt_checkpoint_and_bad_config_exit_2(tmp_path):
