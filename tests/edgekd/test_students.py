@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgekd.export.onnx_export import export_onnx
 from edgekd.models.students import (STUDENTS, StudentIdError, build_student, count_params, parse_student_id,
                                     search_space)
 
@@ -36,8 +37,7 @@ def test_student_forward_backward_and_onnx_export(student_id, tmp_path):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
     m.eval()
     path = tmp_path / "s.onnx"
-    torch.onnx.export(m, (torch.zeros(1, 1, r, r),), str(path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
+    export_onnx(m, r, path)  # the product's export (the one `edgekd export` and the pipeline use)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
@@ -86,8 +86,7 @@ def test_each_family_converts_to_tflite_fp32_and_full_int8(student_id, tmp_path)
     m = build_student(student_id, 10).eval()
     r = parse_student_id(student_id).input_size
     onnx_path = tmp_path / "s.onnx"
-    torch.onnx.export(m, (torch.zeros(1, 1, r, r),), str(onnx_path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}})
+    export_onnx(m, r, onnx_path)
     rng = np.random.default_rng(0)
     calib = rng.random((200, r, r), dtype=np.float32)
     report = convert_model(onnx_path, tmp_path / "out", ["tflite"], calib, calib[:64],
