@@ -1,6 +1,6 @@
 """Conversion benchmark on the default student: export + convert wall time, parity, accuracy and sizes.
 
-    .venv/bin/python benchmarks/conversion.py                       # trains cnn-w16-d2-r28 (5 epochs, CE), the default pick
+    .venv/bin/python benchmarks/conversion.py      # trains cnn-w16-d2-r28 (5 epochs, CE), the default pick
     .venv/bin/python benchmarks/conversion.py --checkpoint runs/x/student.pt
 
 Prints each figure next to the issue's target and the ratio (figure / target). Exit code 1 if a target is

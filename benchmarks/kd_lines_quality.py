@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
             line += f" | {r} CER {m['cer']:.4f} acc {m['acc']:.4f}"
         print(line, flush=True)
     meta = {"runs": runs, "losses": losses, "student": student, "params": params, "teacher": args.teacher,
-            "teacher_members": args.teacher_members, "teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs,
+            "teacher_members": args.teacher_members, "teacher_epochs": args.teacher_epochs,
+            "student_epochs": args.student_epochs,
             "chars": [float(len(t)) for t in splits.test.texts], "temperature": args.temperature,
             "alpha": args.alpha, "views": args.views}
     return res, meta

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         tcfg = TrainConfig(epochs=args.teacher_epochs, batch_size=64, lr=3e-3, device="cpu", seed=seed)
         tdir = tmp / f"teacher{seed}"
         if (tdir / "teacher.pt").is_file():
-            tm = dict(torch.load(tdir / "teacher.pt", weights_only=True)["metrics"], checkpoint=str(tdir / "teacher.pt"))
+            ck = tdir / "teacher.pt"
+            tm = dict(torch.load(ck, weights_only=True)["metrics"], checkpoint=str(ck))
         else:
             tm = train_teacher(splits, tcfg, tdir, resume=(tdir / "last.pt").is_file(), progress=False)
         rows["teacher_train_s"].append(time.perf_counter() - t0)

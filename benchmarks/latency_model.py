@@ -39,6 +39,8 @@ def calib_canvases(n: int = 200) -> np.ndarray:
 
 def convert_student(sid: str, work: Path, canvases28: np.ndarray) -> dict[str, Path]:
     """Export `sid` to ONNX and convert to TFLite; return precision -> .tflite path."""
+    import torch
+
     from edgekd.budget.cost import student_resolution
     from edgekd.export.onnx_export import export_onnx
     from edgekd.models.students import build_student
@@ -46,8 +48,6 @@ def convert_student(sid: str, work: Path, canvases28: np.ndarray) -> dict[str, P
     from edgekd_converters.parity import Tolerance
     from edgekd_runtime.manifest import MNIST_MEAN, MNIST_STD
     from edgekd_runtime.preprocess import resize_canvas
-
-    import torch
 
     torch.manual_seed(0)
     r = student_resolution(sid)

@@ -38,9 +38,11 @@ def headline(rep: dict) -> str:
     dep = rep.get("deployed", {})
     failed = [c["name"] for c in rep.get("checks", []) if not c["ok"]]
     chosen = (rep.get("budget") or {}).get("chosen")
-    return (f"student {chosen}; teacher {100 * acc.get('teacher', 0):.2f}%, scratch {100 * acc.get('scratch', 0):.2f}%, "
+    return (f"student {chosen}; teacher {100 * acc.get('teacher', 0):.2f}%, "
+            f"scratch {100 * acc.get('scratch', 0):.2f}%, "
             f"distilled {100 * acc.get('distilled', 0):.2f}%; deployed {dep.get('path')} "
-            f"{100 * dep.get('accuracy', 0):.2f}%; checks: {'all passed' if not failed else 'FAILED ' + ', '.join(failed)}")
+            f"{100 * dep.get('accuracy', 0):.2f}%; checks: "
+            f"{'all passed' if not failed else 'FAILED ' + ', '.join(failed)}")
 
 
 def main() -> int:

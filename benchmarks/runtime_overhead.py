@@ -23,6 +23,7 @@ version is made by edgekd_converters (onnx2tf), so both backends run the same ne
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def build_cnn(path: Path, widths=(32, 64, 64), classes: int = 10, seed: int = 0)
     nodes += [helper.make_node("GlobalAveragePool", [x], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
               helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"])]
     macs += cin * classes
-    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+    graph = helper.make_graph(nodes, "cnn",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -258,8 +260,8 @@ def main() -> int:
         x = rec.to_input(canvas[None])
         bare = bare_runner(fmt, path, args.threads, x)
         np.testing.assert_allclose(rec.forward(canvas[None]), np.asarray(bare()).reshape(1, -1), atol=1e-4)
-        bare_ms, predict_ms = interleaved_medians(bare, lambda: rec.predict(canvas, preprocessed=True),
-                                                  args.calls, args.rounds)
+        predict = functools.partial(rec.predict, canvas, preprocessed=True)
+        bare_ms, predict_ms = interleaved_medians(bare, predict, args.calls, args.rounds)
         image = image_path_figures(rec, png, args.image_runs)
         ratio = predict_ms / bare_ms
         ok &= ratio <= TARGET_LATENCY_RATIO and image["predict_path_vs_decode"] <= TARGET_PREDICT_VS_DECODE
@@ -282,8 +284,9 @@ def main() -> int:
     else:
         print(f"model: {model_desc}; threads {args.threads}; {args.rounds}x{args.calls} interleaved calls per loop")
         for name, r in results["backends"].items():
-            print(f"{name} {r['backend_version']}: bare {r['bare_median_ms']:.4f} ms, predict {r['predict_median_ms']:.4f}"
-                  f" ms (+{r['overhead_us']:.1f} us) -> ratio {r['ratio']:.3f} (target <= {TARGET_LATENCY_RATIO})")
+            print(f"{name} {r['backend_version']}: bare {r['bare_median_ms']:.4f} ms, "
+                  f"predict {r['predict_median_ms']:.4f} ms (+{r['overhead_us']:.1f} us) -> ratio {r['ratio']:.3f} "
+                  f"(target <= {TARGET_LATENCY_RATIO})")
             ip = r["image_path"]
             print("  image path of a 640x480 PNG photo, p50 / p99: " + ", ".join(
                 f"{k} {v['p50_ms']:.3f} / {v['p99_ms']:.3f} ms" for k, v in ip["stages"].items()))
@@ -293,8 +296,9 @@ def main() -> int:
         print(f"preprocess of the 640x480 frame (array) {pvd['preprocess_frame_median_ms']:.2f} ms vs Pillow decode "
               f"of its PNG {pvd['pillow_decode_median_ms']:.2f} ms -> {pvd['ratio']:.2f}x "
               f"(target <= {TARGET_PREPROCESS_VS_DECODE}x)")
-        print(f"peak RSS: bare ai_edge_litert {rss['bare_litert']:.1f} MiB, edgekd-rt bench {rss['edgekd_rt_bench']:.1f}"
-              f" MiB -> ratio {results['rss_ratio_cli']:.2f} (target <= {TARGET_RSS_RATIO}); library benchmark "
+        print(f"peak RSS: bare ai_edge_litert {rss['bare_litert']:.1f} MiB, "
+              f"edgekd-rt bench {rss['edgekd_rt_bench']:.1f} MiB -> ratio {results['rss_ratio_cli']:.2f} "
+              f"(target <= {TARGET_RSS_RATIO}); library benchmark "
               f"{rss['library_benchmark']:.1f} MiB -> ratio {results['rss_ratio_library']:.2f}")
         print("targets met" if ok else "TARGET MISSED")
     return 0 if ok else 1

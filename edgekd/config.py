@@ -85,7 +85,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
     if not isinstance(obj, dict):
-        raise ConfigError(f"config file {p} must hold a mapping of sections (data, train, ...), got {type(obj).__name__}")
+        raise ConfigError(f"config file {p} must hold a mapping of sections (data, train, ...), "
+                          f"got {type(obj).__name__}")
     return obj
 
 

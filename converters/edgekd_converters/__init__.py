@@ -5,8 +5,7 @@ Never imports torch; tensorflow/onnx2tf are imported only when a TFLite conversi
 
 from .calibration import MIN_CALIBRATION_SAMPLES, check_canvases, load_samples
 from .convert import ConversionReport, ConvertedArtifact, convert_model, to_onnx_int8, to_tflite
-from .errors import (CalibrationDataError, ConversionError, OutputExistsError, ParityError,
-                     UnsupportedOpError)
+from .errors import CalibrationDataError, ConversionError, OutputExistsError, ParityError, UnsupportedOpError
 from .parity import TOLERANCES, ParityResult, Tolerance
 
 __version__ = "0.1.0"

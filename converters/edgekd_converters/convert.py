@@ -14,8 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgekd_runtime.manifest import (Artifact, InputSpec, Manifest, Normalization, PreprocessSpec,
-                                     check_normalization)
+from edgekd_runtime.manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec, check_normalization
 from edgekd_runtime.recognizer import looks_like_probabilities
 
 from . import parity as parity_mod

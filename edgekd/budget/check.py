@@ -51,7 +51,8 @@ class ArtifactCheck:
         if self.flash_ok is False:
             out.append(f"file {self.file_bytes / 1024:.1f} KiB > flash limit {self.flash_limit_bytes / 1024:.1f} KiB")
         if self.ram_ok is False:
-            out.append(f"peak RAM {self.predicted_ram_bytes / 1024:.1f} KiB > limit {self.ram_limit_bytes / 1024:.1f} KiB")
+            out.append(f"peak RAM {self.predicted_ram_bytes / 1024:.1f} KiB > "
+                       f"limit {self.ram_limit_bytes / 1024:.1f} KiB")
         if self.latency_ok is False:
             lat = (self.measured_host_latency_ms if self.latency_source.startswith("measured")
                    else self.predicted_latency_ms)

@@ -49,9 +49,9 @@ def train_and_score(student_id: str, splits, epochs: int, seed: int = 0, batch_s
     import torch.nn.functional as F
 
     from edgekd.models.students import build_student
+    from edgekd_runtime.manifest import MNIST_MEAN, MNIST_STD
 
     from .cost import student_resolution
-    from edgekd_runtime.manifest import MNIST_MEAN, MNIST_STD
 
     torch.manual_seed(seed)
     r = student_resolution(student_id)

@@ -15,15 +15,15 @@ app = typer.Typer(
 
 # Order is the order of `edgekd --help`.
 from . import (  # noqa: E402
-    run_cmd,
-    data_cmd,
-    teacher_cmd,
+    bench_cmd,
     budget_cmd,
+    convert_cmd,
+    data_cmd,
     distill_cmd,
     export_cmd,
-    convert_cmd,
     report_cmd,
-    bench_cmd,
+    run_cmd,
+    teacher_cmd,
 )
 
 for _mod in (run_cmd, data_cmd, teacher_cmd, budget_cmd, distill_cmd, export_cmd, convert_cmd, report_cmd, bench_cmd):

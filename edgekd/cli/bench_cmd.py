@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         bundle: Path = typer.Argument(..., help="Bundle directory (manifest.json + artifacts)."),
         runs: int = typer.Option(200, "--runs", "-n", min=1, help="Measured runs per artifact."),
         warmup: Optional[int] = typer.Option(None, "--warmup", "-w", min=0, help="Warm-up runs (default runs/10)."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Interpreter threads (default: cores, <= 4)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                              help="Interpreter threads (default: cores, <= 4)."),
         json_out: bool = typer.Option(False, "--json", help="Full reports with per-run samples as JSON."),
     ) -> None:
         """Benchmark every artifact of a bundle (the fields of benchmark_model / onnxruntime_perf_test).

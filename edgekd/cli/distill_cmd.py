@@ -10,8 +10,7 @@ import typer
 from edgekd_runtime.cli_support import handle_errors
 
 from .budget_cmd import budget_options
-from .teacher_cmd import (TASK_HELP, check_out, prepare_out, report, resolve_task_config, task_overrides,
-                          train_overrides)
+from .teacher_cmd import TASK_HELP, check_out, prepare_out, report, resolve_task_config, task_overrides, train_overrides
 
 BUDGET_OPTS = budget_options()  # the `edgekd budget` flags: --target/--profile/--latency-ms/.../--precision
 
@@ -68,7 +67,8 @@ def register(app: typer.Typer) -> None:
         student: Optional[str] = typer.Option(None, "--student", help="Student id, e.g. dscnn-w8-d3-r28."),
         out: Path = typer.Option(Path("runs/student"), "--out", help="Output directory."),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
-        teacher_arch: Optional[str] = typer.Option(None, "--teacher-arch", help="Architecture of a state_dict teacher."),
+        teacher_arch: Optional[str] = typer.Option(None, "--teacher-arch",
+                                                   help="Architecture of a state_dict teacher."),
         task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
         loss: Optional[str] = typer.Option(None, help="KD loss spec: kd, mse, fitnet, dkd, none, 'kd+0.5*fitnet'; "
                                                       "lines: frame_kd, blank_kd, seq_kd, none, sums."),

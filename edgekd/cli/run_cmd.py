@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     @handle_errors
     def run(
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see docs); flags override it."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                              help="YAML config (see docs); flags override it."),
         data: Optional[str] = typer.Option(None, "--data", help="embedded (default), idx/folder/npz, or a path to "
                                            "an .npz, IDX directory or class-folder directory."),
         teacher: Optional[Path] = typer.Option(None, "--teacher", help="Your teacher (TorchScript, ExportedProgram "
@@ -24,7 +25,8 @@ def register(app: typer.Typer) -> None:
                                              "rpi5, rpi-zero2w, host."),
         profile: Optional[Path] = typer.Option(None, "--profile", help="Board profile JSON from `edgekd-rt "
                                                "calibrate` (instead of --target)."),
-        latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="Latency limit on the board (default 1.0)."),
+        latency_ms: Optional[float] = typer.Option(None, "--latency-ms",
+                                                   help="Latency limit on the board (default 1.0)."),
         flash_kb: Optional[float] = typer.Option(None, "--flash-kb", help="Model file limit in KiB (default 32)."),
         ram_kb: Optional[float] = typer.Option(None, "--ram-kb", help="Peak activation RAM limit in KiB."),
         macs: Optional[float] = typer.Option(None, "--macs", help="MACs per image limit."),
@@ -33,7 +35,8 @@ def register(app: typer.Typer) -> None:
                                                 "(default), fp16, fp32."),
         student: Optional[str] = typer.Option(None, "--student", help="Force a student id, skipping the search."),
         epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Student epochs (default 20)."),
-        teacher_epochs: Optional[int] = typer.Option(None, "--teacher-epochs", min=1, help="Teacher epochs (default 40)."),
+        teacher_epochs: Optional[int] = typer.Option(None, "--teacher-epochs", min=1,
+                                                     help="Teacher epochs (default 40)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Data split and training seed."),
         device: Optional[str] = typer.Option(None, "--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1."),
         out: Path = typer.Option(Path("runs/default"), "--out", "-o", help="Run directory."),

@@ -123,12 +123,10 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
         json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
-        from edgekd.config import RunConfig
+        from edgekd.config import RunConfig, read_yaml
         from edgekd.models.teachers import TEACHERS
-        from edgekd.train.trainer import TrainConfig
-
-        from edgekd.config import read_yaml
         from edgekd.train.line_pipeline import DEFAULT_LINE_TEACHER_EPOCHS
+        from edgekd.train.trainer import TrainConfig
 
         lines = config_task(read_yaml(config) if config else None, {"task": task}) == "lines"
         base = RunConfig(train=TrainConfig(epochs=DEFAULT_LINE_TEACHER_EPOCHS if lines else 40, batch_size=64,

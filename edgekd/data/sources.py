@@ -110,7 +110,8 @@ def idx(spec: DataSpec) -> RawData:
     for img_path, lab_path, split in pairs:
         imgs, labs = read_idx(img_path), read_idx(lab_path)
         if imgs.ndim != 3 or labs.ndim != 1:
-            raise DataFileError(f"{img_path}: expected images (N, H, W) and labels (N,), got {imgs.shape} / {labs.shape}")
+            raise DataFileError(f"{img_path}: expected images (N, H, W) and labels (N,), "
+                                f"got {imgs.shape} / {labs.shape}")
         if len(imgs) != len(labs):
             raise DataFileError(f"{img_path} has {len(imgs)} images but {lab_path} has {len(labs)} labels")
         transpose = spec.transpose if spec.transpose is not None else "emnist" in img_path.name.lower()

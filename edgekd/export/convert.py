@@ -1,8 +1,9 @@
 """`edgekd convert`: fill an exported bundle with TFLite (fp32/fp16/int8) and ONNX int8 artifacts.
 
 The data are rebuilt from the DataSpec the manifest records (`extra.data`): training canvases calibrate int8,
-the test split checks parity and accuracy (for a text-line bundle: its LineSpec, line canvases and their texts). When the checkpoint the bundle was exported from is still where the
-manifest says (same sha256), parity is measured against torch's logits; otherwise against the ONNX model.
+the test split checks parity and accuracy (for a text-line bundle: its LineSpec, line canvases and their texts).
+When the checkpoint the bundle was exported from is still where the manifest says (same sha256), parity is
+measured against torch's logits; otherwise against the ONNX model.
 """
 
 from __future__ import annotations

@@ -44,7 +44,6 @@ def line_samples(data: dict[str, Any] | None, calib_samples: int = 500, seed: in
     """Rebuild the checkpoint's line splits (its LineSpec dict): training lines to calibrate, the test split."""
     from edgekd.data.lines import LineSpec, load_lines
     from edgekd_converters.calibration import subsample
-
     from edgekd_runtime.errors import ManifestError, UserInputError
 
     if not data:
@@ -130,12 +129,11 @@ def export_line_bundle(model: "torch.nn.Module", ck: dict[str, Any], stage: Path
                        *, onnx_name: str, opset: int, max_samples: int | None, base_extra: dict[str, Any],
                        versions: dict[str, Any], created: str) -> Manifest:
     """Write `onnx_name` and the manifest of a line student into `stage` (a staging directory), all checked."""
+    from edgekd.report.figures import coverage_png
     from edgekd_converters.errors import ParityError
     from edgekd_converters.line_bundle import runtime_line_accuracy
     from edgekd_converters.parity import SequenceScorer
     from edgekd_converters.runners import run_onnx
-
-    from edgekd.report.figures import coverage_png
 
     samples = line_samples(ck.get("data"))
     test_x, texts = samples.test_x[:max_samples], samples.texts[:max_samples]

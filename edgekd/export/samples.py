@@ -25,7 +25,6 @@ def bundle_samples(data: dict[str, Any] | None, input_size: int, calib_samples: 
                    seed: int = 0) -> BundleSamples:
     """Load the data described by `data` (a DataSpec dict) and return calibration and test canvases."""
     from edgekd.data import DataSpec, load_data
-
     from edgekd_runtime.preprocess import resize_canvas
 
     if not data:

@@ -1,4 +1,5 @@
-"""`edgekd run`: data -> teacher -> budget search -> distill + scratch baseline -> export -> convert -> bench -> report."""
+"""`edgekd run`: data -> teacher -> budget search -> distill + scratch baseline -> export -> convert -> bench ->
+report."""
 
 from .config import PipelineConfig, load_pipeline_config
 from .run import run_pipeline

@@ -35,7 +35,8 @@ from edgekd.train.trainer import TrainConfig
 DEFAULT_BUDGET: dict[str, Any] = {"latency_ms": 1.0, "flash_kb": 32.0, "ram_kb": None, "macs": None, "params": None,
                                   "precision": "int8"}
 BUDGET_KEYS = tuple(DEFAULT_BUDGET)
-# --quick: about 35 s on 2 CPU cores (measured 2026-12-01), and still a student that beats its scratch twin and converts cleanly
+# --quick: about 35 s on 2 CPU cores (measured 2026-12-01), and still a student that beats its scratch twin and
+# converts cleanly
 # (measured: teacher 95.6%, scratch 96.0%, distilled 96.6%, int8 TFLite 96.6%). With a 3-epoch teacher the soft
 # targets are less trustworthy, so the hard labels get half the weight.
 QUICK = {"teacher_epochs": 3, "student_epochs": 5, "transfer_views": 2, "alpha": 0.5, "bench_runs": 50}

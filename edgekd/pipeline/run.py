@@ -23,8 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from edgekd_runtime.atomic import atomic_write_json, atomic_write_text, sha256_file
 
 from .config import PipelineConfig, digest

@@ -168,7 +168,8 @@ def _markdown(rep: dict[str, Any], figs: dict[str, str]) -> str:
     if bud:
         L += ["## Budget", "", f"Limits: `{json.dumps(target.get('budget') or {})}`. "
               f"{bud.get('feasible', '?')} of {bud.get('evaluated', '?')} candidate students fit; chosen: "
-              f"`{bud.get('chosen')}`" + (f" (binding limit: {bud['binding']})" if bud.get("binding") else "") + ".", ""]
+              f"`{bud.get('chosen')}`" + (f" (binding limit: {bud['binding']})" if bud.get("binding") else "")
+              + ".", ""]
         if "budget" in figs:
             L += [f"![budget search]({figs['budget']})", ""]
     if "curves" in figs:

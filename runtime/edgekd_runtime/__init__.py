@@ -24,13 +24,14 @@ from .errors import (  # noqa: E402
     UserInputError,
     WrongTaskError,
 )
-from .preprocess import resize_canvas  # noqa: E402  (edgekd_runtime.preprocess stays the module)
-from .loader import load  # noqa: E402
-from .recognizer import Prediction, Recognizer  # noqa: E402
 from .line_recognizer import LineRecognizer, Reading  # noqa: E402
+from .loader import load  # noqa: E402
+from .preprocess import resize_canvas  # noqa: E402  (edgekd_runtime.preprocess stays the module)
+from .recognizer import Prediction, Recognizer  # noqa: E402
 
 __all__ = [
-    "load", "Recognizer", "Prediction", "LineRecognizer", "Reading", "WrongTaskError", "resize_canvas", "EdgekdError", "UserInputError",
+    "load", "Recognizer", "Prediction", "LineRecognizer", "Reading", "WrongTaskError", "resize_canvas", "EdgekdError",
+    "UserInputError",
     "ModelLoadError", "ManifestError", "ChecksumMismatchError", "ImageError", "BlankImageError",
     "InputShapeError", "BackendUnavailableError", "__version__",
 ]

@@ -210,7 +210,8 @@ def info_cmd(
                                                       if "scale" in t else "") for t in ts)
     rows = [
         *model_rows(info),
-        ("inputs", tensors(info["inputs"])), ("layout", f"{info['input_layout']}, {info['input_size']}x{info['input_size']}"),
+        ("inputs", tensors(info["inputs"])),
+        ("layout", f"{info['input_layout']}, {info['input_size']}x{info['input_size']}"),
         ("outputs", tensors(info["outputs"]) + f" ({info['output_kind']})"),
         ("labels", " ".join(info["labels"])),
         ("normalization", f"mean {info['normalization']['mean']}, std {info['normalization']['std']}"),

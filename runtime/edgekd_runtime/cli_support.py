@@ -82,8 +82,9 @@ def _finite_or_null(obj: Any) -> Any:
 # imported and a schema is built for each parameter, ~9 MiB of RSS on a board for `edgekd-rt bench 100`.
 # `LeanCommand` (pass it as `@app.command(..., cls=LeanCommand)`) coerces the plain cases itself (an int given
 # as an int or as decimal digits within min/max, a str, a Path, and lists of them) to exactly what typer would
-# produce, a float given as a plain decimal number, keeping typer's own path checks (`coerce_cli_path`); anything else (a malformed or out-of-range
-# value, other types) goes to typer's own pydantic coercion, so errors and their messages are typer's.
+# produce, a float given as a plain decimal number, keeping typer's own path checks (`coerce_cli_path`); anything
+# else (a malformed or out-of-range value, other types) goes to typer's own pydantic coercion, so errors and their
+# messages are typer's.
 try:
     from typer._coercion import RuntimeParam as _RuntimeParam
     from typer._coercion import build_runtime_param as _build_runtime_param

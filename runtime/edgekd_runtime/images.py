@@ -144,7 +144,6 @@ def _check_decode_memory(im: Any, path: Path) -> None:
 
 
 def _from_pil(im: Any, name: str, max_side_px: int) -> np.ndarray:
-    from PIL import Image
 
     if im.width == 0 or im.height == 0:
         raise ImageError(f"{name}: image is empty ({im.width}x{im.height}); pass a real image")

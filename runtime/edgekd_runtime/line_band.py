@@ -14,8 +14,17 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import BlankImageError, ImageError
-from .preprocess import (MIN_INK_CONTRAST, MIN_INK_SNR, _background, _dilate, _drop_border_blobs, _median3, _pil_f,
-                         _stroke_width, _to_light_on_dark)
+from .preprocess import (
+    MIN_INK_CONTRAST,
+    MIN_INK_SNR,
+    _background,
+    _dilate,
+    _drop_border_blobs,
+    _median3,
+    _pil_f,
+    _stroke_width,
+    _to_light_on_dark,
+)
 
 #: Deskew: rotations searched (degrees, either way) and the search step.
 MAX_SKEW_DEG, SKEW_STEP_DEG = 6.0, 0.25

@@ -24,8 +24,8 @@ from .confidence import softmax
 from .ctc_decode import compile_constraint, decode, rescored
 from .errors import ImageError, InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
-from .loaded import LoadedModel
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
+from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
 
 if TYPE_CHECKING:

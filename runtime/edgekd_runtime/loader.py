@@ -20,8 +20,18 @@ from .errors import (
     UnknownNameError,
     UserInputError,
 )
-from .manifest import (FORMAT, MANIFEST_NAME, PRECISIONS, Artifact, InputSpec, Manifest, Normalization, PreprocessSpec,
-                       check_normalization, verify_artifact)
+from .manifest import (
+    FORMAT,
+    MANIFEST_NAME,
+    PRECISIONS,
+    Artifact,
+    InputSpec,
+    Manifest,
+    Normalization,
+    PreprocessSpec,
+    check_normalization,
+    verify_artifact,
+)
 from .recognizer import Recognizer
 from .sysinfo import rss_bytes
 

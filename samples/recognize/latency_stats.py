@@ -41,4 +41,5 @@ class LatencySummary:
     def describe(self) -> str:
         if not self.count:
             return "no latencies"
-        return f"p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms, mean {self.mean_ms:.2f} ms, max {self.max_ms:.2f} ms"
+        return (f"p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms, mean {self.mean_ms:.2f} ms, "
+                f"max {self.max_ms:.2f} ms")

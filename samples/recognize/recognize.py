@@ -74,10 +74,10 @@ def recognize(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per line instead of text."),
 ) -> None:
     """Recognise each image and print label, confidence, top-k and latency, then a summary."""
-    import edgekd_runtime
-
     from frame_sources import camera_frames, file_frames, watch_frames
     from latency_stats import LatencySummary
+
+    import edgekd_runtime
 
     inputs = list(inputs or [])
     if camera is not None and inputs:

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import typer
 
-
 from edgekd_runtime.cli_support import handle_errors, print_json
 from edgekd_runtime.errors import UserInputError
 

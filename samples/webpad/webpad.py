@@ -42,10 +42,10 @@ def serve(
     json_out: bool = typer.Option(False, "--json", help="Print the listening address as JSON on start."),
 ) -> None:
     """Serve the drawing page and the PNG -> JSON endpoint until Ctrl-C."""
-    import edgekd_runtime
-
     from image_intake import IntakeLimits
     from webpad_server import ServerLimits, configure_access_log, make_server
+
+    import edgekd_runtime
 
     recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
     intake = IntakeLimits(max_body_bytes=max_body_bytes, max_side_px=max_side_px,

@@ -21,10 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from edgekd_runtime.errors import BlankImageError, ImageError, ModelOutputError, UserInputError
-
 from image_intake import IntakeLimits, RequestRejected, check_content_length, decode_image
 from slow_clients import ConnectionTable, RequestTimedOut
+
+from edgekd_runtime.errors import BlankImageError, ImageError, ModelOutputError, UserInputError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The only files served: a fixed map, so no request path ever reaches the file system.

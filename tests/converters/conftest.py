@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conv_support import mechanics_tolerances
 
 MEAN, STD = 0.1307, 0.3081

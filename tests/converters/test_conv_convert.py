@@ -8,6 +8,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from conv_support import mechanics_tolerances
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
@@ -18,8 +19,6 @@ from edgekd_converters.convert import convert_model
 from edgekd_converters.model_info import inspect_model, load_onnx
 from edgekd_converters.parity import check
 from edgekd_converters.runners import make_tflite_interpreter, run_onnx, run_tflite
-
-from conv_support import mechanics_tolerances
 
 MEAN, STD = 0.1307, 0.3081  # the normalisation the tiny models in conftest.py were trained with
 MECHANICS_INT8 = mechanics_tolerances()["int8"]  # held-out digits: see conv_support.py for why

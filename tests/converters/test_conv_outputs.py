@@ -11,13 +11,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from conv_support import mechanics_tolerances
 from typer.testing import CliRunner
 
 import edgekd_runtime as rt
 from edgekd_converters.cli import app
 from edgekd_converters.convert import convert_model
-
-from conv_support import mechanics_tolerances
 
 MEAN, STD = 0.1307, 0.3081  # the tiny CNN's normalisation (conftest.py)
 

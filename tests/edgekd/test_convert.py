@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from export_support import SPEC, make_student_checkpoint
 from typer.testing import CliRunner
 
 import edgekd_runtime
@@ -15,8 +16,6 @@ from edgekd.cli import app
 from edgekd.export import convert_exported_bundle, export_bundle
 from edgekd.export.samples import bundle_samples, normalise
 from edgekd_runtime.manifest import Manifest, verify_artifact
-
-from export_support import SPEC, make_student_checkpoint
 
 pytestmark = pytest.mark.tflite
 

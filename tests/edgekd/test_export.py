@@ -8,14 +8,13 @@ import json
 import numpy as np
 import onnx
 import pytest
+from export_support import SPEC, STUDENT, make_student_checkpoint
 from typer.testing import CliRunner
 
 from edgekd.cli import app
 from edgekd.export import export_bundle
 from edgekd_runtime.atomic import sha256_file
 from edgekd_runtime.manifest import Manifest
-
-from export_support import SPEC, STUDENT, make_student_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +85,10 @@ def test_existing_output_is_refused_then_replaced_with_force(bundle, student_ckp
 
 def test_parity_failure_writes_nothing(student_ckpt, tmp_path, monkeypatch):
     """A deliberately altered ONNX export (one weight changed) is caught against torch."""
+    from onnx import numpy_helper
+
     import edgekd.export.bundle as bundle_mod
     from edgekd_converters import ParityError
-    from onnx import numpy_helper
 
     real_export = bundle_mod.export_onnx
 

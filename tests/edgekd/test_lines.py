@@ -19,8 +19,7 @@ from typer.testing import CliRunner
 from edgekd.cli import app
 from edgekd.data import DataSpec, load_data
 from edgekd.data.idx import DataFileError
-from edgekd.data.lines import (DIGIT_CHARSET, LineSpec, compose_split, encode_texts, load_lines,
-                               read_labels_tsv)
+from edgekd.data.lines import DIGIT_CHARSET, LineSpec, compose_split, encode_texts, load_lines, read_labels_tsv
 from edgekd.kd import KD_LOSSES, LossBatch, LossConfig, build_loss
 from edgekd.kd.ctc_losses import char_bag_kl, ctc, frame_kl
 from edgekd_runtime.errors import BlankImageError, ImageError, UserInputError
@@ -325,10 +324,9 @@ def test_evaluate_lines_refuses_a_character_outside_the_charset(splits):
 # ---------------------------------------------------------------------------------------------------------------
 
 def _line_model(name: str, classes: int, height: int):
+    from edgekd.models.line_models import LINE_TEACHERS
     from edgekd.models.students import build_student
     from edgekd.models.teachers import TEACHERS
-
-    from edgekd.models.line_models import LINE_TEACHERS
 
     return TEACHERS.get(name)(classes, height=height) if name in LINE_TEACHERS else build_student(name, classes)
 

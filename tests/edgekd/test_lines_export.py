@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lines_support import make_line_student_checkpoint
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -21,7 +22,6 @@ from edgekd.cli import app
 from edgekd_converters import ParityError
 from edgekd_runtime.lines import greedy_decode
 from edgekd_runtime.manifest import LINE_TASK, Manifest
-from lines_support import make_line_student_checkpoint
 
 ARTIFACTS = {"student.onnx": ("onnx", "fp32"), "student_float32.tflite": ("tflite", "fp32"),
              "student_float16.tflite": ("tflite", "fp16"), "student_int8.tflite": ("tflite", "int8"),

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from edgekd.export.onnx_export import export_onnx
-from edgekd.models.students import (STUDENTS, StudentIdError, build_student, count_params, parse_student_id,
-                                    search_space)
+from edgekd.models.students import STUDENTS, StudentIdError, build_student, count_params, parse_student_id, search_space
 
 IDS = search_space()
 
@@ -90,7 +89,8 @@ def test_each_family_converts_to_tflite_fp32_and_full_int8(student_id, tmp_path)
     rng = np.random.default_rng(0)
     calib = rng.random((200, r, r), dtype=np.float32)
     report = convert_model(onnx_path, tmp_path / "out", ["tflite"], calib, calib[:64],
-                           tflite_precisions=("fp32", "int8"), tolerances={"int8": Tolerance(atol=math.inf, min_top1_agreement=0.0)})
+                           tflite_precisions=("fp32", "int8"),
+                           tolerances={"int8": Tolerance(atol=math.inf, min_top1_agreement=0.0)})
     arts = {a.precision: a for a in report.artifacts}
     assert set(arts) == {"fp32", "int8"} and not report.failed
     assert arts["fp32"].parity.max_abs_diff <= 1e-4 and arts["fp32"].parity.top1_agreement == 1.0

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from rt_support import ASSETS, make_linear_onnx
 
 

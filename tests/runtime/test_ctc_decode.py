@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edgekd_runtime.ctc_decode import (Decoded, beam_search, compile_constraint, decode, greedy)
+from edgekd_runtime.ctc_decode import Decoded, beam_search, compile_constraint, decode, greedy
 from edgekd_runtime.errors import InputShapeError, PatternError, UserInputError
 
 DIGITS = "0123456789"

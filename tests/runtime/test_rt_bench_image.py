@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from rt_support import bars_image, digit_canvas, handwriting_photo, make_line_onnx
 from typer.testing import CliRunner
 
 import edgekd_runtime as rt
 from edgekd_runtime.bench import IMAGE_STAGES, run_image_benchmark, time_stages
 from edgekd_runtime.cli import app
 from edgekd_runtime.errors import BlankImageError, ImageError
-from rt_support import bars_image, digit_canvas, handwriting_photo, make_line_onnx
 
 runner = CliRunner()
 STAT_KEYS = {"mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"}

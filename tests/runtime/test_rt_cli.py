@@ -11,8 +11,8 @@ from typing import List, Optional
 import numpy as np
 import pytest
 import typer
-from rt_support import digit_canvas, handwriting_photo
 from PIL import Image
+from rt_support import digit_canvas, handwriting_photo
 from typer.testing import CliRunner
 
 from edgekd_runtime.cli import app

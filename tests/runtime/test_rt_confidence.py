@@ -10,15 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rt_support import bars_image, make_line_onnx
 from typer.testing import CliRunner
 
 import edgekd_runtime as rt
 from edgekd_runtime.cli import app
-from edgekd_runtime.confidence import (coverage_curve, ece, fit_temperature, greedy_confidences, nll, softmax,
-                                       threshold_for)
+from edgekd_runtime.confidence import (
+    coverage_curve,
+    ece,
+    fit_temperature,
+    greedy_confidences,
+    nll,
+    softmax,
+    threshold_for,
+)
 from edgekd_runtime.ctc_decode import compile_constraint, decode, greedy, rescored
 from edgekd_runtime.manifest import LINE_TASK, Artifact, InputSpec, LinesSpec, Manifest
-from rt_support import bars_image, make_line_onnx
 
 CHARSET = "0123456789"
 

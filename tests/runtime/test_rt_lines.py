@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from rt_support import bars_image, make_line_onnx
 from typer.testing import CliRunner
 
 import edgekd_runtime as rt
@@ -18,7 +19,6 @@ from edgekd_runtime.cli import app
 from edgekd_runtime.errors import BlankImageError, ManifestError, WrongTaskError
 from edgekd_runtime.lines import LineTooWideError
 from edgekd_runtime.manifest import LINE_TASK, Artifact, InputSpec, LinesSpec, Manifest
-from rt_support import bars_image, make_line_onnx
 
 CHARSET = "ab"
 SPEC = LinesSpec(charset=CHARSET, height=24, width=96, max_width=384, dynamic_formats=("onnx",), max_len=12)

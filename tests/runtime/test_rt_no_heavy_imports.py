@@ -13,7 +13,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-
 BLOCKER = textwrap.dedent('''
     import sys
     BLOCKED = tuple(m for m in "{blocked}".split(",") if m)
@@ -59,8 +58,8 @@ def run_blocked(tmp_path: Path, blocked: str, *args: str) -> subprocess.Complete
 
 
 def test_predict_and_bench_without_torch_and_tensorflow(tmp_path, lin_onnx, tiny_tflite, tflite_name):
-    from rt_support import digit_canvas, handwriting_photo
     from PIL import Image
+    from rt_support import digit_canvas, handwriting_photo
 
     Image.fromarray(handwriting_photo(digit_canvas())).save(tmp_path / "digit.png")
     p = run_blocked(tmp_path, "torch,tensorflow", str(tmp_path / "digit.png"), str(lin_onnx), str(tiny_tflite))

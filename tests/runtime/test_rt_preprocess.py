@@ -6,8 +6,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from rt_support import digit_canvas, handwriting_photo
 from PIL import Image
+from rt_support import digit_canvas, handwriting_photo
 
 from edgekd_runtime.errors import BlankImageError, ImageError, ManifestError
 from edgekd_runtime.manifest import PreprocessSpec

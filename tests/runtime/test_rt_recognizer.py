@@ -366,9 +366,10 @@ def test_normalised_or_out_of_range_canvases_are_refused_by_every_canvas_api(mod
              "0..3": (c * 3, r"got values in \[0, 3\]: divide 0..255 pixel values by 255"),
              "all -5": (np.full_like(c, -5.0), r"got values in \[-5, -5\]: negative")}
     for bad, words in cases.values():
-        calls = [lambda: rec.predict(bad[0], preprocessed=True), lambda: rec.predict(bad[:1].astype(np.float64),
-                 preprocessed=True), lambda: rec.forward(bad), lambda: rec.predict_proba(bad),
-                 lambda: rec.evaluate(bad, [0, 1, 2]), lambda: rec.predict_batch(bad, preprocessed=True)]
+        calls = [lambda b=bad: rec.predict(b[0], preprocessed=True),
+                 lambda b=bad: rec.predict(b[:1].astype(np.float64), preprocessed=True),
+                 lambda b=bad: rec.forward(b), lambda b=bad: rec.predict_proba(b),
+                 lambda b=bad: rec.evaluate(b, [0, 1, 2]), lambda b=bad: rec.predict_batch(b, preprocessed=True)]
         for call in calls:
             with pytest.raises(InputShapeError, match=words):
                 call()

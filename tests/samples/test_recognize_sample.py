@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from samples_support import RECOGNIZE, board_env, save_digit
-
 from latency_stats import LatencySummary, percentile
+from samples_support import RECOGNIZE, board_env, save_digit
 
 
 def _run(*args: str, timeout_s: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:

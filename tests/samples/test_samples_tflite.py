@@ -9,9 +9,8 @@ import threading
 
 import numpy as np
 import pytest
-from samples_support import RECOGNIZE, png_bytes, save_digit
-
 from loadtest import run_load
+from samples_support import RECOGNIZE, png_bytes, save_digit
 from webpad_server import ServerLimits, make_server
 
 pytestmark = pytest.mark.tflite

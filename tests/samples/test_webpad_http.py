@@ -13,9 +13,8 @@ import time
 
 import numpy as np
 import pytest
-from samples_support import WEBPAD, png_bytes
-
 from image_intake import IntakeLimits
+from samples_support import WEBPAD, png_bytes
 from webpad_server import ServerLimits, make_server
 
 LIMITS = ServerLimits(intake=IntakeLimits(max_body_bytes=64 * 1024, max_side_px=1024, max_pixels=1024 * 1024),
@@ -110,8 +109,9 @@ def test_page_assets_and_health(server):
 def test_health_says_whether_the_deployed_artifact_is_served(digit_model, tmp_path):
     import shutil
 
-    import edgekd_runtime
     from webpad_server import WebpadApp
+
+    import edgekd_runtime
 
     bundle = tmp_path / "bundle"
     shutil.copytree(digit_model.bundle, bundle)

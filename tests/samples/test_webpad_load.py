@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from samples_support import SAMPLES, png_bytes
-
 from loadtest import run_load
+from samples_support import SAMPLES, png_bytes
 
 REQUESTS, CONCURRENCY = 500, 16
 P99_BOUND_MS = 3_000.0  # generous: 2 shared CI cores; the figure itself is printed (~65 ms on the dev box)
