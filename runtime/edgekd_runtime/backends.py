@@ -36,7 +36,7 @@ class TensorInfo:
         return self.scale > 0.0 and self.dtype in ("int8", "uint8", "int16")
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        d: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
         if self.quantized:
             d.update(scale=self.scale, zero_point=self.zero_point)
         return d

@@ -20,6 +20,7 @@ from .errors import UserInputError
 from .sysinfo import peak_rss_bytes, system_info
 
 if TYPE_CHECKING:
+    from .line_recognizer import LineRecognizer
     from .recognizer import Recognizer
 
 #: The stages of the image path, in order, and their total (the keys of `ImagePathReport.stages`).
@@ -169,10 +170,10 @@ class LatencyReport:
         ] + (self.image_path.rows() if self.image_path is not None else [])
 
 
-def benchmark_input(rec: "Recognizer", batch: int = 1, seed: int = 0) -> np.ndarray:
+def benchmark_input(rec: "Recognizer | LineRecognizer", batch: int = 1, seed: int = 0) -> np.ndarray:
     """A fixed, digit-like random canvas batch (sparse bright strokes), laid out for the model (a line
     recognizer's canvases are (height, reference width): its `canvas_shape`)."""
-    h, w = getattr(rec, "canvas_shape", None) or (rec.size, rec.size)
+    h, w = getattr(rec, "canvas_shape", None) or (rec.size, rec.size)  # type: ignore[union-attr]
     ink, level = _uniform((2, batch, h, w), seed)
     return rec.to_input(((ink < 0.2) * level).astype(np.float32))
 
@@ -239,7 +240,7 @@ def run_image_benchmark(rec: Any, image: Any, runs: int = 100, warmup: int = 10,
                            samples_ms={k: [float(x) for x in v] for k, v in per.items()})
 
 
-def run_benchmark(rec: "Recognizer", runs: int = 100, warmup: int = 10, batch: int = 1, seed: int = 0,
+def run_benchmark(rec: "Recognizer | LineRecognizer", runs: int = 100, warmup: int = 10, batch: int = 1, seed: int = 0,
                   progress: Callable[[int], None] | None = None) -> LatencyReport:
     """Time `runs` interpreter calls after `warmup`; see the module docstring.
 

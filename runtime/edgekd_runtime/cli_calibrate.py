@@ -9,7 +9,7 @@ Then on the workstation: ``edgekd budget --profile my-board.json --latency-ms 5 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         if out.exists() and out.is_dir():
             raise ProfileError(f"--out {out} is a directory; give a file name such as {out / 'board.json'}")
         precs = tuple(dict.fromkeys(precision)) if precision else ("fp32", "int8")
-        kw = dict(backend=backend, threads=threads, precisions=precs)
+        kw: dict[str, Any] = dict(backend=backend, threads=threads, precisions=precs)
         config = CalibrationConfig.full(**kw) if full else CalibrationConfig(**kw)
         from .calibrate import load_suite
 

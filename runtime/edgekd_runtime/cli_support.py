@@ -90,7 +90,7 @@ try:
     from typer._coercion import build_runtime_param as _build_runtime_param
     from typer._param_types import coerce_cli_path as _coerce_cli_path
 except ImportError:  # a typer without pydantic coercion (click types): nothing to avoid
-    _RuntimeParam = None
+    _RuntimeParam = None  # type: ignore[assignment,misc]
 
 _NOT_PLAIN = object()
 _DECIMAL = re.compile(r"-?[0-9]+\Z")
@@ -111,14 +111,14 @@ def _plain_leaf(kind: type, value: Any, param: Any, ctx: Any) -> Any:
         return v
     if kind is float:
         if type(value) is float:
-            v = value
+            f = value
         elif type(value) is str and _REAL.match(value):
-            v = float(value)
+            f = float(value)
         else:
             return _NOT_PLAIN  # nan, inf, " 1", "1_0", ...: typer's own reading
-        if (info.min is not None and v < info.min) or (info.max is not None and v > info.max):
+        if (info.min is not None and f < info.min) or (info.max is not None and f > info.max):
             return _NOT_PLAIN
-        return v
+        return f
     if kind is str or kind is bool:
         return value if type(value) is kind else _NOT_PLAIN
     if isinstance(value, str):  # kind is Path: what pydantic makes of a str, then typer's own checks

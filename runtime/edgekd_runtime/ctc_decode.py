@@ -123,7 +123,9 @@ def compile_constraint(charset: str, pattern: str | None = None, allowed: str | 
     lo, hi = _check_lengths(min_len, max_len)
     letters = _allowed_letters(charset, allowed)
     if pattern is None:
-        table, accepting, start = ((tuple(0 if ok else -1 for ok in letters),), (True,), 0)
+        table: tuple[tuple[int, ...], ...] = (tuple(0 if ok else -1 for ok in letters),)
+        accepting: tuple[bool, ...] = (True,)
+        start = 0
     else:
         table, accepting, start = _pattern_automaton(pattern, charset, letters)
     to_accept = _distances_to_accept(table, accepting)

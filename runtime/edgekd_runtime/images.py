@@ -101,7 +101,8 @@ def _from_path(path: Path, max_side_px: int) -> np.ndarray:
                 _check_decode_memory(im, path)  # from the header (and the draft scale): nothing decoded yet
                 im.load()
                 if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # phone photos: turn them upright
-                    im = ImageOps.exif_transpose(im)  # (a copy: only made when there is something to turn)
+                    upright = ImageOps.exif_transpose(im)  # (a copy: only made when there is something to turn)
+                    return _from_pil(upright, str(path), max_side_px)
                 return _from_pil(im, str(path), max_side_px)
     except Image.DecompressionBombError:
         raise ImageError(f"{path}: more than {MAX_PIXELS:,} pixels; downscale the image first") from None

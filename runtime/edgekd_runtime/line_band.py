@@ -172,11 +172,11 @@ def _skew_deg(mask: np.ndarray) -> float:
     if len(ys) < 50 or mask.shape[1] < 2 * mask.shape[0]:
         return 0.0
     step = -(-len(ys) // 5_000)
-    ys, xs = ys[::step].astype(np.float32), xs[::step].astype(np.float32) - float(xs.mean())
+    fy, fx = ys[::step].astype(np.float32), xs[::step].astype(np.float32) - float(xs.mean())
     angles = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-6, SKEW_STEP_DEG)
     scores = []
     for a in angles:
-        y = np.rint(ys - xs * np.float32(np.tan(np.radians(a))))
+        y = np.rint(fy - fx * np.float32(np.tan(np.radians(a))))
         scores.append(float((np.bincount((y - y.min()).astype(np.int64)).astype(np.float64) ** 2).sum()))
     best = float(angles[int(np.argmax(scores))])
     return best if abs(best) >= SKEW_STEP_DEG / 2 else 0.0
@@ -189,8 +189,8 @@ def _shear(a: np.ndarray, angle_deg: float) -> np.ndarray:
     t = float(np.tan(np.radians(angle_deg)))
     h, w = a.shape
     off = max(t * w, 0.0)
-    out = _pil_f(a).transform((w, h + int(np.ceil(abs(t) * w))), Image.AFFINE, (1, 0, 0, t, 1, -off),
-                              resample=Image.BILINEAR, fillcolor=0.0)
+    out = _pil_f(a).transform((w, h + int(np.ceil(abs(t) * w))), Image.Transform.AFFINE, (1, 0, 0, t, 1, -off),
+                              resample=Image.Resampling.BILINEAR, fillcolor=0.0)
     return np.asarray(out, dtype=np.float32)
 
 
@@ -249,7 +249,7 @@ def _band_columns(mask: np.ndarray, k0: int, k1: int) -> np.ndarray:
     for run in np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1):
         if len(run) == 0:
             continue
-        rows = mask[:, run[0]:run[-1] + 1].any(axis=1)
+        rows = np.asarray(mask[:, run[0]:run[-1] + 1].any(axis=1))
         crossing = _leading(rows[:k0][::-1]) + _leading(rows[k1:]) > k1 - k0
         on_edge = (run[0] == 0 or run[-1] == mask.shape[1] - 1) and len(run) < EDGE_LINE_SHARE * (k1 - k0)
         keep[run] = not (crossing or on_edge)

@@ -10,6 +10,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .backends import Backend, TensorInfo, open_backend, resolve_format, resolve_threads, tflite_available
 from .errors import (
@@ -33,6 +34,9 @@ from .manifest import (
     verify_artifact,
 )
 from .recognizer import Recognizer
+
+if TYPE_CHECKING:
+    from .line_recognizer import LineRecognizer
 from .sysinfo import rss_bytes
 
 BACKEND_CHOICES = ("auto", "onnx", "tflite")
@@ -40,7 +44,8 @@ _INSTALL_HINT = {"onnx": "pip install onnxruntime", "tflite": "pip install 'edge
 
 
 def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = None,
-         precision: str | None = None, *, mean: float | None = None, std: float | None = None) -> Recognizer:
+         precision: str | None = None, *, mean: float | None = None, std: float | None = None
+         ) -> Recognizer | LineRecognizer:
     """Load a student for recognition: a `Recognizer` (digits, `predict`), or a `LineRecognizer` (`read`) for a
     bundle whose manifest has the task `line-recognition`.
 
@@ -74,9 +79,11 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
                              f".onnx/.tflite file")
     t0 = time.perf_counter()
     if p.is_dir():
-        manifest: Manifest | None = Manifest.load(p)
-        be, art, model_path = _open_bundle_artifact(p, manifest, backend, precision, threads)
-        prec = art.precision
+        bundle_manifest = Manifest.load(p)
+        be, bundle_art, model_path = _open_bundle_artifact(p, bundle_manifest, backend, precision, threads)
+        manifest: Manifest | None = bundle_manifest
+        art: Artifact | None = bundle_art
+        prec: str | None = bundle_art.precision
     else:
         manifest, art = _manifest_beside(p)
         model_path, prec = p, precision or (art.precision if art else None)
@@ -90,7 +97,8 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     if manifest is not None and manifest.lines is not None:  # a text-line bundle: read(), not predict()
         from .line_recognizer import make_line_recognizer
 
-        return make_line_recognizer(be, model_path, prec, manifest, load_ms, rss, art)
+        return make_line_recognizer(be, model_path, prec or _guess_precision(be, model_path), manifest, load_ms, rss,
+                                    art)
     spec = _input_spec(be.inputs[0], manifest, model_path)
     n_out = be.outputs[0].shape[-1] if be.outputs[0].shape else -1
     if manifest is not None:

@@ -250,7 +250,7 @@ def _pil_f(a: np.ndarray) -> Any:
 def _resize(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(_pil_f(a).resize((hw[1], hw[0]), Image.LANCZOS), dtype=np.float32)
+    return np.asarray(_pil_f(a).resize((hw[1], hw[0]), Image.Resampling.LANCZOS), dtype=np.float32)
 
 
 def _dilate(a: np.ndarray, k: int) -> np.ndarray:
@@ -302,8 +302,8 @@ def _background(d: np.ndarray, cells: int = 16) -> np.ndarray:
     from PIL import Image, ImageFilter
 
     h, w = d.shape
-    coarse = _pil_f(d).resize((max(2, w * cells // max(h, w)), max(2, h * cells // max(h, w))), Image.BOX)
+    coarse = _pil_f(d).resize((max(2, w * cells // max(h, w)), max(2, h * cells // max(h, w))), Image.Resampling.BOX)
     low = np.asarray(coarse.filter(ImageFilter.MinFilter(3)), dtype=np.float32)
     p = np.pad(low, 1, mode="edge")  # 3x3 mean: smooth the cell edges
-    low = sum(p[i:i + low.shape[0], j:j + low.shape[1]] for i in range(3) for j in range(3)) / 9.0
-    return np.asarray(_pil_f(low).resize((w, h), Image.BILINEAR), dtype=np.float32)
+    low = np.add.reduce([p[i:i + low.shape[0], j:j + low.shape[1]] for i in range(3) for j in range(3)]) / 9.0
+    return np.asarray(_pil_f(low).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)

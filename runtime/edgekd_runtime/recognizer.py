@@ -186,7 +186,7 @@ class Recognizer(LoadedModel):
                 fast = self._predict_canvas(image, top_k)
                 if fast is not None:
                     return fast
-            c, prep_ms = (image[None] if type(image) is np.ndarray and image.ndim == 2 else image), 0.0
+            c, prep_ms = np.asarray(image[None] if type(image) is np.ndarray and image.ndim == 2 else image), 0.0
         else:
             t0 = time.perf_counter()
             c = self.canvas(image)[None]
