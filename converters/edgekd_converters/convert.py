@@ -151,22 +151,7 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     if "onnx-int8" in targets:
         plan.append(("onnx", "int8"))
     paths = {k: dest_dir / FILE_NAMES[k].format(stem=stem) for k in plan}
-    timings: dict[tuple[str, str], float] = {}
-
-    tflite_paths = {p: paths[("tflite", p)] for f, p in plan if f == "tflite"}
-    if tflite_paths:
-        from .tflite import convert_tflite
-
-        t = time.perf_counter()
-        convert_tflite(info, tflite_paths, calib if "int8" in tflite_paths else None, mean, std)
-        for p in tflite_paths:
-            timings[("tflite", p)] = (time.perf_counter() - t) / len(tflite_paths)
-    if ("onnx", "int8") in paths:
-        from .onnx_int8 import convert_onnx_int8
-
-        t = time.perf_counter()
-        convert_onnx_int8(int8_source or info, paths[("onnx", "int8")], to_model_input(calib, info, mean, std))
-        timings[("onnx", "int8")] = time.perf_counter() - t
+    timings = _write_artifacts(info, paths, calib, mean, std, int8_source)
 
     artifacts, failed = [], []
     for fmt, precision in plan:
@@ -174,7 +159,7 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
         out = run_tflite(path, x_eval) if fmt == "tflite" else run_onnx(path, x_eval)
         if scorer is not None:  # TFLite returns rows flattened: back to the reference's (N, T, C)
             out = out.reshape(ref.shape)
-            result = scorer.compare(ref, out, precision, reference_name)
+            result: ParityResult | SequenceParityResult = scorer.compare(ref, out, precision, reference_name)
         else:
             result = parity_mod.compare(ref, out, tols[precision], reference_name)
         if not result.passed:
@@ -188,8 +173,30 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     kind = "probs" if looks_like_probabilities(ref) else "logits"
     return ConversionReport(info.path, tuple(artifacts), accuracy(ref), time.perf_counter() - start,
                             extra={"num_calibration_samples": len(calib), "num_eval_samples": len(evals),
-                                   "num_classes": int(ref.shape[1]), "output_kind": kind},
+                                   "num_classes": int(ref.shape[-1]), "output_kind": kind},
                             failed=tuple(failed))
+
+
+def _write_artifacts(info: OnnxModelInfo, paths: dict[tuple[str, str], Path], calib: np.ndarray, mean: float,
+                     std: float, int8_source: OnnxModelInfo | None) -> dict[tuple[str, str], float]:
+    """Convert to every (format, precision) in `paths`; returns the seconds each took (onnx2tf writes all the
+    TFLite precisions in one run: its time is shared among them)."""
+    timings: dict[tuple[str, str], float] = {}
+    tflite_paths = {p: path for (f, p), path in paths.items() if f == "tflite"}
+    if tflite_paths:
+        from .tflite import convert_tflite
+
+        t = time.perf_counter()
+        convert_tflite(info, tflite_paths, calib if "int8" in tflite_paths else None, mean, std)
+        for p in tflite_paths:
+            timings[("tflite", p)] = (time.perf_counter() - t) / len(tflite_paths)
+    if ("onnx", "int8") in paths:
+        from .onnx_int8 import convert_onnx_int8
+
+        t = time.perf_counter()
+        convert_onnx_int8(int8_source or info, paths[("onnx", "int8")], to_model_input(calib, info, mean, std))
+        timings[("onnx", "int8")] = time.perf_counter() - t
+    return timings
 
 
 def convert_model(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, targets: Sequence[str],

@@ -160,6 +160,8 @@ def test_every_artifact_is_checked_for_sequence_parity_and_recorded(converted, t
         assert p["string_agreement"] >= 0.99 and p["cer"] - p["reference_cer"] <= 0.003, a.path
         assert a.extra["accuracy_source"] == "edgekd_runtime" and a.extra["cer"] == pytest.approx(p["cer"])
         assert a.accuracy == pytest.approx(p["string_accuracy"])
+    conv = m.extra["conversion"]  # classes per frame (charset + blank), not frames per line
+    assert (conv["num_classes"], conv["output_kind"]) == (len(m.lines.charset) + 1, "logits")
     int8 = [a for a in m.artifacts if a.precision == "int8"]
     assert all(a.parity["tolerance"]["max_cer_increase"] == 0.003 for a in int8)
     # the margin this rests on (lines_support): int8 moves logits by < 1.0, and the strings survive +-1.0
