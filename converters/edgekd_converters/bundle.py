@@ -88,14 +88,7 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
                               eval_labels if lines is None else None, mean=norm.mean, std=norm.std, stem=stem,
                               reference_outputs=reference_outputs, reference_name=reference_name,
                               tolerances=tolerances, min_calib_samples=min_calib_samples, strict=strict, **line_kw)
-        staged = Manifest.from_dict(manifest.to_dict(), source=str(bundle / "manifest.json"))
-        staged.artifacts = [a for a in staged.artifacts if a.path not in wanted]
-        for conv in report.artifacts:
-            staged.set_artifact(Artifact.from_file(
-                stage, conv.path.name, conv.precision, parity=conv.parity.to_dict(), accuracy=conv.accuracy,
-                extra={"accuracy_source": "converters", "convert_s": round(conv.convert_s, 3)}))
-        staged.deployed = deployable_artifact(staged).path
-        staged.save(stage)
+        staged = _recorded(manifest, bundle, stage, report, wanted)
         if lines is None:
             runtime_accuracy(stage, staged, eval_canvases, eval_labels)
         else:
@@ -115,6 +108,21 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return staged, report
+
+
+def _recorded(manifest: Manifest, bundle: Path, stage: Path, report: ConversionReport, replaced: set[str]
+              ) -> Manifest:
+    """A copy of the bundle's manifest with the converted artifacts (in `stage`) in place of the `replaced`
+    ones, and the one to deploy; saved in `stage`."""
+    staged = Manifest.from_dict(manifest.to_dict(), source=str(bundle / "manifest.json"))
+    staged.artifacts = [a for a in staged.artifacts if a.path not in replaced]
+    for conv in report.artifacts:
+        staged.set_artifact(Artifact.from_file(
+            stage, conv.path.name, conv.precision, parity=conv.parity.to_dict(), accuracy=conv.accuracy,
+            extra={"accuracy_source": "converters", "convert_s": round(conv.convert_s, 3)}))
+    staged.deployed = deployable_artifact(staged).path
+    staged.save(stage)
+    return staged
 
 
 def deployable_artifact(manifest: Manifest, precision: str | None = None) -> Artifact:

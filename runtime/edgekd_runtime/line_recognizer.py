@@ -11,7 +11,6 @@ width, zero-padded on the right; one with a dynamic width axis (ONNX) takes any 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,11 +21,12 @@ import numpy as np
 from .backends import Backend
 from .confidence import softmax
 from .ctc_decode import compile_constraint, decode, rescored
-from .errors import ImageError, InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
+from .errors import InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
+from .recognizer import check_canvas_range
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
@@ -242,11 +242,7 @@ class LineRecognizer(LoadedModel):
         if c.shape[2] > self.max_width:
             raise LineTooWideError(f"line canvases are {c.shape[2]} px wide; {self.model_path.name} takes at most "
                                    f"{self.max_width} px at height {self.height}: split the line")
-        total = float(c.sum())
-        if not math.isfinite(total):
-            raise ImageError("line canvases contain NaN/inf values; clean them before reading")
-        if float(c.max()) > 1.0 + 1e-3 or float(c.min()) < -1e-3:
-            raise InputShapeError("line canvases must be in [0, 1]; divide pixel values by 255 or pass uint8")
+        check_canvas_range(c, self.normalization, "line canvases")
         return c
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:

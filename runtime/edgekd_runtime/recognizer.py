@@ -273,25 +273,8 @@ class Recognizer(LoadedModel):
         if c.shape[0] == 0:
             raise InputShapeError(f"an empty batch of canvases {c.shape}; pass at least one")
         if not (isinstance(canvases, np.ndarray) and canvases.dtype == np.uint8):  # uint8 / 255: in range
-            self._check_range(c)
+            check_canvas_range(c, self.normalization)
         return c
-
-    def _check_range(self, c: np.ndarray) -> None:
-        """Canvases are un-normalised pixel/255 values in [0, 1]: refuse NaN/inf and anything outside, saying
-        what the values look like (normalised already, 0..255 pixels) and what to pass instead."""
-        lo, hi = float(c.min()), float(c.max())  # NaN propagates into both
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ImageError("canvases contain NaN/inf values; clean them (np.nan_to_num) before predicting")
-        if lo >= -RANGE_TOLERANCE and hi <= 1.0 + RANGE_TOLERANCE:
-            return
-        if lo < -RANGE_TOLERANCE:
-            hint = (f"negative values mean they look normalised already ((x - mean) / std; this model's mean "
-                    f"{self.normalization.mean:g}, std {self.normalization.std:g}): pass them before "
-                    f"normalisation, the recognizer normalises them itself")
-        else:
-            hint = "divide 0..255 pixel values by 255 (or pass uint8 canvases), or rescale them to [0, 1]"
-        raise InputShapeError(f"canvases must be un-normalised values in [0, 1] (pixel / 255); got values in "
-                              f"[{lo:.4g}, {hi:.4g}]: {hint}")
 
     def _reshape_canvases(self, c: np.ndarray, original: Any) -> np.ndarray:
         s = self.size
@@ -392,6 +375,24 @@ def _top_k(top_k: Any) -> int:
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise UserInputError(f"top_k={top_k!r}: must be a whole number >= 1 (how many candidates to return)")
     return int(top_k)
+
+
+def check_canvas_range(c: np.ndarray, norm: Normalization, what: str = "canvases") -> None:
+    """Canvases (digit or line) are un-normalised pixel/255 values in [0, 1]: refuse NaN/inf and anything outside,
+    saying what the values look like (normalised already, 0..255 pixels) and what to pass instead."""
+    lo, hi = float(c.min()), float(c.max())  # NaN propagates into both
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ImageError(f"{what} contain NaN/inf values; clean them (np.nan_to_num) before predicting")
+    if lo >= -RANGE_TOLERANCE and hi <= 1.0 + RANGE_TOLERANCE:
+        return
+    if lo < -RANGE_TOLERANCE:
+        hint = (f"negative values mean they look normalised already ((x - mean) / std; this model's mean "
+                f"{norm.mean:g}, std {norm.std:g}): pass them before normalisation, the recognizer normalises "
+                f"them itself")
+    else:
+        hint = "divide 0..255 pixel values by 255 (or pass uint8 canvases), or rescale them to [0, 1]"
+    raise InputShapeError(f"{what} must be un-normalised values in [0, 1] (pixel / 255); got values in "
+                          f"[{lo:.4g}, {hi:.4g}]: {hint}")
 
 
 def _side(spec: InputSpec) -> int:

@@ -107,6 +107,22 @@ def test_load_returns_a_line_recognizer_whose_forward_takes_any_width(line_bundl
         rec.forward(np.zeros((1, 24, 388), np.float32))
 
 
+def test_line_canvases_outside_0_1_are_refused_like_digit_canvases(line_bundle):
+    from edgekd_runtime.errors import ImageError, InputShapeError
+
+    rec = rt.load(line_bundle)
+    c = np.zeros((1, 24, 96), np.float32)
+    c[0, 4:20, 10:20] = 1.0
+    normalised = (c - rec.normalization.mean) / rec.normalization.std
+    with pytest.raises(InputShapeError, match=r"line canvases must be un-normalised .* normalised already"):
+        rec.forward(normalised)
+    with pytest.raises(InputShapeError, match="divide 0..255 pixel values by 255"):
+        rec.forward(c * 255.0)
+    with pytest.raises(ImageError, match="NaN/inf"):
+        rec.forward(np.where(c > 0, np.nan, c))
+    assert rec.forward((c * 255).astype(np.uint8)).shape == rec.forward(c).shape  # uint8 pixels are read as /255
+
+
 def test_a_line_bundle_refuses_a_normalisation_other_than_its_manifest(line_bundle):
     from edgekd_runtime.errors import UserInputError
 
