@@ -2,7 +2,8 @@
 lines block, the dynamic-width ONNX against torch at 96/192/384 px, every artifact's sequence parity (strings,
 CER) recorded and re-read through edgekd_runtime, int8 TFLite reading the same strings, and the CLIs.
 
-One tiny student (lines_support: ctc-w8-d2-r24, 50 epochs on 320 short lines, ~20 s) is trained once per session.
+One tiny student (lines_support: ctc-w8-d2-r24, 50 epochs on 320 short lines, ~20 s) is trained once per session
+(tests/conftest.py's line_ckpt and line_bundle, shared with the sample apps' tests).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lines_support import make_line_student_checkpoint
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -26,11 +26,6 @@ from edgekd_runtime.manifest import LINE_TASK, Manifest
 ARTIFACTS = {"student.onnx": ("onnx", "fp32"), "student_float32.tflite": ("tflite", "fp32"),
              "student_float16.tflite": ("tflite", "fp16"), "student_int8.tflite": ("tflite", "int8"),
              "student_int8.onnx": ("onnx", "int8")}
-
-
-@pytest.fixture(scope="session")
-def line_ckpt(tmp_path_factory) -> Path:
-    return make_line_student_checkpoint(tmp_path_factory.mktemp("line_student") / "student.pt")
 
 
 @pytest.fixture(scope="session")
@@ -53,15 +48,6 @@ def torch_ref(line_model, line_test) -> np.ndarray:
     from edgekd.export.samples import normalise
 
     return torch_logits(line_model[0], normalise(line_test.test_x, 0.1307, 0.3081))
-
-
-@pytest.fixture(scope="session")
-def line_bundle(line_ckpt, tmp_path_factory) -> Path:
-    from edgekd.export import export_bundle
-
-    out = tmp_path_factory.mktemp("line_export") / "bundle"
-    export_bundle(line_ckpt, out)
-    return out
 
 
 @pytest.fixture(scope="session")
