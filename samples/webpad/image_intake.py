@@ -52,8 +52,9 @@ def check_content_length(header_value: str | None, limits: IntakeLimits) -> int:
     return length_bytes
 
 
-def decode_image(body: bytes, limits: IntakeLimits):
-    """Decode a PNG or JPEG body into a loaded PIL image, enforcing the dimension limits.
+def decode_image(body: bytes, limits: IntakeLimits, too_big_hint: str = "scale it down"):
+    """Decode a PNG or JPEG body into a loaded PIL image, enforcing the dimension limits (`too_big_hint` ends the
+    413's message: what to do with an image over them).
 
     Raises:
         RequestRejected: 400 for an empty or corrupt image, 413 for one too large, 415 for a non-image.
@@ -74,10 +75,10 @@ def decode_image(body: bytes, limits: IntakeLimits):
     width_px, height_px = image.size
     if width_px > limits.max_side_px or height_px > limits.max_side_px or width_px * height_px > limits.max_pixels:
         raise RequestRejected(413, f"image is {width_px}x{height_px} px; the limit is {limits.max_side_px} px "
-                                   f"a side and {limits.max_pixels} pixels; scale it down")
+                                   f"a side and {limits.max_pixels} pixels; {too_big_hint}")
     if width_px < limits.min_side_px or height_px < limits.min_side_px:
         raise RequestRejected(400, f"image is {width_px}x{height_px} px; at least {limits.min_side_px} px "
-                                   f"a side is needed to recognise a digit")
+                                   f"a side is needed to recognise anything")
     try:
         image.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:

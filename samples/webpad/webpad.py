@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""webpad: serve a drawing page that recognises handwritten digits with an edgekd bundle.
+r"""webpad: serve a drawing page that recognises handwritten digits or digit strings with an edgekd bundle.
 
-    python3 samples/webpad/webpad.py BUNDLE_OR_MODEL [--host 0.0.0.0] [--port 8000]
+    python3 samples/webpad/webpad.py BUNDLE_OR_MODEL [--host 0.0.0.0] [--port 8000] [--mode auto|digits|lines]
 
-Then open http://<board>:8000/ on a phone or laptop, draw a digit and see the top-3 and the latency.
-API: `curl --data-binary @digit.png -H 'Content-Type: image/png' http://<board>:8000/api/predict`.
+Then open http://<board>:8000/ on a phone or laptop. With a digit bundle: draw a digit and see the top-3 and the
+latency. With a line-recognition bundle (line mode): draw a string on the wide pad and see it with each
+character's confidence and the latency; an optional pattern (e.g. \d{4}) constrains the reading.
+API: `curl --data-binary @digit.png -H 'Content-Type: image/png' http://<board>:8000/api/predict` (digits),
+`curl --data-binary @line.png -H 'Content-Type: image/png' 'http://<board>:8000/api/read?pattern=%5Cd%7B4%7D'`
+(lines; the pattern URL-encoded).
 Uses only edgekd_runtime and the standard library (no torch, no tensorflow).
 """
 
@@ -39,28 +43,33 @@ def serve(
     max_connections: int = typer.Option(64, min=1, help="Simultaneous connections; more get a 503."),
     inference_slots: int = typer.Option(1, min=1, help="Concurrent inferences (raise only for ONNX)."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One stderr line per request."),
+    mode: str = typer.Option("auto", help="auto (from the bundle's task), digits (the square pad) or lines "
+                                          "(the wide pad); a mode the bundle cannot serve is an error."),
     json_out: bool = typer.Option(False, "--json", help="Print the listening address as JSON on start."),
 ) -> None:
     """Serve the drawing page and the PNG -> JSON endpoint until Ctrl-C."""
     from image_intake import IntakeLimits
+    from modes import check_mode_name, pick_mode
     from webpad_server import ServerLimits, configure_access_log, make_server
 
     import edgekd_runtime
 
+    check_mode_name(mode)  # before the model loads
     recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
+    served = pick_mode(recognizer, mode, str(model))
     intake = IntakeLimits(max_body_bytes=max_body_bytes, max_side_px=max_side_px,
                           max_pixels=max_side_px * max_side_px)
     limits = ServerLimits(intake=intake, max_connections=max_connections, inference_slots=inference_slots)
     configure_access_log(access_log)
-    server = make_server(recognizer, host, port, limits)
+    server = make_server(recognizer, host, port, limits, served)
     bound_host, bound_port = server.server_address[:2]
     url = f"http://{bound_host}:{bound_port}/"
     info = server.app.info()
     if json_out:
-        print_json({"url": url, "host": bound_host, "port": bound_port, "model": info["model"],
+        print_json({"url": url, "host": bound_host, "port": bound_port, "mode": served.name, "model": info["model"],
                     "artifact": info["artifact"], "deployed": info["deployed"], "backend": info["backend"]})
     else:
-        typer.echo(f"webpad: serving {url} (model {info['model']}, {info['artifact']}"
+        typer.echo(f"webpad: serving {url} ({served.name} mode; model {info['model']}, {info['artifact']}"
                    f"{_DEPLOYED_NOTE[info['deployed']]}, backend {info['backend']}); Ctrl-C stops")
         if bound_host == "127.0.0.1":
             typer.echo("webpad: only this machine can connect; use --host 0.0.0.0 to serve the LAN")

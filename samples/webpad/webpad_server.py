@@ -1,4 +1,5 @@
-"""The webpad HTTP server: the drawing page, and `POST /api/predict` that takes a PNG and returns JSON.
+"""The webpad HTTP server: the drawing page, and `POST /api/predict` (digits) or `POST /api/read[?pattern=P]` (text
+lines, see `modes`) that takes a PNG and returns JSON.
 
 Standard library only (`http.server.ThreadingHTTPServer`) plus `edgekd_runtime`. Built to stay up on a board
 facing a LAN: bounded body size, image dimensions, connections and concurrent inferences; a whole-request
@@ -22,18 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from image_intake import IntakeLimits, RequestRejected, check_content_length, decode_image
+from modes import TOO_BIG_HINT, Mode, parse_query, pick_mode, run_answer, wrong_endpoint
 from slow_clients import ConnectionTable, RequestTimedOut
 
-from edgekd_runtime.errors import BlankImageError, ImageError, ModelOutputError, UserInputError
+from edgekd_runtime.errors import UserInputError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The only files served: a fixed map, so no request path ever reaches the file system.
+# "/" is the mode's page (index.html for digits, lines.html for text lines).
 STATIC_FILES = {
-    "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/lines.html": ("lines.html", "text/html; charset=utf-8"),
+    "/pad.js": ("pad.js", "text/javascript; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/lines.js": ("lines.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
+ENDPOINTS = ("/api/predict", "/api/read")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'",
@@ -56,10 +62,12 @@ class ServerLimits:
 
 
 class WebpadApp:
-    """What the handler needs: the recognizer, the limits and the static files (read once at start)."""
+    """What the handler needs: the recognizer, its mode (digits or lines), the limits and the static files (read
+    once at start)."""
 
-    def __init__(self, recognizer: Any, limits: ServerLimits = ServerLimits()) -> None:
+    def __init__(self, recognizer: Any, limits: ServerLimits = ServerLimits(), mode: Mode | None = None) -> None:
         self.recognizer = recognizer
+        self.mode = mode or pick_mode(recognizer, "auto", self.model_name)  # the recognizer's task
         self.limits = limits
         slots = limits.inference_slots
         if slots > 1 and getattr(getattr(recognizer, "backend", None), "format", None) == "tflite":
@@ -69,16 +77,18 @@ class WebpadApp:
         self._slots = threading.BoundedSemaphore(slots)
         self.static = {route: ((STATIC_DIR / name).read_bytes(), ctype) for route, (name, ctype) in
                        STATIC_FILES.items()}
+        self.static["/"] = self.static[f"/{mode.page}"]
         self.requests_served = 0
         self._count_lock = threading.Lock()
 
     def info(self) -> dict[str, Any]:
         """Model facts for `GET /api/health` and the page header."""
         rec = self.recognizer
-        manifest = getattr(rec, "manifest", None)
         return {
             "status": "ok",
-            "model": manifest.name if manifest else Path(str(getattr(rec, "model_path", "model"))).name,
+            "task": self.mode.name,
+            "endpoint": self.mode.endpoint,
+            "model": self.model_name,
             "backend": f"{getattr(rec, 'backend_name', 'unknown')} {getattr(rec, 'backend_version', '')}".strip(),
             "precision": getattr(rec, "precision", None),
             # the loaded file and whether it is the bundle's deployed (budget-fitting) artifact; None: not recorded
@@ -86,44 +96,50 @@ class WebpadApp:
             or Path(str(getattr(rec, "model_path", "model"))).name,
             "deployed": getattr(rec, "is_deployed", None),
             "labels": list(rec.labels),
+            **({"charset": rec.charset} if self.mode.name == "lines" else {}),
             "limits": {"max_body_bytes": self.limits.intake.max_body_bytes,
                        "max_side_px": self.limits.intake.max_side_px, "inference_slots": self.inference_slots},
             "requests_served": self.requests_served,
         }
 
-    def predict(self, body: bytes) -> dict[str, Any]:
-        """Decode `body`, run the model and return the JSON-ready prediction; raises RequestRejected."""
+    @property
+    def model_name(self) -> str:
+        manifest = getattr(self.recognizer, "manifest", None)
+        return manifest.name if manifest else Path(str(getattr(self.recognizer, "model_path", "model"))).name
+
+    def answer(self, path: str, body: bytes) -> dict[str, Any]:
+        """`body` sent to `path` (an endpoint, with its query): check the endpoint and the query, decode the
+        image, run the model, return the JSON-ready answer; raises RequestRejected (4xx, 500 or 503)."""
         t0 = time.perf_counter()
-        image = decode_image(body, self.limits.intake)
+        route = path.split("?", 1)[0]
+        if route != self.mode.endpoint:
+            raise wrong_endpoint(self.mode, route, self.model_name)
+        query = parse_query(path)
+        self.mode.check_query(self.recognizer, query)
+        image = decode_image(body, self.limits.intake, TOO_BIG_HINT[self.mode.name])
         if not self._slots.acquire(timeout=self.limits.queue_timeout_s):
             raise RequestRejected(503, f"server busy: no inference slot within {self.limits.queue_timeout_s} s; "
                                        f"retry shortly")
         try:
-            pred = self.recognizer.predict(image, top_k=3)
-        except BlankImageError as e:
-            raise RequestRejected(422, f"no digit found: {e}") from None
-        except ModelOutputError as e:  # the server's model is broken, not the drawing
-            log.error("model output refused: %s", e)
-            raise RequestRejected(500, f"the model cannot answer: {e}") from None
-        except (ImageError, UserInputError) as e:
-            raise RequestRejected(422, str(e)) from None
+            result = run_answer(self.mode, self.recognizer, image, query)
+        except RequestRejected as e:
+            if e.status >= 500:
+                log.error("model output refused: %s", e)
+            raise
         finally:
             self._slots.release()
         with self._count_lock:
             self.requests_served += 1
-        return {
-            "label": str(pred.label),
-            "index": int(pred.index),
-            "probability": float(pred.probability),
-            "top_k": [{"label": str(lbl), "probability": float(p)} for lbl, p in pred.top_k],
-            "latency_ms": float(pred.latency_ms),
-            "preprocess_ms": float(getattr(pred, "preprocess_ms", 0.0)),
-            "server_ms": (time.perf_counter() - t0) * 1e3,
-        }
+        return {**result, "server_ms": (time.perf_counter() - t0) * 1e3}
+
+    def predict(self, body: bytes) -> dict[str, Any]:
+        """A digit image -> the JSON-ready prediction (`answer` on /api/predict); raises RequestRejected."""
+        return self.answer("/api/predict", body)
 
 
 class WebpadHandler(BaseHTTPRequestHandler):
-    """Routes: GET / (page), GET /app.js, /style.css, GET /api/health, POST /api/predict."""
+    """Routes: GET / (the mode's page), GET /app.js, /lines.js, /pad.js, /style.css, GET /api/health, POST
+    /api/predict (digits) or /api/read (lines)."""
 
     protocol_version = "HTTP/1.1"
     server_version = "edgekd-webpad/0.1"
@@ -169,7 +185,7 @@ class WebpadHandler(BaseHTTPRequestHandler):
         too large or too many, 501 unsupported method, 505) as JSON like every other error, then close."""
         self.close_connection = True
         reasons = {414: "request line longer than 65536 bytes; shorten the URL",
-                   501: f"method {self.command!r} not supported; use GET / or POST /api/predict",
+                   501: f"method {self.command!r} not supported; use GET / or POST {self.app.mode.endpoint}",
                    431: f"{message or 'header fields too large'} ({explain}); send fewer or shorter headers"}
         self._send_error_json(code, reasons.get(code) or message or self.responses.get(code, ("error",))[0])
 
@@ -211,15 +227,16 @@ class WebpadHandler(BaseHTTPRequestHandler):
         elif route == "/api/health":
             self._send_json(200, self.app.info())
         else:
-            self._send_error_json(404, f"no such page {route!r}; the page is / and the API is POST /api/predict")
+            self._send_error_json(404, f"no such page {route!r}; the page is / and the API is POST "
+                                       f"{self.app.mode.endpoint}")
 
     do_HEAD = do_GET
 
     def do_POST(self) -> None:  # noqa: N802
         route = self.path.split("?", 1)[0]
-        if route != "/api/predict":
+        if route not in ENDPOINTS:
             self.close_connection = True  # the body is left unread
-            self._send_error_json(404, f"no such endpoint {route!r}; POST a PNG to /api/predict")
+            self._send_error_json(404, f"no such endpoint {route!r}; POST a PNG to {self.app.mode.endpoint}")
             return
         try:
             length_bytes = check_content_length(self.headers.get("Content-Length"), self.app.limits.intake)
@@ -234,7 +251,7 @@ class WebpadHandler(BaseHTTPRequestHandler):
             self._send_error_json(400, f"body ended after {len(body)} of {length_bytes} bytes")
             return
         try:
-            result = self.app.predict(body)
+            result = self.app.answer(self.path, body)
         except RequestRejected as e:
             self._send_error_json(e.status, str(e))
         except Exception as e:  # one bad request must not take the server down
@@ -245,7 +262,7 @@ class WebpadHandler(BaseHTTPRequestHandler):
 
     def _method_not_allowed(self) -> None:
         self.close_connection = True
-        self._send_error_json(405, f"method {self.command} not allowed; use GET / or POST /api/predict")
+        self._send_error_json(405, f"method {self.command} not allowed; use GET / or POST {self.app.mode.endpoint}")
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
 
@@ -304,9 +321,10 @@ class BoundedThreadingHTTPServer(ThreadingHTTPServer):
 
 
 def make_server(recognizer: Any, host: str = "127.0.0.1", port: int = 8000,
-                limits: ServerLimits = ServerLimits()) -> BoundedThreadingHTTPServer:
-    """Bind a webpad server (port 0 picks a free port: read it from `server.server_address`)."""
-    app = WebpadApp(recognizer, limits)
+                limits: ServerLimits = ServerLimits(), mode: Mode | None = None) -> BoundedThreadingHTTPServer:
+    """Bind a webpad server (port 0 picks a free port: read it from `server.server_address`); `mode` defaults to
+    the recognizer's task (`modes.pick_mode`)."""
+    app = WebpadApp(recognizer, limits, mode)
     handler = type("BoundWebpadHandler", (WebpadHandler,), {"app": app})
     try:
         server = BoundedThreadingHTTPServer((host, port), handler, limits)
