@@ -100,8 +100,9 @@ def _watch(folder: Path, initial: dict[Path, tuple[int, int]], interval_s: float
         time.sleep(interval_s)
 
 
-def _to_gray(frame: Any, crop: float) -> Any:
-    """(H, W, 3) or (H, W) uint8 -> (S, S) uint8 gray, the central square scaled by `crop` (0 < crop <= 1)."""
+def _to_gray(frame: Any, crop: float, square: bool = True) -> Any:
+    """(H, W, 3) or (H, W) uint8 -> uint8 gray: the central square (S, S) scaled by `crop` (0 < crop <= 1), or
+    with `square=False` the central (H * crop, W * crop) rectangle (a text line is wide)."""
     import numpy as np
 
     arr = np.asarray(frame)
@@ -109,14 +110,16 @@ def _to_gray(frame: Any, crop: float) -> Any:
         arr = arr[..., :3].mean(axis=2)
     h, w = arr.shape[:2]
     side = max(1, int(min(h, w) * crop))
-    top, left = (h - side) // 2, (w - side) // 2
-    return np.ascontiguousarray(arr[top:top + side, left:left + side]).astype(np.uint8)
+    keep_h, keep_w = (side, side) if square else (max(1, int(h * crop)), max(1, int(w * crop)))
+    top, left = (h - keep_h) // 2, (w - keep_w) // 2
+    return np.ascontiguousarray(arr[top:top + keep_h, left:left + keep_w]).astype(np.uint8)
 
 
 def camera_frames(camera: str, every_s: float = 0.5, crop: float = 1.0,
-                  stop_at: float | None = None) -> Iterator[Frame]:
+                  stop_at: float | None = None, square: bool = True) -> Iterator[Frame]:
     """Frames from `camera`: "picamera2", an OpenCV device index ("0"), a device path or "auto" (picamera2
-    when installed, else OpenCV device 0). One frame every `every_s` seconds, centre-cropped and gray.
+    when installed, else OpenCV device 0). One frame every `every_s` seconds, gray, centre-cropped to a square
+    (digits) or, with `square=False`, to the frame's own shape scaled by `crop` (text lines).
 
     Raises:
         UserInputError: no camera library installed, or the camera cannot be opened or read.
@@ -137,7 +140,7 @@ def camera_frames(camera: str, every_s: float = 0.5, crop: float = 1.0,
         while stop_at is None or time.monotonic() < stop_at:
             t0 = time.monotonic()
             frame = grab.read()
-            yield Frame(f"camera:{n}", _to_gray(frame, crop), from_camera=True)
+            yield Frame(f"camera:{n}", _to_gray(frame, crop, square), from_camera=True)
             n += 1
             time.sleep(max(0.0, every_s - (time.monotonic() - t0)))
     finally:

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""recognize: read handwritten digits from image files, a (watched) folder or a camera with an edgekd bundle.
+r"""recognize: read handwritten digits or digit strings from image files, a (watched) folder or a camera.
 
     python3 samples/recognize/recognize.py BUNDLE digits/            # every image in a folder
     python3 samples/recognize/recognize.py BUNDLE a.png b.jpg        # some files
     python3 samples/recognize/recognize.py BUNDLE inbox/ --watch     # and new files as they arrive
     python3 samples/recognize/recognize.py BUNDLE --camera auto      # picamera2 or OpenCV device 0
+    python3 samples/recognize/recognize.py LINE_BUNDLE meters/ --pattern '\d{6}'   # text lines, constrained
 
-Prints label, confidence, top-3 and latency per image, then a summary (count, errors, p50/p99 latency).
+With a digit bundle: label, confidence, top-3 and latency per image. With a line-recognition bundle (`lines`):
+the string, its confidence, each character's probability and the latency per image (`--pattern` constrains the
+string; camera frames are kept whole, not cropped to a square). Then a summary (count, errors, p50/p99 latency).
 `--json` prints one JSON object per line (one per image, then {"summary": ...}).
 Exit codes: 0 every image recognised; 1 failure; 2 bad usage, or at least one image file could not be
 read (the others are still recognised and reported).
@@ -24,6 +27,8 @@ from typing import Any, List, Optional
 import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, when run as a script
+
+from lines import refuse_pattern_for_digits  # noqa: E402
 
 from edgekd_runtime.cli_support import EXIT_USAGE, handle_errors  # noqa: E402
 from edgekd_runtime.errors import EdgekdError, ModelOutputError, UserInputError  # noqa: E402
@@ -64,10 +69,13 @@ def recognize(
     new_only: bool = typer.Option(False, help="With --watch: skip the images already in the folder."),
     recursive: bool = typer.Option(False, help="Include images in sub-folders."),
     interval_s: float = typer.Option(0.5, min=0.01, help="Watch poll period / camera frame period."),
-    crop: float = typer.Option(1.0, help="Camera: side of the central square kept, as a fraction (0, 1]."),
+    crop: float = typer.Option(1.0, help="Camera: share of the frame kept around its centre, in (0, 1] (a "
+                                         "square for digits, the whole shape for lines)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Stop after this many images."),
     duration_s: Optional[float] = typer.Option(None, min=0.0, help="Stop watching / filming after this long."),
     top_k: int = typer.Option(3, min=1, help="How many classes to list per image."),
+    pattern: Optional[str] = typer.Option(None, help="Line bundles: a pattern the string must match, e.g. "
+                                                     "'\\d{6}' or '\\d+[.,]\\d\\d' (greedy reading without)."),
     backend: str = typer.Option("auto", help="auto, onnx or tflite."),
     precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8: which artifact of the bundle."),
     threads: Optional[int] = typer.Option(None, min=1, help="Interpreter threads (default: the runtime's)."),
@@ -87,18 +95,28 @@ def recognize(
     if watch and (len(inputs) != 1 or not inputs[0].is_dir()):
         raise UserInputError("--watch takes exactly one folder, e.g. `recognize.py BUNDLE inbox/ --watch`")
 
+    if camera is None and not watch:
+        listed = list(file_frames(inputs, recursive=recursive))  # expand now: bad paths fail before the model loads
+    width = 24 if (camera is not None or watch) else min(60, max(len(f.source) for f in listed))
+
+    recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
+    is_lines = getattr(recognizer, "task", "digits") == "lines"
     stop_at = time.monotonic() + duration_s if duration_s is not None else None
-    if camera is not None:
-        frames = camera_frames(camera, every_s=interval_s, crop=crop, stop_at=stop_at)
+    if camera is not None:  # a text line is wide: keep the whole frame, not its central square
+        frames = camera_frames(camera, every_s=interval_s, crop=crop, stop_at=stop_at, square=not is_lines)
     elif watch:
         frames = watch_frames(inputs[0], interval_s=interval_s, include_existing=not new_only,
                               recursive=recursive, stop_at=stop_at)
     else:
-        listed = list(file_frames(inputs, recursive=recursive))  # expand now: bad paths fail before the model loads
         frames = iter(listed)
-    width = 24 if (camera is not None or watch) else min(60, max(len(f.source) for f in listed))
+    if is_lines:
+        from lines import LineOptions, read_lines
 
-    recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
+        opts = LineOptions(pattern, json_out, limit, width, camera is not None)
+        if read_lines(recognizer, frames, opts, _model_facts(recognizer)):
+            raise typer.Exit(EXIT_USAGE)
+        return
+    refuse_pattern_for_digits(model, pattern)
     if watch:
         typer.echo(f"watching {inputs[0]} every {interval_s} s for new images (Ctrl-C stops)", err=True)
     latencies_ms: list[float] = []
