@@ -77,7 +77,7 @@ class WebpadApp:
         self._slots = threading.BoundedSemaphore(slots)
         self.static = {route: ((STATIC_DIR / name).read_bytes(), ctype) for route, (name, ctype) in
                        STATIC_FILES.items()}
-        self.static["/"] = self.static[f"/{mode.page}"]
+        self.static["/"] = self.static[f"/{self.mode.page}"]
         self.requests_served = 0
         self._count_lock = threading.Lock()
 

@@ -252,9 +252,11 @@ def blob_photo() -> np.ndarray:
     return photo
 
 
-def very_wide_line(width: int = 20_000, height: int = 200) -> np.ndarray:
-    """A 20,000-px-wide line of pen strokes, dark on light: far wider than any model or the webpad takes."""
+def very_wide_line(width: int = 20_000, height: int = 200, stroke_px: int = 80) -> np.ndarray:
+    """A line of vertical pen strokes `stroke_px` tall, one per 0.75 of that across the whole width, dark on light
+    (by default 20,000 px wide: far wider than any model or the webpad takes)."""
     img = np.full((height, width), 230, np.uint8)
-    for x in range(100, width - 100, 60):
-        img[60:140, x:x + 8] = 20
+    top = (height - stroke_px) // 2
+    for x in range(stroke_px, width - stroke_px, max(4, 3 * stroke_px // 4)):
+        img[top:top + stroke_px, x:x + max(2, stroke_px // 10)] = 20
     return img
