@@ -249,3 +249,24 @@ def test_cli_read_info_bench_and_predict_on_line_bundles(line_bundle, bundle, tm
     assert per["per_char_ms"] == pytest.approx(per["per_line_ms"] / 4)
     r = runner.invoke(app, ["bench", str(line_bundle), "--runs", "3"])
     assert r.exit_code == 0 and "per character" in r.stdout
+
+
+def test_cli_read_refuses_a_photo_without_a_text_line_and_a_20000_px_line_with_one_message_each(line_bundle,
+                                                                                                  tmp_path):
+    """Issue 12's bad input that the tests above do not reach through `edgekd-rt read`: exit 2, one line each."""
+    rng = np.random.default_rng(0)
+    paper = np.clip(200 + 30 * np.linspace(0, 1, 900)[None, :] + rng.normal(0, 5, (300, 900)), 0, 255)
+    thumb = paper.astype(np.uint8)
+    thumb[90:180, 300:480] = 30  # a solid blob (a thumb, a sticker), no writing
+    Image.fromarray(thumb).save(tmp_path / "thumb.png")
+    wide = bars_image([(i, i + 10) for i in range(10, 19_990, 40)], width=20_000)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    Image.fromarray(bars_image([(50, 80)])).save(tmp_path / "one.png")
+    r = CliRunner().invoke(app, ["read", str(tmp_path), "--model", str(line_bundle), "--json"])
+    assert r.exit_code == 2
+    out = {Path(x["image"]).name: x for x in json.loads(r.stdout)["results"]}
+    assert out["one.png"]["text"] == "a"
+    assert out["thumb.png"]["error_type"] == "ImageError" and "no text line found" in out["thumb.png"]["error"]
+    assert out["wide.png"]["error_type"] == "LineTooWideError" and "split it into shorter" in out["wide.png"]["error"]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2 and all("thumb.png" in e or "wide.png" in e for e in errors)
