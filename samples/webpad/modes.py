@@ -16,7 +16,6 @@ from image_intake import RequestRejected
 from edgekd_runtime.errors import BlankImageError, ImageError, ModelOutputError, PatternError, UserInputError
 
 MODES = ("auto", "digits", "lines")
-TASK_OF_MODE = {"digits": "digits", "lines": "lines"}
 TOO_BIG_HINT = {"digits": "scale it down", "lines": "crop it to the line, or split a long line into shorter ones"}
 
 
@@ -51,7 +50,7 @@ def pick_mode(recognizer: Any, asked: str, model_name: str) -> Mode:
     """
     check_mode_name(asked)
     task = task_of(recognizer)
-    if asked != "auto" and TASK_OF_MODE[asked] != task:
+    if asked not in ("auto", task):
         kind = "a text-line (line-recognition)" if task == "lines" else "a single-digit"
         raise UserInputError(f"--mode {asked} but {model_name} is {kind} bundle; serve a "
                              f"{'line-recognition' if asked == 'lines' else 'single-digit'} bundle, or drop --mode "
