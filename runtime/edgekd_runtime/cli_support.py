@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
+import os
 import re
 import sys
+import types
 import warnings
 from pathlib import Path
-from typing import Any, Callable, List, Optional, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Callable, List, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import typer
 from typer.core import TyperCommand, TyperGroup
+from typer.models import ParameterInfo
 
 from .errors import EdgekdError, EdgekdWarning, UserInputError
 
@@ -79,98 +83,119 @@ def _finite_or_null(obj: Any) -> Any:
 
 # ---- lean parameter coercion -------------------------------------------------------------------------------------
 # typer >= 0.2x coerces every command parameter through a pydantic TypeAdapter: pydantic and pydantic-core get
-# imported and a schema is built for each parameter, ~9 MiB of RSS on a board for `edgekd-rt bench 100`.
-# `LeanCommand` (pass it as `@app.command(..., cls=LeanCommand)`) coerces the plain cases itself (an int given
-# as an int or as decimal digits within min/max, a str, a Path, and lists of them) to exactly what typer would
-# produce, a float given as a plain decimal number, keeping typer's own path checks (`coerce_cli_path`); anything
-# else (a malformed or out-of-range value, other types) goes to typer's own pydantic coercion, so errors and their
-# messages are typer's.
-try:
-    from typer._coercion import RuntimeParam as _RuntimeParam
-    from typer._coercion import build_runtime_param as _build_runtime_param
-    from typer._param_types import coerce_cli_path as _coerce_cli_path
-except ImportError:  # a typer without pydantic coercion (click types): nothing to avoid
-    _RuntimeParam = None  # type: ignore[assignment,misc]
+# imported and a schema is built for each parameter, ~9 MiB of RSS on a board for `edgekd-rt bench 100` (over the
+# 1.3x RSS target of benchmarks/runtime_overhead.py). `LeanCommand` (`@app.command(..., cls=LeanCommand)`) reads
+# the plain cases itself (an int given as an int or as decimal digits within min/max, a float given as a plain
+# decimal number, a str, a bool, a Path without path checks, and lists of them) to exactly what typer would
+# produce; anything else (a malformed or out-of-range value, other types) goes to the parameter's own
+# `process_value`, so errors and their messages are typer's. Only public APIs: click's `Command.params`,
+# `Command.callback`, `Parameter.process_value` / `value_is_missing` / `callback`, and typer's
+# `typer.models.ParameterInfo` (what `typer.Option(...)` returns) read from the command function's signature.
 
 _NOT_PLAIN = object()
 _DECIMAL = re.compile(r"-?[0-9]+\Z")
 _REAL = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE]-?[0-9]+)?\Z")  # what float() and pydantic read alike
+_PLAIN_KINDS = (int, float, str, bool, Path)
+_UNIONS = (Union, getattr(types, "UnionType", Union))  # Optional[X] and, on Python >= 3.10, X | None
 
 
-def _plain_leaf(kind: type, value: Any, param: Any, ctx: Any) -> Any:
-    info = param.type_descriptor.parameter_info
-    if kind is int:
-        if type(value) is int:
+@dataclasses.dataclass(frozen=True)
+class _Plain:
+    """How to read one parameter without pydantic: its scalar type, whether it takes many values, its limits."""
+
+    kind: type
+    many: bool = False
+    min: Any = None
+    max: Any = None
+
+
+def _in_range(v: Any, plain: _Plain) -> bool:
+    return (plain.min is None or v >= plain.min) and (plain.max is None or v <= plain.max)
+
+
+def _plain_leaf(plain: _Plain, value: Any) -> Any:
+    kind = plain.kind
+    if kind is int or kind is float:
+        if type(value) is kind:
             v = value
-        elif type(value) is str and _DECIMAL.match(value):
-            v = int(value)
-        else:
+        elif type(value) is str and (_DECIMAL if kind is int else _REAL).match(value):
+            v = kind(value)
+        else:  # nan, inf, " 1", "1_0", "+5", ...: typer's own reading
             return _NOT_PLAIN
-        if (info.min is not None and v < info.min) or (info.max is not None and v > info.max):
-            return _NOT_PLAIN  # typer's error message
-        return v
-    if kind is float:
-        if type(value) is float:
-            f = value
-        elif type(value) is str and _REAL.match(value):
-            f = float(value)
-        else:
-            return _NOT_PLAIN  # nan, inf, " 1", "1_0", ...: typer's own reading
-        if (info.min is not None and f < info.min) or (info.max is not None and f > info.max):
-            return _NOT_PLAIN
-        return f
+        return v if _in_range(v, plain) else _NOT_PLAIN  # out of range: typer's error message
     if kind is str or kind is bool:
         return value if type(value) is kind else _NOT_PLAIN
-    if isinstance(value, str):  # kind is Path: what pydantic makes of a str, then typer's own checks
+    if isinstance(value, str):  # kind is Path: what pydantic makes of a str
         value = Path(value)
-    elif not isinstance(value, Path):
+    if not isinstance(value, Path) or (os.path.exists(value) and not os.access(value, os.R_OK)):
+        return _NOT_PLAIN  # typer's "is not readable" error
+    return value
+
+
+def _plain_value(plain: _Plain, value: Any) -> Any:
+    if not plain.many:
+        return _plain_leaf(plain, value)
+    if not isinstance(value, (list, tuple)):
         return _NOT_PLAIN
-    return _coerce_cli_path(value, info, path_type=Path, param=param, ctx=ctx)
+    vs = [_plain_leaf(plain, item) for item in value]
+    return _NOT_PLAIN if any(v is _NOT_PLAIN for v in vs) else vs
 
 
-if _RuntimeParam is not None:
-
-    @dataclasses.dataclass(frozen=True)
-    class _PlainRuntimeParam(_RuntimeParam):  # type: ignore[misc,valid-type]
-        kind: type = int
-        many: bool = False
-
-        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            if not self.many:
-                v = _plain_leaf(self.kind, value, param, ctx)
-                if v is not _NOT_PLAIN:
-                    return v
-            elif isinstance(value, (list, tuple)):
-                vs = [_plain_leaf(self.kind, item, param, ctx) for item in value]
-                if all(v is not _NOT_PLAIN for v in vs):
-                    return vs
-            return _build_runtime_param(param.type_descriptor)._coerce_value(value, param=param, ctx=ctx)
-
-
-def _plain_runtime_param(param: Any) -> Optional[Any]:
-    desc = getattr(param, "type_descriptor", None)
-    if _RuntimeParam is None or desc is None or getattr(param, "_runtime_param", 0) is not None:
+def _plain_of(annotation: Any, info: Optional[ParameterInfo]) -> Optional[_Plain]:
+    """The plain reading of a parameter annotated `annotation` with typer's `info`, or None to leave it to typer."""
+    if get_origin(annotation) is Annotated:
+        annotation, *meta = get_args(annotation)
+        info = next((m for m in meta if isinstance(m, ParameterInfo)), info)
+    args = get_args(annotation)
+    if get_origin(annotation) in _UNIONS and len(args) == 2 and type(None) in args:  # Optional[X]
+        annotation = args[0] if args[1] is type(None) else args[1]
+    many = get_origin(annotation) in (list, List) and len(get_args(annotation)) == 1
+    if many:
+        annotation = get_args(annotation)[0]
+    if annotation not in _PLAIN_KINDS or info is None or info.parser is not None:
         return None
-    info, annotation, many = desc.parameter_info, desc.annotation, False
-    if desc.file_annotation is not None or info.parser is not None:
+    if annotation in (int, float) and info.clamp:
         return None
-    if get_origin(annotation) in (list, List) and len(get_args(annotation)) == 1:
-        annotation, many = get_args(annotation)[0], True
-    if annotation in (int, float) and not info.clamp:
-        kind: type = annotation
-    elif annotation is str or annotation is bool:
-        kind = annotation
-    elif annotation is Path and info.path_type is None:
-        kind = Path
-    else:
+    if annotation is Path and (info.exists or info.resolve_path or info.allow_dash or info.writable or
+                               info.path_type is not None or not (info.file_okay and info.dir_okay)):
         return None
-    return _PlainRuntimeParam(parameter_info=info, annotation=desc.annotation, kind=kind, many=many)
+    return _Plain(annotation, many, info.min, info.max)
 
 
-def _make_plain(param: Any) -> None:
-    plain = _plain_runtime_param(param) if param is not None else None
-    if plain is not None:
-        param._runtime_param = plain
+def _declared_params(callback: Optional[Callable[..., Any]]) -> dict[str, Optional[_Plain]]:
+    """name -> plain reading, from the command function's signature (typer's and our wrappers unwrapped)."""
+    if callback is None:
+        return {}
+    fn = inspect.unwrap(callback)
+    try:
+        hints = get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError):  # an annotation that does not resolve: leave every parameter to typer
+        return {}
+    params = inspect.signature(fn).parameters
+    return {name: _plain_of(hints.get(name), p.default if isinstance(p.default, ParameterInfo) else None)
+            for name, p in params.items()}
+
+
+def _make_lean(param: Any, plain: Optional[_Plain]) -> None:
+    """Read `param`'s plain values without typer's pydantic coercion; the rest goes to its own process_value."""
+    if param is None or plain is None or getattr(param.process_value, "edgekd_lean", False):
+        return
+    typer_process = param.process_value
+
+    def process_value(ctx: Any, value: Any) -> Any:
+        if value is None:  # not given: what typer's coercion returns for it
+            v: Any = () if plain.many else None
+        else:
+            v = _plain_value(plain, value)
+            if v is _NOT_PLAIN:
+                return typer_process(ctx, value)
+        if param.required and param.value_is_missing(v):
+            return typer_process(ctx, value)  # typer's "Missing argument" error
+        return param.callback(ctx, param, v) if param.callback is not None else v
+
+    # marked so that the cached option get_help_option returns is wrapped once
+    process_value.edgekd_lean = True  # type: ignore[attr-defined]
+    param.process_value = process_value
 
 
 class _LeanParams:
@@ -179,17 +204,18 @@ class _LeanParams:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        declared = _declared_params(self.callback)  # type: ignore[attr-defined]
         for param in self.params:  # type: ignore[attr-defined]
-            _make_plain(param)
+            _make_lean(param, declared.get(param.name))
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)  # type: ignore[misc]
-        _make_plain(option)
+        _make_lean(option, _Plain(bool))
         return option
 
 
 class LeanCommand(_LeanParams, TyperCommand):
-    """A Typer command whose plain parameters are coerced without pydantic (see above); same options,
+    """A Typer command whose plain parameters are read without pydantic (see above); same options,
     defaults, help, errors and exit codes as a plain `TyperCommand`. `@app.command(..., cls=LeanCommand)`."""
 
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import numpy as np
 import pytest
@@ -204,8 +204,9 @@ def _coercion_apps():
                 runs: int = typer.Option(100, "--runs", "-n", min=1), warmup: int = typer.Option(10, min=0, max=50),
                 threads: Optional[int] = typer.Option(None, min=1), backend: str = typer.Option("auto"),
                 precision: Optional[List[str]] = typer.Option(None, "--precision", "-p"),
-                flag: bool = typer.Option(False, "--json"), mean: Optional[float] = typer.Option(None)) -> None:
-            print(repr((paths, model, runs, warmup, threads, backend, precision, flag, mean)))
+                flag: bool = typer.Option(False, "--json"), mean: Optional[float] = typer.Option(None),
+                limit: Annotated[int | None, typer.Option("--limit", max=9)] = None) -> None:
+            print(repr((paths, model, runs, warmup, threads, backend, precision, flag, mean, limit)))
 
         @app_.command("other")
         def other() -> None:
@@ -222,7 +223,8 @@ def _coercion_apps():
     ["cmd", "x", "--warmup", "51"], ["cmd", "x", "--threads", "1.5"], ["cmd", "x", "--runs", "1_000"], ["cmd"],
     ["cmd", "--help"], ["--help"], ["cmd", "x", "--nope"], ["cmd", "x", "--model", ""], ["cmd", "x", "--mean", "0"],
     ["cmd", "x", "--mean", "-0.25"], ["cmd", "x", "--mean", "1e-3"], ["cmd", "x", "--mean", "nan"],
-    ["cmd", "x", "--mean", "-inf"], ["cmd", "x", "--mean", "abc"], ["cmd", "x", "--mean", ".5"]])
+    ["cmd", "x", "--mean", "-inf"], ["cmd", "x", "--mean", "abc"], ["cmd", "x", "--mean", ".5"],
+    ["cmd", "x", "--limit", "9"], ["cmd", "x", "--limit", "10"], ["cmd", "x", "--limit", "x"]])
 def test_lean_command_coerces_like_typer(argv):
     """LeanCommand takes the plain values without pydantic: the same values, errors and exit codes as typer."""
     plain, lean = _coercion_apps()
@@ -238,3 +240,22 @@ def test_edgekd_rt_bench_does_not_import_pydantic(tiny_tflite):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().endswith("PYDANTIC []"), p.stdout[-300:]
+
+
+def test_no_private_module_of_another_package_is_imported():
+    """Public APIs only: no `from typer._coercion import ...`-style import anywhere in the shipped code."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    own = ("edgekd", "edgekd_runtime", "edgekd_converters")
+    bad = []
+    for path in [*root.glob("edgekd/**/*.py"), *root.glob("runtime/**/*.py"), *root.glob("converters/**/*.py"),
+                 *root.glob("samples/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                parts = name.split(".")
+                if parts[0] not in own and any(p.startswith("_") and p != "__future__" for p in parts):
+                    bad.append(f"{path.relative_to(root)}:{node.lineno} {name}")
+    assert not bad, bad
