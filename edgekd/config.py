@@ -1,36 +1,57 @@
-"""Run configuration: frozen dataclasses, a YAML file (`yaml.safe_load`) and CLI overrides on top.
+"""The one configuration schema of edgekd: frozen dataclasses, a YAML file (`yaml.safe_load`), CLI flags on top.
 
-A YAML file has one section per dataclass; every key is optional::
+Every command that takes `--config` (`edgekd run`, `edgekd teacher train`, `edgekd distill`) reads the same file;
+each uses the keys it needs and ignores the others (so a file written for `edgekd run` works for `edgekd
+distill`, and one file can serve `teacher train` and `distill`). Every key is optional; an unknown key is an
+error naming it and the file::
 
-    data:    {source: embedded, path: null, seed: 0, val_fraction: 0.1, test_fraction: 0.2}
-    train:   {epochs: 10, batch_size: 128, lr: 0.003, device: auto, amp: auto, patience: null}
-    augment: {rotation_deg: 12, erase_p: 0.25, mixup_p: 0.2}
-    distill: {loss: kd, temperature: 4.0, alpha: 0.9, transfer_views: 8, cache_teacher: true}
-    student: dscnn-w8-d3-r28
-    teacher: runs/teacher/teacher.pt
-    task: digits                     # or lines (CTC text lines); then `lines` replaces `data`:
-    lines:   {source: embedded, path: null, seed: 0, height: 24, width: 192, train_lines: 4000}
+    task:          digits          # or lines (CTC text lines; teacher train and distill): `lines` replaces `data`
+    data:          {source: embedded, path: null, seed: 0, val_fraction: 0.1, test_fraction: 0.2}
+    lines:         {source: embedded, path: null, seed: 0, height: 24, width: 192, train_lines: 4000}
+    train:         {epochs: 10, batch_size: 128, lr: 0.003, device: auto, amp: auto, patience: null}
+    teacher_train: {epochs: 40}    # on top of `train` for the teacher (edgekd run, edgekd teacher train)
+    student_train: {epochs: 20}    # on top of `train` for the student (edgekd run, edgekd distill)
+    augment:       {rotation_deg: 12, erase_p: 0.25, mixup_p: 0.2}
+    distill:       {loss: kd, temperature: 4.0, alpha: 0.9, dkd_alpha: 1.0, dkd_beta: 8.0, fitnet_weight: 1.0,
+                    transfer_views: 8, cache_teacher: true}
+    teacher:       null            # a TorchScript / ExportedProgram / checkpoint file; null = train the built-in
+    teacher_arch:  cnn
+    init_from:     null            # distill: start the student from these weights
+    student:       null            # a student id instead of the budget search
+    target:        rpi4            # or profile: board.json (made by `edgekd-rt calibrate` on the board)
+    profile:       null
+    budget:        {latency_ms: 1.0, flash_kb: 32, ram_kb: null, macs: null, params: null, precision: int8}
+    bench_runs:    200             # edgekd run
+    quick:         false           # edgekd run: a short run
 
-The resolved config is saved next to the outputs (`config.yaml`) so a run can be repeated.
+In a file, a budget limit set to null removes that limit; on the command line a flag left out changes nothing.
+A command resolves the file into its own view: `RunConfig` here (one training stage: teacher train, distill) or
+`edgekd.pipeline.config.PipelineConfig` (edgekd run). The resolved config is saved next to the outputs
+(`config.yaml`) so a run can be repeated.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from edgekd.budget.search import Budget
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.lines import LineSpec
 from edgekd.data.spec import DataSpec
 from edgekd.train.pipeline import DistillOptions
 from edgekd.train.trainer import TrainConfig
 from edgekd_runtime.atomic import atomic_write_text
-from edgekd_runtime.errors import UserInputError
+from edgekd_runtime.errors import BudgetError, UserInputError
 
-_SECTIONS = {"data": DataSpec, "train": TrainConfig, "augment": AugmentConfig, "distill": DistillOptions,
-             "lines": LineSpec}
-_SCALARS = ("student", "teacher", "teacher_arch", "init_from", "task")
+# The schema: section -> the dataclass its mapping fills; scalar key -> its type; the budget (in CLI units).
+SECTIONS: dict[str, type] = {"data": DataSpec, "lines": LineSpec, "train": TrainConfig, "teacher_train": TrainConfig,
+                             "student_train": TrainConfig, "augment": AugmentConfig, "distill": DistillOptions}
+SCALARS: dict[str, type] = {"task": str, "teacher": str, "teacher_arch": str, "init_from": str, "student": str,
+                            "target": str, "profile": str, "bench_runs": int, "quick": bool}
+BUDGET_KEYS = ("latency_ms", "flash_kb", "ram_kb", "macs", "params", "precision")
+KEYS = (*SECTIONS, *SCALARS, "budget")
 TASKS = ("digits", "lines")
 
 
@@ -47,7 +68,8 @@ def check_task_name(task: str) -> str:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one `edgekd teacher train` / `edgekd distill` run needs."""
+    """What one training stage (`edgekd teacher train`, `edgekd distill`) needs: `train` is the file's `train`
+    with the stage's own section (`teacher_train` / `student_train`) on top, then the flags."""
 
     data: DataSpec = field(default_factory=DataSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -59,12 +81,16 @@ class RunConfig:
     init_from: str | None = None
     task: str = "digits"
     lines: LineSpec = field(default_factory=LineSpec)
+    target: str | None = None  # distill: the board and budget of a search (instead of --student)
+    profile: str | None = None
+    budget: Budget | None = None
 
     def __post_init__(self) -> None:
         check_task_name(self.task)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["budget"] = self.budget.cli_units() if self.budget is not None else None
         return d
 
     def save(self, path: str | Path) -> None:
@@ -74,7 +100,7 @@ class RunConfig:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config with safe_load; errors name the file."""
+    """Read a config file with safe_load and check it against the schema; errors name the file and the key."""
     import yaml
 
     p = Path(path)
@@ -87,41 +113,110 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ConfigError(f"config file {p} must hold a mapping of sections (data, train, ...), "
                           f"got {type(obj).__name__}")
+    check_keys(obj, f"config file {p}")
     return obj
+
+
+def check_keys(layer: Mapping[str, Any], where: str) -> None:
+    """Refuse a key the schema does not have, and a section key its dataclass does not have."""
+    unknown = sorted(set(layer) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(KEYS)}")
+    for key, value in layer.items():
+        if value is not None and (key in SECTIONS or key == "budget"):
+            _check_section(key, value, where)
+
+
+def _check_section(key: str, value: Any, where: str) -> None:
+    known = BUDGET_KEYS if key == "budget" else [f.name for f in fields(SECTIONS[key])]
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: section {key!r} must be a mapping, got {value!r}")
+    bad = sorted(set(value) - set(known))
+    if bad:
+        raise ConfigError(f"{where}: unknown {key} option(s) {bad}; known: {sorted(known)}")
+
+
+def apply_layer(cfg: Any, layer: Mapping[str, Any], where: str, none_removes_limit: bool,
+                stage: str | None = None) -> Any:
+    """`cfg` (a RunConfig or PipelineConfig) with one layer of values applied: None values mean "not given",
+    except budget limits in a file (`none_removes_limit`), where null removes the limit. For a one-stage config
+    (`stage` = "teacher" or "student") the stage's `*_train` section goes on top of `train`."""
+    check_keys(layer, where)
+    names = {f.name for f in fields(cfg)}
+    for key in [k for k in KEYS if layer.get(k) is not None]:  # schema order: `train` before `*_train`
+        value = layer[key]
+        if key == "budget" and "budget" in names:
+            cfg = replace(cfg, budget=merge_budget(cfg.budget, value, where, none_removes_limit))
+        elif key in SCALARS and key in names:
+            cfg = replace(cfg, **{key: _scalar(key, value, where)})
+        for target in _section_targets(key, stage, names) if key in SECTIONS else ():
+            cfg = replace(cfg, **{target: merge_section(getattr(cfg, target), key, value, where)})
+    return cfg
+
+
+def _section_targets(key: str, stage: str | None, names: set[str]) -> list[str]:
+    """The fields of a resolved config that section `key` fills: `train` fills both stages of a two-stage config,
+    a stage's own `*_train` section the `train` of a one-stage config; a section the config lacks, nothing."""
+    if stage is not None and key == f"{stage}_train":
+        return ["train"]
+    if key == "train" and "train" not in names:
+        return [t for t in ("teacher_train", "student_train") if t in names]
+    return [key] if key in names else []
+
+
+def _scalar(key: str, value: Any, where: str) -> Any:
+    kind = SCALARS[key]
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be a {kind.__name__}, got {value!r}") from None
+
+
+def merge_section(current: Any, key: str, value: Mapping[str, Any], where: str) -> Any:
+    """`current` (an instance of section `key`'s frozen dataclass, or None) updated with the mapping `value`.
+
+    None values mean "not given"; unknown keys and bad values are ConfigErrors naming `where` and the known keys.
+    """
+    _check_section(key, value, where)
+    try:
+        return replace(current or SECTIONS[key](), **{k: v for k, v in value.items() if v is not None})
+    except TypeError as e:
+        raise ConfigError(f"{where}: bad {key} value: {e}") from None
+
+
+def merge_budget(current: Budget | None, value: Mapping[str, Any], where: str, none_removes_limit: bool) -> Budget:
+    """`current` with the limits in `value` (CLI units: latency_ms, flash_kb, ...) applied."""
+    given = {k: v for k, v in value.items() if v is not None or (none_removes_limit and k != "precision")}
+    merged = {**(current.cli_units() if current is not None else {}), **given}
+    try:
+        return Budget.from_cli(**merged)
+    except BudgetError as e:
+        raise ConfigError(f"{where}: budget: {e}") from None
 
 
 def resolve_config(file_values: dict[str, Any] | None = None,
                    overrides: dict[str, dict[str, Any] | Any] | None = None,
-                   base: RunConfig | None = None) -> RunConfig:
+                   base: RunConfig | None = None, stage: str = "student", path: str | Path | None = None) -> RunConfig:
     """Start from `base` (defaults), apply the file's values, then the CLI's overrides (None values ignored)."""
     cfg = base or RunConfig()
-    for layer, where in ((file_values or {}, "config file"), (overrides or {}, "command line")):
-        unknown = sorted(set(layer) - set(_SECTIONS) - set(_SCALARS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown section(s) {unknown}; known: {sorted(_SECTIONS) + list(_SCALARS)}")
-        for key, value in layer.items():
-            if key in _SCALARS:
-                if value is not None:
-                    cfg = replace(cfg, **{key: str(value)})
-                continue
-            if value is None:
-                continue
-            cfg = replace(cfg, **{key: merge_section(getattr(cfg, key), _SECTIONS[key], key, value, where)})
-    return cfg
+    cfg = apply_layer(cfg, file_values or {}, f"config file {path}" if path else "config file",
+                      none_removes_limit=True, stage=stage)
+    return apply_layer(cfg, overrides or {}, "command line", none_removes_limit=False, stage=stage)
 
 
-def merge_section(current: Any, cls: type, key: str, value: Any, where: str) -> Any:
-    """`current` (an instance of the frozen dataclass `cls`, or None) updated with the mapping `value`.
-
-    None values mean "not given"; unknown keys and bad values are ConfigErrors naming `where` and the known keys.
-    """
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: section {key!r} must be a mapping, got {value!r}")
-    names = {f.name for f in fields(cls)}
-    bad = sorted(set(value) - names)
-    if bad:
-        raise ConfigError(f"{where}: unknown {key} option(s) {bad}; known: {sorted(names)}")
-    try:
-        return replace(current or cls(), **{k: v for k, v in value.items() if v is not None})
-    except TypeError as e:
-        raise ConfigError(f"{where}: bad {key} value: {e}") from None
+def budget_request(cfg: RunConfig, **flags: Any) -> dict[str, Any] | None:
+    """The budget search of `edgekd distill`: the budget flags over the file's target/profile/budget (a flag left
+    out changes nothing; `--precision` wins when it is not its default, int8). None when neither asks for a
+    search, or the file names its `student` and no flag asks (then the student id says which)."""
+    given = {k: v for k, v in flags.items() if v is not None and k != "precision"}
+    if not given and (cfg.student or (cfg.target is None and cfg.profile is None and cfg.budget is None)):
+        return None  # a file's `student` wins over its board and budget (they are for `edgekd run`'s check)
+    limits = cfg.budget.cli_units() if cfg.budget is not None else {}
+    board = {} if "target" in given or "profile" in given else {
+        "target": cfg.target, "profile": Path(cfg.profile) if cfg.profile else None}
+    req: dict[str, Any] = {"target": None, "profile": None, **board, **{k: limits.get(k) for k in BUDGET_KEYS}}
+    flag_precision = flags.get("precision")
+    req["precision"] = flag_precision if flag_precision not in (None, "int8") else limits.get("precision", "int8")
+    return {**req, **given}

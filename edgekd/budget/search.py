@@ -84,6 +84,15 @@ class Budget:
             vals[k] = v if k == "latency_ms" else int(math.floor(v * scale))
         return cls(precision=precision, **vals)
 
+    def cli_units(self) -> dict[str, Any]:
+        """The inverse of `from_cli`: the limits in CLI units (latency_ms, flash_kb, ram_kb, macs, params) and the
+        precision, as a config file writes them."""
+        d: dict[str, Any] = {}
+        for k, (_, flag, scale) in LIMITS.items():
+            v = getattr(self, k)
+            d[flag[2:].replace("-", "_")] = v if v is None or scale == 1.0 else v / scale
+        return {**d, "precision": self.precision}
+
     def limits(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in LIMITS if getattr(self, k) is not None}
 

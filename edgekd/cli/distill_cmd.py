@@ -41,7 +41,7 @@ def choose_student(student: Optional[str], budget_request: Optional[dict[str, An
 def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
     """What `edgekd distill` refuses before reading any data or teacher: a bad --student (grammar, family, task,
     line height), a bad or other-task KD loss, a KD loss without --teacher, and an --out it cannot use."""
-    from edgekd.kd import LossConfig, check_loss
+    from edgekd.kd import check_loss
     from edgekd.models.line_models import check_task
     from edgekd.models.students import parse_student_id
     from edgekd_runtime.errors import UserInputError
@@ -51,7 +51,7 @@ def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
         parse_student_id(cfg.student)
         check_task(cfg.student, cfg.task, cfg.lines.height if lines else None)
     d = cfg.distill
-    check_loss(LossConfig(spec=d.loss, temperature=d.temperature, alpha=d.alpha), cfg.task)
+    check_loss(d.loss_config(), cfg.task)
     if d.loss.strip() != "none" and not cfg.teacher:
         raise UserInputError(f"give --teacher FILE (edgekd teacher train{' --task lines' if lines else ''} writes "
                              f"one), or --loss none")
@@ -107,10 +107,9 @@ def register(app: typer.Typer) -> None:
             "distill": {"loss": loss, "temperature": temperature, "alpha": alpha, "transfer_views": views,
                         "cache_teacher": False if no_cache else None},
             "student": student, "teacher": teacher, "teacher_arch": teacher_arch, "init_from": init_from})
-        budget_request = None
-        if any(v is not None for v in (target, profile, latency_ms, flash_kb, ram_kb, macs, params)):
-            budget_request = dict(target=target, profile=profile, latency_ms=latency_ms, flash_kb=flash_kb,
-                                  ram_kb=ram_kb, macs=macs, params=params, precision=precision)
+        from edgekd.config import budget_request as flags_over_file
+        budget_request = flags_over_file(cfg, target=target, profile=profile, latency_ms=latency_ms, flash_kb=flash_kb,
+                                         ram_kb=ram_kb, macs=macs, params=params, precision=precision)
         check_distill_inputs(cfg, out, resume)
         if cfg.task == "lines":
             return _distill_lines(cfg, budget_request, out, resume, quiet, json_out)

@@ -27,9 +27,11 @@ def task_overrides(task: Optional[str], source: Optional[str], data_path: Option
     return {"task": task, "lines": data} if task == "lines" else {"task": task, "data": data}
 
 
-def resolve_task_config(config: Optional[Path], overrides: dict[str, Any], base: Any = None):
+def resolve_task_config(config: Optional[Path], overrides: dict[str, Any], base: Any = None,
+                        command: str = "edgekd distill"):
     """YAML + CLI overrides -> RunConfig, with the --data flags routed by the resolved task (the task may come
-    from the file) and the task's own defaults (the line KD loss) under both."""
+    from the file) and the task's own defaults (the line KD loss) under both. `command` says which training
+    stage's section (`teacher_train` / `student_train`) goes on top of `train`; other commands' keys are ignored."""
     from dataclasses import replace
 
     from edgekd.config import RunConfig, read_yaml, resolve_config
@@ -44,7 +46,8 @@ def resolve_task_config(config: Optional[Path], overrides: dict[str, Any], base:
         base = replace(base, task="lines", distill=replace(base.distill, loss=DEFAULT_LINE_LOSS,
                                                            temperature=DEFAULT_LINE_TEMPERATURE,
                                                            alpha=DEFAULT_LINE_ALPHA))
-    return resolve_config(file_values, overrides, base=base)
+    stage = "teacher" if command == "edgekd teacher train" else "student"
+    return resolve_config(file_values, overrides, base=base, stage=stage, path=config)
 
 
 def config_task(file_values: dict[str, Any] | None, overrides: dict[str, Any]) -> str:
@@ -103,8 +106,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def train(
         out: Path = typer.Option(Path("runs/teacher"), "--out", help="Output directory."),
-        arch: Optional[str] = typer.Option(None, help="Teacher architecture (edgekd teacher list); default cnn, "
-                                                      "or convctc for --task lines."),
+        arch: Optional[str] = typer.Option(None, help="Teacher architecture (edgekd teacher list); default: the "
+                                                      "config's teacher_arch, else cnn (convctc for --task lines)."),
         task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
         source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
@@ -133,10 +136,11 @@ def register(app: typer.Typer) -> None:
                                            lr=3e-3))
         cfg = resolve_task_config(config, {**task_overrides(task, source, data_path, data_seed),
                                            "train": train_overrides(epochs, batch_size, lr, device, amp, seed,
-                                                                    patience, compile_, threads)}, base=base)
+                                                                    patience, compile_, threads)}, base=base,
+                                  command="edgekd teacher train")
         from edgekd.train.line_pipeline import DEFAULT_LINE_TEACHER
 
-        arch = arch or (DEFAULT_LINE_TEACHER if cfg.task == "lines" else "cnn")
+        arch = arch or cfg.teacher_arch or (DEFAULT_LINE_TEACHER if cfg.task == "lines" else "cnn")
         TEACHERS.get(arch)
         from edgekd.models.line_models import check_task
 

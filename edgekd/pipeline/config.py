@@ -1,18 +1,5 @@
-"""The resolved configuration of one `edgekd run` (a frozen dataclass, YAML with `safe_load`, CLI overrides).
-
-A YAML file may hold any of these keys (every one optional)::
-
-    data:          {source: embedded, path: null, seed: 0, val_fraction: 0.1, test_fraction: 0.2}
-    teacher:       null            # a TorchScript / ExportedProgram / checkpoint file; null = train the built-in
-    teacher_arch:  cnn
-    teacher_train: {epochs: 40, batch_size: 64, lr: 0.003}
-    student_train: {epochs: 20, batch_size: 64, lr: 0.003}
-    augment:       {...}           # the transfer set's augmentation (edgekd.data.augment.AugmentConfig)
-    distill:       {loss: kd, temperature: 4.0, alpha: 0.9, transfer_views: 8}
-    target:        rpi4            # or profile: board.json (made by `edgekd-rt calibrate` on the board)
-    budget:        {latency_ms: 1.0, flash_kb: 32, ram_kb: null, macs: null, params: null, precision: int8}
-    student:       null            # force a student id instead of the budget search
-    bench_runs:    200
+"""The resolved configuration of one `edgekd run` (a frozen dataclass; the file's schema is `edgekd.config`'s,
+the one every command reads: `train` applies to both stages, `teacher_train` / `student_train` on top of it).
 """
 
 from __future__ import annotations
@@ -23,7 +10,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgekd.config import ConfigError, merge_section, read_yaml
+from edgekd.budget.search import Budget
+from edgekd.config import ConfigError, apply_layer, read_yaml
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.spec import DataSpec
 from edgekd.train.pipeline import DistillOptions
@@ -32,9 +20,7 @@ from edgekd.train.trainer import TrainConfig
 # A realistic default for a Raspberry Pi 4 reading handwritten digits in forms: about a millisecond per digit at
 # int8 with XNNPACK and a model that fits in 32 KiB of flash (a Pi has far more; the limit keeps OTA updates small
 # and the cache warm, and it makes the budget visibly bind).
-DEFAULT_BUDGET: dict[str, Any] = {"latency_ms": 1.0, "flash_kb": 32.0, "ram_kb": None, "macs": None, "params": None,
-                                  "precision": "int8"}
-BUDGET_KEYS = tuple(DEFAULT_BUDGET)
+DEFAULT_BUDGET = Budget.from_cli(latency_ms=1.0, flash_kb=32.0, precision="int8")
 # --quick: about 35 s on 2 CPU cores (measured 2026-12-01), and still a student that beats its scratch twin and
 # converts cleanly
 # (measured: teacher 95.6%, scratch 96.0%, distilled 96.6%, int8 TFLite 96.6%). With a 3-epoch teacher the soft
@@ -55,13 +41,13 @@ class PipelineConfig:
     distill: DistillOptions = field(default_factory=DistillOptions)
     target: str | None = "rpi4"
     profile: str | None = None
-    budget: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_BUDGET))
+    budget: Budget = DEFAULT_BUDGET
     student: str | None = None
     bench_runs: int = 200
     quick: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "budget": self.budget.cli_units()}  # as a config file writes it
 
     def fingerprint(self) -> str:
         """A hash of everything that changes outputs (stable across runs and machines)."""
@@ -87,12 +73,6 @@ def _file_digest(path: str) -> str:
     return sha256_file(p) if p.is_file() else f"missing:{path}"
 
 
-_SECTIONS = {"data": DataSpec, "teacher_train": TrainConfig, "student_train": TrainConfig, "augment": AugmentConfig,
-             "distill": DistillOptions}
-_SCALARS = {"teacher": str, "teacher_arch": str, "target": str, "profile": str, "student": str, "bench_runs": int,
-            "quick": bool}
-
-
 def quick_defaults() -> PipelineConfig:
     """The defaults of `--quick`: a short run to try the pipeline (explicit settings still win)."""
     base = PipelineConfig()
@@ -105,41 +85,18 @@ def quick_defaults() -> PipelineConfig:
 
 def load_pipeline_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Defaults (or `--quick`'s), then the YAML file, then CLI overrides (None values ignored)."""
-    layers = [(read_yaml(path) if path else {}, f"config file {path}"), (overrides or {}, "command line")]
-    quick = any(bool(layer.get("quick")) for layer, _ in layers)
+    file_values = read_yaml(path) if path else {}
+    if file_values.get("task") not in (None, "digits"):
+        raise ConfigError(f"config file {path}: edgekd run reads digits; for task {file_values['task']!r} use "
+                          f"edgekd teacher train and edgekd distill with --config")
+    overrides = overrides or {}
+    quick = any(bool(layer.get("quick")) for layer in (file_values, overrides))
     cfg = quick_defaults() if quick else PipelineConfig()
-    for layer, where in layers:
-        cfg = _apply(cfg, layer, where)
-    if cfg.profile and "target" not in {k for layer, _ in layers for k, v in layer.items() if v is not None}:
+    cfg = apply_layer(cfg, file_values, f"config file {path}", none_removes_limit=True)
+    cfg = apply_layer(cfg, overrides, "command line", none_removes_limit=False)
+    given = {k for layer in (file_values, overrides) for k, v in layer.items() if v is not None}
+    if cfg.profile and "target" not in given:
         cfg = replace(cfg, target=None)  # --profile FILE replaces the default target
     if cfg.bench_runs < 1:
         raise ConfigError(f"bench_runs must be >= 1, got {cfg.bench_runs}")
-    return cfg
-
-
-def _apply(cfg: PipelineConfig, layer: dict[str, Any], where: str) -> PipelineConfig:
-    known = set(_SECTIONS) | set(_SCALARS) | {"budget"}
-    unknown = sorted(set(layer) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    for key, value in layer.items():
-        if value is None:
-            continue
-        if key in _SCALARS:
-            try:
-                value = _SCALARS[key](value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{where}: {key} must be a {_SCALARS[key].__name__}, got {value!r}") from None
-            cfg = replace(cfg, **{key: value})
-        elif key == "budget":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: budget must be a mapping with keys {list(BUDGET_KEYS)}")
-            bad = sorted(set(value) - set(BUDGET_KEYS))
-            if bad:
-                raise ConfigError(f"{where}: unknown budget key(s) {bad}; known: {list(BUDGET_KEYS)}")
-            # In a file, `flash_kb: null` removes that limit; on the command line None means "not given".
-            keep_none = where.startswith("config file")
-            cfg = replace(cfg, budget={**cfg.budget, **{k: v for k, v in value.items() if v is not None or keep_none}})
-        else:
-            cfg = replace(cfg, **{key: merge_section(getattr(cfg, key), _SECTIONS[key], key, value, where)})
     return cfg

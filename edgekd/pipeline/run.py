@@ -90,19 +90,14 @@ def _train_dict(t: Any) -> dict[str, Any]:
 
 def _profile_and_budget(cfg: PipelineConfig):
     from edgekd.budget.profiles import resolve_profile
-    from edgekd.budget.search import Budget
 
-    profile = resolve_profile(cfg.target, cfg.profile, default="rpi4")
-    b = dict(cfg.budget)
-    budget = Budget.from_cli(latency_ms=b.get("latency_ms"), flash_kb=b.get("flash_kb"), ram_kb=b.get("ram_kb"),
-                             macs=b.get("macs"), params=b.get("params"), precision=b.get("precision") or "int8")
-    return profile, budget
+    return resolve_profile(cfg.target, cfg.profile, default="rpi4"), cfg.budget
 
 
 def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     """Refuse what would otherwise fail only after the teacher has trained: the student id (grammar, family,
     task), the built-in teacher's name, the KD loss and its settings, the transfer views, and the run directory."""
-    from edgekd.kd import LossConfig, check_loss
+    from edgekd.kd import check_loss
     from edgekd.models.line_models import check_task
     from edgekd.models.students import parse_student_id
     from edgekd.models.teachers import TEACHERS
@@ -116,7 +111,7 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
         TEACHERS.get(cfg.teacher_arch)
         check_task(cfg.teacher_arch, "digits")
     d = cfg.distill
-    check_loss(LossConfig(spec=d.loss, temperature=d.temperature, alpha=d.alpha), "digits")
+    check_loss(d.loss_config(), "digits")
     if d.transfer_views < 1:
         raise UserInputError(f"distill.transfer_views must be >= 1, got {d.transfer_views}")
     check_writable(run_dir, "--out", directory=True)

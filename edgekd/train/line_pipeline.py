@@ -134,14 +134,14 @@ def distill_lines(splits: LineSplits, student_id: str, cfg: TrainConfig, out_dir
                   budget: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
     """Distill a line teacher (a LineTeacher, or None with loss `none`) into the line student `student_id`."""
     opts = opts or DistillOptions(DEFAULT_LINE_LOSS, DEFAULT_LINE_TEMPERATURE, DEFAULT_LINE_ALPHA)
-    from edgekd.kd import LossConfig, build_loss
+    from edgekd.kd import build_loss
     from edgekd.models.line_models import check_task
     from edgekd.models.students import build_student, count_params
 
     from .device import resolve_device
 
     check_task(student_id, "lines", splits.spec.height)
-    loss_fn = build_loss(LossConfig(spec=opts.loss, temperature=opts.temperature, alpha=opts.alpha))
+    loss_fn = build_loss(opts.loss_config())
     needs_teacher = getattr(loss_fn, "needs_teacher", False)
     if needs_teacher and teacher is None:
         raise UserInputError(f"KD loss {opts.loss!r} needs a teacher: pass --teacher, or --loss none for scratch")

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from edgekd.data import DataSpec, Splits, load_data
 from edgekd.data.augment import AugmentConfig
+from edgekd.kd.losses import LossConfig
 from edgekd_runtime.errors import UserInputError
 
 from .checkpoint import model_checkpoint, save_torch
@@ -22,8 +23,16 @@ class DistillOptions:
     loss: str = "kd"
     temperature: float = 4.0
     alpha: float = 0.9
+    dkd_alpha: float = 1.0  # DKD's TCKD weight
+    dkd_beta: float = 8.0  # DKD's NCKD weight
+    fitnet_weight: float = 1.0
     transfer_views: int = 8  # fixed augmented views of the training set (the transfer set)
     cache_teacher: bool = True
+
+    def loss_config(self) -> LossConfig:
+        """The KD loss's settings (the one place DistillOptions maps onto LossConfig)."""
+        return LossConfig(spec=self.loss, temperature=self.temperature, alpha=self.alpha, dkd_alpha=self.dkd_alpha,
+                          dkd_beta=self.dkd_beta, fitnet_weight=self.fitnet_weight)
 
 
 def train_teacher(data: DataSpec | Splits, cfg: TrainConfig, out_dir: str | Path, arch: str = "cnn",
@@ -58,7 +67,7 @@ def distill(data: DataSpec | Splits, student_id: str, cfg: TrainConfig, out_dir:
     Writes out_dir/student.pt (the DESIGN checkpoint), last.pt and metrics.jsonl. Returns the metrics, including
     the transfer-set build time and the teacher-cache time.
     """
-    from edgekd.kd import LossConfig, build_loss
+    from edgekd.kd import build_loss
     from edgekd.models.line_models import check_task
     from edgekd.models.students import build_student, count_params
 
@@ -68,7 +77,7 @@ def distill(data: DataSpec | Splits, student_id: str, cfg: TrainConfig, out_dir:
     check_task(student_id, "digits")
 
     splits = data if isinstance(data, Splits) else load_data(data)
-    loss_fn = build_loss(LossConfig(spec=opts.loss, temperature=opts.temperature, alpha=opts.alpha))
+    loss_fn = build_loss(opts.loss_config())
     needs_teacher = getattr(loss_fn, "needs_teacher", False)
     needs_features = getattr(loss_fn, "needs_features", False)
     if needs_teacher and teacher is None:

@@ -263,7 +263,7 @@ def test_config_layers():
     from edgekd.pipeline import load_pipeline_config
 
     cfg = load_pipeline_config(None, {"budget": {"flash_kb": 64, "latency_ms": None}, "quick": True})
-    assert cfg.budget["flash_kb"] == 64 and cfg.budget["latency_ms"] == 1.0  # None on the CLI = not given
+    assert cfg.budget.flash_bytes == 64 * 1024 and cfg.budget.latency_ms == 1.0  # None on the CLI = not given
     assert cfg.student_train.epochs == 5 and cfg.teacher_train.epochs == 3 and cfg.distill.alpha == 0.5
     assert cfg.fingerprint() != load_pipeline_config(None, {"quick": True}).fingerprint()
     # where training runs does not change what it computes, so it does not change the fingerprint
