@@ -44,11 +44,14 @@ def host_from_calibration(cal: DeviceProfile) -> DeviceProfile:
     """The built-in ``host`` estimate from a real 1-thread TFLite calibration (fp16 = fp32 coefficients)."""
     fit = (cal.calibration or {}).get("fit", {})
     c = cal.calibration or {}
+    margin = {p: cal.latency_margin_pct[q] for p, q in (("fp32", "fp32"), ("fp16", "fp32"), ("int8", "int8"))
+              if q in cal.latency_margin_pct}
     return DeviceProfile(
         name="host", description="an x86-64 workstation CPU, 1 thread, TFLite/XNNPACK (estimate)",
         cpu="x86-64 (measured on an Intel Xeon VM)", cores=2, threads=1, ram_bytes=8 * GIB, flash_bytes=64 * GIB,
         backend="tflite", estimate=True,
         latency={"fp32": cal.latency["fp32"], "fp16": cal.latency["fp32"], "int8": cal.latency["int8"]},
+        latency_margin_pct=margin,
         sources=(f"fp32/int8 coefficients measured by `edgekd-rt calibrate --full --threads 1` on {c.get('cpu')} "
                  f"({c.get('backend_version')}, {c.get('date')}); fit median error "
                  f"{fit.get('fp32', {}).get('median_ape_pct', float('nan')):.1f} % (fp32), "
@@ -67,6 +70,7 @@ def boards_from_host(host: DeviceProfile) -> list[DeviceProfile]:
         lat = {p: host.coefficients(p).scaled(factor) for p in ("fp32", "fp16", "int8")}
         out.append(DeviceProfile(name=key.replace("_", "-"), description=desc, cpu=cpu, cores=4, threads=4,
                                  ram_bytes=ram, flash_bytes=flash, backend="tflite", latency=lat, estimate=True,
+                                 latency_margin_pct=dict(host.latency_margin_pct),  # relative: scale-free
                                  sources=src + (basis, FP16_NOTE, ESTIMATE_NOTE)))
     return out
 

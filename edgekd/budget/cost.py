@@ -144,7 +144,7 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
             raise ModelLoadError(f"ONNX value {t!r} has no inferred shape; export with static input shapes")
         return shapes[t]
 
-    conv = pw = dw = dense = elem = layers = positions = 0
+    conv = pw = dw = dense = elem = layers = positions = acts = 0
     fused: set[int] = set()
     bias_names: set[str] = set()
     weight_channels: dict[str, int] = {}
@@ -159,6 +159,7 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
             continue
         out_elems = _numel(shape(n.output[0]))
         layers += 1
+        acts += out_elems
         if op == "Conv":
             w = shape(n.input[1])  # (Cout, Cin/groups, kH, kW)
             groups = int(_attr(n, "group", 1))
@@ -216,7 +217,7 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
     io_elems = (sum(_numel(shape(i.name)) for i in g.input if i.name not in inits)
                 + sum(_numel(shape(o.name)) for o in g.output))
     feats = OpFeatures(conv_macs=conv, dwconv_macs=dw, dense_macs=dense, elementwise_elems=elem, layers=layers,
-                       conv_positions=positions, pointwise_macs=pw, io_elems=io_elems)
+                       conv_positions=positions, pointwise_macs=pw, io_elems=io_elems, activation_elems=acts)
     return ModelCost(name=name or g.name or "model", params=params, macs=feats.macs, features=feats,
                      flash_bytes=flash, peak_ram_bytes=peak, input_shape=shape(in_name))
 

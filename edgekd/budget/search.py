@@ -40,7 +40,8 @@ class Budget:
     """Limits a student must meet on the target board (None = no limit beyond the board's own RAM/flash).
 
     Attributes:
-        latency_ms: predicted single-image latency at the profile's backend and threads.
+        latency_ms: single-image latency at the profile's backend and threads, which the prediction plus the
+            profile's safety margin (`DeviceProfile.latency_bound_ms`) must not exceed.
         flash_bytes: model file size at `precision`.
         ram_bytes: peak activation memory (the interpreter's arena) at `precision`.
         macs: multiply-accumulates per image.
@@ -109,7 +110,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One student costed against the budget. `usage[limit]` is cost / limit (1.0 = exactly at the limit)."""
+    """One student costed against the budget. `usage[limit]` is cost / limit (1.0 = exactly at the limit);
+    latency's usage is `latency_bound_ms` (the prediction `latency_ms` plus the profile's margin) / limit."""
 
     student_id: str
     cost: ModelCost
@@ -119,6 +121,7 @@ class Candidate:
     capacity: float
     usage: Mapping[str, float]
     proxy_accuracy: float | None = None
+    latency_bound_ms: float | None = None  # None: no margin (the prediction itself)
 
     @property
     def feasible(self) -> bool:
@@ -135,13 +138,19 @@ class Candidate:
         k = max(self.usage, key=lambda n: self.usage[n])
         return k, self.usage[k]
 
+    @property
+    def bound_ms(self) -> float:
+        """What the latency limit is held against: the prediction plus the profile's margin."""
+        return self.latency_ms if self.latency_bound_ms is None else self.latency_bound_ms
+
     def value(self, limit: str) -> float:
-        return {"latency_ms": self.latency_ms, "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
+        return {"latency_ms": self.bound_ms, "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
                 "macs": self.cost.macs, "params": self.cost.params}[limit]
 
     def to_dict(self) -> dict[str, Any]:
         return {"student": self.student_id, "params": self.cost.params, "macs": self.cost.macs,
-                "latency_ms": round(self.latency_ms, 6), "flash_bytes": self.flash_bytes,
+                "latency_ms": round(self.latency_ms, 6), "latency_bound_ms": round(self.bound_ms, 6),
+                "flash_bytes": self.flash_bytes,
                 "ram_bytes": self.ram_bytes, "capacity": round(self.capacity, 1), "feasible": self.feasible,
                 "usage_pct": {k: round(100 * u, 1) for k, u in self.usage.items()},
                 "violated": list(self.violated), "proxy_accuracy": self.proxy_accuracy,
@@ -205,11 +214,12 @@ def evaluate(student_ids: Sequence[str], budget: Budget, profile: DeviceProfile,
     for sid in student_ids:
         cost = cost_fn(sid, num_classes)
         lat = profile.estimate_latency_ms(cost.features, budget.precision)
-        vals = {"latency_ms": lat, "flash_bytes": cost.flash_bytes[budget.precision],
+        bound = profile.latency_bound_ms(cost.features, budget.precision)
+        vals = {"latency_ms": bound, "flash_bytes": cost.flash_bytes[budget.precision],
                 "ram_bytes": cost.peak_ram_bytes[budget.precision], "macs": cost.macs, "params": cost.params}
         out.append(Candidate(student_id=sid, cost=cost, latency_ms=lat, flash_bytes=vals["flash_bytes"],
                              ram_bytes=vals["ram_bytes"], capacity=capacity_of(cost),
-                             usage={k: vals[k] / v for k, v in lim.items()}))
+                             usage={k: vals[k] / v for k, v in lim.items()}, latency_bound_ms=bound))
     return out
 
 
@@ -254,11 +264,22 @@ def search(budget: Budget, profile: DeviceProfile, candidates: Sequence[str] | N
             feasible = sorted((c for c in cands if c.feasible and c.proxy_accuracy is not None),
                               key=lambda c: (-(c.proxy_accuracy or 0), -c.capacity))
             notes.append(f"ranked {len(acc)} feasible candidates by proxy-training accuracy")
+    notes += latency_notes(profile, budget.precision)
+    return SearchResult(budget=budget, profile=profile, limits=lim, candidates=tuple(cands), chosen=feasible[0],
+                        ranked_by=ranked_by, notes=tuple(notes))
+
+
+def latency_notes(profile: DeviceProfile, precision: str) -> list[str]:
+    """What the latency figures rest on: an estimate or a calibration, and the safety margin they carry."""
+    notes = []
+    if precision in profile.latency_margin_pct:
+        notes.append(f"latency predictions carry a +{100 * profile.latency_margin(precision):.1f} % margin from the "
+                     f"calibration fit's residuals ({profile.name}, {precision}); a student fits a latency limit "
+                     f"when its prediction plus the margin does")
     if profile.estimate:
         notes.append(f"latency predicted with the built-in {profile.name} ESTIMATE; calibrate on the board "
                      f"(`edgekd-rt calibrate --out board.json`) and pass --profile board.json for real numbers")
-    return SearchResult(budget=budget, profile=profile, limits=lim, candidates=tuple(cands), chosen=feasible[0],
-                        ranked_by=ranked_by, notes=tuple(notes))
+    return notes
 
 
 def _with_proxy(c: Candidate, acc: float | None) -> Candidate:

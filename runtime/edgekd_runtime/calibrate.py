@@ -3,13 +3,17 @@
 Runs on the board with numpy and onnxruntime / a TFLite interpreter only. The suite (``assets/calibration``,
 built by ``python -m edgekd.budget.suite``) lists each micro-model with its `OpFeatures`, so no ONNX parsing is
 needed here. Each precision's coefficients are fitted by non-negative least squares on relative error (rows
-weighted by 1/measured), and the profile records the fit error and the conditions measured.
+weighted by 1/measured), and the profile records the fit error and the conditions measured, and a safety margin
+per precision from the fit's leave-one-out residuals (`latency_margin_pct`), which the budget search adds to its
+predictions: single-layer micro-models cannot show every cost a stack of layers pays, so the margin is sized by
+how far the fit misses on models it was not fitted to.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import shutil
@@ -134,20 +138,54 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
     return x
 
 
+#: The margin covers this share of the calibration models' leave-one-out under-predictions.
+MARGIN_QUANTILE = 0.9
+
+
+def _solve(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """NNLS on relative error (rows weighted by 1/measured), columns scaled to keep the active set conditioned."""
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
+    return nnls((a / scale) / y[:, None], np.ones_like(y)) / scale
+
+
+def leave_one_out_ms(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each row's prediction by the fit on all the other rows: how the model does on a model it has not seen."""
+    keep = np.ones(len(y), dtype=bool)
+    out = np.empty(len(y))
+    for i in range(len(y)):
+        keep[i] = False
+        out[i] = a[i] @ _solve(a[keep], y[keep])
+        keep[i] = True
+    return out
+
+
+def residual_margin_pct(measured_ms: Sequence[float] | np.ndarray, predicted_ms: Sequence[float] | np.ndarray,
+                        quantile: float = MARGIN_QUANTILE) -> float:
+    """The percentage to add to predictions so that `quantile` of these measurements fall within them:
+    the `quantile` of measured / predicted - 1, at least 0, rounded up to 0.1 %."""
+    y, p = np.asarray(measured_ms, dtype=float), np.asarray(predicted_ms, dtype=float)
+    if len(y) == 0 or len(y) != len(p) or not np.all(y > 0):
+        raise CalibrationError(f"need matching positive measurements and predictions, got {len(y)} and {len(p)}")
+    under = y / np.maximum(p, 1e-12) - 1.0
+    return float(math.ceil(max(0.0, float(np.quantile(under, quantile))) * 1000 - 1e-6) / 10)
+
+
 def fit_coefficients(features: Sequence[OpFeatures], latency_ms: Sequence[float]) -> tuple[LatencyCoefficients,
                                                                                            dict[str, float]]:
-    """Fit the latency model to measurements; return the coefficients and the fit error (in-sample)."""
+    """Fit the latency model to measurements; return the coefficients, the fit error (in-sample and
+    leave-one-out) and `margin_pct`, the safety margin from the leave-one-out residuals (a fit's in-sample
+    residuals understate its error on a model it was not fitted to, such as a student)."""
     y = np.asarray(latency_ms, dtype=float)
-    if len(y) < len(COEFFICIENTS) or not np.all(y > 0):
-        raise CalibrationError(f"need >= {len(COEFFICIENTS)} positive measurements to fit, got {list(y)}")
+    if len(y) <= len(COEFFICIENTS) or not np.all(y > 0):
+        raise CalibrationError(f"need > {len(COEFFICIENTS)} positive measurements to fit, got {list(y)}")
     a = np.array([LatencyCoefficients.design_row(f) for f in features], dtype=float)
-    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)  # column scaling keeps the active set well conditioned
-    coef = nnls((a / scale) / y[:, None], np.ones_like(y)) / scale
-    pred = a @ coef
-    ape = np.abs(pred - y) / y * 100
+    coef = _solve(a, y)
+    pred, loo = a @ coef, leave_one_out_ms(a, y)
+    ape, loo_ape = np.abs(pred - y) / y * 100, np.abs(loo - y) / y * 100
     err = {"median_ape_pct": float(np.median(ape)), "mean_ape_pct": float(np.mean(ape)),
            "max_ape_pct": float(np.max(ape)), "rmse_ms": float(np.sqrt(np.mean((pred - y) ** 2))),
-           "samples": int(len(y))}
+           "loo_median_ape_pct": float(np.median(loo_ape)), "loo_max_ape_pct": float(np.max(loo_ape)),
+           "margin_pct": residual_margin_pct(y, loo), "margin_quantile": MARGIN_QUANTILE, "samples": int(len(y))}
     return LatencyCoefficients(*map(float, coef)), err
 
 
@@ -227,8 +265,17 @@ def calibrate(config: CalibrationConfig = CalibrationConfig(), name: str = "my-b
                          cpu=cpu_name(), cores=os.cpu_count() or 1, threads=threads, ram_bytes=ram_bytes(),
                          flash_bytes=int(max(flash, 1)), backend=config.backend, latency=latency, estimate=False,
                          sources=(f"edgekd-rt calibrate ({calib['suite']} suite, {config.backend} "
-                                  f"{backend_version}, {threads} threads, {calib['date']})",),
-                         calibration=calib)
+                                  f"{backend_version}, {threads} threads, {calib['date']})",
+                                  margin_source(fits)),
+                         calibration=calib, latency_margin_pct={p: f["margin_pct"] for p, f in fits.items()})
+
+
+def margin_source(fits: dict[str, Any]) -> str:
+    """The profile's line on where its latency margins come from."""
+    parts = ", ".join(f"+{f['margin_pct']:.1f} % {p}" for p, f in fits.items())
+    q = next(iter(fits.values()))["margin_quantile"]
+    return (f"latency margins {parts}: the {q:.0%} quantile of the fit's leave-one-out under-predictions "
+            f"on the calibration models")
 
 
 def _backend_version(backend: str) -> str:
@@ -245,5 +292,5 @@ def _backend_version(backend: str) -> str:
         return f"unknown ({type(e).__name__})"
 
 
-__all__ = ["CalibrationConfig", "SuiteModel", "calibrate", "fit_coefficients", "load_suite", "nnls",
-           "time_model_ms", "PRECISIONS"]
+__all__ = ["CalibrationConfig", "SuiteModel", "calibrate", "fit_coefficients", "leave_one_out_ms", "load_suite",
+           "nnls", "residual_margin_pct", "time_model_ms", "PRECISIONS"]

@@ -75,12 +75,15 @@ def register(app: typer.Typer) -> None:
         short = {"per_invoke_ms": "invoke ms", "per_layer_us": "layer us", "conv_ns_per_mac": "conv ns/MAC",
                  "dwconv_ns_per_mac": "dw ns/MAC", "dense_ns_per_mac": "dense ns/MAC",
                  "elementwise_ns_per_elem": "elem ns/el", "conv_ns_per_position": "conv ns/pixel",
-                 "pointwise_ns_per_mac": "1x1 ns/MAC", "io_ns_per_elem": "io ns/el"}
-        for col in ("precision", "samples", "median err %", "max err %", *(short.get(c, c) for c in COEFFICIENTS)):
+                 "pointwise_ns_per_mac": "1x1 ns/MAC", "io_ns_per_elem": "io ns/el",
+                 "activation_ns_per_elem": "act ns/el"}
+        for col in ("precision", "samples", "median err %", "max err %", "margin %",
+                    *(short.get(c, c) for c in COEFFICIENTS)):
             t.add_column(col, justify="right")
         for p, c in profile.latency.items():
             f = cal.get("fit", {}).get(p, {})
             t.add_row(p, str(f.get("samples")), f"{f.get('median_ape_pct', 0):.1f}", f"{f.get('max_ape_pct', 0):.1f}",
-                      *(f"{getattr(c, k):.4g}" for k in COEFFICIENTS))
+                      f"+{100 * profile.latency_margin(p):.1f}", *(f"{getattr(c, k):.4g}" for k in COEFFICIENTS))
         con.print(t)
+        con.print(f"note: {profile.sources[-1]}; `edgekd budget --profile` adds them to its predictions")
         con.print(f"wrote {out}  (use it on the workstation: edgekd budget --profile {out.name} ...)")

@@ -5,12 +5,13 @@ The latency model is linear in features of the model's ONNX graph (see `OpFeatur
     latency_ms = per_invoke_ms + layers * per_layer_us / 1e3
                  + (conv_macs * conv_ns_per_mac + dwconv_macs * dwconv_ns_per_mac
                     + conv_positions * conv_ns_per_position + pointwise_macs * pointwise_ns_per_mac
-                    + io_elems * io_ns_per_elem
+                    + io_elems * io_ns_per_elem + activation_elems * activation_ns_per_elem
                     + dense_macs * dense_ns_per_mac + elementwise_elems * elementwise_ns_per_elem) / 1e6
 
 with one set of coefficients per precision (fp32, fp16, int8), valid for the backend and thread count the
 profile records. Built-in board profiles (`DeviceProfile.rpi4()`, ...) are estimates derived from published CPU
-figures; `edgekd-rt calibrate` measures a real one on the board.
+figures; `edgekd-rt calibrate` measures a real one on the board, and with it a safety margin per precision
+(`latency_margin_pct`, from the fit's leave-one-out residuals) that the budget search adds to every prediction.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class OpFeatures:
             pixel besides per MAC (indirection/im2col, requantization), large for int8 on some CPUs.
         pointwise_macs: multiply-accumulates of 1x1 convolutions (a plain GEMM: cheaper per MAC than k x k).
         io_elems: elements of the model's inputs and outputs, copied in and out on every invoke.
+        activation_elems: elements every kernel writes (the outputs of all counted layers): the per-element cost
+            of storing activations (and, in int8, requantizing them), which a stack of layers pays at each layer.
     """
 
     conv_macs: int = 0
@@ -56,6 +59,7 @@ class OpFeatures:
     conv_positions: int = 0
     pointwise_macs: int = 0
     io_elems: int = 0
+    activation_elems: int = 0
 
     @property
     def macs(self) -> int:
@@ -80,7 +84,10 @@ class OpFeatures:
 
 
 COEFFICIENTS = ("per_invoke_ms", "per_layer_us", "conv_ns_per_mac", "dwconv_ns_per_mac", "dense_ns_per_mac",
-                "elementwise_ns_per_elem", "conv_ns_per_position", "pointwise_ns_per_mac", "io_ns_per_elem")
+                "elementwise_ns_per_elem", "conv_ns_per_position", "pointwise_ns_per_mac", "io_ns_per_elem",
+                "activation_ns_per_elem")
+# Coefficients added after profiles were first written: a profile without them reads them as 0 (not modelled).
+OPTIONAL_COEFFICIENTS = ("activation_ns_per_elem",)
 
 
 @dataclass(frozen=True)
@@ -96,13 +103,14 @@ class LatencyCoefficients:
     conv_ns_per_position: float
     pointwise_ns_per_mac: float
     io_ns_per_elem: float
+    activation_ns_per_elem: float = 0.0
 
     def latency_ms(self, f: OpFeatures) -> float:
         return (self.per_invoke_ms + f.layers * self.per_layer_us * 1e-3
                 + (f.conv_macs * self.conv_ns_per_mac + f.dwconv_macs * self.dwconv_ns_per_mac
                    + f.dense_macs * self.dense_ns_per_mac + f.elementwise_elems * self.elementwise_ns_per_elem
                    + f.conv_positions * self.conv_ns_per_position + f.pointwise_macs * self.pointwise_ns_per_mac
-                   + f.io_elems * self.io_ns_per_elem) * 1e-6)
+                   + f.io_elems * self.io_ns_per_elem + f.activation_elems * self.activation_ns_per_elem) * 1e-6)
 
     def scaled(self, factor: float) -> "LatencyCoefficients":
         return LatencyCoefficients(*(getattr(self, c) * factor for c in COEFFICIENTS))
@@ -111,20 +119,21 @@ class LatencyCoefficients:
     def design_row(f: OpFeatures) -> list[float]:
         """The features in coefficient order and units, so that `row @ coefficients == latency_ms`."""
         return [1.0, f.layers * 1e-3, f.conv_macs * 1e-6, f.dwconv_macs * 1e-6, f.dense_macs * 1e-6,
-                f.elementwise_elems * 1e-6, f.conv_positions * 1e-6, f.pointwise_macs * 1e-6, f.io_elems * 1e-6]
+                f.elementwise_elems * 1e-6, f.conv_positions * 1e-6, f.pointwise_macs * 1e-6, f.io_elems * 1e-6,
+                f.activation_elems * 1e-6]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str) -> "LatencyCoefficients":
         if not isinstance(d, Mapping):
             raise ProfileError(f"{source}: expected an object with {', '.join(COEFFICIENTS)}")
-        missing = [c for c in COEFFICIENTS if c not in d]
+        missing = [c for c in COEFFICIENTS if c not in d and c not in OPTIONAL_COEFFICIENTS]
         extra = sorted(set(d) - set(COEFFICIENTS))
         if missing or extra:
             raise ProfileError(f"{source}: missing {missing} / unknown {extra}; the latency model needs exactly "
                                f"{', '.join(COEFFICIENTS)}")
         vals = {}
         for c in COEFFICIENTS:
-            v = d[c]
+            v = d.get(c, 0.0)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ProfileError(f"{source}.{c} = {v!r}: must be a finite number >= 0")
             vals[c] = float(v)
@@ -148,6 +157,8 @@ class DeviceProfile:
         estimate: True for built-in profiles derived from published figures, False when measured.
         sources: where the numbers come from (published figures, or the calibration run).
         calibration: for measured profiles: fit error, conditions (backend, threads, CPU, date), samples.
+        latency_margin_pct: precision -> safety margin in percent that a budget adds to each prediction
+            (`latency_bound_ms`); `edgekd-rt calibrate` sets it from the fit's own residuals. Absent: 0.
     """
 
     name: str
@@ -162,6 +173,7 @@ class DeviceProfile:
     estimate: bool = True
     sources: tuple[str, ...] = ()
     calibration: Mapping[str, Any] | None = field(default=None, compare=False)
+    latency_margin_pct: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         src = f"device profile {self.name!r}"
@@ -179,6 +191,11 @@ class DeviceProfile:
         bad = [p for p in self.latency if p not in PRECISIONS]
         if bad:
             raise ProfileError(f"{src}: latency precision(s) {bad} not one of {', '.join(PRECISIONS)}")
+        for p, v in self.latency_margin_pct.items():
+            if p not in self.latency:
+                raise ProfileError(f"{src}: latency_margin_pct has precision {p!r}, which latency does not model")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ProfileError(f"{src}: latency_margin_pct.{p} = {v!r}: must be a finite number >= 0 (percent)")
 
     # ---- the model -----------------------------------------------------------------------------------------
     @property
@@ -198,6 +215,15 @@ class DeviceProfile:
             features = OpFeatures.from_dict(features)
         return self.coefficients(precision).latency_ms(features)
 
+    def latency_margin(self, precision: str) -> float:
+        """The safety margin of `precision`'s predictions as a fraction (0.12 = +12 %); 0 when none is recorded."""
+        self.coefficients(precision)  # ProfileError for a precision the profile does not model
+        return float(self.latency_margin_pct.get(precision, 0.0)) / 100.0
+
+    def latency_bound_ms(self, features: OpFeatures | Mapping[str, Any], precision: str = "fp32") -> float:
+        """The prediction plus the safety margin: what a latency budget must hold (the one home of that rule)."""
+        return self.estimate_latency_ms(features, precision) * (1.0 + self.latency_margin(precision))
+
     # ---- JSON ----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -207,6 +233,7 @@ class DeviceProfile:
             "backend": self.backend, "estimate": self.estimate, "sources": list(self.sources),
             "latency": {p: asdict(c) for p, c in self.latency.items()},
             "calibration": dict(self.calibration) if self.calibration is not None else None,
+            "latency_margin_pct": dict(self.latency_margin_pct),
         }
 
     def to_json(self) -> str:
@@ -232,6 +259,9 @@ class DeviceProfile:
         if not isinstance(lat, dict):
             raise ProfileError(f"{source}: latency must be an object precision -> coefficients")
         coeffs = {p: LatencyCoefficients.from_dict(c, f"{source}: latency.{p}") for p, c in lat.items()}
+        margin = d.get("latency_margin_pct") or {}
+        if not isinstance(margin, dict):
+            raise ProfileError(f"{source}: latency_margin_pct must be an object precision -> percent")
         srcs = d.get("sources") or []
         if not isinstance(srcs, list) or not all(isinstance(s, str) for s in srcs):
             raise ProfileError(f"{source}: sources must be a list of strings")
@@ -240,7 +270,7 @@ class DeviceProfile:
                        cores=d["cores"], threads=d["threads"], ram_bytes=d["ram_bytes"],
                        flash_bytes=d["flash_bytes"], backend=d["backend"], latency=coeffs,
                        estimate=bool(d.get("estimate", False)), sources=tuple(srcs),
-                       calibration=d.get("calibration"))
+                       calibration=d.get("calibration"), latency_margin_pct=margin)
         except ProfileError as e:
             raise ProfileError(f"{source}: {e}") from None
 

@@ -233,3 +233,40 @@ def test_shipped_board_profiles_are_what_the_generator_makes():
         assert get_profile(name) == made[name]
         assert get_profile(name).coefficients("int8").conv_ns_per_position == pytest.approx(
             DeviceProfile.host().coefficients("int8").conv_ns_per_position * factor)
+
+
+def test_search_holds_prediction_plus_the_calibration_margin_against_the_latency_limit(rpi4):
+    """A student whose prediction fits but whose prediction + margin does not is refused, and the search says
+    what margin its latency figures carry."""
+    plain = search(Budget(latency_ms=0.5, precision="int8"), rpi4, candidates=SMALL)
+    assert not any("margin" in n for n in plain.notes)
+    chosen = plain.chosen
+    assert chosen.bound_ms == chosen.latency_ms  # no margin recorded: the bound is the prediction
+    # a limit between the chosen student's prediction and its prediction + 20 %
+    limit = chosen.latency_ms * 1.1
+    margined = rpi4.with_(latency_margin_pct={"int8": 20.0})
+    res = search(Budget(latency_ms=limit, precision="int8"), margined, candidates=SMALL)
+    assert chosen.student_id not in [c.student_id for c in res.feasible]
+    by_id = {c.student_id: c for c in res.candidates}
+    assert by_id[chosen.student_id].latency_ms == pytest.approx(chosen.latency_ms)  # the prediction is unchanged
+    assert by_id[chosen.student_id].bound_ms == pytest.approx(1.2 * chosen.latency_ms)
+    assert by_id[chosen.student_id].usage["latency_ms"] == pytest.approx(1.2 / 1.1)
+    for c in res.feasible:
+        assert c.latency_ms * 1.2 <= limit * (1 + 1e-12)
+    assert ("latency predictions carry a +20.0 % margin from the calibration fit's residuals (rpi4, int8); a "
+            "student fits a latency limit when its prediction plus the margin does") in res.notes
+    d = res.to_dict()
+    assert d["candidates"][0]["latency_bound_ms"] == pytest.approx(1.2 * d["candidates"][0]["latency_ms"], rel=1e-4)
+    # the margin is per precision: fp32 has none here
+    assert not any("margin" in n for n in search(Budget(latency_ms=limit, precision="fp32"), margined,
+                                                  candidates=SMALL).notes)
+
+
+def test_cli_budget_prints_the_margin_of_a_calibrated_profile(tmp_path):
+    prof = DeviceProfile.rpi4().with_(name="my-board", estimate=False, latency_margin_pct={"int8": 14.4})
+    path = prof.save(tmp_path / "board.json")
+    r = runner.invoke(_app(), ["budget", "--profile", str(path), "--latency-ms", "0.5", "--precision", "int8",
+                               "--no-plot"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "latency predictions carry a +14.4 % margin from the calibration fit's residuals" in text

@@ -23,6 +23,7 @@ def test_linear_layer_by_hand():
     f = c.features
     assert (f.dense_macs, f.conv_macs, f.dwconv_macs, f.elementwise_elems, f.layers) == (100, 0, 0, 0, 1)
     assert f.io_elems == 25  # 20 in, 5 out
+    assert f.activation_elems == 5  # the one layer writes its 5 outputs
     assert c.flash_bytes["fp32"] == 105 * 4 + _file_overhead("fp32", 1)
     assert c.flash_bytes["fp16"] == 105 * 2 + _file_overhead("fp16", 1)
     # int8: 100 int8 weights + 5 int32 biases + 5 channels x (scale, zero point) for weights and for biases
@@ -40,6 +41,7 @@ def test_one_conv_by_hand():
     assert c.params == 8 * 27 + 8
     assert c.features.layers == 1 and c.features.elementwise_elems == 0
     assert c.features.conv_positions == 100  # 10 x 10 output pixels
+    assert c.features.activation_elems == 800  # written once by the conv; the fused ReLU adds none
     assert c.peak_ram_bytes["fp32"] == (300 + 800) * 4
     assert c.peak_ram_bytes["int8"] == 300 + 800
 
@@ -90,6 +92,7 @@ def test_peak_ram_on_a_branching_graph():
     assert c.features.pointwise_macs == 512 * 4 and c.features.conv_macs == 512 * 36  # 1x1 vs 3x3 branch
     assert c.features.conv_positions == 64  # the 3x3 conv's output pixels
     assert c.features.elementwise_elems == 512 + 128 * 4 and c.features.layers == 4
+    assert c.features.activation_elems == 512 + 512 + 512 + 128  # a, b, c and y: every layer's output
 
 
 def test_a_chain_frees_what_it_no_longer_needs():
