@@ -5,7 +5,8 @@ predictions, and flag the artifacts that break the budget in the manifest, so no
     checks = check_bundle("bundle/")          # sets Artifact.budget_ok and manifest.extra["budget_check"]
 
 The budget and profile come from the manifest (`edgekd distill --target ...` records them in the checkpoint and
-`edgekd export` copies them). Latency on the board is the profile's prediction; when the profile was calibrated
+`edgekd export` copies them). Latency on the board is the profile's prediction, held against the limit with the
+profile's safety margin as the search held it (`DeviceProfile.latency_bound_ms`); when the profile was calibrated
 on this very machine, the measured latency decides instead.
 """
 
@@ -41,6 +42,7 @@ class ArtifactCheck:
     flash_ok: bool | None
     ram_ok: bool | None
     latency_ok: bool | None
+    latency_bound_ms: float | None = None  # the prediction + the profile's margin, when that decided
 
     @property
     def budget_ok(self) -> bool:
@@ -55,7 +57,7 @@ class ArtifactCheck:
                        f"limit {self.ram_limit_bytes / 1024:.1f} KiB")
         if self.latency_ok is False:
             lat = (self.measured_host_latency_ms if self.latency_source.startswith("measured")
-                   else self.predicted_latency_ms)
+                   else self.latency_bound_ms or self.predicted_latency_ms)
             out.append(f"latency {lat:.4g} ms ({self.latency_source}) > limit {self.latency_limit_ms:.4g} ms")
         return out
 
@@ -97,6 +99,7 @@ def check_bundle(bundle_dir: str | os.PathLike, measure: bool = True, threads: i
     checks = []
     for art in manifest.artifacts:
         p = art.precision
+        bound = None
         pred_lat = (profile.estimate_latency_ms(cost.features, p)
                     if profile and p in profile.precisions else None)
         measured = _measure(bundle / art.path, art.format, threads, runs) if measure else None
@@ -106,7 +109,10 @@ def check_bundle(bundle_dir: str | os.PathLike, measure: bool = True, threads: i
         elif same_machine and measured is not None and profile.backend == art.format:
             src, lat_ok = "measured on the calibrated machine", measured <= lat_limit
         elif pred_lat is not None:
-            src, lat_ok = "profile prediction", pred_lat <= lat_limit
+            margin = profile.latency_margin(p)
+            src = "profile prediction" + (f" + {100 * margin:.1f} % margin" if margin else "")
+            bound = profile.latency_bound_ms(cost.features, p)
+            lat_ok = bound <= lat_limit
         else:
             src, lat_ok = "none", None
         c = ArtifactCheck(path=art.path, precision=p, file_bytes=art.size_bytes,
@@ -116,7 +122,7 @@ def check_bundle(bundle_dir: str | os.PathLike, measure: bool = True, threads: i
                           latency_limit_ms=lat_limit, latency_source=src,
                           flash_ok=None if budget.flash_bytes is None else art.size_bytes <= budget.flash_bytes,
                           ram_ok=None if budget.ram_bytes is None else cost.peak_ram_bytes[p] <= budget.ram_bytes,
-                          latency_ok=lat_ok)
+                          latency_ok=lat_ok, latency_bound_ms=bound)
         checks.append(c)
         art.budget_ok = c.budget_ok
     if write:
