@@ -1,6 +1,6 @@
 """Latency model accuracy: calibrate a `host` profile, then predicted vs measured latency of real students.
 
-    .venv/bin/python benchmarks/latency_model.py [--threads 1] [--quick-calibration] [--json out.json]
+    .venv/bin/python benchmarks/latency_model.py [--threads 1] [--repeats 5] [--quick-calibration] [--json out.json]
 
 1. `edgekd-rt calibrate` (its Python API) fits a host profile on the TFLite backend, fp32 and int8.
 2. For >= 12 students spanning the family: build (random weights: latency does not depend on them), export to
@@ -64,11 +64,13 @@ def convert_student(sid: str, work: Path, canvases28: np.ndarray) -> dict[str, P
     return {p: paths[p] for p in PRECISIONS}
 
 
-def measure_ms(path: Path, threads: int, runs: int) -> float:
+def measure_ms(path: Path, threads: int, runs: int, repeats: int) -> float:
+    """The fastest of `repeats` benchmark p50s: on a shared machine one window of a few ms can fall entirely in a
+    busy spell (the calibration keeps each micro-model's fastest median over its rounds the same way)."""
     import edgekd_runtime
 
     rec = edgekd_runtime.load(path, backend="tflite", threads=threads)
-    best = min(rec.benchmark(runs=runs, warmup=20).p50_ms for _ in range(2))
+    best = min(rec.benchmark(runs=runs, warmup=20).p50_ms for _ in range(repeats))
     return float(best)
 
 
@@ -76,6 +78,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=5, help="benchmark each file this many times, keep the fastest p50")
     ap.add_argument("--quick-calibration", action="store_true", help="quick suite instead of the full one")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
@@ -110,7 +113,7 @@ def main() -> int:
             files = convert_student(sid, work, canv)
             for p in PRECISIONS:
                 pred = profile.estimate_latency_ms(cost.features, p)
-                meas = measure_ms(files[p], args.threads, args.runs)
+                meas = measure_ms(files[p], args.threads, args.runs, args.repeats)
                 e = (pred - meas) / meas * 100
                 ape[p].append(abs(e))
                 signed[p].append(e)
@@ -144,7 +147,7 @@ def main() -> int:
             res = search(Budget(latency_ms=b, precision="int8"), profile)
             c = res.chosen
             files = convert_student(c.student_id, work, canv)
-            meas = measure_ms(files["int8"], args.threads, args.runs)
+            meas = measure_ms(files["int8"], args.threads, args.runs, args.repeats)
             within = meas <= b
             ok &= within
             choices.append({"budget_ms": b, "chosen": c.student_id, "predicted_ms": c.latency_ms,
