@@ -167,8 +167,9 @@ def register(app: typer.Typer) -> None:
             out = Console(highlight=False, width=160)
         out.print(_table(result, show_all))
         c = result.chosen
+        bound = f" ({c.bound_ms:.4f} ms with the margin)" if c.bound_ms != c.latency_ms else ""
         out.print(f"chosen: [bold]{c.student_id}[/bold]  {c.cost.params:,} params, {c.cost.macs:,} MACs, "
-                  f"{c.latency_ms:.4f} ms predicted, {c.flash_bytes / 1024:.1f} KiB flash, "
+                  f"{c.latency_ms:.4f} ms predicted{bound}, {c.flash_bytes / 1024:.1f} KiB flash, "
                   f"{c.ram_bytes / 1024:.1f} KiB RAM at {result.budget.precision}")
         if task == "lines":
             out.print(f"lines: MACs and latency are per line of {line_width} x {line_height} px "

@@ -270,3 +270,7 @@ def test_cli_budget_prints_the_margin_of_a_calibrated_profile(tmp_path):
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "latency predictions carry a +14.4 % margin from the calibration fit's residuals" in text
+    d = json.loads(runner.invoke(_app(), ["budget", "--profile", str(path), "--latency-ms", "0.5", "--precision",
+                                          "int8", "--no-plot", "--json"]).stdout)
+    chosen = next(c for c in d["candidates"] if c["student"] == d["chosen"])
+    assert chosen["latency_bound_ms"] <= 0.5 and f"{chosen['latency_bound_ms']:.4f} ms with the margin" in text
