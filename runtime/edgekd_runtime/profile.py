@@ -27,7 +27,7 @@ from .atomic import atomic_write_json
 from .errors import ProfileError
 
 FORMAT = "edgekd-device-profile"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the activation_ns_per_elem coefficient and latency_margin_pct (version 1 files read)
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("tflite", "onnx")  # the model formats edgekd_runtime.backends runs
 ASSETS_DIR = Path(__file__).parent / "assets" / "profiles"

@@ -120,6 +120,7 @@ def test_a_profile_written_before_the_activation_term_reads_it_as_zero(tmp_path)
     for c in d["latency"].values():
         c.pop("activation_ns_per_elem")
     d.pop("latency_margin_pct")
+    d["format_version"] = 1
     path = tmp_path / "old.json"
     path.write_text(json.dumps(d))
     old = DeviceProfile.load(path)
