@@ -172,8 +172,9 @@ def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: in
     res = {**result.to_dict(), "plot": "budget.png"}
     atomic_write_json(out, res)
     c = result.chosen
-    log(f"budget: chose {c.student_id} for {profile.name} ({budget.precision}): {c.latency_ms:.3f} ms predicted, "
-        f"{c.flash_bytes / 1024:.1f} KiB flash; {res['feasible']}/{res['total']} candidates fit")
+    margin = f" ({c.bound_ms:.3f} ms with the margin)" if c.bound_ms != c.latency_ms else ""
+    log(f"budget: chose {c.student_id} for {profile.name} ({budget.precision}): {c.latency_ms:.3f} ms predicted"
+        f"{margin}, {c.flash_bytes / 1024:.1f} KiB flash; {res['feasible']}/{res['total']} candidates fit")
     state.finish("budget", key)
     return key, res
 

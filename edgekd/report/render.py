@@ -170,6 +170,8 @@ def _markdown(rep: dict[str, Any], figs: dict[str, str]) -> str:
               f"{bud.get('feasible', '?')} of {bud.get('evaluated', '?')} candidate students fit; chosen: "
               f"`{bud.get('chosen')}`" + (f" (binding limit: {bud['binding']})" if bud.get("binding") else "")
               + ".", ""]
+        if bud.get("notes"):  # what the latency figures rest on (estimate or calibration, their margin)
+            L += [f"- {n}" for n in bud["notes"]] + [""]
         if "budget" in figs:
             L += [f"![budget search]({figs['budget']})", ""]
     if "curves" in figs:
