@@ -48,7 +48,8 @@ def host_from_calibration(cal: DeviceProfile) -> DeviceProfile:
               if q in cal.latency_margin_pct}
     return DeviceProfile(
         name="host", description="an x86-64 workstation CPU, 1 thread, TFLite/XNNPACK (estimate)",
-        cpu="x86-64 (measured on an Intel Xeon VM)", cores=2, threads=1, ram_bytes=8 * GIB, flash_bytes=64 * GIB,
+        cpu=f"x86-64 (measured on {c.get('cpu', 'an unnamed CPU')})", cores=2, threads=1, ram_bytes=8 * GIB,
+        flash_bytes=64 * GIB,
         backend="tflite", estimate=True,
         latency={"fp32": cal.latency["fp32"], "fp16": cal.latency["fp32"], "int8": cal.latency["int8"]},
         latency_margin_pct=margin,

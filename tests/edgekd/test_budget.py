@@ -290,3 +290,17 @@ def test_the_run_report_lists_the_search_notes_with_the_margin(tmp_path):
     assert "## Budget" in md
     assert ("- latency predictions carry a +14.4 % margin from the calibration fit's residuals (my-board, int8)"
             in md)
+
+
+def test_regenerated_builtin_profiles_carry_the_calibration_margin():
+    """`python -m edgekd.budget.boards calibrated.json`: host and the Pi estimates keep the calibration's margins
+    (relative, so a board's slowdown factor leaves them unchanged; fp16 runs on the fp32 kernels)."""
+    from edgekd.budget.boards import boards_from_host, host_from_calibration
+
+    rpi4 = DeviceProfile.rpi4()
+    cal = rpi4.with_(name="lab", estimate=False, latency={p: rpi4.coefficients(p) for p in ("fp32", "int8")},
+                     latency_margin_pct={"fp32": 30.0, "int8": 12.5}, calibration={"cpu": "AMD EPYC", "fit": {}})
+    host = host_from_calibration(cal)
+    assert host.latency_margin_pct == {"fp32": 30.0, "fp16": 30.0, "int8": 12.5}
+    assert host.cpu == "x86-64 (measured on AMD EPYC)"
+    assert all(b.latency_margin_pct == host.latency_margin_pct for b in boards_from_host(host))
