@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgekd_runtime.manifest import Artifact, Manifest, verify_artifact
+from edgekd_runtime.pixels import as_canvases
 
 from .calibration import MIN_CALIBRATION_SAMPLES
 from .convert import FILE_NAMES, ConversionReport, convert_into, prepare
@@ -155,8 +156,7 @@ def runtime_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, labe
     """
     from edgekd_runtime import load
 
-    x = np.asarray(canvases)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    x = as_canvases(canvases, manifest.normalization, "evaluation canvases")
     if x.ndim == 4:
         x = x[..., 0] if x.shape[-1] == 1 else x[:, 0]
     for art in manifest.artifacts:

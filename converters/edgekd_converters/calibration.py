@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd_runtime.images import IMAGE_SUFFIXES, has_image_suffix
+from edgekd_runtime.manifest import Normalization
+from edgekd_runtime.pixels import as_canvases
+
 from .errors import CalibrationDataError
 from .model_info import OnnxModelInfo
 
 MIN_CALIBRATION_SAMPLES = 200
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".tif", ".tiff", ".webp")
-_RANGE_SLACK = 1e-5
 
 
 def load_samples(path: str | os.PathLike, info: OnnxModelInfo, preprocess: str = "mnist") -> np.ndarray:
@@ -57,9 +59,7 @@ def check_canvases(x: np.ndarray, info: OnnxModelInfo, source: str = "samples",
     """
     x = np.asarray(x)
     h, w, c = info.height, info.width, info.channels
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
-    elif not np.issubdtype(x.dtype, np.floating):
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
         raise CalibrationDataError(f"{source}: dtype {x.dtype} is not float or uint8; pass images scaled to "
                                    f"[0, 1] (float) or 0..255 (uint8)")
     if x.ndim == 3 and c == 1 and x.shape[1:] == (h, w):
@@ -73,15 +73,7 @@ def check_canvases(x: np.ndarray, info: OnnxModelInfo, source: str = "samples",
         raise CalibrationDataError(f"{source}: shape {list(x.shape)} does not fit the model input "
                                    f"{list(info.input_shape)} ({info.layout}); expected {want}, (N, {h}, {w}, {c}) "
                                    f"or (N, {c}, {h}, {w})")
-    x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
-        raise CalibrationDataError(f"{source}: contains NaN or infinite values; clean the data first")
-    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    if lo < -_RANGE_SLACK or hi > 1 + _RANGE_SLACK:
-        hint = ("they look like 0..255 pixels: divide by 255 or save as uint8" if hi > 1.5 and lo >= 0
-                else "they look already normalised: pass raw images in [0, 1]; the converter normalises "
-                     "with --mean/--std itself")
-        raise CalibrationDataError(f"{source}: values span [{lo:.3g}, {hi:.3g}], outside [0, 1]; {hint}")
+    x = as_canvases(x, None, f"{source}: calibration canvases", CalibrationDataError)  # uint8 / 255, [0, 1]
     if len(x) < min_samples:
         raise CalibrationDataError(f"{source}: {len(x)} samples; int8 calibration needs at least {min_samples} "
                                    f"representative training samples: pass more")
@@ -90,7 +82,7 @@ def check_canvases(x: np.ndarray, info: OnnxModelInfo, source: str = "samples",
 
 def to_model_input(canvases: np.ndarray, info: OnnxModelInfo, mean: float, std: float) -> np.ndarray:
     """(N, H, W, C) canvases -> normalised float32 batch in the ONNX model's layout."""
-    x = (canvases.astype(np.float32) - np.float32(mean)) / np.float32(std)
+    x = Normalization(mean, std).apply(canvases)
     return np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)) if info.layout == "NCHW" else x)
 
 
@@ -118,7 +110,7 @@ def load_labels(path: str | os.PathLike, num_samples: int) -> np.ndarray:
 def _load_folder(folder: Path, info: OnnxModelInfo, preprocess: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    files = sorted(f for f in folder.rglob("*") if has_image_suffix(f) and f.is_file())
     if not files:
         raise CalibrationDataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder or below")
     if preprocess not in ("mnist", "resize"):

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgekd_runtime.manifest import LinesSpec, Manifest
+from edgekd_runtime.pixels import as_canvases
 
 from .errors import CalibrationDataError, ConversionError, InputShapeError
 from .model_info import OnnxModelInfo
@@ -75,8 +76,7 @@ def runtime_line_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray,
     and a disagreement over 1 pp is a `ConversionError` (the runtime would read the model differently)."""
     from edgekd_runtime import load
 
-    x = np.asarray(canvases)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    x = as_canvases(canvases, manifest.normalization, "evaluation canvases")
     for art in manifest.artifacts:
         if art.extra.get("accuracy_source") != source:
             continue

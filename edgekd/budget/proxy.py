@@ -35,11 +35,10 @@ def proxy_ranker(epochs: int, top_k: int = 6, data_source: str = "embedded", see
 
 
 def _canvases(x: np.ndarray, size: int) -> np.ndarray:
+    from edgekd_runtime.pixels import as_canvases
     from edgekd_runtime.preprocess import resize_canvas
 
-    x = np.asarray(x, dtype=np.float32)
-    if x.max() > 1.5:
-        x = x / 255.0
+    x = as_canvases(x, what="proxy training canvases")
     return resize_canvas(x, size) if size != x.shape[-1] else x
 
 
@@ -49,14 +48,14 @@ def train_and_score(student_id: str, splits, epochs: int, seed: int = 0, batch_s
     import torch.nn.functional as F
 
     from edgekd.models.students import build_student
-    from edgekd_runtime.manifest import MNIST_MEAN, MNIST_STD
+    from edgekd.train.batches import normalize
 
     from .cost import student_resolution
 
     torch.manual_seed(seed)
     r = student_resolution(student_id)
     model = build_student(student_id, splits.num_classes)
-    norm = lambda a: torch.from_numpy((_canvases(a, r)[:, None] - MNIST_MEAN) / MNIST_STD)  # noqa: E731
+    norm = lambda a: normalize(torch.from_numpy(_canvases(a, r)[:, None]))  # noqa: E731
     xt, yt = norm(splits.train.x), torch.from_numpy(np.asarray(splits.train.y, dtype=np.int64))
     xv, yv = norm(splits.val.x), torch.from_numpy(np.asarray(splits.val.y, dtype=np.int64))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

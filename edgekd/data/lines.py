@@ -23,10 +23,10 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekd_runtime.errors import UserInputError
+from edgekd_runtime.images import IMAGE_SUFFIXES, has_image_suffix
 from edgekd_runtime.registry import Registry
 
 from .idx import DataFileError
-from .sources import IMAGE_SUFFIXES
 
 DIGIT_CHARSET = "0123456789"
 
@@ -280,7 +280,7 @@ def read_labels_tsv(root: Path) -> list[tuple[Path, str]]:
             path = root / name
             if not path.is_file():
                 raise DataFileError(f"{tsv}:{n}: image {path} does not exist")
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if not has_image_suffix(path):
                 raise DataFileError(f"{tsv}:{n}: {path} is not an image ({', '.join(IMAGE_SUFFIXES)})")
             rows.append((path, text))
     if len(rows) < 3:

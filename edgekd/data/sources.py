@@ -10,13 +10,13 @@ from typing import Callable
 import numpy as np
 
 from edgekd_runtime.errors import UserInputError
+from edgekd_runtime.images import IMAGE_SUFFIXES, has_image_suffix
+from edgekd_runtime.pixels import full_scale
 from edgekd_runtime.registry import Registry
 
 from .idx import DataFileError, find_idx_pairs, read_idx, read_mapping
 from .spec import DataSpec
 from .split import check_num_classes, label_classes
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ def _need_path(spec: DataSpec) -> Path:
 
 
 def to_uint8_canvases(x: np.ndarray, where: str) -> np.ndarray:
-    """Bring (N, 784) / (N, 28, 28) / (N, 28, 28, 1) / (N, 1, 28, 28), uint8 or float 0..1 or 0..255, to uint8."""
+    """Bring (N, 784) / (N, 28, 28) / (N, 28, 28, 1) / (N, 1, 28, 28), uint8, bool or numbers 0..1 or 0..255 (which:
+    the runtime's `full_scale` rule), to uint8."""
     x = np.asarray(x)
     if x.ndim == 2 and x.shape[1] == 784:
         x = x.reshape(-1, 28, 28)
@@ -53,13 +54,14 @@ def to_uint8_canvases(x: np.ndarray, where: str) -> np.ndarray:
                              f"{tuple(x.shape)}; use the `folder` source for images of other sizes")
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
-    x = x.astype(np.float64)
-    if not np.isfinite(x).all():
-        raise UserInputError(f"{where}: images contain NaN or inf")
-    if x.min() < 0 or x.max() > 255:
+    if x.dtype == np.bool_:
+        return x.astype(np.uint8) * np.uint8(255)
+    if not np.issubdtype(x.dtype, np.number):
+        raise UserInputError(f"{where}: images of dtype {x.dtype} are not pixels; pass uint8 or numbers 0..1 / 0..255")
+    scale = full_scale(x, where, UserInputError)
+    if scale > 255:
         raise UserInputError(f"{where}: pixel values must be in 0..1 or 0..255, found {x.min()}..{x.max()}")
-    scale = 255.0 if x.max() <= 1.0 else 1.0
-    return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(x.astype(np.float64) * (255.0 / scale)), 0, 255).astype(np.uint8)
 
 
 def integer_labels(y: np.ndarray, where: str) -> np.ndarray:
@@ -153,7 +155,7 @@ def folder(spec: DataSpec) -> RawData:
     if len(classes) < 2:
         raise UserInputError(f"folder source: {root} needs at least 2 class sub-folders, found {classes}")
     check_num_classes(len(classes), f"folder source: {root}")
-    per_class = [sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for name in classes]
+    per_class = [sorted(p for p in (root / name).iterdir() if has_image_suffix(p)) for name in classes]
     empty = [str(root / n) for n, f in zip(classes, per_class) if not f]
     if empty:
         raise UserInputError(f"folder source: class folder(s) {', '.join(empty)} have no images "

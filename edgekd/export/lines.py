@@ -16,6 +16,7 @@ import numpy as np
 
 from edgekd_runtime.lines import TEXT_HEIGHT_SHARE
 from edgekd_runtime.manifest import LINE_TASK, Artifact, InputSpec, LinesSpec, Manifest, Normalization, PreprocessSpec
+from edgekd_runtime.pixels import as_canvases
 
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_line_onnx, torch_logits
 from .samples import normalise
@@ -54,7 +55,7 @@ def line_samples(data: dict[str, Any] | None, calib_samples: int = 500, seed: in
     if len(test) == 0:
         raise UserInputError(f"line data {data}: no test or validation lines to check the export on")
     train_x = subsample(splits.train.x, calib_samples, seed)
-    as_float = lambda x: x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)  # noqa: E731
+    as_float = lambda x: as_canvases(x, what=f"line data {data}")  # noqa: E731
     val = splits.val if name == "test" and len(splits.val) else None
     return LineSamples(as_float(train_x), as_float(test.x), list(test.texts), name,
                        as_float(val.x) if val is not None else None, list(val.texts) if val is not None else [])

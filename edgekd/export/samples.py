@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from edgekd_runtime.errors import ManifestError, UserInputError
+from edgekd_runtime.manifest import Normalization
+from edgekd_runtime.pixels import as_canvases
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ def bundle_samples(data: dict[str, Any] | None, input_size: int, calib_samples: 
                              f"test_fraction > 0")
 
     def canvases(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        x = as_canvases(x, what=f"data {data}")
         return x if input_size == x.shape[-1] else resize_canvas(x, input_size).astype(np.float32)
 
     train_x = splits.train.x
@@ -47,5 +49,5 @@ def bundle_samples(data: dict[str, Any] | None, input_size: int, calib_samples: 
 
 
 def normalise(canvases: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """(N, R, R) canvases -> (N, 1, R, R) model input."""
-    return ((canvases.astype(np.float32) - np.float32(mean)) / np.float32(std))[:, None]
+    """(N, R, R) canvases -> (N, 1, R, R) model input (the runtime's `Normalization.apply`)."""
+    return Normalization(mean, std).apply(canvases)[:, None]

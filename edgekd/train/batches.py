@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekd.data.augment import AugmentConfig, apply_augment, draw_params
-from edgekd_runtime.manifest import MNIST_MEAN, MNIST_STD
+from edgekd_runtime.manifest import Normalization
 
 if TYPE_CHECKING:
     import torch
@@ -32,8 +32,23 @@ def resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.rint(np.asarray(out) * 255.0), 0, 255).astype(np.uint8)
 
 
-def _normalize(x: "torch.Tensor") -> "torch.Tensor":
-    return (x - MNIST_MEAN) / MNIST_STD
+#: The input normalisation every model is trained with (MNIST's), applied by the runtime's one rule.
+TRAIN_NORMALIZATION = Normalization()
+
+
+def canvas_tensor(x_u8: "torch.Tensor") -> "torch.Tensor":
+    """uint8 canvases (N, H, W) -> float canvases (N, 1, H, W) in [0, 1] (pixel / 255), on their device."""
+    return x_u8.float().div_(255.0)[:, None]
+
+
+def normalize(x: "torch.Tensor") -> "torch.Tensor":
+    """Float canvases in [0, 1] -> the model's input (`TRAIN_NORMALIZATION`)."""
+    return TRAIN_NORMALIZATION.apply(x)
+
+
+def model_input(x_u8: "torch.Tensor") -> "torch.Tensor":
+    """uint8 canvases (N, H, W) -> the model's normalised float input (N, 1, H, W)."""
+    return normalize(canvas_tensor(x_u8))
 
 
 class OnlineSource:
@@ -62,15 +77,15 @@ class OnlineSource:
 
     def batch(self, epoch: int, idx: "torch.Tensor") -> tuple["torch.Tensor", dict[str, Any]]:
         idx = idx.to(self.device)
-        x = self.x[idx].float().div_(255.0)[:, None]
+        x = canvas_tensor(self.x[idx])
         p = {k: v[idx] for k, v in self._params_for(epoch).items()}
         partner = p["partner"]
-        partner_x = self.x[partner].float().div_(255.0)[:, None] if self.aug.mixes else None
+        partner_x = canvas_tensor(self.x[partner]) if self.aug.mixes else None
         x, lam = apply_augment(x, p, self.aug, partner_x)
         targets = {"y_a": self.y[idx]}
         if self.aug.mixes:
             targets.update(y_b=self.y[partner], lam=lam)
-        return _normalize(x), targets
+        return normalize(x), targets
 
 
 @dataclass
@@ -90,7 +105,7 @@ def build_transfer_set(x: np.ndarray, y: np.ndarray, aug: AugmentConfig, views: 
     import torch
 
     n = len(y)
-    xt = torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)[:, None]
+    xt = canvas_tensor(torch.from_numpy(np.ascontiguousarray(x)))
     yt = torch.from_numpy(np.asarray(y, np.int64))
     out = np.empty((views, n, 28, 28), np.uint8)
     y_b = np.empty((views, n), np.int64)
@@ -123,7 +138,7 @@ def teacher_outputs(teacher: "nn.Module", x_uint8: "torch.Tensor", with_features
     half = torch.float16 if device.type == "cuda" else None
     with torch.inference_mode(), torch.autocast(device.type, dtype=half or torch.bfloat16, enabled=half is not None):
         for s in range(0, len(x_uint8), batch_size):
-            xb = _normalize(x_uint8[s:s + batch_size].to(device, non_blocking=True).float().div_(255.0)[:, None])
+            xb = model_input(x_uint8[s:s + batch_size].to(device, non_blocking=True))
             out = teacher(xb, with_features=True) if with_features else teacher(xb)
             lg, ft = out if with_features else (out, None)
             logits.append(lg.float())
@@ -157,7 +172,7 @@ class TransferSource:
     def batch(self, epoch: int, idx: "torch.Tensor") -> tuple["torch.Tensor", dict[str, Any]]:
         v = epoch % self.num_views
         idx = idx.to(self.device)
-        x = _normalize(self.student_views[v, idx].float().div_(255.0)[:, None])
+        x = model_input(self.student_views[v, idx])
         targets: dict[str, Any] = {"y_a": self.y_a[idx], "y_b": self.y_b[v, idx], "lam": self.lam[v, idx]}
         if self.teacher is not None:
             if self.cache_teacher:

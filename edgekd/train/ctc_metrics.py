@@ -84,7 +84,7 @@ def line_logits(model: "nn.Module", x_u8: "np.ndarray | torch.Tensor", device: "
     and eval mode (half precision on GPU); the model's training mode is restored."""
     import torch
 
-    from .batches import _normalize
+    from .batches import model_input
 
     x_u8 = torch.as_tensor(x_u8)
     was_training = model.training
@@ -93,7 +93,7 @@ def line_logits(model: "nn.Module", x_u8: "np.ndarray | torch.Tensor", device: "
     half = device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=half):
         for s in range(0, len(x_u8), batch_size):
-            out = model(_normalize(x_u8[s:s + batch_size].to(device).float().div_(255.0)[:, None]))
+            out = model(model_input(x_u8[s:s + batch_size].to(device)))
             outs.append((out[0] if isinstance(out, (tuple, list)) else out).float())
     model.train(was_training)
     return torch.cat(outs)

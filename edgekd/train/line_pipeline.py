@@ -84,7 +84,7 @@ class LineSource:
         return self._views[v]
 
     def batch(self, epoch: int, idx: "torch.Tensor") -> tuple["torch.Tensor", dict[str, Any]]:
-        from .batches import _normalize
+        from .batches import model_input
 
         d = self._view(epoch % self.num_views)
         idx = idx.to(self.device)
@@ -94,7 +94,7 @@ class LineSource:
             lg = d["t_logits"][idx] if self.cache else line_logits(self.teacher, x_u8, self.device)
             seq, n = (d["t_seq"][idx], d["t_len"][idx]) if self.cache else greedy_paths(lg)
             tgt.update(teacher_logits=lg, teacher_targets=seq, teacher_target_lengths=n)
-        return _normalize(x_u8.float().div_(255.0)[:, None]), tgt
+        return model_input(x_u8), tgt
 
 
 def _line_hooks(splits: LineSplits, device: "torch.device") -> dict[str, Any]:

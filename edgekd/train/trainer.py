@@ -70,7 +70,7 @@ def evaluate(model: "nn.Module", x: np.ndarray, y: np.ndarray, device: "torch.de
     import torch
     import torch.nn.functional as F
 
-    from .batches import _normalize, resize_uint8
+    from .batches import model_input, resize_uint8
 
     if len(y) == 0:
         return float("nan"), float("nan")
@@ -80,7 +80,7 @@ def evaluate(model: "nn.Module", x: np.ndarray, y: np.ndarray, device: "torch.de
     correct, loss = 0, 0.0
     with torch.inference_mode():
         for s in range(0, len(y), batch_size):
-            xb = _normalize(torch.from_numpy(x[s:s + batch_size]).to(device).float().div_(255.0)[:, None])
+            xb = model_input(torch.from_numpy(x[s:s + batch_size]).to(device))
             yb = torch.from_numpy(np.asarray(y[s:s + batch_size], np.int64)).to(device)
             out = model(xb).float()
             correct += int((out.argmax(1) == yb).sum())

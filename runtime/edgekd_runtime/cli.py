@@ -44,12 +44,12 @@ def _console(stderr: bool = False) -> Any:
 
 def expand_images(paths: List[Path]) -> List[Path]:
     """Files as given, directories expanded to their image files (sorted); nothing found -> ImageError."""
-    from .images import IMAGE_SUFFIXES
+    from .images import IMAGE_SUFFIXES, has_image_suffix
 
     out: List[Path] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.iterdir() if f.is_file() and has_image_suffix(f))
             if not found:
                 raise ImageError(f"{p}: directory has no image files ({', '.join(IMAGE_SUFFIXES)})")
             out.extend(found)

@@ -19,6 +19,7 @@ from typing import Any, Union
 import numpy as np
 
 from .errors import ImageError
+from .pixels import full_scale
 
 ImageLike = Union[str, os.PathLike, "Any", np.ndarray]  # path, PIL.Image.Image or array
 
@@ -41,10 +42,16 @@ DECODE_BYTES_PER_PIXEL = {"1": 2.1, "L": 1.2, "P": 2.1, "RGB": 4.6, "RGBA": 8.1,
                           "YCbCr": 8.1, "LAB": 8.1, "HSV": 8.1, "I;16": 6.2, "I;16L": 6.2, "I;16B": 6.2,
                           "I;16N": 6.2, "F": 12.1, "I": 16.1}
 _WORST_BYTES_PER_PIXEL = 16.1  # also WebP (libwebp decodes into a buffer of its own) and palette + transparency
+#: The image files edgekd reads (every command and folder reader, the converters' calibration folders included).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
 
 _PIL_LOCK = threading.Lock()
 _EXIF_ORIENTATION = 0x0112
+
+
+def has_image_suffix(path: Union[str, "os.PathLike[str]"]) -> bool:
+    """Whether `path` has the suffix of an image edgekd reads (`IMAGE_SUFFIXES`, any case)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def describe(image: Any) -> str:
@@ -164,7 +171,7 @@ def _from_pil(im: Any, name: str, max_side_px: int) -> np.ndarray:
     if im.mode.startswith("I;16"):  # native uint16 (65535 = white): box-reduced band by band, not as float
         arr = arr.astype(np.uint16, copy=False)
     elif im.mode == "I":
-        arr = arr.astype(np.float32) / (65535.0 if arr.max(initial=0) > 255 else 255.0)
+        arr = arr.astype(np.float32) / np.float32(full_scale(arr, name))
     return _from_array(arr, name, max_side_px)
 
 
@@ -185,33 +192,11 @@ def _from_array(a: np.ndarray, name: str, max_side_px: int) -> np.ndarray:
     factor = -(-max(a.shape[:2]) // max_side_px)
     if factor > 1:
         a = _block_mean(a, factor)
-    scale = _full_scale(a, name)
+    scale = full_scale(a, name)
     a = a.astype(np.float32, copy=False) / np.float32(scale)
     if a.ndim == 3:
         a = _to_gray(a)
     return np.clip(a, 0.0, 1.0, out=a if a.flags.writeable else None)
-
-
-def _full_scale(a: np.ndarray, name: str) -> float:
-    """The value that means white: 255 for 8-bit, 65535 for 16-bit, 1 for float in [0, 1]."""
-    if np.issubdtype(a.dtype, np.floating):
-        finite = np.isfinite(a)
-        if not finite.all():
-            bad = int(a.size - np.count_nonzero(finite))
-            raise ImageError(f"{name}: {bad} NaN/inf pixel values; clean the array (e.g. np.nan_to_num) first")
-        hi = float(a.max())
-        if float(a.min()) < 0.0:
-            raise ImageError(f"{name}: negative pixel values (min {float(a.min()):.3g}); pass raw pixels "
-                             f"(0..1 or 0..255), not a normalised tensor")
-        return 1.0 if hi <= 1.0 else 255.0 if hi <= 255.0 else 65535.0
-    if a.dtype in (np.uint8, np.int8):
-        return 255.0
-    if a.dtype == np.uint16:
-        return 65535.0
-    lo, hi = int(a.min()), int(a.max())
-    if lo < 0:
-        raise ImageError(f"{name}: negative pixel values (min {lo}); pass raw pixels (0..255 or 0..65535)")
-    return 255.0 if hi <= 255 else 65535.0
 
 
 def _to_gray(a: np.ndarray) -> np.ndarray:
@@ -238,6 +223,6 @@ def _block_mean(a: np.ndarray, k: int) -> np.ndarray:
         r1 = min(h // k, r0 + band)
         blk = a[r0 * k:r1 * k, :w].astype(np.float32)
         out[r0:r1] = blk.reshape((r1 - r0, k, w // k, k) + a.shape[2:]).mean(axis=(1, 3))
-    if np.issubdtype(a.dtype, np.integer):  # keep the integer scale for _full_scale
+    if np.issubdtype(a.dtype, np.integer):  # keep the integer scale for full_scale
         return out.round().astype(a.dtype) if a.dtype in (np.uint8, np.uint16) else out
     return out

@@ -26,7 +26,7 @@ from .images import ImageLike, describe
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
-from .recognizer import check_canvas_range
+from .pixels import as_canvases
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
@@ -124,7 +124,7 @@ class LineRecognizer(LoadedModel):
         target = self.fixed_width or -(-w // self.lines.frame_stride) * self.lines.frame_stride
         if w < target:
             c = np.concatenate([c, np.zeros((n, h, target - w), np.float32)], axis=2)
-        x = (c - np.float32(self.normalization.mean)) * np.float32(1.0 / self.normalization.std)
+        x = self.normalization.apply(c)
         x = x[:, None] if self.input_spec.layout == "NCHW" else x[..., None]
         if self._in_q:
             scale, zp = self._in_q
@@ -231,8 +231,7 @@ class LineRecognizer(LoadedModel):
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _check_canvases(self, canvases: Any) -> np.ndarray:
-        c = np.asarray(canvases)
-        c = c.astype(np.float32) / np.float32(255.0) if c.dtype == np.uint8 else c.astype(np.float32, copy=False)
+        c = as_canvases(canvases, self.normalization, "line canvases")  # uint8 / 255; floats checked in [0, 1]
         if c.ndim == 2:
             c = c[None]
         if c.ndim != 3 or c.shape[0] == 0 or c.shape[1] != self.height:
@@ -242,7 +241,6 @@ class LineRecognizer(LoadedModel):
         if c.shape[2] > self.max_width:
             raise LineTooWideError(f"line canvases are {c.shape[2]} px wide; {self.model_path.name} takes at most "
                                    f"{self.max_width} px at height {self.height}: split the line")
-        check_canvas_range(c, self.normalization, "line canvases")
         return c
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:

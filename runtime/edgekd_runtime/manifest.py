@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .atomic import atomic_write_json, sha256_file
 from .errors import ChecksumMismatchError, ManifestError, UserInputError
 
@@ -71,8 +73,22 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class Normalization:
+    """The model's input normalisation `x = (canvas - mean) / std`, canvas = pixel / 255 in [0, 1]."""
+
     mean: float = MNIST_MEAN
     std: float = MNIST_STD
+
+    def apply(self, canvases: Any, out: np.ndarray | None = None) -> Any:
+        """The one place the normalisation is computed, for the board, the converters and training alike.
+
+        A numpy array comes back float32 (other dtypes are converted first), written into `out` when given (a
+        laid-out input buffer of the same shape); a torch tensor keeps its dtype and device."""
+        if isinstance(canvases, np.ndarray) and canvases.dtype != np.float32:
+            canvases = canvases.astype(np.float32)
+        if out is None:
+            return (canvases - self.mean) / self.std
+        np.subtract(canvases, np.float32(self.mean), out=out)
+        return np.divide(out, np.float32(self.std), out=out)
 
 
 def check_normalization(mean: Any, std: Any, where: str, error: type[UserInputError] = UserInputError) -> Normalization:

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .backends import Backend, TensorInfo
-from .errors import ImageError, InputShapeError, ManifestError, ModelOutputError, UserInputError, WrongTaskError
+from .errors import InputShapeError, ManifestError, ModelOutputError, UserInputError, WrongTaskError
 from .images import ImageLike, describe, load_gray
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
+from .pixels import RANGE_TOLERANCE, as_canvases
 from .preprocess import WORK_SIDE_PX, preprocess
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 _F32 = np.dtype(np.float32)
 _U32 = np.dtype(np.uint32)
 _max_reduce = np.maximum.reduce
-#: Canvases may stray this far outside [0, 1] (float rounding of resizes); beyond it they are refused.
-RANGE_TOLERANCE = 1e-3
 # The hot path's range check in one reduction: float32 bits read as uint32 are <= this for every value in
 # [+0, 1 + tolerance]; negatives (sign bit), NaN, inf and anything above are larger (-0.0 too: the general path,
 # which compares floats, then accepts it).
@@ -80,8 +79,6 @@ class Recognizer(LoadedModel):
         self._in_scale, self._in_zp = (inp.scale, inp.zero_point) if inp.quantized else (0.0, 0)
         out: TensorInfo = self.backend.outputs[0]
         self._out_scale, self._out_zp = (out.scale, out.zero_point) if out.quantized else (0.0, 0)
-        self._mean = np.float32(self.normalization.mean)
-        self._inv_std = np.float32(1.0 / self.normalization.std)
         self._side = self.size
         self._canvas_shape = (self._side, self._side)
         self._sample_shape = tuple(int(d) for d in self.input_spec.shape[1:])
@@ -127,10 +124,9 @@ class Recognizer(LoadedModel):
             else:
                 x = np.empty((n,) + self._sample_shape, np.float32)
             v = x.reshape(n, self._side, self._side)  # a view: NCHW/NHWC/NHW with C == 1, or NF
-            np.subtract(c, self._mean, out=v)
-            np.multiply(v, self._inv_std, out=v)
+            self.normalization.apply(c, out=v)
             return x
-        x = (c - self._mean) * self._inv_std
+        x = self.normalization.apply(c)
         layout, shape = self.input_spec.layout, self.input_spec.shape
         if layout == "NCHW":
             x = np.repeat(x[:, None], shape[1], axis=1)
@@ -211,8 +207,7 @@ class Recognizer(LoadedModel):
             v, call = self._tls.hot = (x.reshape(self._canvas_shape), call)  # a view: NCHW/NHWC/NHW, C == 1
         if _max_reduce(c.view(_U32), axis=None) > _CANVAS_BITS_MAX:  # NaN/inf or outside [0, 1]: maybe
             return None
-        np.subtract(c, self._mean, out=v)
-        np.multiply(v, self._inv_std, out=v)
+        self.normalization.apply(c, out=v)
         t0 = time.perf_counter()
         y = call()
         latency_ms = (time.perf_counter() - t0) * 1e3
@@ -262,18 +257,11 @@ class Recognizer(LoadedModel):
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _check_canvases(self, canvases: Any) -> np.ndarray:
-        if type(canvases) is np.ndarray and canvases.dtype == np.float32:
-            c = canvases
-        elif isinstance(canvases, np.ndarray) and canvases.dtype == np.uint8:  # canvases stored as pixels*255
-            c = canvases.astype(np.float32) * np.float32(1.0 / 255.0)
-        else:
-            c = np.asarray(canvases, dtype=np.float32)
+        c = as_canvases(canvases, self.normalization)  # uint8 pixels / 255; floats checked to be in [0, 1]
         if c.shape[1:] != self._canvas_shape:  # not (N, S, S): accept (S, S), (N, 1, S, S), (N, S, S, 1)
             c = self._reshape_canvases(c, canvases)
         if c.shape[0] == 0:
             raise InputShapeError(f"an empty batch of canvases {c.shape}; pass at least one")
-        if not (isinstance(canvases, np.ndarray) and canvases.dtype == np.uint8):  # uint8 / 255: in range
-            check_canvas_range(c, self.normalization)
         return c
 
     def _reshape_canvases(self, c: np.ndarray, original: Any) -> np.ndarray:
@@ -375,24 +363,6 @@ def _top_k(top_k: Any) -> int:
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise UserInputError(f"top_k={top_k!r}: must be a whole number >= 1 (how many candidates to return)")
     return int(top_k)
-
-
-def check_canvas_range(c: np.ndarray, norm: Normalization, what: str = "canvases") -> None:
-    """Canvases (digit or line) are un-normalised pixel/255 values in [0, 1]: refuse NaN/inf and anything outside,
-    saying what the values look like (normalised already, 0..255 pixels) and what to pass instead."""
-    lo, hi = float(c.min()), float(c.max())  # NaN propagates into both
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ImageError(f"{what} contain NaN/inf values; clean them (np.nan_to_num) before predicting")
-    if lo >= -RANGE_TOLERANCE and hi <= 1.0 + RANGE_TOLERANCE:
-        return
-    if lo < -RANGE_TOLERANCE:
-        hint = (f"negative values mean they look normalised already ((x - mean) / std; this model's mean "
-                f"{norm.mean:g}, std {norm.std:g}): pass them before normalisation, the recognizer normalises "
-                f"them itself")
-    else:
-        hint = "divide 0..255 pixel values by 255 (or pass uint8 canvases), or rescale them to [0, 1]"
-    raise InputShapeError(f"{what} must be un-normalised values in [0, 1] (pixel / 255); got values in "
-                          f"[{lo:.4g}, {hi:.4g}]: {hint}")
 
 
 def _side(spec: InputSpec) -> int:

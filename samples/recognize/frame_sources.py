@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from edgekd_runtime.errors import UserInputError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
+from edgekd_runtime.images import IMAGE_SUFFIXES, has_image_suffix
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class Frame:
 
 
 def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return has_image_suffix(path) and not path.name.startswith(".")
 
 
 def _list_folder(folder: Path, recursive: bool) -> list[Path]:

@@ -108,13 +108,13 @@ def test_wrong_shape_names_source_and_expected_shape():
 
 
 def test_0_255_floats_are_refused_with_a_hint():
-    with pytest.raises(CalibrationDataError, match=r"\[0, 255\].*divide by 255"):
+    with pytest.raises(CalibrationDataError, match=r"\[0, 255\]: divide 0..255 pixel values by 255"):
         check_canvases(np.linspace(0, 255, 2 * 784, dtype=np.float32).reshape(2, 28, 28), NCHW)
 
 
 def test_already_normalised_data_is_refused():
     x = (np.random.default_rng(0).random((2, 28, 28), dtype=np.float32) - 0.1307) / 0.3081
-    with pytest.raises(CalibrationDataError, match="already normalised"):
+    with pytest.raises(CalibrationDataError, match="negative values mean they look normalised already"):
         check_canvases(x, NCHW)
 
 
@@ -171,6 +171,19 @@ def test_image_folder_with_class_subfolders(tmp_path):
     mnist = load_samples(tmp_path, NCHW, preprocess="mnist")
     assert mnist.shape == (6, 28, 28, 1)
     assert mnist[0, 0, 0, 0] == 0.0 and mnist[0].max() > 0.5  # light ink on a dark canvas, like MNIST
+
+
+def test_image_folder_reads_the_runtimes_image_suffixes(tmp_path):
+    """A `.ppm` (or `.PBM`) that `edgekd-rt predict` reads is a calibration image too: one suffix set."""
+    from edgekd_runtime.cli import expand_images
+
+    _digit_png(tmp_path / "0.png")
+    with Image.open(tmp_path / "0.png") as im:
+        im.convert("RGB").save(tmp_path / "1.ppm")
+        im.convert("1").save(tmp_path / "2.PBM")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert load_samples(tmp_path, NCHW, preprocess="resize").shape == (3, 28, 28, 1)
+    assert [p.name for p in expand_images([tmp_path])] == ["0.png", "1.ppm", "2.PBM"]
 
 
 def test_image_folder_errors(tmp_path):

@@ -79,6 +79,38 @@ def test_npz_float_and_uint8(tmp_path):
     assert np.array_equal(f.train.x, u.train.x) and np.array_equal(f.train.y, u.train.y)
 
 
+def test_array_canvases_follow_the_runtimes_0_255_rule():
+    """npz/embedded arrays: 0..1 and 0..255 floats, integers and bools become the same uint8 canvases (the
+    runtime's `full_scale`); 0..1 with a resize's overshoot is still 0..1; anything else is refused by name."""
+    from edgekd.data.sources import to_uint8_canvases
+
+    x, _ = _digits(2)
+    for a in (x.astype(np.float32) / 255, x.astype(np.float64), x.astype(np.int32),
+              np.minimum(x / 255 * 1.0005, 1.0005)):
+        assert np.array_equal(to_uint8_canvases(a, "a.npz"), x)
+    assert np.array_equal(to_uint8_canvases(x > 127, "a.npz"), np.where(x > 127, 255, 0))
+    with pytest.raises(UserInputError, match="a.npz: pixel values must be in 0..1 or 0..255"):
+        to_uint8_canvases(x.astype(np.float32) * 2, "a.npz")
+    with pytest.raises(UserInputError, match="a.npz: negative pixel values"):
+        to_uint8_canvases(x.astype(np.float32) / 255 - 0.1307, "a.npz")
+    with pytest.raises(UserInputError, match="a.npz: .*NaN"):
+        to_uint8_canvases(np.where(x > 0, np.nan, 0.0), "a.npz")
+
+
+def test_folder_source_reads_every_runtime_image_suffix(tmp_path):
+    from PIL import Image
+
+    img = np.full((28, 28), 255, np.uint8)
+    img[6:22, 12:16] = 0
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i, suffix in enumerate((".ppm", ".PGM", ".png")):
+            Image.fromarray(img).convert("RGB" if suffix == ".ppm" else "L").save(tmp_path / name / f"{i}{suffix}")
+        (tmp_path / name / "notes.txt").write_text("not an image")
+    s = load_data(DataSpec("folder", str(tmp_path), val_fraction=0.0, test_fraction=0.0))
+    assert len(s.train) == 6
+
+
 def test_folder_source_uses_runtime_preprocessing(tmp_path):
     from PIL import Image
 
