@@ -47,19 +47,16 @@ def _pad(chunk: np.ndarray, batch: int) -> np.ndarray:
 
 
 def make_tflite_interpreter(path: str | os.PathLike, threads: int = 1):
-    """A LiteRT interpreter (ai_edge_litert, else tflite_runtime, else tensorflow.lite)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - depends on the installed interpreter
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+    """A TFLite interpreter found as the board finds one (`edgekd_runtime.backend_tflite.find_interpreter`:
+    ai_edge_litert, else tflite_runtime, else tensorflow.lite, skipping one that is installed but broken)."""
+    from edgekd_runtime.backend_tflite import find_interpreter
+
     from .quiet import captured_output
 
+    interpreter_cls, _, _ = find_interpreter()
     try:
         with captured_output():  # LiteRT prints "Created TensorFlow Lite XNNPACK delegate" on fd 2
-            return Interpreter(model_path=str(path), num_threads=threads)
+            return interpreter_cls(model_path=str(path), num_threads=threads)
     except Exception as e:
         raise ModelLoadError(f"{path}: the TFLite interpreter cannot load it ({str(e)[:200]})") from None
 
