@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import io
 import os
-import re
-import warnings
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgekd_runtime.errors import ModelLoadError, UserInputError
+from edgekd_runtime.errors import ModelLoadError
 from edgekd_runtime.profile import PRECISIONS, OpFeatures
 
 # Bytes per activation element in the arena. fp16 TFLite models store fp16 weights but compute in fp32.
@@ -278,15 +276,14 @@ def _peak_activation_bytes(g, shapes, inits, const_outputs, fused, elem_bytes: i
 
 # ---- torch side ---------------------------------------------------------------------------------------------
 def export_onnx_bytes(module: Any, input_shape: tuple[int, ...]) -> bytes:
-    """Export a torch module (eval mode, batch 1) to ONNX in memory, the way `edgekd export` does."""
+    """Export a torch module to ONNX in memory with `edgekd export`'s exporter (`torch_to_onnx`), its shapes
+    fixed at `input_shape` (batch 1): the cost model counts concrete tensor sizes."""
     import torch
 
-    module = module.eval()
+    from edgekd.export.onnx_export import torch_to_onnx
+
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, torch.zeros(*input_shape), buf, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"])
+    torch_to_onnx(module, torch.zeros(*input_shape), buf)
     return buf.getvalue()
 
 
@@ -309,15 +306,12 @@ def torch_macs(module: Any, input_shape: tuple[int, ...]) -> int:
     return int(fc.get_total_flops()) // 2
 
 
-_RES = re.compile(r"-r(\d+)$")
-
-
 def student_resolution(student_id: str) -> int:
-    """Input side R of a student id such as ``dscnn-w16-d3-r28``."""
-    m = _RES.search(student_id)
-    if not m:
-        raise UserInputError(f"student id {student_id!r} has no '-r<resolution>' suffix (e.g. dscnn-w16-d3-r28)")
-    return int(m.group(1))
+    """Input side R of a student id such as ``dscnn-w16-d3-r28`` (the line height of a line student), read by
+    the one student-id grammar (`parse_student_id`, which raises StudentIdError naming the valid forms)."""
+    from edgekd.models.students import parse_student_id
+
+    return parse_student_id(student_id).input_size
 
 
 #: Line students are costed per line of this many pixel columns (192 px at height 24: about 12 digits).

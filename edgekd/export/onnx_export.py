@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,27 +53,39 @@ def export_line_onnx(model: "torch.nn.Module", height: int, width: int, num_clas
                            fix_last_dim=num_classes)
 
 
-def _export_checked(model: "torch.nn.Module", dummy: "torch.Tensor", path: str | os.PathLike, opset: int,
-                    dynamic_axes: dict, out_shape: str, fix_last_dim: int | None = None) -> Path:
-    """torch.onnx.export (TorchScript exporter), then the ONNX checker and strict shape inference; the output
-    must have the rank `out_shape` names. `fix_last_dim` states the output's last dimension where the exporter
-    left it symbolic (a reshape's)."""
-    import onnx
+def torch_to_onnx(model: "torch.nn.Module", dummy: "torch.Tensor", f: str | os.PathLike | IO[bytes],
+                  opset: int = MIN_OPSET, dynamic_axes: dict[str, dict[int, str]] | None = None) -> None:
+    """The one torch -> ONNX call: the TorchScript exporter at `opset` (>= MIN_OPSET), input `INPUT_NAME`, output
+    `OUTPUT_NAME`, constant folding, in eval mode without grad, into a path or a bytes buffer `f`.
+
+    `dynamic_axes` names the symbolic dimensions (None: every shape fixed as `dummy`'s, what the cost model
+    wants). Raises ExportError for an old opset or a module torch cannot export."""
     import torch
 
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old; use --opset {MIN_OPSET} or newer")
-    path = Path(path)
     model = model.eval()
+    target: Any = str(f) if isinstance(f, (str, os.PathLike)) else f
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(model, (dummy,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            torch.onnx.export(model, (dummy,), target, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True,
                               dynamo=False)
     except Exception as e:  # torch raises many types for unexportable modules
         raise ExportError(f"torch could not export {type(model).__name__} to ONNX opset {opset}: "
                           f"{str(e).splitlines()[0][:300]}") from None
+
+
+def _export_checked(model: "torch.nn.Module", dummy: "torch.Tensor", path: str | os.PathLike, opset: int,
+                    dynamic_axes: dict, out_shape: str, fix_last_dim: int | None = None) -> Path:
+    """`torch_to_onnx` into `path`, then the ONNX checker and strict shape inference; the output
+    must have the rank `out_shape` names. `fix_last_dim` states the output's last dimension where the exporter
+    left it symbolic (a reshape's)."""
+    import onnx
+
+    path = Path(path)
+    torch_to_onnx(model, dummy, path, opset, dynamic_axes)
     proto = onnx.load(str(path))
     if fix_last_dim is not None:
         last = proto.graph.output[0].type.tensor_type.shape.dim[-1]

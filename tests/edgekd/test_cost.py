@@ -122,13 +122,30 @@ def test_student_cost_is_json_and_folds_batchnorm():
     assert c.peak_ram_bytes["int8"] * 4 == c.peak_ram_bytes["fp32"]
 
 
+def test_cost_exports_with_the_export_commands_exporter():
+    """One torch -> ONNX call (`torch_to_onnx`): the cost model's in-memory export has `edgekd export`'s opset and
+    tensor names, its shapes fixed at batch 1 (what the cost model counts)."""
+    import onnx
+
+    from edgekd.export.onnx_export import INPUT_NAME, MIN_OPSET, OUTPUT_NAME
+    from edgekd.models.students import build_student
+
+    proto = onnx.load_from_string(C.export_onnx_bytes(build_student("cnn-w4-d2-r16", 10), (1, 1, 16, 16)))
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [MIN_OPSET]
+    assert [i.name for i in proto.graph.input] == [INPUT_NAME] and [o.name for o in proto.graph.output] == [OUTPUT_NAME]
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [1, 1, 16, 16]
+
+
 def test_bad_models_are_typed_errors(tmp_path):
     with pytest.raises(ModelLoadError, match="not an ONNX model"):
         C.analyze_onnx(b"definitely not protobuf \xff\xff")
     with pytest.raises(ModelLoadError, match="no such ONNX file"):
         C.analyze_onnx(tmp_path / "missing.onnx")
-    with pytest.raises(UserInputError, match="resolution"):
+    with pytest.raises(UserInputError, match=r"bad student id 'dscnn-w16-d3'; valid forms: .*-r\{R\}"):
         C.student_resolution("dscnn-w16-d3")
+    with pytest.raises(UserInputError, match="r99 out of range"):  # the one grammar: cost refuses what build refuses
+        C.student_resolution("cnn-w8-d2-r99")
+    assert C.student_resolution("ctc-w8-d2-r24") == 24 and C.student_resolution(" linear-r16") == 16
 
 
 def test_shipped_calibration_suite_features_match_the_cost_model():
