@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from edgekd_runtime.manifest import Artifact, Manifest, verify_artifact
 from edgekd_runtime.pixels import as_canvases
+from edgekd_runtime.sysinfo import package_versions
 
 from .calibration import MIN_CALIBRATION_SAMPLES
 from .convert import FILE_NAMES, ConversionReport, convert_into, prepare
@@ -175,10 +175,4 @@ def runtime_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, labe
 
 def converter_versions() -> dict[str, str]:
     """Versions of the converters and the libraries a conversion ran with (those installed)."""
-    out: dict[str, Any] = {}
-    for dist in ("edgekd-converters", "onnx", "onnxruntime", "onnx2tf", "tensorflow-cpu", "ai-edge-litert"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return package_versions(("edgekd-converters", "onnx", "onnxruntime", "onnx2tf", "tensorflow-cpu", "ai-edge-litert"))

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import numpy as np
 
 from edgekd_runtime.atomic import sha256_file
 from edgekd_runtime.manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
+from edgekd_runtime.sysinfo import package_versions, utc_timestamp
 
 from .onnx_export import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, torch_logits
 from .samples import bundle_samples, normalise
@@ -67,7 +66,7 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
             artifacts=[Artifact.from_file(stage, ONNX_NAME, "fp32", parity=parity.to_dict(),
                                           accuracy=float(np.mean(out.argmax(1) == test_y)),
                                           extra={"accuracy_source": "onnxruntime", "opset": opset})],
-            budget=ck.get("budget"), profile=ck.get("profile"), versions=_versions(), created=_now(),
+            budget=ck.get("budget"), profile=ck.get("profile"), versions=export_versions(), created=utc_timestamp(),
             extra={**_base_extra(ck, checkpoint), "eval_split": samples.split, "num_eval_samples": int(len(test_y)),
                    "torch_accuracy": float(np.mean(ref.argmax(1) == test_y))})
         manifest.save(stage)
@@ -86,7 +85,7 @@ def _export_lines(model: Any, ck: dict[str, Any], checkpoint: str | os.PathLike,
     with staged_directory(out_dir, force) as stage:
         return export_line_bundle(model, ck, stage, onnx_name=ONNX_NAME, opset=opset,
                                   max_samples=max_samples, base_extra=_base_extra(ck, checkpoint),
-                                  versions=_versions(), created=_now())
+                                  versions=export_versions(), created=utc_timestamp())
 
 
 def _base_extra(ck: dict[str, Any], checkpoint: str | os.PathLike) -> dict[str, Any]:
@@ -95,15 +94,8 @@ def _base_extra(ck: dict[str, Any], checkpoint: str | os.PathLike) -> dict[str, 
             "metrics": ck.get("metrics") or {}}
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _versions() -> dict[str, Any]:
-    out = {"python": platform.python_version()}
-    for dist in ("edgekd", "edgekd-runtime", "torch", "onnx", "onnxruntime"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+def export_versions() -> dict[str, str]:
+    """The versions a bundle or run report records from the workstation: Python and the installed edgekd,
+    edgekd-runtime, torch, onnx and onnxruntime."""
+    return {"python": platform.python_version(),
+            **package_versions(("edgekd", "edgekd-runtime", "torch", "onnx", "onnxruntime"))}

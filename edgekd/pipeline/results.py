@@ -16,10 +16,9 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
                  bundle: Path, bench: dict[str, Any], teacher_ck: str) -> dict[str, Any]:
     from edgekd.budget.cost import student_cost
     from edgekd.budget.profiles import get_profile
-    from edgekd.export.bundle import _versions
+    from edgekd.export.bundle import export_versions
     from edgekd_runtime.manifest import Manifest
-
-    from .run import _now
+    from edgekd_runtime.sysinfo import utc_timestamp
 
     manifest = Manifest.load(bundle)
     chosen = search["chosen"]
@@ -92,8 +91,8 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
 
     return {
         "format": "edgekd-report", "format_version": 1,
-        "run": {"created": _now(), "quick": cfg.quick, "config": cfg.to_dict(), "fingerprint": cfg.fingerprint(),
-                "versions": _versions()},
+        "run": {"created": utc_timestamp(), "quick": cfg.quick, "config": cfg.to_dict(),
+                "fingerprint": cfg.fingerprint(), "versions": export_versions()},
         "target": {"profile": profile.to_dict(), "budget": budget.to_dict(), "precision": prec},
         "models": rows,
         "artifacts": artifacts,

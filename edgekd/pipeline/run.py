@@ -19,11 +19,11 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from edgekd_runtime.atomic import atomic_write_json, atomic_write_text, sha256_file
+from edgekd_runtime.sysinfo import utc_timestamp
 
 from .config import PipelineConfig, digest
 from .state import StepState, prepare_run_dir
@@ -256,9 +256,5 @@ def _bench_step(cfg: PipelineConfig, bundle: Path, run_dir: Path, log: Log, test
             r.image_path.image = (f"test digit #0 (class {int(test.y[0])}) as a {PHOTO_WIDTH_PX}x{PHOTO_HEIGHT_PX} "
                                   f"PNG photo")
     out = {p: r.to_dict(samples=False) for p, r in reports.items()}
-    atomic_write_json(run_dir / "bench.json", {"created": _now(), "artifacts": out})
+    atomic_write_json(run_dir / "bench.json", {"created": utc_timestamp(), "artifacts": out})
     return out
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

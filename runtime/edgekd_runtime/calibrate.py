@@ -11,7 +11,6 @@ how far the fit misses on models it was not fitted to.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import os
@@ -26,6 +25,7 @@ import numpy as np
 
 from .errors import CalibrationError, ProfileError
 from .profile import COEFFICIENTS, PRECISIONS, DeviceProfile, LatencyCoefficients, OpFeatures
+from .sysinfo import utc_timestamp
 
 SUITE_DIR = Path(__file__).parent / "assets" / "calibration"
 SUITE_FORMAT = "edgekd-calibration-suite"
@@ -256,7 +256,7 @@ def calibrate(config: CalibrationConfig = CalibrationConfig(), name: str = "my-b
     except OSError:
         flash = 1 << 30
     backend_version = _backend_version(config.backend)
-    calib = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    calib = {"date": utc_timestamp(),
              "backend": config.backend, "backend_version": backend_version, "threads": threads,
              "cpu": cpu_name(), "machine": platform.machine(), "python": platform.python_version(),
              "suite": "quick" if config.quick else "full", "rounds": config.rounds,

@@ -1,11 +1,32 @@
-"""What machine this is and how much memory the process holds, without psutil (Linux /proc, else resource)."""
+"""What machine this is and how much memory the process holds, without psutil (Linux /proc, else resource); the
+time and package-version stamps every manifest, profile and report carries."""
 
 from __future__ import annotations
 
 import os
 import platform
 import sys
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+
+def utc_timestamp() -> str:
+    """Now in UTC to the second, ISO 8601 with a Z (e.g. "2026-12-01T11:17:45Z"): the one stamp format of
+    manifests (`created`), measured profiles (`calibration.date`) and run reports."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def package_versions(dists: Iterable[str]) -> dict[str, str]:
+    """{distribution: installed version} for those of `dists` that are installed (the others are left out)."""
+    from importlib import metadata  # lazily: it pulls in tempfile, which a board's benchmark process does not need
+
+    out: dict[str, str] = {}
+    for dist in dists:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
 
 
 def rss_bytes() -> int | None:
