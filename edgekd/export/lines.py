@@ -19,7 +19,7 @@ from edgekd_runtime.manifest import LINE_TASK, Artifact, InputSpec, LinesSpec, M
 from edgekd_runtime.pixels import as_canvases
 
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_line_onnx, torch_logits
-from .samples import normalise
+from .samples import eval_split, normalise
 
 if TYPE_CHECKING:
     import torch
@@ -45,15 +45,13 @@ def line_samples(data: dict[str, Any] | None, calib_samples: int = 500, seed: in
     """Rebuild the checkpoint's line splits (its LineSpec dict): training lines to calibrate, the test split."""
     from edgekd.data.lines import LineSpec, load_lines
     from edgekd_converters.calibration import subsample
-    from edgekd_runtime.errors import ManifestError, UserInputError
+    from edgekd_runtime.errors import ManifestError
 
     if not data:
         raise ManifestError("the bundle/checkpoint records no line data spec (extra.data); re-export it from a "
                             "checkpoint made by `edgekd distill --task lines`")
     splits = load_lines(LineSpec.from_dict(dict(data)))
-    test, name = (splits.test, "test") if len(splits.test) else (splits.val, "val")
-    if len(test) == 0:
-        raise UserInputError(f"line data {data}: no test or validation lines to check the export on")
+    test, name = eval_split(splits, f"line data {data}")
     train_x = subsample(splits.train.x, calib_samples, seed)
     as_float = lambda x: as_canvases(x, what=f"line data {data}")  # noqa: E731
     val = splits.val if name == "test" and len(splits.val) else None

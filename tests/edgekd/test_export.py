@@ -122,3 +122,16 @@ def test_cli_export_json_and_bad_inputs(student_ckpt, tmp_path):
     assert missing.exit_code == 2 and "not found" in missing.output
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
     assert CliRunner().invoke(app, ["export", "--help"]).exit_code == 0
+
+
+def test_digit_and_line_exports_pick_their_check_split_by_one_rule():
+    """`eval_split`: the test split, else the val split (data without a test split), else a typed error."""
+    from types import SimpleNamespace
+
+    from edgekd.export.samples import eval_split
+    from edgekd_runtime.errors import UserInputError
+
+    assert eval_split(SimpleNamespace(test=[1, 2], val=[3]), "data d") == ([1, 2], "test")
+    assert eval_split(SimpleNamespace(test=[], val=[3]), "data d") == ([3], "val")
+    with pytest.raises(UserInputError, match="line data d: no test or validation samples to check the export on"):
+        eval_split(SimpleNamespace(test=[], val=[]), "line data d")
