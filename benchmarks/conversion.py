@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class _Art:
@@ -35,18 +33,19 @@ def train_default(student_id: str, epochs: int, out: Path, seed: int = 0) -> Pat
     import torch.nn.functional as F
 
     from edgekd.data import DataSpec, load_data
-    from edgekd.export.samples import normalise
     from edgekd.models.students import build_student, parse_student_id
+    from edgekd.train.batches import TRAIN_NORMALIZATION
     from edgekd.train.checkpoint import model_checkpoint, save_torch
+    from edgekd_runtime.pixels import as_canvases
     from edgekd_runtime.preprocess import resize_canvas
 
     torch.manual_seed(seed)
     spec = DataSpec("embedded", seed=seed)
     splits = load_data(spec)
     size = parse_student_id(student_id).input_size
-    canv = splits.train.x.astype(np.float32) / 255.0
+    canv = as_canvases(splits.train.x)
     canv = canv if size == 28 else resize_canvas(canv, size)
-    x = torch.from_numpy(normalise(canv, 0.1307, 0.3081))
+    x = torch.from_numpy(TRAIN_NORMALIZATION.apply(canv)[:, None])
     y = torch.from_numpy(splits.train.y)
     model = build_student(student_id, splits.num_classes)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)

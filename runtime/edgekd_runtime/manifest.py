@@ -39,6 +39,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +84,17 @@ class Normalization:
 
         A numpy array comes back float32 (other dtypes are converted first), written into `out` when given (a
         laid-out input buffer of the same shape); a torch tensor keeps its dtype and device."""
+        if out is not None:  # the board's hot path: float32 scalars made once per normalisation
+            mean, std = self._f32
+            np.subtract(canvases, mean, out=out)
+            return np.divide(out, std, out=out)
         if isinstance(canvases, np.ndarray) and canvases.dtype != np.float32:
             canvases = canvases.astype(np.float32)
-        if out is None:
-            return (canvases - self.mean) / self.std
-        np.subtract(canvases, np.float32(self.mean), out=out)
-        return np.divide(out, np.float32(self.std), out=out)
+        return (canvases - self.mean) / self.std
+
+    @cached_property
+    def _f32(self) -> tuple[np.float32, np.float32]:
+        return np.float32(self.mean), np.float32(self.std)
 
 
 def check_normalization(mean: Any, std: Any, where: str, error: type[UserInputError] = UserInputError) -> Normalization:
