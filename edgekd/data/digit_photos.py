@@ -17,8 +17,9 @@ def render_digit_photo(canvas: np.ndarray, height: int = PHOTO_HEIGHT_PX, width:
     the digit 10x larger (at most 3/4 of the height), dark ink on paper lit brighter to the right, sensor noise."""
     from PIL import Image
 
-    c = np.asarray(canvas, np.float32)
-    c = c / 255.0 if np.asarray(canvas).dtype == np.uint8 else c
+    from edgekd_runtime.pixels import as_canvases
+
+    c = as_canvases(canvas, what="digit canvas")
     side = min(10 * c.shape[0], 3 * height // 4, width // 2)
     big = np.asarray(Image.fromarray(c, mode="F").resize((side, side), Image.BILINEAR), np.float32)
     ink = np.zeros((height, width), np.float32)

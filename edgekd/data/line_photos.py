@@ -13,6 +13,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from edgekd_runtime.pixels import as_canvases
+
 POLARITIES = ("dark-on-light", "light-on-dark")
 Seed = Union[int, Sequence[int]]
 
@@ -51,7 +53,7 @@ def render_line_photo(canvas: np.ndarray, seed: Seed, polarity: str = "dark-on-l
         raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
     p = params or draw_params(seed)
     rng = np.random.default_rng([*np.atleast_1d(np.asarray(seed, dtype=np.int64)).tolist(), 7])
-    ink = np.asarray(canvas, np.float32) / (255.0 if np.asarray(canvas).dtype == np.uint8 else 1.0)
+    ink = as_canvases(np.asarray(canvas), what="line canvas")
     cols = np.flatnonzero(ink.max(0) > 0.1)
     ink = ink[:, :cols[-1] + 3] if len(cols) else ink
     big = np.clip(cv2.resize(ink, None, fx=p.scale, fy=p.scale, interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
