@@ -24,6 +24,7 @@ import numpy as np
 
 from edgekd_runtime.errors import UserInputError
 from edgekd_runtime.images import IMAGE_SUFFIXES, has_image_suffix
+from edgekd_runtime.pixels import to_uint8
 from edgekd_runtime.registry import Registry
 
 from .idx import DataFileError
@@ -306,7 +307,7 @@ def folder_lines(spec: LineSpec) -> LineSplits:
             xs.append(preprocess_line(path, spec.height, spec.width))
         except ImageError as e:
             raise DataFileError(f"line folder: cannot use {path} ({e})") from None
-    x = np.clip(np.rint(np.stack(xs) * 255.0), 0, 255).astype(np.uint8)
+    x = to_uint8(np.stack(xs))
     texts = [t for _, t in rows]
     charset = "".join(sorted(set("".join(texts))))
     order = np.random.default_rng(spec.seed).permutation(len(rows))

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgekd_runtime.errors import UserInputError
 from edgekd_runtime.images import IMAGE_SUFFIXES, has_image_suffix
-from edgekd_runtime.pixels import full_scale
+from edgekd_runtime.pixels import full_scale, to_uint8
 from edgekd_runtime.registry import Registry
 
 from .idx import DataFileError, find_idx_pairs, read_idx, read_mapping
@@ -167,7 +167,7 @@ def folder(spec: DataSpec) -> RawData:
                 canvas = preprocess(f)
             except ImageError as e:
                 raise DataFileError(f"folder source: cannot use image ({e})") from None
-            xs.append(np.clip(np.rint(np.asarray(canvas, np.float32) * 255.0), 0, 255).astype(np.uint8))
+            xs.append(to_uint8(canvas))
             ys.append(c)
     return RawData(np.stack(xs), np.asarray(ys, np.int64), classes)
 

@@ -26,10 +26,10 @@ def resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
     """Resize uint8 (N, 28, 28) canvases with the runtime's `resize_canvas` (the one the board uses)."""
     if size == x.shape[-1]:
         return x
+    from edgekd_runtime.pixels import as_canvases, to_uint8
     from edgekd_runtime.preprocess import resize_canvas
 
-    out = resize_canvas(x.astype(np.float32) / 255.0, size)
-    return np.clip(np.rint(np.asarray(out) * 255.0), 0, 255).astype(np.uint8)
+    return to_uint8(resize_canvas(as_canvases(x), size))
 
 
 #: The input normalisation every model is trained with (MNIST's), applied by the runtime's one rule.

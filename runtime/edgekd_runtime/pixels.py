@@ -5,7 +5,8 @@
   else 0..65535. Negative or NaN/inf pixels are refused (they look normalised, or broken).
 - Canvases (`as_canvases`): the model-side images before normalisation, float32 in [0, 1] (pixel / 255). uint8
   canvases are pixels and are divided by 255; float canvases must already be in [0, 1] (`check_canvas_range`,
-  whose message says what the values look like: normalised already, or 0..255 pixels).
+  whose message says what the values look like: normalised already, or 0..255 pixels). `to_uint8` stores
+  canvases as pixels (rounded), the way data splits keep them.
 
 Images (`images.load_gray`), the recognizers, the converters' calibration data and edgekd's data sources all ask
 these functions, so a value means the same thing at every stage.
@@ -61,6 +62,12 @@ def as_canvases(x: Any, norm: "Normalization | None" = None, what: str = "canvas
     if c.size:
         check_canvas_range(c, norm, what, error)
     return c
+
+
+def to_uint8(canvases: Any) -> np.ndarray:
+    """Canvases in [0, 1] -> uint8 pixels (rounded, clipped): how data splits store canvases; `as_canvases` reads
+    them back."""
+    return np.clip(np.rint(np.asarray(canvases, np.float32) * np.float32(255.0)), 0, 255).astype(np.uint8)
 
 
 def check_canvas_range(c: np.ndarray, norm: "Normalization | None" = None, what: str = "canvases",

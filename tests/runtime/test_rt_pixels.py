@@ -11,7 +11,7 @@ from edgekd_runtime.cli import expand_images
 from edgekd_runtime.errors import ImageError, InputShapeError, ProfileError
 from edgekd_runtime.images import IMAGE_SUFFIXES, has_image_suffix, load_gray
 from edgekd_runtime.manifest import Normalization
-from edgekd_runtime.pixels import RANGE_TOLERANCE, as_canvases, full_scale
+from edgekd_runtime.pixels import RANGE_TOLERANCE, as_canvases, full_scale, to_uint8
 
 
 @pytest.mark.parametrize("values, dtype, scale", [
@@ -68,6 +68,13 @@ def test_as_canvases_scales_uint8_and_checks_floats():
         as_canvases(np.array([np.inf]), what="line canvases")
     with pytest.raises(ProfileError, match="NaN/inf"):
         as_canvases(np.array([np.nan]), error=ProfileError)
+
+
+def test_to_uint8_stores_canvases_as_rounded_pixels():
+    c = np.array([-0.1, 0.0, 0.4 / 255, 0.6 / 255, 0.5, 1.0, 1.2], np.float32)
+    assert to_uint8(c).tolist() == [0, 0, 0, 1, 128, 255, 255]
+    x = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
+    assert np.abs(as_canvases(to_uint8(x)) - x).max() <= 0.5 / 255 + 1e-7  # the round trip loses half a level
 
 
 def test_normalization_apply_is_float32_and_writes_into_a_buffer():
