@@ -76,6 +76,8 @@ def convert(
         print_json(report.to_dict())
     else:
         _print_report(report, out)
+    for w in report.extra.get("warnings", []):
+        typer.echo(f"warning: {w}", err=True)
     for f in report.failed:
         p = f.parity
         typer.echo(f"error: {f.name} missed its tolerance and was not written: max abs diff {p.max_abs_diff:.3g}, "
@@ -101,6 +103,8 @@ def _print_report(report, out: Path) -> None:
     ref = "" if report.reference_accuracy is None else f"; reference accuracy {report.reference_accuracy:.2%}"
     console.print(f"parity on {report.extra.get('num_eval_samples')} samples against the ONNX model{ref}; "
                   f"{report.wall_s:.1f} s")
+    if report.extra.get("normalized"):
+        console.print(f"converted from a normalised copy: {'; '.join(report.extra['normalized'])}")
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -151,7 +151,7 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     if "onnx-int8" in targets:
         plan.append(("onnx", "int8"))
     paths = {k: dest_dir / FILE_NAMES[k].format(stem=stem) for k in plan}
-    timings = _write_artifacts(info, paths, calib, mean, std, int8_source)
+    timings, normalized, notes = _write_artifacts(info, paths, calib, mean, std, int8_source)
 
     artifacts, failed = [], []
     for fmt, precision in plan:
@@ -173,30 +173,46 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     kind = "probs" if looks_like_probabilities(ref) else "logits"
     return ConversionReport(info.path, tuple(artifacts), accuracy(ref), time.perf_counter() - start,
                             extra={"num_calibration_samples": len(calib), "num_eval_samples": len(evals),
-                                   "num_classes": int(ref.shape[-1]), "output_kind": kind},
+                                   "num_classes": int(ref.shape[-1]), "output_kind": kind,
+                                   "normalized": normalized, "warnings": notes},
                             failed=tuple(failed))
 
 
 def _write_artifacts(info: OnnxModelInfo, paths: dict[tuple[str, str], Path], calib: np.ndarray, mean: float,
-                     std: float, int8_source: OnnxModelInfo | None) -> dict[tuple[str, str], float]:
-    """Convert to every (format, precision) in `paths`; returns the seconds each took (onnx2tf writes all the
-    TFLite precisions in one run: its time is shared among them)."""
+                     std: float, int8_source: OnnxModelInfo | None) -> tuple[dict[tuple[str, str], float], list[str],
+                                                                         list[str]]:
+    """Convert to every (format, precision) in `paths`, from the model normalised by `normalize` when it needs it
+    (a foreign graph); returns (the seconds each took, the normalisation steps, warnings). onnx2tf writes all the
+    TFLite precisions in one run: its time is shared among them."""
+    from .normalize import normalized_file
+    from .staging import work_directory
+
     timings: dict[tuple[str, str], float] = {}
+    notes: list[str] = []
     tflite_paths = {p: path for (f, p), path in paths.items() if f == "tflite"}
-    if tflite_paths:
-        from .tflite import convert_tflite
+    with work_directory(next(iter(paths.values())).parent, ".normalize-") as tmp:
+        src_path, steps = normalized_file(info.path, tmp)
+        if tflite_paths:
+            from .tflite import convert_tflite
 
-        t = time.perf_counter()
-        convert_tflite(info, tflite_paths, calib if "int8" in tflite_paths else None, mean, std)
-        for p in tflite_paths:
-            timings[("tflite", p)] = (time.perf_counter() - t) / len(tflite_paths)
-    if ("onnx", "int8") in paths:
-        from .onnx_int8 import convert_onnx_int8
+            t = time.perf_counter()
+            convert_tflite(replace(info, path=src_path), tflite_paths, calib if "int8" in tflite_paths else None,
+                           mean, std, name=info.path)
+            for p in tflite_paths:
+                timings[("tflite", p)] = (time.perf_counter() - t) / len(tflite_paths)
+        if ("onnx", "int8") in paths:
+            from .onnx_int8 import convert_onnx_int8
 
-        t = time.perf_counter()
-        convert_onnx_int8(int8_source or info, paths[("onnx", "int8")], to_model_input(calib, info, mean, std))
-        timings[("onnx", "int8")] = time.perf_counter() - t
-    return timings
+            t = time.perf_counter()
+            q_info = int8_source or info
+            if int8_source is not None:
+                (tmp / "int8").mkdir()
+            q_path = src_path if int8_source is None else normalized_file(q_info.path, tmp / "int8")[0]
+            note = convert_onnx_int8(replace(q_info, path=q_path), paths[("onnx", "int8")],
+                                     to_model_input(calib, info, mean, std), name=q_info.path)
+            notes += [note] if note else []
+            timings[("onnx", "int8")] = time.perf_counter() - t
+    return timings, steps, notes
 
 
 def convert_model(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, targets: Sequence[str],

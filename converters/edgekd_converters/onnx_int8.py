@@ -1,4 +1,8 @@
-"""ONNX -> ONNX int8 (QDQ, per-channel weights, static activations) through onnxruntime.quantization."""
+"""ONNX -> ONNX int8 (QDQ, per-channel weights, static activations) through onnxruntime.quantization.
+
+When per-channel quantization fails on a model (onnxruntime's quantizer has per-channel paths that some
+foreign graphs trip), the model is quantized per tensor instead and the result says so.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,53 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd_runtime.errors import first_line
+
 from .errors import ConversionError
 from .model_info import OnnxModelInfo
 
 
-def convert_onnx_int8(info: OnnxModelInfo, out_path: Path, calib_inputs: np.ndarray) -> Path:
+def convert_onnx_int8(info: OnnxModelInfo, out_path: Path, calib_inputs: np.ndarray,
+                      name: str | None = None) -> str | None:
     """`quant_pre_process` then `quantize_static` (QDQ, int8 weights per channel, int8 activations, MinMax).
 
     Args:
         info: the float ONNX model.
         out_path: where the int8 model goes.
         calib_inputs: normalised model inputs in the model's layout (N, ...) float32.
+        name: how messages name the model (default `info.path`).
+
+    Returns:
+        None, or a warning when per-channel quantization failed and the weights were quantized per tensor.
+
+    Raises:
+        ConversionError: both granularities failed (a few lines: the error and the quantizer's last output).
     """
+    from .staging import work_directory
+
+    name = name or info.path
+    with work_directory(out_path.parent, ".ortq-") as tmp:
+        pre = tmp / "pre.onnx"
+        error, tail = _quantize(info, calib_inputs, pre, tmp / "int8.onnx", per_channel=True)
+        note = None
+        if error is not None:
+            note = (f"{Path(name).name}: per-channel int8 quantization failed ({first_line(error, 160)}); the "
+                    f"weights were quantized per tensor instead (coarser: check the int8 artifact's parity)")
+            error, tail = _quantize(info, calib_inputs, pre, tmp / "int8.onnx", per_channel=False)
+        if error is not None:
+            raise ConversionError(f"{name}: onnxruntime quantization failed per channel and per tensor "
+                                  f"({first_line(error, 160)})" + (f"; its last output:\n{tail}" if tail else ""))
+        shutil.move(str(tmp / "int8.onnx"), str(out_path))
+    return note
+
+
+def _quantize(info: OnnxModelInfo, calib_inputs: np.ndarray, pre: Path, quant: Path,
+              per_channel: bool) -> tuple[Exception | None, str]:
+    """One quantization attempt: (the error or None, the last lines the quantizer printed)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from .quiet import captured_output
-    from .staging import work_directory
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -33,19 +67,14 @@ def convert_onnx_int8(info: OnnxModelInfo, out_path: Path, calib_inputs: np.ndar
             batch = next(self._batches, None)
             return None if batch is None else {info.input_name: batch.astype(np.float32)}
 
-    with work_directory(out_path.parent, ".ortq-") as tmp:
-        pre, quant = tmp / "pre.onnx", tmp / "int8.onnx"
-        with captured_output() as log:
-            try:
+    with captured_output() as log:
+        try:
+            if not pre.is_file():
                 quant_pre_process(info.path, str(pre), skip_symbolic_shape=True)
-                quantize_static(str(pre), str(quant), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-                error = None
-            except Exception as e:
-                error = e
-        if error is not None:
-            tail = "\n".join(log[0].strip().splitlines()[-8:]) if log and log[0] else ""
-            raise ConversionError(f"{info.path}: onnxruntime quantization failed ({type(error).__name__}: "
-                                  f"{error}); its last output:\n{tail}")
-        shutil.move(str(quant), str(out_path))
-    return out_path
+            quantize_static(str(pre), str(quant), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+            error = None
+        except Exception as e:  # noqa: BLE001 - the quantizer raises anything from ValueError to KeyError
+            error = e
+    tail = "\n".join(log[0].strip().splitlines()[-4:]) if log and log[0] else ""
+    return error, tail

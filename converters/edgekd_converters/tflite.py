@@ -22,7 +22,7 @@ ONNX2TF_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8": "full_integer_qu
 
 
 def convert_tflite(info: OnnxModelInfo, out_paths: dict[str, Path], calib_canvases: np.ndarray | None,
-                   mean: float, std: float) -> dict[str, Path]:
+                   mean: float, std: float, name: str | None = None) -> dict[str, Path]:
     """Convert `info.path` with onnx2tf and move the requested precisions to `out_paths`.
 
     Args:
@@ -30,6 +30,7 @@ def convert_tflite(info: OnnxModelInfo, out_paths: dict[str, Path], calib_canvas
         out_paths: precision ("fp32", "fp16", "int8") -> destination file.
         calib_canvases: (N, H, W, C) float32 canvases in [0, 1]; needed for "int8".
         mean, std: the model's input normalisation, applied by onnx2tf to the calibration canvases.
+        name: how messages name the model (default `info.path`).
 
     Returns:
         The same mapping, once every file is in place.
@@ -37,6 +38,7 @@ def convert_tflite(info: OnnxModelInfo, out_paths: dict[str, Path], calib_canvas
     from .quiet import captured_output
     from .staging import work_directory
 
+    name = name or info.path
     want_int8 = "int8" in out_paths
     with work_directory(Path(next(iter(out_paths.values()))).parent, ".onnx2tf-") as tmp_dir:
         src = tmp_dir / "model.onnx"
@@ -65,16 +67,43 @@ def convert_tflite(info: OnnxModelInfo, out_paths: dict[str, Path], calib_canvas
                 error = None
             except (Exception, SystemExit) as e:  # onnx2tf calls sys.exit on some failures
                 error = e
-        tail = "\n".join(log[0].strip().splitlines()[-8:]) if log and log[0] else ""
+        text = log[0] if log and log[0] else ""
+        tail = "\n".join(text.strip().splitlines()[-8:])
         if error is not None:
-            raise ConversionError(f"{info.path}: onnx2tf failed ({type(error).__name__}: {error}); its last "
-                                  f"output:\n{tail}")
+            raise ConversionError(onnx2tf_failure(name, info.path, error, text))
         for precision, dst in out_paths.items():
             made = tmp_dir / "out" / f"model_{ONNX2TF_SUFFIX[precision]}.tflite"
             if not made.is_file():
-                raise ConversionError(f"{info.path}: onnx2tf did not write the {precision} TFLite model "
+                raise ConversionError(f"{name}: onnx2tf did not write the {precision} TFLite model "
                                       f"({made.name}); files written: {sorted(os.listdir(tmp_dir / 'out'))}; "
                                       f"its last output:\n{tail}")
             Path(dst).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(made), str(dst))
     return out_paths
+
+
+def onnx2tf_failure(name: str, model_path: str, error: BaseException, log: str) -> str:
+    """A few lines for a failed onnx2tf run: the op it stopped at (onnx2tf logs `onnx_op_name: X`; its type is read
+    from the model) and the first line of the error, never the tensors onnx2tf puts in its messages."""
+    import re
+
+    from edgekd_runtime.errors import first_line
+
+    names = re.findall(r"onnx_op_name:\s*(\S+)", log)
+    where = ""
+    if names:
+        op_type = _op_type(model_path, names[-1])
+        where = f" at node {names[-1]!r}" + (f" (op {op_type})" if op_type else "")
+    message = re.split(r"\s*\[\s*[\[\d-]", first_line(error, 160))[0]  # onnx2tf's messages print whole tensors
+    return (f"{name}: onnx2tf failed{where}: {message}; convert to onnx-int8 only (--to onnx-int8), or replace "
+            f"that op and re-export the model")
+
+
+def _op_type(model_path: str, node_name: str) -> str | None:
+    import onnx
+
+    try:
+        model = onnx.load(model_path, load_external_data=False)
+    except Exception:  # noqa: BLE001 - only a detail of an error message
+        return None
+    return next((n.op_type for n in model.graph.node if n.name == node_name), None)

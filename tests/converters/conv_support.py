@@ -24,3 +24,15 @@ def mechanics_tolerances() -> dict:
     from edgekd_converters import Tolerance
 
     return {"int8": Tolerance(atol=math.inf, rtol=0.0, min_top1_agreement=MECHANICS_MIN_TOP1)}
+
+
+def foreign_onnx():
+    """tests/fixtures/foreign_onnx.py (the mnist-8-shaped model generator), imported by path."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "foreign_onnx.py"
+    spec = importlib.util.spec_from_file_location("foreign_onnx", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
