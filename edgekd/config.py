@@ -14,7 +14,9 @@ error naming it and the file::
     augment:       {rotation_deg: 12, erase_p: 0.25, mixup_p: 0.2}
     distill:       {loss: kd, temperature: 4.0, alpha: 0.9, dkd_alpha: 1.0, dkd_beta: 8.0, fitnet_weight: 1.0,
                     transfer_views: 8, cache_teacher: true}
-    teacher:       null            # a TorchScript / ExportedProgram / checkpoint file; null = train the built-in
+    teacher:       null            # an ONNX / TFLite / TorchScript / ExportedProgram / checkpoint file; null = train
+                                   # the built-in
+    teacher_scale: null            # the input a teacher file takes: 0-1, 0-255 or MEAN,STD (null: MNIST's)
     teacher_arch:  cnn
     init_from:     null            # distill: start the student from these weights
     student:       null            # a student id instead of the budget search
@@ -48,8 +50,9 @@ from edgekd_runtime.errors import BudgetError, UserInputError
 # The schema: section -> the dataclass its mapping fills; scalar key -> its type; the budget (in CLI units).
 SECTIONS: dict[str, type] = {"data": DataSpec, "lines": LineSpec, "train": TrainConfig, "teacher_train": TrainConfig,
                              "student_train": TrainConfig, "augment": AugmentConfig, "distill": DistillOptions}
-SCALARS: dict[str, type] = {"task": str, "teacher": str, "teacher_arch": str, "init_from": str, "student": str,
-                            "target": str, "profile": str, "bench_runs": int, "quick": bool}
+SCALARS: dict[str, type] = {"task": str, "teacher": str, "teacher_scale": str, "teacher_arch": str,
+                            "init_from": str, "student": str, "target": str, "profile": str, "bench_runs": int,
+                            "quick": bool}
 BUDGET_KEYS = ("latency_ms", "flash_kb", "ram_kb", "macs", "params", "precision")
 KEYS = (*SECTIONS, *SCALARS, "budget")
 TASKS = ("digits", "lines")
@@ -77,6 +80,7 @@ class RunConfig:
     distill: DistillOptions = field(default_factory=DistillOptions)
     student: str | None = None
     teacher: str | None = None
+    teacher_scale: str | None = None  # the input a teacher file takes (edgekd.models.foreign_teachers)
     teacher_arch: str | None = None
     init_from: str | None = None
     task: str = "digits"

@@ -55,6 +55,13 @@ def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
     if d.loss.strip() != "none" and not cfg.teacher:
         raise UserInputError(f"give --teacher FILE (edgekd teacher train{' --task lines' if lines else ''} writes "
                              f"one), or --loss none")
+    if cfg.teacher_scale is not None:
+        from edgekd.models.foreign_teachers import parse_teacher_scale
+
+        if lines:
+            raise UserInputError("--teacher-scale is for digit teacher files; line teachers take edgekd's "
+                                 "normalisation")
+        parse_teacher_scale(cfg.teacher_scale)
     check_out(out, resume)
 
 
@@ -63,7 +70,10 @@ def register(app: typer.Typer) -> None:
                                  "none = scratch). Writes OUT/student.pt, metrics.jsonl, config.yaml.")
     @handle_errors
     def distill(
-        teacher: Optional[str] = typer.Option(None, "--teacher", help="teacher.pt, TorchScript, .pt2 or state_dict."),
+        teacher: Optional[str] = typer.Option(None, "--teacher", help="teacher.pt, TorchScript, .pt2, state_dict, "
+                                              "or an ONNX / TFLite file from any framework."),
+        teacher_scale: Optional[str] = typer.Option(None, "--teacher-scale", help="The input a teacher file takes: "
+                                                    "0-1, 0-255 or MEAN,STD of pixels/255 (default MNIST's)."),
         student: Optional[str] = typer.Option(None, "--student", help="Student id, e.g. dscnn-w8-d3-r28."),
         out: Path = typer.Option(Path("runs/student"), "--out", help="Output directory."),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
@@ -106,7 +116,8 @@ def register(app: typer.Typer) -> None:
             "train": train_overrides(epochs, batch_size, lr, device, amp, seed, patience, compile_, threads),
             "distill": {"loss": loss, "temperature": temperature, "alpha": alpha, "transfer_views": views,
                         "cache_teacher": False if no_cache else None},
-            "student": student, "teacher": teacher, "teacher_arch": teacher_arch, "init_from": init_from})
+            "student": student, "teacher": teacher, "teacher_scale": teacher_scale, "teacher_arch": teacher_arch,
+            "init_from": init_from})
         from edgekd.config import budget_request as flags_over_file
         budget_request = flags_over_file(cfg, target=target, profile=profile, latency_ms=latency_ms, flash_kb=flash_kb,
                                          ram_kb=ram_kb, macs=macs, params=params, precision=precision)
@@ -115,7 +126,7 @@ def register(app: typer.Typer) -> None:
             return _distill_lines(cfg, budget_request, out, resume, quiet, json_out)
         from edgekd.data import load_data
         from edgekd.models.students import parse_student_id
-        from edgekd.models.teachers import load_teacher
+        from edgekd.models.teachers import load_checked_teacher
 
         splits = load_data(cfg.data)
         if budget_request:
@@ -127,7 +138,7 @@ def register(app: typer.Typer) -> None:
         check_task(student_id, "digits")
         t = None
         if cfg.distill.loss.strip() != "none":
-            t = load_teacher(cfg.teacher, splits.num_classes, arch=cfg.teacher_arch)
+            t = load_checked_teacher(cfg.teacher, splits, cfg.teacher_arch, cfg.teacher_scale)
         prepare_out(out, resume)
         cfg.save(out / "config.yaml")
         from edgekd.train.pipeline import distill as run

@@ -19,8 +19,12 @@ def register(app: typer.Typer) -> None:
                                               help="YAML config (see docs); flags override it."),
         data: Optional[str] = typer.Option(None, "--data", help="embedded (default), idx/folder/npz, or a path to "
                                            "an .npz, IDX directory or class-folder directory."),
-        teacher: Optional[Path] = typer.Option(None, "--teacher", help="Your teacher (TorchScript, ExportedProgram "
-                                               ".pt2, or edgekd checkpoint); default: train the built-in one."),
+        teacher: Optional[Path] = typer.Option(None, "--teacher", help="Your teacher (ONNX or TFLite from any "
+                                               "framework, TorchScript, ExportedProgram .pt2, or edgekd checkpoint); "
+                                               "default: train the built-in one."),
+        teacher_scale: Optional[str] = typer.Option(None, "--teacher-scale", help="The input your teacher file "
+                                                    "takes: 0-1, 0-255 or MEAN,STD of pixels/255 (default MNIST's "
+                                                    "0.1307,0.3081); checked on the val split."),
         target: Optional[str] = typer.Option(None, "--target", "-t", help="Built-in board: rpi3b, rpi4 (default), "
                                              "rpi5, rpi-zero2w, host."),
         profile: Optional[Path] = typer.Option(None, "--profile", help="Board profile JSON from `edgekd-rt "
@@ -51,7 +55,7 @@ def register(app: typer.Typer) -> None:
         from edgekd.cli.data_cmd import guess_source
         from edgekd.pipeline import load_pipeline_config, run_pipeline
 
-        over: dict = {"teacher": str(teacher) if teacher else None, "target": target,
+        over: dict = {"teacher": str(teacher) if teacher else None, "teacher_scale": teacher_scale, "target": target,
                       "profile": str(profile) if profile else None, "student": student,
                       "quick": True if quick else None,
                       "budget": {"latency_ms": latency_ms, "flash_kb": flash_kb, "ram_kb": ram_kb, "macs": macs,

@@ -3,9 +3,11 @@
 A teacher can be:
   * an edgekd teacher checkpoint written by `edgekd teacher train` (`teacher.pt`);
   * a TorchScript file (`torch.jit.save`) or a `torch.export` ExportedProgram file (`torch.export.save`, `.pt2`);
-  * a plain state_dict for a registered architecture (`--teacher-arch cnn`), loaded with `weights_only=True`.
+  * a plain state_dict for a registered architecture (`--teacher-arch cnn`), loaded with `weights_only=True`;
+  * an ONNX or TFLite file from any framework, run by edgekd_runtime (`foreign_teachers`).
 Teachers take (N, 1, 28, 28) normalised canvases and return logits (N, C). A teacher whose C differs from the
-data's class count is refused.
+data's class count is refused, and so is one that does not run on a batch. A teacher file made elsewhere may
+declare the input scaling it was trained with (`foreign_teachers.TeacherScale`, MNIST's by default).
 """
 
 from __future__ import annotations
@@ -13,17 +15,25 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from edgekd_runtime.errors import ModelLoadError, UserInputError, first_line
 from edgekd_runtime.registry import Registry
+
+from .foreign_teachers import (
+    RUNTIME_SUFFIXES,
+    TEACHER_INPUT_SIZE,
+    TeacherScale,
+    input_scale,
+    load_runtime_teacher,
+    parse_teacher_scale,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
 TEACHERS: Registry[Callable[[int], "nn.Module"]] = Registry("teacher")
 DEFAULT_TEACHER = "cnn"
-TEACHER_INPUT_SIZE = 28
 
 
 class TeacherMismatchError(UserInputError):
@@ -46,33 +56,80 @@ class Teacher:
 
 
 def check_num_classes(model: "nn.Module", num_classes: int, where: str) -> None:
-    """Run one dummy input through `model` and refuse it unless it returns (1, num_classes) logits."""
+    """Run a dummy input, then a batch of 3, through `model`; refuse it unless it returns (N, num_classes) logits."""
     import torch
 
-    try:
-        with torch.inference_mode():
-            out = model(torch.zeros(1, 1, TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE))
-    except Exception as e:  # noqa: BLE001 - user models fail in many ways
-        raise ModelLoadError(f"teacher {where} does not run on a (1, 1, 28, 28) input ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]}); it must take (N, 1, 28, 28) normalised canvases with "
-                              f"a dynamic batch (torch.export: dynamic_shapes={{'x': {{0: Dim('batch')}}}})") from None
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if out.ndim != 2 or out.shape[1] != num_classes:
-        raise TeacherMismatchError(f"teacher {where} outputs shape {tuple(out.shape)} but the data has {num_classes} "
-                                   f"classes; use a teacher trained on these classes or pick the matching data")
+    for n in (1, 3):
+        try:
+            with torch.inference_mode():
+                out = model(torch.zeros(1, 1, TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE) if n == 1
+                            else torch.randn(n, 1, TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE,
+                                             generator=torch.Generator().manual_seed(0)))
+        except Exception as e:  # noqa: BLE001 - user models fail in many ways
+            raise ModelLoadError(f"teacher {where} does not run on a ({n}, 1, 28, 28) input ({_cause(e)}); "
+                                 f"it must take (N, 1, 28, 28) normalised canvases with a dynamic batch "
+                                 f"(torch.export: dynamic_shapes={{'x': {{0: Dim('batch')}}}})") from None
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if out.ndim != 2 or out.shape[1] != num_classes:
+            raise TeacherMismatchError(f"teacher {where} outputs shape {tuple(out.shape)} but the data has "
+                                       f"{num_classes} classes; use a teacher trained on these classes or pick the "
+                                       f"matching data")
 
 
-def load_teacher(ref: str, num_classes: int, arch: str | None = None) -> Teacher:
-    """Load a digit teacher from a file (see module doc) and check its class count. Eval mode, on the CPU."""
+def _cause(e: BaseException) -> str:
+    """`first_line`, or for an error raised inside TorchScript (whose first line only says that) its last line,
+    which names the exception the model raised (`builtins.RuntimeError: ...`)."""
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and "TorchScript interpreter" in lines[0]:
+        return lines[-1].removeprefix("builtins.")[:200]
+    return first_line(e, 200)
+
+
+def load_teacher(ref: str, num_classes: int, arch: str | None = None,
+                 scale: TeacherScale | str | None = None) -> Teacher:
+    """Load a digit teacher from a file (see module doc), fed its declared input `scale` (a `TeacherScale` or its
+    text; MNIST's by default), and check its class count. Eval mode, on the CPU."""
     path = Path(ref).expanduser()
+    scale = scale if isinstance(scale, TeacherScale) else parse_teacher_scale(scale)
+    if path.suffix.lower() in RUNTIME_SUFFIXES:
+        if not path.is_file():
+            raise ModelLoadError(f"teacher file {path} not found; pass an existing {path.suffix} file")
+        model = load_runtime_teacher(path, num_classes, scale)
+        return Teacher(model, path.stem, path.suffix[1:].lower(), has_features=False)
     model, source, ck = load_teacher_module(path, arch, num_classes=num_classes)
     if ck is not None and ck.get("task", "digits") != "digits":
         raise TeacherMismatchError(f"teacher {path} reads text lines (task {ck.get('task')!r}); digits need a digit "
                                    f"teacher, or pass --task lines to read lines")
+    if ck is not None and not scale.is_default:
+        raise UserInputError(f"teacher {path} is an edgekd checkpoint, which carries its own normalisation; leave "
+                             f"--teacher-scale ({scale.label}) out")
+    model = input_scale(model, scale)
     check_num_classes(model, num_classes, str(path))
     name = ck["arch"] if ck is not None else (arch if source == "state-dict" else path.stem)
     return Teacher(model, name, source, has_features=hasattr(model, "features") and source != "torchscript")
+
+
+def load_checked_teacher(ref: str, splits: Any, arch: str | None = None,
+                         scale: TeacherScale | str | None = None) -> Teacher:
+    """`load_teacher` for `splits`' classes, then `foreign_teachers.check_teacher_scale` on its val split: an
+    `EdgekdWarning` when the teacher is implausibly inaccurate with the declared scaling (the CLIs print it as
+    one `warning:` line)."""
+    import warnings
+
+    from edgekd_runtime.errors import EdgekdWarning
+
+    from .foreign_teachers import check_teacher_scale
+
+    scale = scale if isinstance(scale, TeacherScale) else parse_teacher_scale(scale)
+    teacher = load_teacher(ref, splits.num_classes, arch, scale)
+    if teacher.source == "edgekd-checkpoint":  # trained here, on this normalisation
+        return teacher
+    make = lambda s: teacher.model if s == scale else load_teacher(ref, splits.num_classes, arch, s).model  # noqa: E731
+    note = check_teacher_scale(make, scale, splits.val.x, splits.val.y, str(ref))
+    if note:
+        warnings.warn(note, EdgekdWarning, stacklevel=2)
+    return teacher
 
 
 def load_teacher_module(path: Path, arch: str | None, num_classes: int | None = None, task: str = "digits",

@@ -34,6 +34,7 @@ class PipelineConfig:
 
     data: DataSpec = field(default_factory=DataSpec)
     teacher: str | None = None
+    teacher_scale: str | None = None
     teacher_arch: str = "cnn"
     teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=64))
     student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64))

@@ -38,7 +38,7 @@ def build_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile: Any, 
     dep = _deployed(bundle, deployed_art, manifest)
 
     # --- models -------------------------------------------------------------------------------------------
-    teacher = _teacher_row(teacher_ck, splits, profile, run_dir)
+    teacher = _teacher_row(teacher_ck, splits, profile, run_dir, cfg.teacher_scale)
     rows = [teacher] if teacher else []
     for role in ("scratch", "distilled"):
         ck = _load_ck(run_dir / role / "student.pt")
@@ -148,8 +148,10 @@ def _deployed(bundle: Path, art: Any, manifest: Any) -> dict[str, Any]:
             "confusion": confusion_matrix(s.test_y, pred, len(manifest.labels))}
 
 
-def _teacher_row(teacher_ck: str, splits: Any, profile: Any, run_dir: Path) -> dict[str, Any] | None:
-    """The teacher's accuracy, cost and fp32 ONNX latency on this machine (best effort for foreign teachers)."""
+def _teacher_row(teacher_ck: str, splits: Any, profile: Any, run_dir: Path,
+                 scale: str | None = None) -> dict[str, Any] | None:
+    """The teacher's accuracy, cost and fp32 ONNX latency on this machine (best effort for foreign teachers; an
+    ONNX teacher is costed and timed as its own file)."""
     import edgekd_runtime
     from edgekd.budget.cost import file_cost
     from edgekd.export.onnx_export import export_onnx
@@ -157,17 +159,19 @@ def _teacher_row(teacher_ck: str, splits: Any, profile: Any, run_dir: Path) -> d
     from edgekd.train.device import resolve_device
     from edgekd.train.trainer import evaluate
 
-    t = load_teacher(teacher_ck, splits.num_classes)
+    t = load_teacher(teacher_ck, splits.num_classes, scale=scale)
     acc, _ = evaluate(t.model, splits.test.x, splits.test.y, resolve_device("cpu"))
     row: dict[str, Any] = {"role": "teacher", "arch": t.name, "test_accuracy": acc,
                            "params": int(sum(p.numel() for p in t.model.parameters())),
                            "metrics": "teacher/metrics.jsonl" if (run_dir / "teacher/metrics.jsonl").is_file()
                            else None}
-    onnx_path = run_dir / "teacher" / "teacher.onnx"
+    onnx_path = Path(teacher_ck) if t.source == "onnx" else run_dir / "teacher" / "teacher.onnx"
     try:
-        onnx_path.parent.mkdir(exist_ok=True)
-        export_onnx(t.model, 28, onnx_path)
+        if t.source != "onnx":
+            onnx_path.parent.mkdir(exist_ok=True)
+            export_onnx(t.model, 28, onnx_path)
         c = file_cost(onnx_path)
+        row["params"] = row["params"] or c.params
         row.update(macs=c.macs, flash_bytes=c.flash_bytes["fp32"], peak_ram_bytes=c.peak_ram_bytes["fp32"],
                    predicted_latency_ms=profile.estimate_latency_ms(c.features, "fp32"),
                    measured_latency_ms=edgekd_runtime.load(onnx_path).benchmark(runs=50, warmup=5).p50_ms,

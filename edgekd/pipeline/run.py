@@ -42,14 +42,15 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
     # validate everything cheap before touching the run directory
     profile, budget = _profile_and_budget(cfg)
     check_inputs(cfg, run_dir)
+    from edgekd.data import load_data
+
+    splits = load_data(cfg.data)  # the data and a teacher file are read and checked before the run dir is touched
+    if cfg.teacher:
+        _check_user_teacher(cfg, splits, log)
     resumed = prepare_run_dir(run_dir, cfg.fingerprint(), cfg_dict, force)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
     state = StepState(run_dir)
     log(f"{'continuing' if resumed else 'starting'} run in {run_dir} (config {cfg.fingerprint()})")
-
-    from edgekd.data import load_data
-
-    splits = load_data(cfg.data)
     log(f"data: {cfg.data.source} — {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test, "
         f"{splits.num_classes} classes")
 
@@ -96,8 +97,10 @@ def _profile_and_budget(cfg: PipelineConfig):
 
 def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     """Refuse what would otherwise fail only after the teacher has trained: the student id (grammar, family,
-    task), the built-in teacher's name, the KD loss and its settings, the transfer views, and the run directory."""
+    task), the built-in teacher's name, the teacher scale, the KD loss and its settings, the transfer views, and the
+    run directory."""
     from edgekd.kd import check_loss
+    from edgekd.models.foreign_teachers import parse_teacher_scale
     from edgekd.models.line_models import check_task
     from edgekd.models.students import parse_student_id
     from edgekd.models.teachers import TEACHERS
@@ -107,9 +110,13 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     if cfg.student:
         parse_student_id(cfg.student)
         check_task(cfg.student, "digits")
+    parse_teacher_scale(cfg.teacher_scale)
     if not cfg.teacher:
         TEACHERS.get(cfg.teacher_arch)
         check_task(cfg.teacher_arch, "digits")
+        if cfg.teacher_scale:
+            raise UserInputError(f"teacher scale {cfg.teacher_scale!r} is for a teacher file (--teacher FILE); the "
+                                 f"built-in teacher trains on edgekd's own normalisation: leave it out")
     d = cfg.distill
     check_loss(d.loss_config(), "digits")
     if d.transfer_views < 1:
@@ -125,14 +132,13 @@ def _fresh_dir(d: Path) -> None:
 
 def _teacher_step(cfg: PipelineConfig, splits: Any, run_dir: Path, state: StepState, progress: bool,
                   log: Log) -> tuple[str, str]:
-    """The teacher checkpoint (trained here, or the user's file). Returns (input hash, path)."""
+    """The teacher checkpoint (trained here, or the user's file, checked by `_check_user_teacher`). Returns (input
+    hash, path)."""
     if cfg.teacher:
         path = Path(cfg.teacher).expanduser()
-        from edgekd.models.teachers import load_teacher
-
-        load_teacher(str(path), splits.num_classes, cfg.teacher_arch)  # refuse a bad teacher before training
         log(f"teacher: {path} (yours)")
-        return sha256_file(path), str(path)
+        key = sha256_file(path)
+        return (key if cfg.teacher_scale is None else digest({"file": key, "scale": cfg.teacher_scale})), str(path)
     from edgekd.train.pipeline import train_teacher
 
     key = digest({"data": cfg.data.to_dict(), "arch": cfg.teacher_arch, "train": _train_dict(cfg.teacher_train)})
@@ -150,6 +156,16 @@ def _teacher_step(cfg: PipelineConfig, splits: Any, run_dir: Path, state: StepSt
     train_teacher(splits, cfg.teacher_train, out, arch=cfg.teacher_arch, resume=resume, progress=progress)
     state.finish("teacher", key)
     return key, str(ck)
+
+
+def _check_user_teacher(cfg: PipelineConfig, splits: Any, log: Log) -> None:
+    """Load the user's teacher file and check it (class count, a batch, the declared input scaling on the val
+    split, which warns) before anything is written."""
+    from edgekd.models.teachers import load_checked_teacher
+
+    t = load_checked_teacher(str(Path(cfg.teacher).expanduser()), splits, cfg.teacher_arch, cfg.teacher_scale)
+    scale = "" if cfg.teacher_scale is None else f", input scale {cfg.teacher_scale}"
+    log(f"teacher file: {cfg.teacher} ({t.source}{scale}) checked")
 
 
 def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: int, run_dir: Path, state: StepState,
@@ -196,7 +212,7 @@ def _train_student(role: str, key: str, cfg: PipelineConfig, splits: Any, studen
     if teacher_ck is not None:
         from edgekd.models.teachers import load_teacher
 
-        teacher = load_teacher(teacher_ck, splits.num_classes, cfg.teacher_arch)
+        teacher = load_teacher(teacher_ck, splits.num_classes, cfg.teacher_arch, cfg.teacher_scale)
     log(f"{role}: {'resuming' if resume else 'training'} {student_id} with loss {opts.loss!r} "
         f"({cfg.student_train.epochs} epochs)")
     distill(splits, student_id, cfg.student_train, out, teacher=teacher, opts=opts, aug=cfg.augment, resume=resume,
