@@ -7,7 +7,8 @@ onnx2tf keeps as a constant graph output, while per-channel quantization cannot 
 quantize. The steps, each only when needed and each recorded in words for the conversion report:
 
 1. opset upgrade to `TARGET_OPSET` with `onnx.version_converter` when the default-domain opset is below
-   `MIN_OPSET` (the IR version is raised to what the new opset needs);
+   `MIN_OPSET` (the IR version is raised to what the new opset needs; a model the converter cannot upgrade is
+   kept at its opset, and the step says so);
 2. weights moved from the graph inputs to plain initializers (an input with an initializer of the same name is
    only an overridable default: nothing feeds it at run time);
 3. constant folding with onnxruntime's own offline graph optimisation at the basic level
@@ -21,8 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekd_runtime.errors import first_line
+
 MIN_OPSET = 13  # per-channel QDQ quantization and onnx2tf's well-trodden paths start here
 TARGET_OPSET = 17  # what `edgekd export` writes
+ORT_MIN_OPSET = 7  # the oldest opset onnxruntime runs
 
 
 def default_opset(model: Any) -> int:
@@ -31,7 +35,9 @@ def default_opset(model: Any) -> int:
 
 
 def upgrade_opset(model: Any, where: str) -> tuple[Any, str | None]:
-    """`model` at `TARGET_OPSET` when its opset is below `MIN_OPSET`; (model, what was done or None)."""
+    """`model` at `TARGET_OPSET` when its opset is below `MIN_OPSET`; (model, what was done or None). When the
+    version converter cannot upgrade it, the model is kept at its opset (onnxruntime runs opsets from
+    `ORT_MIN_OPSET`; older ones are refused) and the step says so."""
     import onnx
     from onnx import helper, version_converter
 
@@ -42,12 +48,15 @@ def upgrade_opset(model: Any, where: str) -> tuple[Any, str | None]:
         return model, None
     try:
         new = version_converter.convert_version(model, TARGET_OPSET)
+        new.ir_version = max(new.ir_version, helper.find_min_ir_version_for(list(new.opset_import)))
+        onnx.checker.check_model(new)
     except Exception as e:  # noqa: BLE001 - the converter raises RuntimeError or its own errors per op
-        raise ModelLoadError(f"{where}: opset {old} is too old to convert and onnx.version_converter could not "
-                             f"upgrade it to {TARGET_OPSET} ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
-                             f"re-export the model at opset {TARGET_OPSET}") from None
-    new.ir_version = max(new.ir_version, helper.find_min_ir_version_for(list(new.opset_import)))
-    onnx.checker.check_model(new)
+        why = first_line(e, 160)
+        if old < ORT_MIN_OPSET:
+            raise ModelLoadError(f"{where}: opset {old} is too old to run and onnx.version_converter could not "
+                                 f"upgrade it to {TARGET_OPSET} ({why}); re-export the model at opset "
+                                 f"{TARGET_OPSET}") from None
+        return model, f"opset {old} kept: onnx.version_converter could not upgrade it ({why})"
     return new, f"opset {old} upgraded to {TARGET_OPSET} (onnx.version_converter)"
 
 
@@ -105,12 +114,10 @@ def normalize_model(model: Any, where: str, work_dir: Path | None = None) -> tup
     files); returns (the model, what was done). `model` itself is not changed."""
     import onnx
 
-    model, step = upgrade_opset(model, where)
+    upgraded, step = upgrade_opset(model, where)
     steps = [step] if step else []
-    if step is None:
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        model = copy
+    model = onnx.ModelProto()
+    model.CopyFrom(upgraded)  # the next step edits in place
     step = weights_to_initializers(model)
     if step:
         steps.append(step)

@@ -121,16 +121,18 @@ def test_scaled_torchscript_teacher_gets_its_declared_input(tmp_path, tiny_split
     np.testing.assert_allclose(out[:, 0].numpy(), c.mean(axis=(1, 2)) * 255, rtol=1e-4)
 
 
-def test_distill_from_an_onnx_teacher(cntk, tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--no-cache-teacher"]], ids=["cached", "online"])
+def test_distill_from_an_onnx_teacher(cntk, tmp_path, mode):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(SMALL_DATA)
     r = CliRunner().invoke(app, ["distill", "--config", str(cfg), "--teacher", str(cntk["mnist8"]),
                                  "--teacher-scale", "0-255", "--student", "cnn-w8-d2-r28", "--epochs", "1",
-                                 "--views", "1", "--out", str(tmp_path / "d"), "--quiet"])
+                                 "--views", "1", "--out", str(tmp_path / "d"), "--quiet", *mode])
     assert r.exit_code == 0, r.output
     assert "warning" not in r.output
     ck = torch.load(tmp_path / "d" / "student.pt", weights_only=True)
     assert ck["config"]["teacher_scale"] == "0-255" and ck["metrics"]["teacher"] == "mnist8"
+    assert ck["config"]["distill"]["cache_teacher"] is (not mode)
 
 
 def _bad_teachers(cntk, tmp_path: Path) -> list[tuple[Path, str]]:
