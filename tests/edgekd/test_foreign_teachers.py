@@ -187,3 +187,37 @@ def test_teacher_scale_refused_without_a_teacher_file_or_for_an_edgekd_checkpoin
     r = CliRunner().invoke(app, ["run", "--quick", "--teacher", "t.onnx", "--teacher-scale", "0-300",
                                  "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "teacher scale '0-300'" in r.output and not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_run_with_an_onnx_teacher_reports_it_as_its_own_file(cntk, tmp_path, monkeypatch):
+    """`edgekd run` end to end with the mnist-8-shaped teacher; the report's teacher row is that file (5,994
+    weights, its accuracy on the test split, its cost and latency). The run's int8 bars are the mechanics ones of
+    test_pipeline.py (this small run's student sits near them on some CPUs)."""
+    import json
+    import math
+
+    import edgekd.pipeline.results as results
+    import edgekd_converters.parity as parity
+    from edgekd.data import DataSpec, load_data
+    from edgekd.train.device import resolve_device
+    from edgekd.train.trainer import evaluate
+
+    monkeypatch.setitem(parity.TOLERANCES, "int8", parity.Tolerance(atol=math.inf, min_top1_agreement=0.9))
+    monkeypatch.setattr(results, "INT8_ACCURACY_DROP_PP", 5.0)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {limit_per_class: 100}\nstudent_train: {epochs: 3}\ndistill: {transfer_views: 1}\n"
+                   "bench_runs: 10\n")
+    r = CliRunner().invoke(app, ["run", "--quick", "--config", str(cfg), "--teacher", str(cntk["mnist8"]),
+                                 "--teacher-scale", "0-255", "--student", "cnn-w8-d2-r28", "--out",
+                                 str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    assert "teacher file: " in r.output and "(onnx, input scale 0-255) checked" in r.output
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    row = next(m for m in rep["models"] if m["role"] == "teacher")
+    splits = load_data(DataSpec("embedded", limit_per_class=100))
+    acc, _ = evaluate(load_teacher(str(cntk["mnist8"]), 10, scale="0-255").model, splits.test.x, splits.test.y,
+                      resolve_device("cpu"))
+    assert (row["arch"], row["params"], row["test_accuracy"]) == ("mnist8", 5994, acc) and acc >= 0.85
+    assert row["note"].startswith("fp32 ONNX") and row["predicted_latency_ms"] > 0 and row["macs"] > 0
+    assert not (tmp_path / "run" / "teacher").exists()  # a teacher file is used where it is
