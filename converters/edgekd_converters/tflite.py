@@ -95,8 +95,9 @@ def onnx2tf_failure(name: str, model_path: str, error: BaseException, log: str) 
         op_type = _op_type(model_path, names[-1])
         where = f" at node {names[-1]!r}" + (f" (op {op_type})" if op_type else "")
     message = re.split(r"\s*\[\s*[\[\d-]", first_line(error, 160))[0]  # onnx2tf's messages print whole tensors
-    return (f"{name}: onnx2tf failed{where}: {message}; convert to onnx-int8 only (--to onnx-int8), or replace "
-            f"that op and re-export the model")
+    message = re.sub(r"(\s*Found:?|[\s:.])+$", "", message)  # ... after a "Found:" that would now point at nothing
+    fix = "replace that op and re-export the model" if names else "re-export the model with standard ONNX ops"
+    return f"{name}: onnx2tf failed{where}: {message}; convert to onnx-int8 only (--to onnx-int8), or {fix}"
 
 
 def _op_type(model_path: str, node_name: str) -> str | None:

@@ -102,6 +102,19 @@ def test_what_still_fails_in_onnx2tf_is_a_few_lines_naming_the_op(cntk_model, di
     assert "e-0" not in msg  # no weights in it
 
 
+def test_onnx2tf_failure_message_without_a_node_or_a_tensor(cntk_model):
+    from edgekd_converters.tflite import onnx2tf_failure
+
+    tensor = "Found: [[[[ 1.91e-02  1.06e-01 ...\n  [-6.12e-02 ..." * 50
+    msg = onnx2tf_failure("m.onnx", str(cntk_model), ValueError(f"Bad output. {tensor}"),
+                          "INFO: ...\nERROR: onnx_op_name: Convolution28\nERROR: Read this and deal with it.")
+    assert msg == ("m.onnx: onnx2tf failed at node 'Convolution28' (op Conv): ValueError: Bad output; convert to "
+                   "onnx-int8 only (--to onnx-int8), or replace that op and re-export the model")
+    assert onnx2tf_failure("m.onnx", str(cntk_model), KeyError("x"), "") == (
+        "m.onnx: onnx2tf failed: KeyError: 'x'; convert to onnx-int8 only (--to onnx-int8), or re-export the model "
+        "with standard ONNX ops")
+
+
 def test_per_tensor_fallback_is_not_taken_when_per_channel_works(tiny_models, digits, tmp_path):
     from edgekd_converters.calibration import to_model_input
     from edgekd_converters.model_info import inspect_model, load_onnx
