@@ -120,7 +120,7 @@ echo
 echo "=== test-aarch64 summary ==="
 guest "$VENV/bin/python" -c 'import platform, sys
 from importlib.metadata import version
-pk = ("numpy", "pillow", "onnxruntime", "ai-edge-litert", "edgekd-runtime")
+pk = ("numpy", "pillow", "opencv-python-headless", "onnxruntime", "ai-edge-litert", "edgekd-runtime")
 print(f"platform: {platform.machine()}, Python {sys.version.split()[0]},", ", ".join(f"{p} {version(p)}" for p in pk))'
 grep -E '^committed bundle:' "$LOG" || echo "committed bundle: no accuracy lines (did the test run?)"
 tail -n 1 "$LOG"

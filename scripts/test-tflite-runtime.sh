@@ -34,9 +34,9 @@ say "installing ./runtime from this working tree"
 # The venv's own runtime must be what the tests import (not this tree's sources through PYTHONPATH).
 export PYTHONPATH="" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 "$VENV/bin/python" - <<'EOF'
-import numpy, edgekd_runtime as rt
+import cv2, numpy, edgekd_runtime as rt
 rec = rt.load("tests/fixtures/digits_bundle", backend="tflite")
-print(f"interpreter: {rec.backend_name} {rec.backend_version}, numpy {numpy.__version__}")
+print(f"interpreter: {rec.backend_name} {rec.backend_version}, numpy {numpy.__version__}, opencv {cv2.__version__}")
 assert rec.backend_name == "tflite_runtime", f"expected the runtime to use tflite_runtime, got {rec.backend_name}"
 assert numpy.__version__.startswith("1."), f"expected numpy 1.x, got {numpy.__version__}"
 EOF

@@ -1,4 +1,4 @@
-"""edgekd_runtime: run edgekd students on a board with numpy, pillow, onnxruntime and a TFLite interpreter.
+"""edgekd_runtime: run edgekd students on a board with numpy, pillow, OpenCV, onnxruntime and a TFLite interpreter.
 
 Never imports torch or tensorflow (tensorflow.lite is only a last, lazy fallback interpreter)::
 

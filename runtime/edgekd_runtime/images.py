@@ -1,4 +1,6 @@
-"""Decode what users call an image (a path, a PIL image, a numpy array) into one float32 grayscale array.
+"""Decode what users call an image (a path, a PIL image, a numpy array) into one grayscale array: 8-bit levels
+(`load_levels`, what the digit preprocessing takes; an 8-bit camera frame is used as it is) or float32 in [0, 1]
+(`load_gray`).
 
 Handles what real files throw at a board: RGBA with transparency, 16-bit scans, palette and CMYK images,
 EXIF-rotated phone photos, huge images (JPEG decoded at 1/2..1/8 scale by libjpeg; other formats decoded
@@ -69,6 +71,31 @@ def load_gray(image: ImageLike, max_side_px: int = MAX_WORK_SIDE_PX) -> np.ndarr
     Raises:
         ImageError: missing/unreadable/empty file, unsupported array shape, NaN/inf values, image too small.
     """
+    gray = _load(image, max_side_px)
+    return gray.astype(np.float32) / np.float32(255.0) if gray.dtype == np.uint8 else gray
+
+
+def load_levels(image: ImageLike, max_side_px: int = MAX_WORK_SIDE_PX) -> np.ndarray:
+    """Any supported image -> uint8 (H, W) grey levels, longest side <= `max_side_px`: what the preprocessing
+    works on. An 8-bit grey array within the size (a camera frame) is returned as it is, not copied; RGB is
+    weighted 0.299/0.587/0.114 as in `load_gray`; 16-bit and float images are rounded to the nearest level.
+
+    Raises:
+        ImageError: as `load_gray`.
+    """
+    gray = _load(image, max_side_px)
+    if gray.dtype == np.uint8:
+        return gray
+    from .imageops import to_levels
+
+    return to_levels(gray)
+
+
+def _load(image: ImageLike, max_side_px: int) -> np.ndarray:
+    """`load_gray` in the image's own precision: uint8 levels for 8-bit grey or RGB, else float32 in [0, 1]."""
+    if type(image) is np.ndarray and image.dtype == np.uint8 and image.ndim == 2 and \
+            MIN_SIDE_PX <= min(image.shape) and max(image.shape) <= max_side_px:
+        return image  # an 8-bit grey camera frame: nothing to decode, convert or check
     if isinstance(image, (str, os.PathLike)):
         gray = _from_path(Path(image), max_side_px)
     elif isinstance(image, np.ndarray):
@@ -192,11 +219,20 @@ def _from_array(a: np.ndarray, name: str, max_side_px: int) -> np.ndarray:
     factor = -(-max(a.shape[:2]) // max_side_px)
     if factor > 1:
         a = _block_mean(a, factor)
+    if a.dtype == np.uint8 and (a.ndim == 2 or a.shape[2] == 3):  # 8-bit grey or RGB: stays 8-bit
+        return a if a.ndim == 2 else _rgb_levels(a)
     scale = full_scale(a, name)
     a = a.astype(np.float32, copy=False) / np.float32(scale)
     if a.ndim == 3:
         a = _to_gray(a)
     return np.clip(a, 0.0, 1.0, out=a if a.flags.writeable else None)
+
+
+def _rgb_levels(a: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB -> HxW uint8 grey, 0.299 R + 0.587 G + 0.114 B (rounded)."""
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2GRAY)
 
 
 def _to_gray(a: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """The text band of a photographed or scanned line: what `edgekd_runtime.lines.line_canvas` does with photos.
 
-Steps (numpy + Pillow's C filters, the helpers of `preprocess`): 3x3 median; either polarity; the desk around the
-sheet, found per edge with a cut that uneven lighting does not move; uneven lighting flattened (a coarse
-background map subtracted); a noise-robust ink threshold (median + MAD, the rule of `preprocess`); the text band
-with the most ink, without lines crossing it (sheet edges, rules) or specks at its ends; deskew up to
+Steps (numpy and OpenCV: the operations of `imageops`, the rules of `preprocess`): 3x3 median; either polarity;
+the desk around the sheet, found per edge with a cut that uneven lighting does not move; uneven lighting flattened
+(a coarse background map subtracted); a noise-robust ink threshold (median + MAD, the rule of `preprocess`); the
+text band with the most ink, without lines crossing it (sheet edges, rules) or specks at its ends; deskew up to
 MAX_SKEW_DEG by the sharpest row profile, as a vertical shear so that x (the geometry) is kept; faint stroke ends
 that hang on clear ink (hysteresis); strokes thinner than the training lines' thickened. Blank pages, specks and
 blots raise BlankImageError; a solid region or only lines across the image, ImageError ("no text line found").
@@ -13,18 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import imageops as ops
 from .errors import BlankImageError, ImageError
-from .preprocess import (
-    MIN_INK_CONTRAST,
-    MIN_INK_SNR,
-    _background,
-    _dilate,
-    _drop_border_blobs,
-    _median3,
-    _pil_f,
-    _stroke_width,
-    _to_light_on_dark,
-)
+from .preprocess import MIN_INK_CONTRAST, MIN_INK_SNR, _drop_border_blobs, _to_light_on_dark
 
 #: Deskew: rotations searched (degrees, either way) and the search step.
 MAX_SKEW_DEG, SKEW_STEP_DEG = 6.0, 0.25
@@ -50,11 +41,11 @@ STROKE_SHARE = 0.14
 
 def photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, int]:
     """A photo or scan -> (the text band, ink scaled to [0, 1] on 0, after deskew; its first column)."""
-    d = _to_light_on_dark(_median3(gray), polarity)
+    d = ops.from_levels(_to_light_on_dark(ops.median3(ops.to_levels(gray)), polarity))
     desk = _desk(d)
     if desk.any():  # full ink there: the lighting map takes the paper's (darkest) level next to it instead
         d = np.where(desk, np.float32(1.0), d)
-    d = np.where(desk, np.float32(0.0), np.clip(d - _background(d), 0.0, 1.0))
+    d = np.where(desk, np.float32(0.0), ops.subtract(d, ops.background(d)))
     med, thresh = _ink_threshold(d[~desk] if desk.any() else d.ravel(), name)
     mask = _drop_border_blobs((d > thresh) & ~desk)
     if not mask.any():
@@ -73,7 +64,7 @@ def photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, 
     top = float(np.percentile(d[r0:r1, c0:c1][mask[r0:r1, c0:c1]], 75))
     (r0, r1, c0, c1), keep = _with_faint_ends(d, mask, (r0, r1, c0, c1), floor)
     vals = np.clip((d[r0:r1, c0:c1] - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
-    vals *= _dilate(keep.astype(np.float32), 3)  # noise away from the strokes -> 0
+    vals *= ops.dilate(keep, 3)  # noise away from the strokes -> 0
     return _thicken(vals), int(c0) + x_off
 
 
@@ -111,7 +102,7 @@ def _grow_into(seed: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
     (hysteresis thresholding), without the noise that lies apart from them."""
     grown = seed
     for _ in range(steps):
-        grown = (_dilate(grown.astype(np.float32), 3) > 0.5) & (allowed | grown)
+        grown = ops.dilate(grown, 3) & (allowed | grown)
     return grown
 
 
@@ -137,7 +128,7 @@ def _desk(d: np.ndarray) -> np.ndarray:
         bright = strip > ((edge + paper) / 2)[None, :]
         run = np.where(bright.all(axis=0), depth, bright.argmin(axis=0)) * stands
         out |= np.arange(view.shape[0])[:, None] < run[None, :]  # a view of `desk`: writes through
-    return _dilate(desk.astype(np.float32), 2 * halo + 1) > 0.5 if desk.any() else desk
+    return ops.dilate(desk, 2 * halo + 1) if desk.any() else desk
 
 
 def _long_runs(a: np.ndarray, min_len: float) -> np.ndarray:
@@ -189,7 +180,7 @@ def _shear(a: np.ndarray, angle_deg: float) -> np.ndarray:
     t = float(np.tan(np.radians(angle_deg)))
     h, w = a.shape
     off = max(t * w, 0.0)
-    out = _pil_f(a).transform((w, h + int(np.ceil(abs(t) * w))), Image.Transform.AFFINE, (1, 0, 0, t, 1, -off),
+    out = ops.pil_float(a).transform((w, h + int(np.ceil(abs(t) * w))), Image.Transform.AFFINE, (1, 0, 0, t, 1, -off),
                               resample=Image.Resampling.BILINEAR, fillcolor=0.0)
     return np.asarray(out, dtype=np.float32)
 
@@ -266,9 +257,9 @@ def _thicken(vals: np.ndarray) -> np.ndarray:
     if vals.shape[0] < 40:  # near the canvas' own scale: nothing to gain
         return vals
     target = STROKE_SHARE * vals.shape[0]
-    width = _stroke_width(vals > 0.5)
+    width = ops.stroke_width(vals > 0.5)
     if width < 0.7 * target:
         k = 2 * int(round((target - width) / 2)) + 1
         if k >= 3:
-            return _dilate(vals, k)
+            return ops.dilate(vals, k)
     return vals

@@ -1,6 +1,7 @@
 """Text lines for CTC line recognizers: preprocessing to a line canvas (with its geometry), greedy CTC decoding.
 
-Pure numpy + pillow (this module runs on the board, and training imports it so both see the same lines).
+numpy, Pillow and OpenCV through `imageops` (this module runs on the board, and training imports it so both see
+the same lines).
 
 A "line canvas" is float32 (height, width) in [0, 1], light ink on dark, the text band scaled to the height the
 model takes (ink filling TEXT_HEIGHT_SHARE of it, centred), left-aligned and zero-padded on the right.
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BlankImageError, ImageError, UserInputError
+from .imageops import resize
 from .images import MAX_WORK_SIDE_PX, ImageLike, describe, load_gray
 from .line_band import photo_band
-from .preprocess import MIN_INK_CONTRAST, POLARITIES, _resize, _to_light_on_dark
+from .preprocess import MIN_INK_CONTRAST, POLARITIES, _to_light_on_dark
 
 #: Share of the line height the ink band fills (median of the composed training lines, measured with the same
 #: 35 %-of-peak ink mask as below).
@@ -183,7 +185,7 @@ def _place(band: np.ndarray, height: int, width: int, name: str) -> tuple[np.nda
     out = np.zeros((height, width), np.float32)
     top = (height - text_h) // 2
     out[top:top + text_h, LEFT_MARGIN_PX:LEFT_MARGIN_PX + new_w] = np.clip(
-        _resize(band.astype(np.float32), (text_h, new_w)), 0.0, 1.0)
+        resize(band.astype(np.float32), (text_h, new_w)), 0.0, 1.0)
     return out, new_w
 
 

@@ -2,7 +2,8 @@
 
 The MNIST procedure (LeCun et al., 1998), made robust for photos and scans:
 
-1. grayscale in [0, 1] (`images.load_gray`: RGBA, 16-bit, huge images handled there);
+1. 8-bit grey levels (`images.load_levels`: RGBA, 16-bit, huge images handled there; a camera frame, an 8-bit
+   array, is taken as it is);
 2. polarity: ink becomes light on dark (auto: the side that deviates most from the median is ink);
 3. denoise (3x3 median) and flatten uneven lighting (subtract a coarse background map);
 4. noise-robust threshold (median + MAD noise estimate); no ink above the noise -> `BlankImageError`;
@@ -12,17 +13,20 @@ The MNIST procedure (LeCun et al., 1998), made robust for photos and scans:
 7. `resize_canvas` to the model's input size when it is not 28.
 
 The output is a "canvas": float32 (size, size) in [0, 1], light ink on dark, before normalisation.
+Steps 2-6 run on uint8 levels with OpenCV's kernels (`imageops`); the ink's scale and the final Lanczos fit are
+float32.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+import math
 
 import numpy as np
 
+from . import imageops as ops
 from .errors import BlankImageError, ManifestError
-from .images import ImageLike, describe, load_gray
+from .images import ImageLike, describe, load_levels
 from .manifest import POLARITIES, PREPROCESS_KINDS, PreprocessSpec
 
 #: Ink must stand this far (in [0, 1] units) above the paper, and this many noise sigmas, to count as ink.
@@ -34,13 +38,16 @@ MNIST_STROKE_PX = 2.7
 WORK_SIDE_PX = 640
 #: A thick dark region along at least this share of an image edge is the desk around the sheet, not ink.
 DESK_EDGE_SHARE = 0.5
+#: The paper's level and noise (median, MAD) are estimated on a regular sample of at least this many pixels.
+STATS_SAMPLE_PX = 16_384
 
 
 def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int = 28) -> np.ndarray:
     """Turn one image into a canvas the student was trained on.
 
     Args:
-        image: file path, PIL image, or numpy array (HxW, HxWxC; uint8, uint16 or float).
+        image: file path, PIL image, or numpy array (HxW, HxWxC; uint8, uint16 or float). A camera frame (an
+            HxW uint8 array, or HxWx3 RGB) is used as it is, no decoding, no copy.
         spec: the manifest's preprocessing (default: MNIST procedure, 28/20, auto polarity).
         size: side of the returned canvas (the model's input resolution).
 
@@ -56,13 +63,13 @@ def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int =
     if spec.polarity not in POLARITIES:
         raise ManifestError(f"preprocessing polarity {spec.polarity!r} is unknown; use one of {', '.join(POLARITIES)}")
     name = describe(image)
-    gray = load_gray(image, WORK_SIDE_PX)
+    levels = load_levels(image, WORK_SIDE_PX)
     if spec.kind == "resize":
-        canvas = _resize(_to_light_on_dark(gray, spec.polarity), (spec.canvas, spec.canvas))
+        ink = ops.from_levels(_to_light_on_dark(levels, spec.polarity))
+        canvas = np.clip(ops.resize(ink, (spec.canvas, spec.canvas)), 0.0, 1.0)
     else:
-        big = min(gray.shape) >= 48  # photos/scans: denoise; small digital canvases are kept exact
-        ink = _to_light_on_dark(_median3(gray) if big else gray, spec.polarity)
-        canvas = _mnist_canvas(ink, name, spec.canvas, spec.box, flatten=big)
+        canvas = _mnist_canvas(_ink(levels, spec.polarity), name, spec.canvas, spec.box,
+                               flattened=min(levels.shape) >= 48)
     return canvas if size == spec.canvas else resize_canvas(canvas, size)
 
 
@@ -103,48 +110,86 @@ def _resize_matrix(n: int, size: int) -> np.ndarray:
 
 # ---- steps ---------------------------------------------------------------------------------------------------
 
+def _ink(levels: np.ndarray, polarity: str) -> np.ndarray:
+    """The ink, light on dark, of uint8 levels: photos and scans (both sides >= 48 px) denoised (3x3 median) and
+    flattened (uneven lighting subtracted; in per-thread work arrays); small digital canvases kept exact."""
+    if min(levels.shape) < 48:
+        return ops.invert(levels) if _ink_is_dark(levels, polarity) else levels
+    m = ops.median3(levels, ops.work("median", levels.shape))
+    return ops.flatten(m, _ink_is_dark(m, polarity), ops.work("flat", levels.shape))
+
+
+def _ink_is_dark(gray: np.ndarray, polarity: str) -> bool:
+    """Whether the ink is dark on light paper (uint8 levels or float32 in [0, 1]): by `polarity`, or for "auto"
+    the side that deviates most from the paper's level (the median)."""
+    if polarity != "auto":
+        return polarity == "dark-on-light"
+    if gray.dtype == np.uint8:
+        med = ops.hist_percentile(ops.histogram(gray, step=_sample_step(gray.size)), 0.5) / 255.0
+        lo, hi = ops.min_max(gray)
+        lo, hi = lo / 255.0, hi / 255.0
+    else:
+        med, lo, hi = float(np.median(gray[::2, ::2])), float(gray.min()), float(gray.max())
+    return (med - lo) > (hi - med)
+
+
 def _to_light_on_dark(gray: np.ndarray, polarity: str) -> np.ndarray:
-    if polarity == "light-on-dark":
-        return gray
-    if polarity == "dark-on-light":
-        return 1.0 - gray
-    med = float(np.median(gray[::2, ::2]))  # a 1/4 sample is plenty for the paper's level
-    return (1.0 - gray) if (med - float(gray.min())) > (float(gray.max()) - med) else gray
+    """Ink light on dark: uint8 levels or float32 in [0, 1] (the line path's), the same dtype out."""
+    return ops.invert(gray) if _ink_is_dark(gray, polarity) else gray
 
 
-def _mnist_canvas(d: np.ndarray, name: str, canvas: int, box: int, flatten: bool = True) -> np.ndarray:
-    if flatten:  # subtract uneven lighting
-        d = np.clip(d - _background(d), 0.0, 1.0)
-    sample = d[::2, ::2] if d.size > 40_000 else d
-    med = float(np.median(sample))
-    sigma = 1.4826 * float(np.median(np.abs(sample - med)))
-    peak = float(d.max())
+def _sample_step(size_px: int) -> int:
+    """Every how many rows and columns the paper's statistics (median, noise) sample an image: at least
+    STATS_SAMPLE_PX pixels (a 640x480 frame: every 4th, 19,200 pixels)."""
+    return max(1, math.isqrt(size_px // STATS_SAMPLE_PX))
+
+
+def _mnist_canvas(d: np.ndarray, name: str, canvas: int, box: int, flattened: bool = True) -> np.ndarray:
+    """Ink levels (uint8, light on dark; `flattened`: a photo's, see `_ink`) -> the canvas: threshold, crop,
+    scale the ink, fit the box, centre."""
+    med, mad = ops.hist_median_mad(ops.histogram(d, step=_sample_step(d.size)))
+    med, sigma, peak = med / 255.0, 1.4826 * mad / 255.0, float(d.max()) / 255.0
     contrast = peak - med
     if contrast < MIN_INK_CONTRAST or (sigma > 0 and contrast / sigma < MIN_INK_SNR):
         raise BlankImageError(
             f"{name}: no ink found (ink contrast {contrast:.3f}, noise {sigma:.3f}); the page looks blank. "
             f"Write darker/bigger, crop closer to the character, or check the image is the right one")
     thresh = med + max(4.0 * sigma, 0.2 * contrast)
-    mask = d > thresh
-    if flatten:
+    mask = ops.threshold(d, 255.0 * thresh, ops.work("mask", d.shape))  # 255 where ink
+    rows, cols = ops.row_col_sums(mask)
+    if flattened and _may_hold_a_desk(rows, cols):
         mask = _drop_border_blobs(mask)
-        if not mask.any():
+        rows, cols = ops.row_col_sums(mask)
+        if not rows.any():
             raise BlankImageError(f"{name}: only a dark band along the edges (the desk around the sheet?), no "
                                   f"writing found; crop the photo to the paper")
-    r0, r1 = _ink_span(mask.sum(axis=1))
-    c0, c1 = _ink_span(mask.sum(axis=0))
-    crop_mask = mask[r0:r1, c0:c1]
-    crop = d[r0:r1, c0:c1]
+    (r0, r1), (c0, c1) = _ink_span(rows), _ink_span(cols)
+    crop_mask, crop = mask[r0:r1, c0:c1], d[r0:r1, c0:c1]
     floor = med + 0.5 * (thresh - med)
-    top = float(np.percentile(crop[crop_mask], 75)) if crop_mask.any() else peak
-    vals = np.clip((crop - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
-    vals *= _dilate(crop_mask.astype(np.float32), 3)  # noise away from the strokes -> 0
-    patch = _fit_box(vals, box)
-    return _place_by_centre_of_mass(patch, canvas)
+    ink_hist = ops.histogram(crop, crop_mask)
+    top = ops.hist_percentile(ink_hist, 0.75) / 255.0 if ink_hist.any() else peak
+    scale = np.clip((np.arange(256) / 255.0 - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
+    ink = ops.bitwise_and(crop, ops.dilate(crop_mask, 3))  # noise away from the strokes -> 0 (scaled to 0)
+    return _place_by_centre_of_mass(_fit_box(ink, scale, box), canvas)
+
+
+def _may_hold_a_desk(rows: np.ndarray, cols: np.ndarray) -> bool:
+    """Whether `_drop_border_blobs` could find anything, from the mask's (0/255) row and column sums: a desk
+    needs DESK_EDGE_SHARE of the coarse cells along an edge over half inked, so more ink than that in the edge's
+    band of cells (cell side min(h, w) // 64)."""
+    h, w = len(rows), len(cols)
+    if min(h, w) < 128:
+        return False
+    f = min(h, w) // 64
+    hc, wc = h // f, w // f
+    need = DESK_EDGE_SHARE * 0.5 * f * 255  # per pixel along the edge
+    return bool(rows[:f].sum() > need * wc * f or rows[(hc - 1) * f:hc * f].sum() > need * wc * f or
+                cols[:f].sum() > need * hc * f or cols[(wc - 1) * f:wc * f].sum() > need * hc * f)
 
 
 def _drop_border_blobs(mask: np.ndarray) -> np.ndarray:
-    """Remove the desk (or any dark band) around a photographed sheet from the ink mask.
+    """Remove the desk (or any dark band) around a photographed sheet from the ink mask (uint8 0/255 or bool;
+    the same kind is returned).
 
     Works on a coarse grid (~64 cells on the short side): an opening with a square about 1/12 of the short
     side keeps thick blobs and drops pen strokes; blobs that run along at least half of an image edge seed a
@@ -153,74 +198,66 @@ def _drop_border_blobs(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     if min(h, w) < 128:
         return mask
+    m = mask if mask.dtype == np.uint8 else np.ascontiguousarray(mask).view(np.uint8) * np.uint8(255)
     f = min(h, w) // 64
-    hc, wc = h // f, w // f
-    coarse = mask[:hc * f, :wc * f].reshape(hc, f, wc, f).mean(axis=(1, 3)) > 0.5
+    coarse = ops.block_mean(m, f) > 127  # more than half of the cell is ink
+    hc, wc = coarse.shape
     k = max(3, (min(hc, wc) // 12) | 1)
-    thick = _dilate(_erode(coarse.astype(np.float32), k), k) > 0.5
+    thick = ops.dilate(ops.erode(coarse, k), k)
     if not thick.any():
         return mask
-    region = np.zeros_like(thick)
+    seeds = np.zeros_like(thick)
     for edge in ((0, slice(None)), (-1, slice(None)), (slice(None), 0), (slice(None), -1)):
         if thick[edge].mean() >= DESK_EDGE_SHARE:  # a desk runs along the edge; writing only touches it
-            region[edge] = thick[edge]
-    for _ in range(hc + wc):  # grow from the border through the thick cells only
-        grown = (_dilate(region.astype(np.float32), 3) > 0.5) & thick
-        if np.array_equal(grown, region):
-            break
-        region = grown
+            seeds[edge] = thick[edge]
+    region = ops.components_touching(thick, seeds)  # grown from the border through the thick cells only
     if not region.any():
         return mask
-    region = _dilate(region.astype(np.float32), 3) > 0.5  # one more cell: the blob's soft edge
-    full = np.repeat(np.repeat(region, f, axis=0), f, axis=1)
-    full = np.pad(full, ((0, h - full.shape[0]), (0, w - full.shape[1])), mode="edge")
-    return mask & ~full
+    region = ops.dilate(region, 3)  # one more cell: the blob's soft edge
+    cut = ops.subtract(m, ops.blocks_to(region.view(np.uint8) * np.uint8(255), f, (h, w)))
+    return cut if mask.dtype == np.uint8 else cut > 0
 
 
 def _ink_span(profile: np.ndarray, min_share: float = 0.01) -> tuple[int, int]:
     """[start, stop) of the ink along one axis, dropping edge runs (after a gap) holding < min_share of ink."""
     idx = np.flatnonzero(profile)
-    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1)
-    total = float(profile.sum())
-    while len(runs) > 1:
-        first, last = float(profile[runs[0]].sum()), float(profile[runs[-1]].sum())
-        if min(first, last) >= min_share * total:
-            break
-        runs = runs[1:] if first <= last else runs[:-1]
-    return int(runs[0][0]), int(runs[-1][-1]) + 1
+    gaps = np.flatnonzero(idx[1:] - idx[:-1] > 2)
+    if not len(gaps):
+        return int(idx[0]), int(idx[-1]) + 1
+    starts = np.concatenate((idx[:1], idx[gaps + 1]))
+    stops = np.concatenate((idx[gaps], idx[-1:])) + 1
+    below = np.concatenate(([0.0], np.cumsum(profile, dtype=np.float64)))
+    ink = (below[stops] - below[starts]).tolist()
+    floor = min_share * float(below[-1])
+    lo, hi = 0, len(ink) - 1
+    while lo < hi and min(ink[lo], ink[hi]) < floor:
+        if ink[lo] <= ink[hi]:
+            lo += 1
+        else:
+            hi -= 1
+    return int(starts[lo]), int(stops[hi])
 
 
-def _fit_box(vals: np.ndarray, box: int) -> np.ndarray:
-    """Scale the cropped ink so its longer side is `box`, thickening thin strokes first."""
-    h, w = vals.shape
+def _fit_box(ink: np.ndarray, scale: np.ndarray, box: int) -> np.ndarray:
+    """The cropped ink (uint8 levels) scaled by the table `scale` (levels -> [0, 1], non-decreasing) so that its
+    longer side is `box`, thin strokes thickened first. Block maxima and dilation commute with a non-decreasing
+    table, so they run on the levels and the table is applied to the small patch."""
+    h, w = ink.shape
     side = max(h, w)
     work = 4 * box
     if side > work:  # shrink by block-max to a working size: thin strokes stay whole and at full intensity
-        f = -(-side // work)
-        p = np.pad(vals, ((0, -h % f), (0, -w % f)))
-        vals = p.reshape(p.shape[0] // f, f, p.shape[1] // f, f).max(axis=(1, 3))
-        h, w = vals.shape
+        ink = ops.block_max(ink, -(-side // work))
+        h, w = ink.shape
         side = max(h, w)
     if side >= 2 * box:
         target = MNIST_STROKE_PX * side / box
-        width = _stroke_width(vals > 0.5)
+        width = ops.stroke_width(ops.lut(ink, scale) > 0.5)
         if width < 0.7 * target:
             k = 2 * int(round((target - width) / 2)) + 1
             if k >= 3:
-                vals = _dilate(vals, k)
+                ink = ops.dilate(ink, k)
     s = box / side
-    return np.clip(_resize(vals, (max(1, round(h * s)), max(1, round(w * s)))), 0.0, 1.0)
-
-
-def _stroke_width(b: np.ndarray) -> float:
-    """Mean stroke width in pixels, ~ 2 * area / boundary length."""
-    area = int(b.sum())
-    if area == 0:
-        return 0.0
-    p = np.pad(b, 1)
-    interior = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
-    boundary = area - int(interior.sum())
-    return 2.0 * area / max(boundary, 1)
+    return np.clip(ops.resize(ops.lut(ink, scale), (max(1, round(h * s)), max(1, round(w * s)))), 0.0, 1.0)
 
 
 def _place_by_centre_of_mass(patch: np.ndarray, canvas: int) -> np.ndarray:
@@ -237,73 +274,3 @@ def _place_by_centre_of_mass(patch: np.ndarray, canvas: int) -> np.ndarray:
     x0 = int(min(max(round(centre - cx), 0), canvas - w))
     out[y0:y0 + h, x0:x0 + w] = patch
     return out
-
-
-# ---- small image ops on Pillow's C filters ----------------------------------------------------------------
-
-def _pil_f(a: np.ndarray) -> Any:
-    from PIL import Image
-
-    return Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F")
-
-
-def _resize(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(_pil_f(a).resize((hw[1], hw[0]), Image.Resampling.LANCZOS), dtype=np.float32)
-
-
-def _dilate(a: np.ndarray, k: int) -> np.ndarray:
-    """Grey dilation with a k x k square (k odd), separable, zero outside the image (ink is >= 0)."""
-    r = k // 2
-    h, w = a.shape
-    p = np.pad(a, r)
-    rows = p[:, 0:w].copy()
-    for j in range(1, k):
-        np.maximum(rows, p[:, j:j + w], out=rows)
-    out = rows[0:h].copy()
-    for i in range(1, k):
-        np.maximum(out, rows[i:i + h], out=out)
-    return out
-
-
-def _erode(a: np.ndarray, k: int) -> np.ndarray:
-    """Grey erosion with a k x k square (k odd); the image continues past its edges (edge replicated)."""
-    r = k // 2
-    h, w = a.shape
-    p = np.pad(a, r, mode="edge")
-    rows = p[:, 0:w].copy()
-    for j in range(1, k):
-        np.minimum(rows, p[:, j:j + w], out=rows)
-    out = rows[0:h].copy()
-    for i in range(1, k):
-        np.minimum(out, rows[i:i + h], out=out)
-    return out
-
-
-# Median of 9 with 19 compare-exchanges (Paeth's network, as in Devillard's opt_med9): ~20 numpy min/max
-# passes, an order of magnitude faster than Pillow's generic rank filter on float images.
-_MED9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
-         (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
-
-
-def _median3(a: np.ndarray) -> np.ndarray:
-    """3x3 median filter (edges replicated), computed on 8-bit levels (4x less memory traffic than float)."""
-    h, w = a.shape
-    p = np.pad(np.rint(a * 255.0).astype(np.uint8), 1, mode="edge")
-    v = [p[i:i + h, j:j + w] for i in range(3) for j in range(3)]
-    for i, j in _MED9:
-        v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
-    return v[4].astype(np.float32) * np.float32(1.0 / 255.0)
-
-
-def _background(d: np.ndarray, cells: int = 16) -> np.ndarray:
-    """A smooth map of the paper's level (uneven lighting), from the darkest part of coarse cells."""
-    from PIL import Image, ImageFilter
-
-    h, w = d.shape
-    coarse = _pil_f(d).resize((max(2, w * cells // max(h, w)), max(2, h * cells // max(h, w))), Image.Resampling.BOX)
-    low = np.asarray(coarse.filter(ImageFilter.MinFilter(3)), dtype=np.float32)
-    p = np.pad(low, 1, mode="edge")  # 3x3 mean: smooth the cell edges
-    low = np.add.reduce([p[i:i + low.shape[0], j:j + low.shape[1]] for i in range(3) for j in range(3)]) / 9.0
-    return np.asarray(_pil_f(low).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .backends import Backend, TensorInfo
 from .errors import InputShapeError, ManifestError, ModelOutputError, UserInputError, WrongTaskError
-from .images import ImageLike, describe, load_gray
+from .images import ImageLike, describe, load_levels
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
 from .pixels import RANGE_TOLERANCE, as_canvases
@@ -166,9 +166,9 @@ class Recognizer(LoadedModel):
 
     # ---- images -> predictions ---------------------------------------------------------------------------------
     def load_image(self, image: ImageLike) -> np.ndarray:
-        """Decode one image as `canvas` does first: float32 grayscale (H, W) in [0, 1] at the preprocessing's
-        work resolution (`canvas(load_image(x))` equals `canvas(x)`; what `edgekd-rt bench --image` times)."""
-        return load_gray(image, WORK_SIDE_PX)
+        """Decode one image as `canvas` does first: uint8 grey levels (H, W) at the preprocessing's work
+        resolution (`canvas(load_image(x))` equals `canvas(x)`; what `edgekd-rt bench --image` times)."""
+        return load_levels(image, WORK_SIDE_PX)
 
     def canvas(self, image: ImageLike) -> np.ndarray:
         """Preprocess one image to the canvas this model takes (float32 (S, S))."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 import tracemalloc
 
 import numpy as np
@@ -300,17 +302,43 @@ def test_preprocess_size_uses_resize_canvas():
     np.testing.assert_allclose(preprocess(photo, size=16), resize_canvas(preprocess(photo), 16), atol=1e-6)
 
 
-def test_fast_median_and_dilation_match_the_textbook_definitions():
-    from edgekd_runtime.preprocess import _dilate, _median3
+def test_image_ops_match_the_textbook_definitions():
+    from edgekd_runtime import imageops as ops
 
     rng = np.random.default_rng(3)
-    a = (rng.integers(0, 256, (37, 53)) / 255.0).astype(np.float32)
+    a = rng.integers(0, 256, (37, 53)).astype(np.uint8)
     p = np.pad(a, 1, mode="edge")
-    ref = np.median(np.stack([p[i:i + 37, j:j + 53] for i in range(3) for j in range(3)]), axis=0)
-    np.testing.assert_allclose(_median3(a), ref, atol=1e-6)
-    z = np.pad(a, 2)
-    ref = np.max(np.stack([z[i:i + 37, j:j + 53] for i in range(5) for j in range(5)]), axis=0)
-    np.testing.assert_array_equal(_dilate(a, 5), ref)
+    np.testing.assert_array_equal(ops.median3(a), np.median(np.stack([p[i:i + 37, j:j + 53] for i in range(3)
+                                                                      for j in range(3)]), axis=0))
+    f = a.astype(np.float32) / 255.0
+    z = np.pad(f, 2)
+    np.testing.assert_array_equal(ops.dilate(f, 5), np.max([z[i:i + 37, j:j + 53] for i in range(5)
+                                                            for j in range(5)], axis=0))
+    e = np.pad(f, 2, mode="edge")
+    np.testing.assert_array_equal(ops.erode(f, 5), np.min([e[i:i + 37, j:j + 53] for i in range(5)
+                                                           for j in range(5)], axis=0))
+    np.testing.assert_array_equal(ops.dilate(a > 200, 3), ops.dilate(a, 3) > 200)
+    padded = np.pad(f, ((0, 3), (0, 3)))  # the last blocks are partial: zeros do not change a maximum of ink
+    np.testing.assert_array_equal(ops.block_max(f, 4), padded.reshape(10, 4, 14, 4).max(axis=(1, 3)))
+    bar = np.zeros((40, 60), bool)
+    bar[10:30, 20:25] = True  # 5 px wide, 20 tall: 2 * 100 / 46 boundary pixels
+    assert math.isclose(ops.stroke_width(bar), 200 / 46)
+
+
+def test_histogram_statistics_equal_numpys_on_the_levels():
+    from edgekd_runtime import imageops as ops
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 7, 1000, 4001):
+        x = np.clip(rng.normal(180, 30, (1, n)), 0, 255).astype(np.uint8)
+        med, mad = ops.hist_median_mad(ops.histogram(x))
+        assert med == np.median(x) and mad == np.median(np.abs(x - np.median(x)))
+        for q in (0.0, 0.1, 0.75, 1.0):
+            assert math.isclose(ops.hist_percentile(ops.histogram(x), q), np.percentile(x, 100 * q), abs_tol=1e-9)
+    img = rng.integers(0, 256, (60, 80)).astype(np.uint8)
+    mask = np.where(rng.random((60, 80)) < 0.3, 255, 0).astype(np.uint8)
+    assert ops.hist_percentile(ops.histogram(img, mask), 0.75) == np.percentile(img[mask > 0], 75)
+    assert ops.hist_percentile(ops.histogram(img, step=2), 0.5) == np.median(img[::2, ::2])
 
 
 def test_phone_photo_exif_orientation_is_applied(tmp_path):
@@ -352,3 +380,39 @@ def test_only_a_desk_edge_is_blank():
     img[:, :60] = 0.15  # the desk at the left edge, no writing on the sheet
     with pytest.raises(BlankImageError, match="desk"):
         preprocess(img)
+
+
+def test_canvases_equal_the_previous_implementations():
+    """The OpenCV preprocessing gives the canvases of the numpy + Pillow one it replaced (commit 24fff8b; see
+    assets/make_preprocess_reference.py), up to 8-bit rounding of the intermediate steps and whole-pixel ties in
+    the centring: photos at several positions and scales, both polarities, a desk, a fine pen, RGB, 16-bit, float."""
+    from pathlib import Path
+
+    assets = Path(__file__).parent / "assets"
+    sys.path.insert(0, str(assets))
+    try:
+        from make_preprocess_reference import cases
+    finally:
+        sys.path.remove(str(assets))
+    reference = np.load(assets / "preprocess_reference.npz")
+    images = cases()
+    assert sorted(images) == sorted(reference.files)
+    for name, image in images.items():
+        c, ref = preprocess(image), reference[name]
+        assert best_shift_corr(c, ref) > 0.99, name  # 0.996 or more measured
+        assert np.abs(c.sum() - ref.sum()) < 0.03 * ref.sum(), name  # the same amount of ink
+        assert np.abs(np.subtract(centre_of_mass(c), centre_of_mass(ref))).max() < 0.3, name
+
+
+def test_a_camera_frame_is_read_in_place_and_left_as_it_was():
+    from edgekd_runtime.images import load_gray, load_levels
+
+    frame = handwriting_photo(digit_canvas())
+    before = frame.copy()
+    assert load_levels(frame, 640) is frame  # no decoding, no copy
+    c = preprocess(frame)
+    np.testing.assert_array_equal(frame, before)
+    np.testing.assert_array_equal(preprocess(frame), c)  # the per-thread work arrays carry nothing over
+    rgb = np.stack([frame] * 3, -1)
+    assert load_levels(rgb, 640).dtype == np.uint8
+    np.testing.assert_allclose(load_gray(rgb, 640), frame / 255.0, atol=1 / 255)
