@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -81,6 +81,30 @@ class TFLiteBackend(Backend):
             self._it.set_tensor(self._in_index, x)
             self._it.invoke()
             return self._it.get_tensor(self._out_index)  # a copy, safe after the lock is released
+
+
+    def single_runner(self, shape: tuple[int, ...]) -> tuple[np.ndarray, Callable[[], np.ndarray]]:
+        """`Backend.single_runner` on the interpreter's own calls, bound once: the batch is sized here (not
+        checked per call), and `call()` is set_tensor + invoke + get_tensor under the lock, what a bare loop
+        does (the interpreter's tensor() views cannot stay bound: invoke() refuses to run while one is held)."""
+        x = np.zeros(shape, np.dtype(self.inputs[0].dtype))
+        it, lock, i, o = self._it, self._lock, self._in_index, self._out_index
+        with lock:
+            if shape[0] != self._batch:
+                it.resize_tensor_input(i, list(shape))
+                it.allocate_tensors()
+                self._batch = shape[0]
+        set_tensor, invoke, get_tensor = it.set_tensor, it.invoke, it.get_tensor
+
+        def call() -> np.ndarray:
+            with lock:
+                if self._batch == shape[0]:
+                    set_tensor(i, x)
+                    invoke()
+                    return get_tensor(o)
+            return self.invoke(x)  # another batch size ran in between (predict_batch): resized back there
+
+        return x, call
 
 
 def _check_flatbuffer(path: Path) -> None:
