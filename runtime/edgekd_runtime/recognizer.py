@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 _F32 = np.dtype(np.float32)
 _U32 = np.dtype(np.uint32)
-_max_reduce = np.maximum.reduce
+_max_reduce, _exp = np.maximum.reduce, math.exp
 # The hot path's range check in one reduction: float32 bits read as uint32 are <= this for every value in
 # [+0, 1 + tolerance]; negatives (sign bit), NaN, inf and anything above are larger (-0.0 too: the general path,
 # which compares floats, then accepts it).
@@ -344,7 +344,7 @@ class Recognizer(LoadedModel):
         i0 = order[0]
         if logits:  # softmax of one row, only the k probabilities reported are divided out
             top = vals[i0]
-            exps = [math.exp(v - top) for v in vals]
+            exps = [_exp(v - top) for v in vals]
             norm = 1.0 / sum(exps)
             return Prediction(labels[i0], i0, exps[i0] * norm, [(labels[i], exps[i] * norm) for i in order],
                               latency_ms, prep_ms, src)
