@@ -224,10 +224,13 @@ def test_watch_stops_after_duration_and_reports_existing_files(digit_model, tmp_
     assert [r["label"] for r in results] == ["6"] and summary["count"] == 1
 
 
-FAKE_CV2 = '''
-"""A stand-in for OpenCV's VideoCapture (there is no camera in CI): frames are the digits in FRAMES_NPY,
-upscaled 8x, dark ink on white paper, BGR, with a blank frame after each digit."""
+FAKE_CAMERA = '''
+"""sitecustomize of the sample's process: OpenCV as installed (the runtime's preprocessing runs on it), with a
+stand-in for its VideoCapture (there is no camera in CI): frames are the digits in FRAMES_NPY, upscaled 8x, dark
+ink on white paper, BGR, with a blank frame after each digit."""
 import os
+
+import cv2
 import numpy as np
 
 class VideoCapture:
@@ -251,13 +254,16 @@ class VideoCapture:
 
     def release(self):
         self.released = True
+
+
+cv2.VideoCapture = VideoCapture
 '''
 
 
 def test_camera_frames_via_opencv_are_recognised(digit_model, tmp_path):
     picked = digit_model.clear_digits(1)
     np.save(tmp_path / "frames.npy", np.stack([picked[i][0] for i in (2, 5, 9)]))
-    (tmp_path / "cv2.py").write_text(FAKE_CV2)
+    (tmp_path / "sitecustomize.py").write_text(FAKE_CAMERA)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "FRAMES_NPY": str(tmp_path / "frames.npy")}
     done = _run(digit_model.bundle, "--camera", "0", "--interval-s", "0.01", "--limit", "6", "--json", env=env)
