@@ -23,6 +23,7 @@ def _square(k: int) -> np.ndarray:
 
 
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+_LEVELS = np.arange(256, dtype=np.float64)
 _WORK = threading.local()
 
 
@@ -183,29 +184,28 @@ def subtract(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.
 
 
 def histogram(levels: np.ndarray, mask: np.ndarray | None = None, step: int = 1) -> np.ndarray:
-    """Counts (256,) int64 of the uint8 levels (within `mask`, nonzero = counted; every `step`-th row and column)."""
+    """Counts (256,) float32 (exact below 2**24) of the uint8 levels (within `mask`, nonzero = counted; every
+    `step`-th row and column)."""
     import cv2
 
     a = np.ascontiguousarray(levels[::step, ::step]) if step > 1 else levels
     if mask is not None:
         mask = np.ascontiguousarray(mask).view(np.uint8) if mask.dtype == np.bool_ else mask
-    return cv2.calcHist([a], [0], mask, [256], [0, 256]).ravel().astype(np.int64)
+    return cv2.calcHist([a], [0], mask, [256], [0, 256]).ravel()
 
 
 def hist_percentile(hist: np.ndarray, q: float, values: np.ndarray | None = None) -> float:
     """np.percentile(x, 100 q) (linear interpolation; q=0.5 is np.median) of the values a histogram counts:
     hist[i] values equal to values[i] (default: i), `values` ascending."""
-    c = np.cumsum(hist)
+    c = np.cumsum(hist, dtype=np.float64)
     n = int(c[-1])
     if n == 0:
         raise ValueError("percentile of an empty histogram")
-    v = np.arange(len(hist), dtype=np.float64) if values is None else values
     pos = q * (n - 1)
-    lo = int(math.floor(pos))
-    a = float(v[int(np.searchsorted(c, lo, side="right"))])
-    if pos == lo:
-        return a
-    b = float(v[int(np.searchsorted(c, lo + 1, side="right"))])
+    lo = math.floor(pos)
+    i, j = np.searchsorted(c, (lo, lo + 1), side="right").tolist()
+    v = _LEVELS if values is None else values
+    a, b = float(v[i]), float(v[min(j, len(v) - 1)])
     return a + (pos - lo) * (b - a)
 
 
@@ -213,7 +213,7 @@ def hist_median_mad(hist: np.ndarray) -> tuple[float, float]:
     """(median, median absolute deviation from it) of the levels a histogram counts, as np.median computes them
     on the levels themselves."""
     med = hist_percentile(hist, 0.5)
-    dev = np.abs(np.arange(len(hist), dtype=np.float64) - med)
+    dev = np.abs(_LEVELS[:len(hist)] - med)
     order = np.argsort(dev, kind="stable")
     return med, hist_percentile(hist[order], 0.5, dev[order])
 
@@ -248,6 +248,14 @@ def blocks_to(a: np.ndarray, f: int, hw: tuple[int, int]) -> np.ndarray:
     h, w = a.shape[:2]
     up = cv2.resize(a, (w * f, h * f), interpolation=cv2.INTER_NEAREST_EXACT)
     return cv2.copyMakeBorder(up, 0, hw[0] - h * f, 0, hw[1] - w * f, cv2.BORDER_REPLICATE)
+
+
+def centre_of_mass(a: np.ndarray) -> tuple[float, float] | None:
+    """(row, column) of a non-negative float32 image's centre of mass, in pixel indices; None when it is all 0."""
+    import cv2
+
+    m = cv2.moments(a)
+    return (m["m01"] / m["m00"], m["m10"] / m["m00"]) if m["m00"] > 0 else None
 
 
 def min_max(a: np.ndarray) -> tuple[float, float]:

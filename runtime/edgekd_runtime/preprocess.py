@@ -263,12 +263,7 @@ def _fit_box(ink: np.ndarray, scale: np.ndarray, box: int) -> np.ndarray:
 def _place_by_centre_of_mass(patch: np.ndarray, canvas: int) -> np.ndarray:
     h, w = patch.shape
     out = np.zeros((canvas, canvas), np.float32)
-    mass = float(patch.sum())
-    if mass > 0:
-        cy = float((patch.sum(axis=1) * np.arange(h)).sum()) / mass
-        cx = float((patch.sum(axis=0) * np.arange(w)).sum()) / mass
-    else:
-        cy, cx = (h - 1) / 2, (w - 1) / 2
+    cy, cx = ops.centre_of_mass(patch) or ((h - 1) / 2, (w - 1) / 2)
     centre = canvas / 2  # MNIST's mean centre of mass is (14.0, 14.0) in pixel indices
     y0 = int(min(max(round(centre - cy), 0), canvas - h))
     x0 = int(min(max(round(centre - cx), 0), canvas - w))
