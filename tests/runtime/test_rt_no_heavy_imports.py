@@ -107,3 +107,22 @@ def test_auto_falls_back_to_onnx_when_no_tflite_interpreter_imports(tmp_path, bu
                        timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["onnxruntime", "student.onnx"]
+
+
+def test_opencv_is_loaded_only_when_an_image_is_read(lin_onnx, tmp_path):
+    """OpenCV (~14 MiB of RSS) backs the preprocessing only: importing the runtime, predicting canvases and
+    benchmarking the model (`edgekd-rt bench`) leave it unloaded; the first image loads it."""
+    from PIL import Image
+    from rt_support import digit_canvas, handwriting_photo
+
+    Image.fromarray(handwriting_photo(digit_canvas())).save(tmp_path / "digit.png")
+    code = ("import sys, numpy as np, edgekd_runtime as rt\n"
+            "seen = ['cv2' in sys.modules]\n"
+            "rec = rt.load(sys.argv[1]); rec.predict(np.zeros((28, 28), np.float32), preprocessed=True)\n"
+            "rec.benchmark(runs=3); seen.append('cv2' in sys.modules)\n"
+            "rec.predict(sys.argv[2]); seen.append('cv2' in sys.modules)\n"
+            "print(seen)")
+    p = subprocess.run([sys.executable, "-c", code, str(lin_onnx), str(tmp_path / "digit.png")], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[False, False, True]"
