@@ -134,10 +134,13 @@ def test_a_corrupt_lines_manifest_is_one_error_line_and_exit_2(line_bundle, line
     assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
 
 
-FAKE_LINE_CV2 = '''
-"""A stand-in for OpenCV's VideoCapture: 400x1200 BGR frames, each line of FRAMES_NPY written dark on white across
-the middle of the frame (wider than a square crop keeps), then a blank frame."""
+FAKE_LINE_CAMERA = '''
+"""sitecustomize of the sample's process: OpenCV as installed (the runtime's preprocessing runs on it), with a
+stand-in for its VideoCapture: 400x1200 BGR frames, each line of FRAMES_NPY written dark on white across the
+middle of the frame (wider than a square crop keeps), then a blank frame."""
 import os
+
+import cv2
 import numpy as np
 
 class VideoCapture:
@@ -159,12 +162,15 @@ class VideoCapture:
 
     def release(self):
         pass
+
+
+cv2.VideoCapture = VideoCapture
 '''
 
 
 def test_camera_frames_are_read_whole_and_frames_without_a_line_are_counted(line_bundle, tmp_path):
     np.save(tmp_path / "lines.npy", np.stack([line_image(line_strokes(t)) for t in ("171", "1234")]))
-    (tmp_path / "cv2.py").write_text(FAKE_LINE_CV2)
+    (tmp_path / "sitecustomize.py").write_text(FAKE_LINE_CAMERA)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "FRAMES_NPY": str(tmp_path / "lines.npy")}
     done = _run(line_bundle, "--camera", "0", "--interval-s", "0.01", "--limit", "4", "--json", env=env)
