@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         if not run_dir.is_dir():
             raise UserInputError(f"{run_dir}: no such run directory")
         if json_out:
-            print_json(load_report(run_dir))
+            print_json(load_report(run_dir).to_dict())
             return
         path = render_report(run_dir)
         typer.echo(f"wrote {path}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from edgekd_runtime.cli_support import handle_errors, print_json
+
+if TYPE_CHECKING:
+    from edgekd.report.schema import Report
 
 
 def register(app: typer.Typer) -> None:
@@ -69,29 +72,31 @@ def register(app: typer.Typer) -> None:
         log = (lambda s: None) if json_out else (lambda s: typer.echo(s))
         rep = run_pipeline(cfg, out, force=force, progress=not json_out, log=log)
         if json_out:
-            print_json(rep)
+            print_json(rep.to_dict())
         else:
             _summary(rep)
-        if any(not c["ok"] for c in rep["checks"]):
+        if rep.failed_checks:
             raise typer.Exit(1)  # the report is written; something in it is not deployable as asked
 
 
-def _summary(rep: dict) -> None:
+def _summary(rep: Report) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    def ms(x: float | None) -> str:
+        return "—" if x is None else f"{x:.3f}"
 
     t = Table(title="edgekd run")
     for col in ("model", "arch", "test acc.", "params", "predicted ms", "measured ms"):
         t.add_column(col)
-    for m in rep["models"]:
-        acc = m.get("test_accuracy")
-        t.add_row(m["role"], m["arch"], "—" if acc is None else f"{100 * acc:.2f}%", f"{m.get('params') or 0:,}",
-                  f"{m['predicted_latency_ms']:.3f}" if m.get("predicted_latency_ms") is not None else "—",
-                  f"{m['measured_latency_ms']:.3f}" if m.get("measured_latency_ms") is not None else "—")
+    for m in rep.models:
+        acc = m.test_accuracy
+        t.add_row(m.role, m.arch, "—" if acc is None else f"{100 * acc:.2f}%", f"{m.params or 0:,}",
+                  ms(m.predicted_latency_ms), ms(m.measured_latency_ms))
     c = Console(width=None if sys.stdout.isatty() else 160)
     c.print(t)
-    d = rep["deployed"]
-    c.print(f"deployed: {d['path']} — {100 * d['accuracy']:.2f}% on {d['num_samples']} {d['split']} samples")
-    bad = [x for x in rep["checks"] if not x["ok"]]
-    c.print("checks: all passed" if not bad else "checks FAILED: " + "; ".join(f"{x['name']} ({x['detail']})"
-                                                                              for x in bad))
+    d = rep.deployed
+    if d is not None:
+        c.print(f"deployed: {d.path} — {100 * d.accuracy:.2f}% on {d.num_samples} {d.split} samples")
+    bad = rep.failed_checks
+    c.print("checks: all passed" if not bad else "checks FAILED: " + "; ".join(f"{x.name} ({x.detail})" for x in bad))

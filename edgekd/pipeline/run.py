@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from edgekd.report.schema import Report
 from edgekd_runtime.atomic import atomic_write_json, atomic_write_text, sha256_file
 from edgekd_runtime.sysinfo import utc_timestamp
 
@@ -32,8 +33,8 @@ Log = Callable[[str], None]
 
 
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = False, progress: bool = True,
-                 log: Log = print) -> dict[str, Any]:
-    """Run (or continue) the pipeline in `run_dir`; returns report.json's content."""
+                 log: Log = print) -> Report:
+    """Run (or continue) the pipeline in `run_dir`; returns the report (report.json's content)."""
     import yaml
 
     t_start = time.perf_counter()
@@ -70,11 +71,12 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
     bundle = _export_convert(dist_key, run_dir, state, log)
     bench = _bench_step(cfg, bundle, run_dir, log, splits.test)
 
-    from .results import build_report
+    from .results import RunContext, build_report
 
-    rep = build_report(cfg, run_dir, splits, profile, budget, search, bundle, bench, teacher_ck)
-    rep["run"].update(name=run_dir.name, wall_time_s=time.perf_counter() - t_start, resumed=resumed)
-    atomic_write_json(run_dir / "report.json", rep)
+    rep = build_report(RunContext(cfg, run_dir, splits, profile, budget, search, bundle, bench, teacher_ck))
+    assert rep.run is not None
+    rep.run.name, rep.run.wall_time_s, rep.run.resumed = run_dir.name, time.perf_counter() - t_start, resumed
+    atomic_write_json(run_dir / "report.json", rep.to_dict())
     from edgekd.report import render_report
 
     render_report(run_dir)

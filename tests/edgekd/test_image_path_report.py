@@ -76,9 +76,9 @@ def test_bench_step_measures_the_deployed_artifact_and_the_report_shows_it(tmp_p
     assert json.loads((run / "bench.json").read_text())["artifacts"]["student.onnx"]["image_path"] == ip
 
     row = _image_path(bench, "student.onnx")
-    assert row["artifact"] == "student.onnx" and row["stages"] == st
+    assert row is not None and row.artifact == "student.onnx" and row.stages == st
     assert _image_path({"a.tflite": {"image_path": None}}, "a.tflite") is None
-    (run / "report.json").write_text(json.dumps({"image_path": row}))
+    (run / "report.json").write_text(json.dumps({"image_path": row.to_dict()}))
     md = render_report(run).read_text()
     assert "## Image path" in md and "| stage | p50 (ms) | p90 (ms) | p99 (ms) | mean (ms) |" in md
     for k in STAGES:
