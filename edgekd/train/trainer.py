@@ -131,6 +131,57 @@ def _prime_loss(loss_fn: "nn.Module", model: "nn.Module", source: Any) -> None:
             m.build(f.shape[1], t["teacher_features"].shape[1])
 
 
+@dataclass
+class TrainState:
+    """Where a training stands after an epoch (what last.pt carries besides the weights and optimizer):
+    the last finished epoch, the per-epoch records, the best validation score and its weights, the epochs
+    since it improved, and whether early stopping ended the run."""
+
+    epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_acc: float = float("-inf")
+    best_epoch: int = -1
+    best_state: dict[str, Any] | None = None
+    bad_epochs: int = 0
+    stopped: bool = False
+
+    def record(self, epoch: int, rec: dict[str, Any], score: float | None, model: "nn.Module",
+               patience: int | None) -> bool:
+        """Add the epoch's record; keep the weights when `score` is the best so far. True when the run stops
+        early (`patience` epochs without a better score)."""
+        if score is not None:
+            if score > self.best_acc:
+                self.best_acc, self.best_epoch, self.bad_epochs = score, epoch, 0
+                self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                self.bad_epochs += 1
+        self.epoch = epoch
+        self.history.append(rec)
+        self.stopped = patience is not None and self.bad_epochs >= patience
+        return self.stopped
+
+
+@dataclass
+class TrainParts:
+    """Everything one training run steps: the model (and `net`, its DDP/compiled wrapper that runs the
+    batches), the loss, optimizer, scheduler, AMP scaler, the sampler that shards epochs across DDP ranks,
+    and where it runs."""
+
+    model: "nn.Module"
+    net: "nn.Module"
+    loss_fn: "nn.Module"
+    opt: Any
+    sched: Any
+    scaler: Any
+    sampler: Any
+    device: "torch.device"
+    di: DistInfo
+    amp_dtype: Any
+    local_bs: int
+    steps: int
+    cfg: TrainConfig
+
+
 def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig, out_dir: str | Path, *,
         val: tuple[np.ndarray, np.ndarray] | None = None, input_size: int = 28, resume: bool = False,
         init_from: str | None = None, progress: bool = True, needs_features: bool = False,
@@ -152,12 +203,44 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
         evaluator: validation other than classification accuracy (the lines task): model -> a record with
             `val_score` (higher is better; selects the best epoch) and the metrics to log. Replaces `val`.
     """
-    import torch
     import torch.distributed as dist
 
-    from edgekd.kd.losses import LossBatch
-
     out_dir = Path(out_dir)
+    last_path = out_dir / "last.pt"
+    parts = setup_training(model, source, loss_fn, cfg, init_from)
+    if resume and not last_path.is_file():
+        raise UserInputError(f"--resume: no {last_path} to resume from; drop --resume to start fresh")
+    state = restore_train_state(parts, last_path) if resume else TrainState()
+    parts.net = _wrap_model(model, cfg, parts.di, parts.device)
+    bar = _Progress(enabled=progress and parts.di.is_main)
+    # a resumed run that had already stopped early trains no more
+    for epoch in range(state.epoch + 1, cfg.epochs if not state.stopped else 0):
+        rec = train_epoch(parts, source, epoch, bar, needs_features)
+        score = validate(model, rec, parts.device, val, input_size, evaluator)
+        stop = state.record(epoch, rec, score, model, cfg.patience)
+        bar.end(rec)
+        if parts.di.is_main:
+            save_train_state(parts, state, out_dir)
+        if parts.di.world > 1:
+            dist.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, rec)
+        if stop:
+            break
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    model.eval()
+    return FitResult(model, state.history, state.best_epoch, state.best_acc if state.best_epoch >= 0 else None,
+                     state.stopped)
+
+
+def setup_training(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
+                   init_from: str | None = None) -> TrainParts:
+    """Threads, device (and the DDP process group under torchrun), AMP, the model and loss on the device
+    (warm-started from `init_from`), the epoch sampler, optimizer, scheduler and scaler."""
+    import torch
+    from torch.utils.data import DistributedSampler
+
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     if cfg.deterministic:
@@ -175,9 +258,6 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
     loss_fn.to(device)
     _prime_loss(loss_fn, model, source)
     loss_fn.to(device)
-
-    from torch.utils.data import DistributedSampler
-
     sampler = DistributedSampler(range(source.n), num_replicas=di.world, rank=di.rank, shuffle=True,
                                  seed=cfg.seed, drop_last=False)
     local_bs = max(1, cfg.batch_size // di.world)
@@ -185,23 +265,13 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
     params = [p for p in model.parameters() if p.requires_grad] + [p for p in loss_fn.parameters()]
     opt, sched = _make_optimizer(params, cfg, steps)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    return TrainParts(model, model, loss_fn, opt, sched, scaler, sampler, device, di, amp_dtype, local_bs, steps,
+                      cfg)
 
-    start_epoch, history, best_acc, best_epoch, best_state, bad = 0, [], float("-inf"), -1, None, 0
-    last_path = out_dir / "last.pt"
-    st: dict[str, Any] = {}
-    if resume:
-        if not last_path.is_file():
-            raise UserInputError(f"--resume: no {last_path} to resume from; drop --resume to start fresh")
-        st = load_torch(last_path, TRAIN_STATE_FORMAT)
-        model.load_state_dict(st["model"])
-        loss_fn.load_state_dict(st["loss"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        scaler.load_state_dict(st["scaler"]) if st.get("scaler") else None
-        set_rng_state(st["rng"])
-        start_epoch, history = int(st["epoch"]) + 1, list(st["history"])
-        best_acc, best_epoch, bad = float(st["best_acc"]), int(st["best_epoch"]), int(st["bad_epochs"])
-        best_state = st.get("best_state")
+
+def _wrap_model(model: "nn.Module", cfg: TrainConfig, di: DistInfo, device: "torch.device") -> "nn.Module":
+    """The module that runs the batches: DDP across ranks under torchrun, torch.compile'd with cfg.compile."""
+    import torch
 
     net = model
     if di.world > 1:
@@ -210,82 +280,106 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
+    return net
 
-    bar = _Progress(enabled=progress and di.is_main)
-    stopped = bool(st.get("stopped"))  # a resumed run that had already stopped early trains no more
-    epoch = start_epoch
-    for epoch in range(start_epoch, cfg.epochs if not stopped else start_epoch):
-        net.train()
-        sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler), dtype=torch.long).to(device)  # one copy per epoch, not per batch
-        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
-        t0 = time.perf_counter()
-        bar.start(epoch, cfg.epochs, steps)
-        for j in range(steps):
-            idx = order[j * local_bs:(j + 1) * local_bs]
-            if len(idx) == 0:
-                continue
-            x, tgt = source.batch(epoch, idx)
-            if device.type == "cuda" and cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-                out = net(x, with_features=True) if needs_features else net(x)
-                logits, feats = out if needs_features else (out, None)
-                loss = loss_fn(LossBatch(logits, tgt["y_a"], tgt.get("y_b"), tgt.get("lam"),
-                                         tgt.get("teacher_logits"), feats, tgt.get("teacher_features"),
-                                         tgt.get("target_lengths"), tgt.get("teacher_targets"),
-                                         tgt.get("teacher_target_lengths")))
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            with torch.no_grad():
-                sums[0] += loss.detach().double() * len(idx)  # on the device: no sync per batch
-                sums[1] += _batch_correct(logits, tgt)
-                sums[2] += len(idx)
-            bar.step(sums, len(idx) * di.world)
-        if di.world > 1:
-            dist.all_reduce(sums)
-        dt = time.perf_counter() - t0
-        rec: dict[str, Any] = {"epoch": epoch, "train_loss": float(sums[0] / sums[2]),
-                               "train_acc": float(sums[1] / sums[2]), "lr": float(opt.param_groups[0]["lr"]),
-                               "epoch_time_s": dt, "samples_per_s": float(sums[2]) / dt}
-        score = None
-        if evaluator is not None:
-            rec.update(evaluator(model))
-            score = rec["val_score"]
-        elif val is not None and len(val[1]):
-            rec["val_acc"], rec["val_loss"] = evaluate(model, val[0], val[1], device, input_size)
-            score = rec["val_acc"]
-        if score is not None:
-            if score > best_acc:
-                best_acc, best_epoch, bad = score, epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-        history.append(rec)
-        stop = cfg.patience is not None and bad >= cfg.patience
-        bar.end(rec)
-        if di.is_main:
-            save_torch({"format": TRAIN_STATE_FORMAT, "epoch": epoch, "model": _cpu(model.state_dict()),
-                        "loss": _cpu(loss_fn.state_dict()), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                        "rng": rng_state(), "history": history, "best_acc": best_acc, "best_epoch": best_epoch,
-                        "bad_epochs": bad, "best_state": best_state, "stopped": stop, "config": asdict(cfg)},
-                       last_path)
-            atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        if di.world > 1:
-            dist.barrier()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, rec)
-        if stop:
-            stopped = True
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return FitResult(model, history, best_epoch, best_acc if best_epoch >= 0 else None, stopped)
+
+def restore_train_state(parts: TrainParts, last_path: Path) -> TrainState:
+    """Load last.pt into the model, loss, optimizer, scheduler, scaler and the RNGs; return where it stood."""
+    st = load_torch(last_path, TRAIN_STATE_FORMAT)
+    parts.model.load_state_dict(st["model"])
+    parts.loss_fn.load_state_dict(st["loss"])
+    parts.opt.load_state_dict(st["optimizer"])
+    parts.sched.load_state_dict(st["scheduler"])
+    if st.get("scaler"):
+        parts.scaler.load_state_dict(st["scaler"])
+    set_rng_state(st["rng"])
+    return TrainState(epoch=int(st["epoch"]), history=list(st["history"]), best_acc=float(st["best_acc"]),
+                      best_epoch=int(st["best_epoch"]), best_state=st.get("best_state"),
+                      bad_epochs=int(st["bad_epochs"]), stopped=bool(st.get("stopped")))
+
+
+def save_train_state(parts: TrainParts, state: TrainState, out_dir: Path) -> None:
+    """Write out_dir/last.pt (everything `restore_train_state` needs to continue exactly) and metrics.jsonl
+    (one record per epoch so far), each atomically."""
+    save_torch({"format": TRAIN_STATE_FORMAT, "epoch": state.epoch, "model": _cpu(parts.model.state_dict()),
+                "loss": _cpu(parts.loss_fn.state_dict()), "optimizer": parts.opt.state_dict(),
+                "scheduler": parts.sched.state_dict(),
+                "scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else None,
+                "rng": rng_state(), "history": state.history, "best_acc": state.best_acc,
+                "best_epoch": state.best_epoch, "bad_epochs": state.bad_epochs, "best_state": state.best_state,
+                "stopped": state.stopped, "config": asdict(parts.cfg)},
+               out_dir / "last.pt")
+    atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
+
+
+def train_epoch(parts: TrainParts, source: Any, epoch: int, bar: _Progress | None = None,
+                needs_features: bool = False) -> dict[str, Any]:
+    """One pass over this rank's shard of the epoch; returns the epoch's record (train loss and accuracy summed
+    over all ranks, learning rate, time, samples/s)."""
+    import torch
+    import torch.distributed as dist
+
+    bar = bar or _Progress(enabled=False)
+    p = parts
+    p.net.train()
+    p.sampler.set_epoch(epoch)
+    order = torch.tensor(list(p.sampler), dtype=torch.long).to(p.device)  # one copy per epoch, not per batch
+    sums = torch.zeros(3, dtype=torch.float64, device=p.device)  # loss*n, correct, n
+    t0 = time.perf_counter()
+    bar.start(epoch, p.cfg.epochs, p.steps)
+    for j in range(p.steps):
+        idx = order[j * p.local_bs:(j + 1) * p.local_bs]
+        if len(idx) == 0:
+            continue
+        loss, logits, tgt = _train_step(p, source, epoch, idx, needs_features)
+        with torch.no_grad():
+            sums[0] += loss.detach().double() * len(idx)  # on the device: no sync per batch
+            sums[1] += _batch_correct(logits, tgt)
+            sums[2] += len(idx)
+        bar.step(sums, len(idx) * p.di.world)
+    if p.di.world > 1:
+        dist.all_reduce(sums)
+    dt = time.perf_counter() - t0
+    return {"epoch": epoch, "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2]),
+            "lr": float(p.opt.param_groups[0]["lr"]), "epoch_time_s": dt, "samples_per_s": float(sums[2]) / dt}
+
+
+def _train_step(p: TrainParts, source: Any, epoch: int, idx: "torch.Tensor",
+                needs_features: bool) -> tuple["torch.Tensor", "torch.Tensor", dict[str, Any]]:
+    """Forward (under AMP), loss, backward, optimizer and scheduler step on one batch; (loss, logits, targets)."""
+    import torch
+
+    from edgekd.kd.losses import LossBatch
+
+    x, tgt = source.batch(epoch, idx)
+    if p.device.type == "cuda" and p.cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(p.device.type, dtype=p.amp_dtype or torch.bfloat16, enabled=p.amp_dtype is not None):
+        out = p.net(x, with_features=True) if needs_features else p.net(x)
+        logits, feats = out if needs_features else (out, None)
+        loss = p.loss_fn(LossBatch(logits, tgt["y_a"], tgt.get("y_b"), tgt.get("lam"), tgt.get("teacher_logits"),
+                                   feats, tgt.get("teacher_features"), tgt.get("target_lengths"),
+                                   tgt.get("teacher_targets"), tgt.get("teacher_target_lengths")))
+    p.opt.zero_grad(set_to_none=True)
+    p.scaler.scale(loss).backward()
+    p.scaler.step(p.opt)
+    p.scaler.update()
+    p.sched.step()
+    return loss, logits, tgt
+
+
+def validate(model: "nn.Module", rec: dict[str, Any], device: "torch.device",
+             val: tuple[np.ndarray, np.ndarray] | None, input_size: int,
+             evaluator: Callable[["nn.Module"], dict[str, float]] | None) -> float | None:
+    """Add the validation metrics to the epoch's record `rec`; return the score that selects the best epoch
+    (the evaluator's `val_score`, else the validation accuracy; None without validation data)."""
+    if evaluator is not None:
+        rec.update(evaluator(model))
+        return rec["val_score"]
+    if val is not None and len(val[1]):
+        rec["val_acc"], rec["val_loss"] = evaluate(model, val[0], val[1], device, input_size)
+        return rec["val_acc"]
+    return None
 
 
 def _batch_correct(logits: "torch.Tensor", tgt: dict[str, Any]) -> "torch.Tensor":

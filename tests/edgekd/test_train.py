@@ -74,6 +74,73 @@ def _tiny_fit(tiny_splits, out, **kw):
                progress=False)
 
 
+def _parts(tiny_splits, seed=0, **kw):
+    from edgekd.data.augment import AugmentConfig
+    from edgekd.kd import build_loss
+    from edgekd.models.students import build_student
+    from edgekd.train.batches import OnlineSource
+    from edgekd.train.trainer import TrainConfig, setup_training
+
+    torch.manual_seed(seed)
+    cfg = TrainConfig(**{"epochs": 3, "batch_size": 32, "device": "cpu", "lr": 1e-2, "scheduler": "cosine", **kw})
+    src = OnlineSource(tiny_splits.train.x, tiny_splits.train.y, torch.device("cpu"), AugmentConfig(erase_p=0.5), 0,
+                       16)
+    return setup_training(build_student("mlp-w16-d1-r16", 10), src, build_loss("none"), cfg), src
+
+
+def test_one_epoch_then_checkpoint_then_restore_continues_exactly(tiny_splits, tmp_path):
+    """The stages of fit alone: train_epoch sees every training sample once and steps the scheduler once per
+    batch; save_train_state + restore_train_state into fresh objects continue with the same next epoch."""
+    from edgekd.train.checkpoint import rng_state, set_rng_state
+    from edgekd.train.trainer import TrainState, restore_train_state, save_train_state, train_epoch, validate
+
+    a, src = _parts(tiny_splits)
+    before = {k: v.clone() for k, v in a.model.state_dict().items()}
+    rec = train_epoch(a, src, 0)
+    n = len(tiny_splits.train)
+    assert (n, a.steps) == (140, 5) and rec["samples_per_s"] * rec["epoch_time_s"] == pytest.approx(n)
+    assert 0 < rec["train_loss"] < 10 and 0 <= rec["train_acc"] <= 1 and rec["epoch"] == 0
+    assert a.sched.last_epoch == a.steps and rec["lr"] == a.opt.param_groups[0]["lr"] < 1e-2
+    assert any(not torch.equal(before[k], v) for k, v in a.model.state_dict().items())
+    score = validate(a.model, rec, a.device, (tiny_splits.val.x, tiny_splits.val.y), 16, None)
+    from edgekd.train.trainer import evaluate
+
+    assert score == rec["val_acc"] == evaluate(a.model, tiny_splits.val.x, tiny_splits.val.y, a.device, 16)[0]
+    state = TrainState()
+    assert state.record(0, rec, score, a.model, patience=None) is False
+    save_train_state(a, state, tmp_path)
+    assert [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [rec]
+    rng = rng_state()
+    next_a = train_epoch(a, src, 1)
+
+    b, _ = _parts(tiny_splits, seed=1)  # other initial weights, overwritten by the checkpoint
+    set_rng_state(rng)
+    restored = restore_train_state(b, tmp_path / "last.pt")
+    assert restored.epoch == 0 and restored.history == [rec] and restored.best_epoch == 0
+    assert restored.best_acc == score and restored.stopped is False
+    next_b = train_epoch(b, src, 1)
+    assert next_b["train_loss"] == next_a["train_loss"] and next_b["lr"] == next_a["lr"]
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+
+
+def test_train_state_keeps_the_best_weights_and_stops_after_patience_epochs_without_progress():
+    from edgekd.train.trainer import TrainState
+
+    model = torch.nn.Linear(2, 1)
+    state = TrainState()
+    stops = []
+    for epoch, score in enumerate([0.5, 0.7, 0.6, 0.7, 0.65]):
+        with torch.no_grad():
+            model.bias.fill_(epoch)
+        stops.append(state.record(epoch, {"epoch": epoch}, score, model, patience=3))
+    assert stops == [False, False, False, False, True] and state.stopped
+    assert (state.best_epoch, state.best_acc, state.bad_epochs, state.epoch) == (1, 0.7, 3, 4)
+    assert float(state.best_state["bias"]) == 1.0 and len(state.history) == 5
+    unvalidated = TrainState()
+    assert unvalidated.record(0, {}, None, model, patience=None) is False and unvalidated.best_epoch == -1
+
+
 def test_early_stopping_keeps_the_best_epoch(tiny_splits, tmp_path):
     res = _tiny_fit(tiny_splits, tmp_path, epochs=30, lr=0.3, optimizer="sgd", scheduler="none", patience=2)
     accs = [h["val_acc"] for h in res.history]
