@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import typer
 
@@ -82,33 +83,18 @@ def recognize(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per line instead of text."),
 ) -> None:
     """Recognise each image and print label, confidence, top-k and latency, then a summary."""
-    from frame_sources import camera_frames, file_frames, watch_frames
-    from latency_stats import LatencySummary
+    from frame_sources import file_frames
 
     import edgekd_runtime
 
     inputs = list(inputs or [])
-    if camera is not None and inputs:
-        raise UserInputError("give either image paths or --camera, not both")
-    if camera is None and not inputs:
-        raise UserInputError("nothing to recognise: pass image files or folders, or --camera auto")
-    if watch and (len(inputs) != 1 or not inputs[0].is_dir()):
-        raise UserInputError("--watch takes exactly one folder, e.g. `recognize.py BUNDLE inbox/ --watch`")
-
-    if camera is None and not watch:
-        listed = list(file_frames(inputs, recursive=recursive))  # expand now: bad paths fail before the model loads
-    width = 24 if (camera is not None or watch) else min(60, max(len(f.source) for f in listed))
-
+    _check_sources(inputs, camera, watch)
+    # files are listed now: bad paths fail before the model loads
+    listed = None if (camera is not None or watch) else list(file_frames(inputs, recursive=recursive))
+    width = 24 if listed is None else min(60, max(len(f.source) for f in listed))
     recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
     is_lines = getattr(recognizer, "task", "digits") == "lines"
-    stop_at = time.monotonic() + duration_s if duration_s is not None else None
-    if camera is not None:  # a text line is wide: keep the whole frame, not its central square
-        frames = camera_frames(camera, every_s=interval_s, crop=crop, stop_at=stop_at, square=not is_lines)
-    elif watch:
-        frames = watch_frames(inputs[0], interval_s=interval_s, include_existing=not new_only,
-                              recursive=recursive, stop_at=stop_at)
-    else:
-        frames = iter(listed)
+    frames = _frames(listed, inputs, camera, new_only, recursive, interval_s, crop, duration_s, square=not is_lines)
     if is_lines:
         from lines import LineOptions, read_lines
 
@@ -119,40 +105,12 @@ def recognize(
     refuse_pattern_for_digits(model, pattern)
     if watch:
         typer.echo(f"watching {inputs[0]} every {interval_s} s for new images (Ctrl-C stops)", err=True)
-    latencies_ms: list[float] = []
-    totals_ms: list[float] = []
-    failed_files = 0
-    no_digit_frames = 0
+    tally = _Tally()
     try:
         for frame in frames:
-            t0 = time.perf_counter()
-            try:
-                pred = recognizer.predict(frame.image, top_k=top_k)
-            except (EdgekdError, OSError, ValueError) as e:
-                if isinstance(e, ModelOutputError):  # the model is broken, not this image: stop (exit 2)
-                    raise
-                if not frame.from_camera:
-                    failed_files += 1
-                elif isinstance(e, UserInputError):  # blank or unusable frame: normal for a camera
-                    no_digit_frames += 1
-                else:
-                    raise
-                msg = str(e) if isinstance(e, EdgekdError) else f"cannot read image: {e}"
-                if msg.startswith(f"{frame.source}: "):  # the runtime's messages already name the file
-                    msg = msg[len(frame.source) + 2:]
-                if json_out:
-                    typer.echo(json.dumps({"source": frame.source, "error": msg, "error_type": type(e).__name__},
-                                          allow_nan=False))
-                else:
-                    typer.echo(f"error: {frame.source}: {msg}", err=True)
-            else:
-                total_ms = (time.perf_counter() - t0) * 1e3
-                res = _result_line(frame.source, pred, total_ms)
-                latencies_ms.append(res["latency_ms"])
-                totals_ms.append(total_ms)
-                typer.echo(json.dumps(res, allow_nan=False) if json_out else _human(res, width))
+            _recognise_frame(recognizer, frame, top_k, tally, json_out, width)
             sys.stdout.flush()
-            if limit is not None and len(latencies_ms) + failed_files + no_digit_frames >= limit:
+            if limit is not None and tally.count >= limit:
                 break
     except KeyboardInterrupt:
         pass  # Ctrl-C ends a watch or a camera run: still print the summary
@@ -160,23 +118,97 @@ def recognize(
         close = getattr(frames, "close", None)
         if close:
             close()
+    _print_summary(tally, recognizer, camera is not None, json_out)
+    if tally.failed_files:
+        raise typer.Exit(EXIT_USAGE)
 
-    model_lat, total_lat = LatencySummary.of(latencies_ms), LatencySummary.of(totals_ms)
-    summary = {"count": len(latencies_ms) + failed_files + no_digit_frames, "recognised": len(latencies_ms),
-               "errors": failed_files, "no_digit": no_digit_frames,
-               "latency_ms": model_lat.to_dict(), "total_ms": total_lat.to_dict(), "model": _model_facts(recognizer)}
+
+def _check_sources(inputs: list[Path], camera: str | None, watch: bool) -> None:
+    if camera is not None and inputs:
+        raise UserInputError("give either image paths or --camera, not both")
+    if camera is None and not inputs:
+        raise UserInputError("nothing to recognise: pass image files or folders, or --camera auto")
+    if watch and (len(inputs) != 1 or not inputs[0].is_dir()):
+        raise UserInputError("--watch takes exactly one folder, e.g. `recognize.py BUNDLE inbox/ --watch`")
+
+
+def _frames(listed: list[Any] | None, inputs: list[Path], camera: str | None, new_only: bool, recursive: bool,
+            interval_s: float, crop: float, duration_s: float | None, square: bool) -> Iterator[Any]:
+    """The frames to recognise: the camera's (cropped to a central square when `square`), the watched folder's
+    (`listed` is None for both), or the listed files."""
+    from frame_sources import camera_frames, watch_frames
+
+    stop_at = time.monotonic() + duration_s if duration_s is not None else None
+    if camera is not None:  # a text line is wide: keep the whole frame, not its central square
+        return camera_frames(camera, every_s=interval_s, crop=crop, stop_at=stop_at, square=square)
+    if listed is None:
+        return watch_frames(inputs[0], interval_s=interval_s, include_existing=not new_only, recursive=recursive,
+                            stop_at=stop_at)
+    return iter(listed)
+
+
+@dataclass
+class _Tally:
+    """What the run has seen: model and per-image latencies of the recognised images, unreadable files and
+    camera frames without a digit."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    totals_ms: list[float] = field(default_factory=list)
+    failed_files: int = 0
+    no_digit_frames: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies_ms) + self.failed_files + self.no_digit_frames
+
+
+def _recognise_frame(recognizer: Any, frame: Any, top_k: int, tally: _Tally, json_out: bool, width: int) -> None:
+    """Predict one frame and print the result (or the error, for an unreadable file or a blank camera frame)."""
+    t0 = time.perf_counter()
+    try:
+        pred = recognizer.predict(frame.image, top_k=top_k)
+    except (EdgekdError, OSError, ValueError) as e:
+        if isinstance(e, ModelOutputError):  # the model is broken, not this image: stop (exit 2)
+            raise
+        if not frame.from_camera:
+            tally.failed_files += 1
+        elif isinstance(e, UserInputError):  # blank or unusable frame: normal for a camera
+            tally.no_digit_frames += 1
+        else:
+            raise
+        msg = str(e) if isinstance(e, EdgekdError) else f"cannot read image: {e}"
+        if msg.startswith(f"{frame.source}: "):  # the runtime's messages already name the file
+            msg = msg[len(frame.source) + 2:]
+        if json_out:
+            typer.echo(json.dumps({"source": frame.source, "error": msg, "error_type": type(e).__name__},
+                                  allow_nan=False))
+        else:
+            typer.echo(f"error: {frame.source}: {msg}", err=True)
+        return
+    total_ms = (time.perf_counter() - t0) * 1e3
+    res = _result_line(frame.source, pred, total_ms)
+    tally.latencies_ms.append(res["latency_ms"])
+    tally.totals_ms.append(total_ms)
+    typer.echo(json.dumps(res, allow_nan=False) if json_out else _human(res, width))
+
+
+def _print_summary(tally: _Tally, recognizer: Any, from_camera: bool, json_out: bool) -> None:
+    from latency_stats import LatencySummary
+
+    model_lat, total_lat = LatencySummary.of(tally.latencies_ms), LatencySummary.of(tally.totals_ms)
+    summary = {"count": tally.count, "recognised": len(tally.latencies_ms), "errors": tally.failed_files,
+               "no_digit": tally.no_digit_frames, "latency_ms": model_lat.to_dict(), "total_ms": total_lat.to_dict(),
+               "model": _model_facts(recognizer)}
     if json_out:
         typer.echo(json.dumps({"summary": summary}, allow_nan=False))
-    else:
-        extra = f", {no_digit_frames} frames without a digit" if camera is not None else ""
-        typer.echo(f"\n{summary['count']} images, {len(latencies_ms)} recognised, {failed_files} errors{extra}")
-        m = summary["model"]
-        deployed = {True: ", the bundle's deployed artifact", False: ", NOT the bundle's deployed artifact"}
-        typer.echo(f"model: {m['artifact']} ({m['precision']}, {m['backend']}{deployed.get(m['deployed'], '')})")
-        typer.echo(f"model latency: {model_lat.describe()}")
-        typer.echo(f"per image (read + preprocess + model): {total_lat.describe()}")
-    if failed_files:
-        raise typer.Exit(EXIT_USAGE)
+        return
+    extra = f", {tally.no_digit_frames} frames without a digit" if from_camera else ""
+    typer.echo(f"\n{summary['count']} images, {len(tally.latencies_ms)} recognised, {tally.failed_files} errors{extra}")
+    m = summary["model"]
+    deployed = {True: ", the bundle's deployed artifact", False: ", NOT the bundle's deployed artifact"}
+    typer.echo(f"model: {m['artifact']} ({m['precision']}, {m['backend']}{deployed.get(m['deployed'], '')})")
+    typer.echo(f"model latency: {model_lat.describe()}")
+    typer.echo(f"per image (read + preprocess + model): {total_lat.describe()}")
 
 
 def main() -> None:
