@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from edgekd_runtime.errors import ModelLoadError
 from edgekd_runtime.profile import PRECISIONS, OpFeatures
@@ -131,66 +131,101 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
     shapes = _shapes(mp)
     inits = {i.name: i for i in g.initializer}
     const_outputs = {o for n in g.node if n.op_type == "Constant" for o in n.output}
-    consumers: dict[str, list[int]] = {}
-    for i, n in enumerate(g.node):
-        for t in n.input:
-            consumers.setdefault(t, []).append(i)
-    producer = {o: n for n in g.node for o in n.output}
 
     def shape(t: str) -> tuple[int, ...]:
         if t not in shapes:
             raise ModelLoadError(f"ONNX value {t!r} has no inferred shape; export with static input shapes")
         return shapes[t]
 
-    conv = pw = dw = dense = elem = layers = positions = acts = 0
-    fused: set[int] = set()
-    bias_names: set[str] = set()
-    weight_channels: dict[str, int] = {}
+    fused = _fused_activations(g)
+    ops = _OpCount()
     for i, n in enumerate(g.node):
-        op = n.op_type
-        if op in FUSABLE_ACTIVATIONS:
-            src = producer.get(n.input[0])
-            if src is not None and src.op_type in FUSING_PRODUCERS and len(consumers.get(n.input[0], [])) == 1:
-                fused.add(i)
-                continue
-        if op in FREE_OPS:
-            continue
-        out_elems = _numel(shape(n.output[0]))
-        layers += 1
-        acts += out_elems
-        if op == "Conv":
-            w = shape(n.input[1])  # (Cout, Cin/groups, kH, kW)
-            groups = int(_attr(n, "group", 1))
-            cin = shape(n.input[0])[1]
-            m = out_elems * _numel(w[1:])
-            if groups > 1 and groups == cin:
-                dw += m
-            elif _numel(w[2:]) == 1 and groups == 1:
-                pw += m
-            else:
-                conv += m
-                positions += out_elems // int(w[0])
-            weight_channels[n.input[1]] = int(w[0])
-            if len(n.input) > 2:
-                bias_names.add(n.input[2])
-        elif op in DENSE_OPS:
-            a = shape(n.input[0])
-            k = a[-1]
-            dense += out_elems * int(k)
-            if op == "Gemm":
-                w = shape(n.input[1])
-                weight_channels[n.input[1]] = int(w[0] if _attr(n, "transB", 0) else w[1])
-                if len(n.input) > 2:
-                    bias_names.add(n.input[2])
-            else:
-                weight_channels[n.input[1]] = int(shape(n.input[1])[-1])
-        elif op in POOL_OPS:
-            elem += out_elems * _numel(tuple(_attr(n, "kernel_shape", [1])))
-        elif op in GLOBAL_POOL_OPS:
-            elem += _numel(shape(n.input[0]))
-        else:  # stand-alone elementwise / softmax / batchnorm / anything else: one pass over its output
-            elem += out_elems
+        if i not in fused and n.op_type not in FREE_OPS:
+            ops.add(n, shape)
+    params, flash = _params_and_flash(g, ops)
+    peak = {p: _peak_activation_bytes(g, shapes, inits, const_outputs, fused, ACTIVATION_BYTES[p])
+            for p in PRECISIONS}
+    in_name = next(i.name for i in g.input if i.name not in inits)
+    io_elems = (sum(_numel(shape(i.name)) for i in g.input if i.name not in inits)
+                + sum(_numel(shape(o.name)) for o in g.output))
+    feats = OpFeatures(conv_macs=ops.conv, dwconv_macs=ops.dw, dense_macs=ops.dense, elementwise_elems=ops.elem,
+                       layers=ops.layers, conv_positions=ops.positions, pointwise_macs=ops.pw, io_elems=io_elems,
+                       activation_elems=ops.acts)
+    return ModelCost(name=name or g.name or "model", params=params, macs=feats.macs, features=feats,
+                     flash_bytes=flash, peak_ram_bytes=peak, input_shape=shape(in_name))
 
+
+def _fused_activations(g: Any) -> set[int]:
+    """Indices of the activation nodes that the interpreter fuses into their producer (a conv, dense or
+    batchnorm whose output nothing else reads): they cost no layer, no pass and no buffer."""
+    consumers: dict[str, int] = {}
+    for n in g.node:
+        for t in n.input:
+            consumers[t] = consumers.get(t, 0) + 1
+    producer = {o: n for n in g.node for o in n.output}
+    fused = set()
+    for i, n in enumerate(g.node):
+        src = producer.get(n.input[0]) if n.op_type in FUSABLE_ACTIVATIONS else None
+        if src is not None and src.op_type in FUSING_PRODUCERS and consumers.get(n.input[0], 0) == 1:
+            fused.add(i)
+    return fused
+
+
+@dataclass
+class _OpCount:
+    """The latency model's features summed over the graph's costed nodes, and which initializers are biases and
+    how many output channels each weight has (int8 stores a scale per channel)."""
+
+    conv: int = 0
+    pw: int = 0
+    dw: int = 0
+    dense: int = 0
+    elem: int = 0
+    layers: int = 0
+    positions: int = 0
+    acts: int = 0  # elements written by the costed nodes (activation traffic)
+    bias_names: set[str] = field(default_factory=set)
+    weight_channels: dict[str, int] = field(default_factory=dict)
+
+    def add(self, n: Any, shape: Callable[[str], tuple[int, ...]]) -> None:
+        op = n.op_type
+        out_elems = _numel(shape(n.output[0]))
+        self.layers += 1
+        self.acts += out_elems
+        if len(n.input) > 2 and (op == "Conv" or op == "Gemm"):
+            self.bias_names.add(n.input[2])
+        if op == "Conv":
+            self._conv(n, shape, out_elems)
+        elif op in DENSE_OPS:
+            self.dense += out_elems * int(shape(n.input[0])[-1])
+            w = shape(n.input[1])
+            self.weight_channels[n.input[1]] = int((w[0] if _attr(n, "transB", 0) else w[1]) if op == "Gemm"
+                                                   else w[-1])
+        elif op in POOL_OPS:
+            self.elem += out_elems * _numel(tuple(_attr(n, "kernel_shape", [1])))
+        elif op in GLOBAL_POOL_OPS:
+            self.elem += _numel(shape(n.input[0]))
+        else:  # stand-alone elementwise / softmax / batchnorm / anything else: one pass over its output
+            self.elem += out_elems
+
+    def _conv(self, n: Any, shape: Callable[[str], tuple[int, ...]], out_elems: int) -> None:
+        w = shape(n.input[1])  # (Cout, Cin/groups, kH, kW)
+        groups = int(_attr(n, "group", 1))
+        cin = shape(n.input[0])[1]
+        m = out_elems * _numel(w[1:])
+        if groups > 1 and groups == cin:
+            self.dw += m
+        elif _numel(w[2:]) == 1 and groups == 1:
+            self.pw += m
+        else:
+            self.conv += m
+            self.positions += out_elems // int(w[0])
+        self.weight_channels[n.input[1]] = int(w[0])
+
+
+def _params_and_flash(g: Any, ops: _OpCount) -> tuple[int, dict[str, int]]:
+    """Float parameters, and the model file's bytes per precision (weights, biases, int8 per-channel scales,
+    the file's fixed and per-layer overhead)."""
     float_types = _float_data_types()
     params = 0
     flash = {p: 0 for p in PRECISIONS}
@@ -200,24 +235,15 @@ def analyze_onnx(model: Any, name: str | None = None) -> ModelCost:
         k = _numel(tuple(init.dims))
         params += k
         for p in PRECISIONS:
-            if init.name in bias_names or len(init.dims) <= 1:
+            if init.name in ops.bias_names or len(init.dims) <= 1:
                 flash[p] += k * BIAS_BYTES[p]
             else:
                 flash[p] += k * WEIGHT_BYTES[p]
                 if p == "int8":
-                    flash[p] += INT8_BYTES_PER_CHANNEL * weight_channels.get(init.name, 1)
+                    flash[p] += INT8_BYTES_PER_CHANNEL * ops.weight_channels.get(init.name, 1)
     for p in PRECISIONS:
-        flash[p] += FILE_BASE_BYTES[p] + FILE_BYTES_PER_LAYER[p] * layers
-
-    peak = {p: _peak_activation_bytes(g, shapes, inits, const_outputs, fused, ACTIVATION_BYTES[p])
-            for p in PRECISIONS}
-    in_name = next(i.name for i in g.input if i.name not in inits)
-    io_elems = (sum(_numel(shape(i.name)) for i in g.input if i.name not in inits)
-                + sum(_numel(shape(o.name)) for o in g.output))
-    feats = OpFeatures(conv_macs=conv, dwconv_macs=dw, dense_macs=dense, elementwise_elems=elem, layers=layers,
-                       conv_positions=positions, pointwise_macs=pw, io_elems=io_elems, activation_elems=acts)
-    return ModelCost(name=name or g.name or "model", params=params, macs=feats.macs, features=feats,
-                     flash_bytes=flash, peak_ram_bytes=peak, input_shape=shape(in_name))
+        flash[p] += FILE_BASE_BYTES[p] + FILE_BYTES_PER_LAYER[p] * ops.layers
+    return params, flash
 
 
 def _peak_activation_bytes(g, shapes, inits, const_outputs, fused, elem_bytes: int) -> int:
