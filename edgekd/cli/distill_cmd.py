@@ -122,33 +122,35 @@ def register(app: typer.Typer) -> None:
         budget_request = flags_over_file(cfg, target=target, profile=profile, latency_ms=latency_ms, flash_kb=flash_kb,
                                          ram_kb=ram_kb, macs=macs, params=params, precision=precision)
         check_distill_inputs(cfg, out, resume)
-        if cfg.task == "lines":
-            return _distill_lines(cfg, budget_request, out, resume, quiet, json_out)
-        from edgekd.data import load_data
-        from edgekd.models.students import parse_student_id
-        from edgekd.models.teachers import load_checked_teacher
+        run = _distill_lines if cfg.task == "lines" else _distill_digits
+        run(cfg, budget_request, out, resume, quiet, json_out)
 
-        splits = load_data(cfg.data)
-        if budget_request:
-            budget_request["num_classes"] = splits.num_classes
-        student_id, budget = choose_student(cfg.student, budget_request)
-        parse_student_id(student_id)
-        from edgekd.models.line_models import check_task
 
-        check_task(student_id, "digits")
-        t = None
-        if cfg.distill.loss.strip() != "none":
-            t = load_checked_teacher(cfg.teacher, splits, cfg.teacher_arch, cfg.teacher_scale)
-        prepare_out(out, resume)
-        cfg.save(out / "config.yaml")
-        from edgekd.train.pipeline import distill as run
+def _distill_digits(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path, resume: bool, quiet: bool,
+                    json_out: bool) -> None:
+    """`edgekd distill` (digits): load the data, choose the student, load and check the teacher, distill."""
+    from edgekd.data import load_data
+    from edgekd.models.line_models import check_task
+    from edgekd.models.students import parse_student_id
+    from edgekd.models.teachers import load_checked_teacher
+    from edgekd.train.pipeline import distill
 
-        profile_record = budget.pop("profile") if budget else None  # checkpoint keeps budget and profile apart
-
-        m = run(splits, student_id, cfg.train, out, teacher=t, opts=cfg.distill, aug=cfg.augment, resume=resume,
+    splits = load_data(cfg.data)
+    if budget_request:
+        budget_request["num_classes"] = splits.num_classes
+    student_id, budget = choose_student(cfg.student, budget_request)
+    parse_student_id(student_id)
+    check_task(student_id, "digits")
+    t = None
+    if cfg.distill.loss.strip() != "none":
+        t = load_checked_teacher(cfg.teacher, splits, cfg.teacher_arch, cfg.teacher_scale)
+    prepare_out(out, resume)
+    cfg.save(out / "config.yaml")
+    profile_record = budget.pop("profile") if budget else None  # checkpoint keeps budget and profile apart
+    m = distill(splits, student_id, cfg.train, out, teacher=t, opts=cfg.distill, aug=cfg.augment, resume=resume,
                 init_from=cfg.init_from, progress=not (quiet or json_out), resolved_config=cfg.to_dict(),
                 budget=budget, profile=profile_record)
-        report(m, f"student {student_id} ({cfg.distill.loss}) -> {m['checkpoint']}", json_out)
+    report(m, f"student {student_id} ({cfg.distill.loss}) -> {m['checkpoint']}", json_out)
 
 
 def _distill_lines(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path, resume: bool, quiet: bool,
