@@ -60,20 +60,9 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
     src_path = verify_artifact(bundle, src)
     stem = Path(src.path).stem
     wanted = _planned_names(targets, stem)
-    present = [a.path for a in manifest.artifacts if a.path in wanted] + \
-        [n for n in wanted if (bundle / n).exists() and n not in {a.path for a in manifest.artifacts}]
-    if present and not force:
-        raise OutputExistsError(f"{bundle}: already has {', '.join(sorted(set(present)))}; pass --force to "
-                                f"convert again and replace them")
+    _refuse_existing(manifest, bundle, wanted, force)
     lines = manifest.lines  # a text-line bundle: see line_bundle
-    info = prepare(src_path, targets) if lines is None else None
-    if info is not None and info.height != manifest.input.size:
-        raise InputShapeError(f"{src_path}: input {list(info.input_shape)} does not match the manifest's "
-                              f"{list(manifest.input.shape)}; re-run `edgekd export`")
-    eval_labels = np.asarray(eval_labels) if lines is None else list(eval_labels)
-    if lines is None and (eval_labels.ndim != 1 or len(eval_labels) != len(eval_canvases)):
-        raise CalibrationDataError(f"evaluation labels: shape {list(eval_labels.shape)} for {len(eval_canvases)} "
-                                   f"samples; pass one integer label per test canvas")
+    info, eval_labels = _checked_source(manifest, src_path, targets, eval_canvases, eval_labels)
     norm = manifest.normalization
     start = time.perf_counter()
     stage = make_stage(bundle, ".convert-")
@@ -96,19 +85,51 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
             from .line_bundle import runtime_line_accuracy
 
             runtime_line_accuracy(stage, staged, eval_canvases, eval_labels)
-        staged.versions = {**staged.versions, **converter_versions()}
-        staged.extra = {**staged.extra, "conversion": {
-            "reference": reference_name, "reference_accuracy": report.reference_accuracy,
-            "wall_s": round(time.perf_counter() - start, 3), **report.extra,
-            "failed": [f.to_dict() for f in report.failed]}}
-        for conv in report.artifacts:
-            os.replace(stage / conv.path.name, bundle / conv.path.name)
-        staged.save(bundle)
-        for fail in report.failed:  # an older file of a precision that failed now is no longer vouched for
-            (bundle / fail.name).unlink(missing_ok=True)
+        _install(bundle, stage, staged, report, reference_name, time.perf_counter() - start)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return staged, report
+
+
+def _refuse_existing(manifest: Manifest, bundle: Path, wanted: set[str], force: bool) -> None:
+    """Without `force`, refuse a bundle that already has (or holds files named like) the artifacts to write."""
+    present = [a.path for a in manifest.artifacts if a.path in wanted] + \
+        [n for n in wanted if (bundle / n).exists() and n not in {a.path for a in manifest.artifacts}]
+    if present and not force:
+        raise OutputExistsError(f"{bundle}: already has {', '.join(sorted(set(present)))}; pass --force to "
+                                f"convert again and replace them")
+
+
+def _checked_source(manifest: Manifest, src_path: Path, targets: Sequence[str], eval_canvases: np.ndarray,
+                    eval_labels: Any) -> tuple[Any, Any]:
+    """The digit model's inspected ONNX (None for a line bundle: line_bundle prepares it in the stage) and the
+    evaluation labels (an int array, one per canvas; a line bundle's texts as a list)."""
+    if manifest.lines is not None:
+        return None, list(eval_labels)
+    info = prepare(src_path, targets)
+    if info.height != manifest.input.size:
+        raise InputShapeError(f"{src_path}: input {list(info.input_shape)} does not match the manifest's "
+                              f"{list(manifest.input.shape)}; re-run `edgekd export`")
+    labels = np.asarray(eval_labels)
+    if labels.ndim != 1 or len(labels) != len(eval_canvases):
+        raise CalibrationDataError(f"evaluation labels: shape {list(labels.shape)} for {len(eval_canvases)} "
+                                   f"samples; pass one integer label per test canvas")
+    return info, labels
+
+
+def _install(bundle: Path, stage: Path, staged: Manifest, report: ConversionReport, reference_name: str,
+             wall_s: float) -> None:
+    """Record the conversion in the staged manifest, move the checked artifacts into the bundle, save the
+    manifest, and remove older files of precisions that failed now."""
+    staged.versions = {**staged.versions, **converter_versions()}
+    staged.extra = {**staged.extra, "conversion": {
+        "reference": reference_name, "reference_accuracy": report.reference_accuracy,
+        "wall_s": round(wall_s, 3), **report.extra, "failed": [f.to_dict() for f in report.failed]}}
+    for conv in report.artifacts:
+        os.replace(stage / conv.path.name, bundle / conv.path.name)
+    staged.save(bundle)
+    for fail in report.failed:  # an older file of a precision that failed now is no longer vouched for
+        (bundle / fail.name).unlink(missing_ok=True)
 
 
 def _recorded(manifest: Manifest, bundle: Path, stage: Path, report: ConversionReport, replaced: set[str]

@@ -129,7 +129,48 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     """
     start = time.perf_counter()
     check_normalization(mean, std, "input normalisation (--mean/--std)", CalibrationDataError)
+    calib, x_eval, ref = _calibration_and_reference(info, calib_canvases, eval_canvases, eval_labels, mean, std,
+                                                    reference_outputs, min_calib_samples)
+    plan: list[tuple[str, str]] = []
+    if "tflite" in targets:
+        plan += [("tflite", p) for p in tflite_precisions]
+    if "onnx-int8" in targets:
+        plan.append(("onnx", "int8"))
+    paths = {k: dest_dir / FILE_NAMES[k].format(stem=stem) for k in plan}
+    timings, normalized, notes = _write_artifacts(info, paths, calib, mean, std, int8_source)
+
+    def accuracy(outputs: np.ndarray) -> float | None:
+        if scorer is not None:
+            return scorer.accuracy(outputs)
+        return None if eval_labels is None else float(np.mean(outputs.argmax(1) == np.asarray(eval_labels)))
+
     tols = {**parity_mod.TOLERANCES, **(tolerances or {})}
+    artifacts, failed = [], []
+    for fmt, precision in plan:
+        path = paths[(fmt, precision)]
+        out, result = _check_parity(path, fmt, precision, x_eval, ref, scorer, tols, reference_name)
+        if result.passed:
+            artifacts.append(ConvertedArtifact(path, fmt, precision, path.stat().st_size, result, accuracy(out),
+                                               timings[(fmt, precision)]))
+        elif strict:
+            raise ParityError(path.name, result)
+        else:
+            failed.append(FailedArtifact(path.name, fmt, precision, result, accuracy(out), path.stat().st_size))
+            path.unlink()
+    kind = "probs" if looks_like_probabilities(ref) else "logits"
+    return ConversionReport(info.path, tuple(artifacts), accuracy(ref), time.perf_counter() - start,
+                            extra={"num_calibration_samples": len(calib), "num_eval_samples": len(x_eval),
+                                   "num_classes": int(ref.shape[-1]), "output_kind": kind,
+                                   "normalized": normalized, "warnings": notes},
+                            failed=tuple(failed))
+
+
+def _calibration_and_reference(info: OnnxModelInfo, calib_canvases: np.ndarray, eval_canvases: np.ndarray | None,
+                               eval_labels: np.ndarray | None, mean: float, std: float,
+                               reference_outputs: np.ndarray | None,
+                               min_calib_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked inputs of a conversion: the calibration canvases (subsampled), the evaluation inputs as the model
+    takes them, and the reference outputs on those (the source ONNX model's by default)."""
     calib_all = check_canvases(calib_canvases, info, "calibration data", min_samples=min_calib_samples)
     calib = subsample(calib_all, MAX_CALIBRATION_SAMPLES)
     evals = calib_all if eval_canvases is None else check_canvases(eval_canvases, info, "evaluation data", 1)
@@ -139,43 +180,18 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     ref = run_onnx(info.path, x_eval) if reference_outputs is None else np.asarray(reference_outputs, np.float32)
     if ref.shape[0] != len(x_eval):
         raise CalibrationDataError(f"reference outputs: {ref.shape[0]} rows for {len(x_eval)} evaluation samples")
+    return calib, x_eval, ref
 
-    def accuracy(outputs: np.ndarray) -> float | None:
-        if scorer is not None:
-            return scorer.accuracy(outputs)
-        return None if eval_labels is None else float(np.mean(outputs.argmax(1) == np.asarray(eval_labels)))
 
-    plan: list[tuple[str, str]] = []
-    if "tflite" in targets:
-        plan += [("tflite", p) for p in tflite_precisions]
-    if "onnx-int8" in targets:
-        plan.append(("onnx", "int8"))
-    paths = {k: dest_dir / FILE_NAMES[k].format(stem=stem) for k in plan}
-    timings, normalized, notes = _write_artifacts(info, paths, calib, mean, std, int8_source)
-
-    artifacts, failed = [], []
-    for fmt, precision in plan:
-        path = paths[(fmt, precision)]
-        out = run_tflite(path, x_eval) if fmt == "tflite" else run_onnx(path, x_eval)
-        if scorer is not None:  # TFLite returns rows flattened: back to the reference's (N, T, C)
-            out = out.reshape(ref.shape)
-            result: ParityResult | SequenceParityResult = scorer.compare(ref, out, precision, reference_name)
-        else:
-            result = parity_mod.compare(ref, out, tols[precision], reference_name)
-        if not result.passed:
-            if strict:
-                raise ParityError(path.name, result)
-            failed.append(FailedArtifact(path.name, fmt, precision, result, accuracy(out), path.stat().st_size))
-            path.unlink()
-            continue
-        artifacts.append(ConvertedArtifact(path, fmt, precision, path.stat().st_size, result, accuracy(out),
-                                           timings[(fmt, precision)]))
-    kind = "probs" if looks_like_probabilities(ref) else "logits"
-    return ConversionReport(info.path, tuple(artifacts), accuracy(ref), time.perf_counter() - start,
-                            extra={"num_calibration_samples": len(calib), "num_eval_samples": len(evals),
-                                   "num_classes": int(ref.shape[-1]), "output_kind": kind,
-                                   "normalized": normalized, "warnings": notes},
-                            failed=tuple(failed))
+def _check_parity(path: Path, fmt: str, precision: str, x_eval: np.ndarray, ref: np.ndarray,
+                  scorer: SequenceScorer | None, tols: Mapping[str, Tolerance],
+                  reference_name: str) -> tuple[np.ndarray, ParityResult | SequenceParityResult]:
+    """Run the written artifact on the evaluation inputs and compare it with the reference: (outputs, result)."""
+    out = run_tflite(path, x_eval) if fmt == "tflite" else run_onnx(path, x_eval)
+    if scorer is not None:  # TFLite returns rows flattened: back to the reference's (N, T, C)
+        out = out.reshape(ref.shape)
+        return out, scorer.compare(ref, out, precision, reference_name)
+    return out, parity_mod.compare(ref, out, tols[precision], reference_name)
 
 
 def _write_artifacts(info: OnnxModelInfo, paths: dict[tuple[str, str], Path], calib: np.ndarray, mean: float,
