@@ -30,6 +30,27 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+
+    import torch
+
+    from edgekd.data import DataSpec, load_data
+    from edgekd.models.students import build_student, count_params
+
+    torch.set_num_threads(args.threads)
+    params = count_params(build_student(args.student, 10))
+    splits = load_data(DataSpec("embedded", seed=0))  # the fixed split
+    print(f"data: embedded digits, train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}; "
+          f"student {args.student} ({params} parameters); {args.seeds} seeds; device cpu x{args.threads} threads")
+    rows: dict[str, list[float]] = {"teacher": [], "scratch": [], "kd": [], "kd_epoch_s": [], "scratch_epoch_s": [],
+                                    "naive_epoch_s": [], "teacher_cache_s": [], "teacher_train_s": []}
+    tmp = args.workdir or Path(tempfile.mkdtemp(prefix="edgekd-kdq-"))
+    for seed in range(args.seeds):
+        _one_seed(args, splits, seed, tmp, rows)
+    return 0 if _summary(args, rows, params) else 1
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--student", default="dscnn-w8-d3-r28")
     ap.add_argument("--seeds", type=int, default=3)
@@ -43,57 +64,58 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep runs here; a finished teacher{seed}/teacher.pt is reused, an interrupted one resumed")
     ap.add_argument("--json", action="store_true", help="also print one JSON line with every number")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def _teacher(args: argparse.Namespace, splits, seed: int, tmp: Path) -> dict:
+    """The seed's teacher metrics: trained (or resumed) in tmp/teacher{seed}, or a finished one reused."""
     import torch
 
-    from edgekd.data import DataSpec, load_data
-    from edgekd.models.students import build_student, count_params
-    from edgekd.models.teachers import load_teacher
-    from edgekd.train.pipeline import DistillOptions, distill, train_teacher
+    from edgekd.train.pipeline import train_teacher
     from edgekd.train.trainer import TrainConfig
 
-    torch.set_num_threads(args.threads)
-    params = count_params(build_student(args.student, 10))
-    splits = load_data(DataSpec("embedded", seed=0))  # the fixed split
-    print(f"data: embedded digits, train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}; "
-          f"student {args.student} ({params} parameters); {args.seeds} seeds; device cpu x{args.threads} threads")
-    rows: dict[str, list[float]] = {"teacher": [], "scratch": [], "kd": [], "kd_epoch_s": [], "scratch_epoch_s": [],
-                                    "naive_epoch_s": [], "teacher_cache_s": [], "teacher_train_s": []}
-    tmp = args.workdir or Path(tempfile.mkdtemp(prefix="edgekd-kdq-"))
-    for seed in range(args.seeds):
-        t0 = time.perf_counter()
-        tcfg = TrainConfig(epochs=args.teacher_epochs, batch_size=64, lr=3e-3, device="cpu", seed=seed)
-        tdir = tmp / f"teacher{seed}"
-        if (tdir / "teacher.pt").is_file():
-            ck = tdir / "teacher.pt"
-            tm = dict(torch.load(ck, weights_only=True)["metrics"], checkpoint=str(ck))
-        else:
-            tm = train_teacher(splits, tcfg, tdir, resume=(tdir / "last.pt").is_file(), progress=False)
-        rows["teacher_train_s"].append(time.perf_counter() - t0)
-        rows["teacher"].append(tm["test_acc"])
-        teacher = load_teacher(tm["checkpoint"], 10)
-        scfg = TrainConfig(epochs=args.student_epochs, batch_size=64, lr=1e-2, device="cpu", seed=seed)
-        opts = DistillOptions(loss=args.loss, temperature=args.temperature, alpha=args.alpha,
-                              transfer_views=args.views)
-        for d in ("scratch", "kd", "naive"):
-            shutil.rmtree(tmp / f"{d}{seed}", ignore_errors=True)
-        sm = distill(splits, args.student, scfg, tmp / f"scratch{seed}", teacher=None,
-                     opts=DistillOptions(loss="none", transfer_views=args.views), progress=False)
-        km = distill(splits, args.student, scfg, tmp / f"kd{seed}", teacher=teacher, opts=opts, progress=False)
-        rows["scratch"].append(sm["test_acc"])
-        rows["kd"].append(km["test_acc"])
-        rows["scratch_epoch_s"].append(statistics.median(sm["epoch_time_s"]))
-        rows["kd_epoch_s"].append(statistics.median(km["epoch_time_s"]))
-        rows["teacher_cache_s"].append(km["teacher_cache_s"])
-        if seed == 0:  # the naive loop (teacher on every batch), 2 epochs, for the ratio only
-            ncfg = TrainConfig(epochs=2, batch_size=64, lr=1e-2, device="cpu", seed=seed)
-            nm = distill(splits, args.student, ncfg, tmp / "naive0", teacher=teacher, progress=False,
-                         opts=DistillOptions(loss=args.loss, transfer_views=2, cache_teacher=False))
-            rows["naive_epoch_s"].append(statistics.median(nm["epoch_time_s"]))
-        print(f"seed {seed}: teacher {tm['test_acc']:.4f}  scratch {sm['test_acc']:.4f}  kd {km['test_acc']:.4f}  "
-              f"epoch s: scratch {rows['scratch_epoch_s'][-1]:.2f} kd {rows['kd_epoch_s'][-1]:.2f}", flush=True)
+    tcfg = TrainConfig(epochs=args.teacher_epochs, batch_size=64, lr=3e-3, device="cpu", seed=seed)
+    tdir = tmp / f"teacher{seed}"
+    if (tdir / "teacher.pt").is_file():
+        ck = tdir / "teacher.pt"
+        return dict(torch.load(ck, weights_only=True)["metrics"], checkpoint=str(ck))
+    return train_teacher(splits, tcfg, tdir, resume=(tdir / "last.pt").is_file(), progress=False)
 
+
+def _one_seed(args: argparse.Namespace, splits, seed: int, tmp: Path, rows: dict[str, list[float]]) -> None:
+    """Teacher, scratch student and KD student for one seed (and, for seed 0, the naive loop's epoch time)."""
+    from edgekd.models.teachers import load_teacher
+    from edgekd.train.pipeline import DistillOptions, distill
+    from edgekd.train.trainer import TrainConfig
+
+    t0 = time.perf_counter()
+    tm = _teacher(args, splits, seed, tmp)
+    rows["teacher_train_s"].append(time.perf_counter() - t0)
+    rows["teacher"].append(tm["test_acc"])
+    teacher = load_teacher(tm["checkpoint"], 10)
+    scfg = TrainConfig(epochs=args.student_epochs, batch_size=64, lr=1e-2, device="cpu", seed=seed)
+    opts = DistillOptions(loss=args.loss, temperature=args.temperature, alpha=args.alpha, transfer_views=args.views)
+    for d in ("scratch", "kd", "naive"):
+        shutil.rmtree(tmp / f"{d}{seed}", ignore_errors=True)
+    sm = distill(splits, args.student, scfg, tmp / f"scratch{seed}", teacher=None,
+                 opts=DistillOptions(loss="none", transfer_views=args.views), progress=False)
+    km = distill(splits, args.student, scfg, tmp / f"kd{seed}", teacher=teacher, opts=opts, progress=False)
+    rows["scratch"].append(sm["test_acc"])
+    rows["kd"].append(km["test_acc"])
+    rows["scratch_epoch_s"].append(statistics.median(sm["epoch_time_s"]))
+    rows["kd_epoch_s"].append(statistics.median(km["epoch_time_s"]))
+    rows["teacher_cache_s"].append(km["teacher_cache_s"])
+    if seed == 0:  # the naive loop (teacher on every batch), 2 epochs, for the ratio only
+        ncfg = TrainConfig(epochs=2, batch_size=64, lr=1e-2, device="cpu", seed=seed)
+        nm = distill(splits, args.student, ncfg, tmp / "naive0", teacher=teacher, progress=False,
+                     opts=DistillOptions(loss=args.loss, transfer_views=2, cache_teacher=False))
+        rows["naive_epoch_s"].append(statistics.median(nm["epoch_time_s"]))
+    print(f"seed {seed}: teacher {tm['test_acc']:.4f}  scratch {sm['test_acc']:.4f}  kd {km['test_acc']:.4f}  "
+          f"epoch s: scratch {rows['scratch_epoch_s'][-1]:.2f} kd {rows['kd_epoch_s'][-1]:.2f}", flush=True)
+
+
+def _summary(args: argparse.Namespace, rows: dict[str, list[float]], params: int) -> bool:
+    """Print the means, the KD gain, the epoch-time ratios and whether the targets are met; True when they are."""
     def ms(v: list[float], scale: float = 100.0) -> str:
         sd = statistics.stdev(v) if len(v) > 1 else 0.0
         return f"{statistics.mean(v) * scale:6.2f} +- {sd * scale:.2f}"
@@ -119,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"rows": rows, "gain_pp": gain_pp, "recovered": recovered, "epoch_ratio": ratio,
                           "naive_ratio": naive, "params": params, "student": args.student}))
-    return 0 if all(ok) else 1
+    return all(ok)
 
 
 if __name__ == "__main__":
