@@ -21,6 +21,7 @@ from edgekd.report.schema import (
     RunInfo,
     Target,
 )
+from edgekd_runtime.errors import WrongTaskError
 
 from .config import PipelineConfig
 
@@ -216,6 +217,8 @@ def _deployed(bundle: Path, art: Artifact, manifest: Manifest) -> Deployed:
 
     s = bundle_samples(manifest.extra.get("data"), manifest.input.size)
     rec = edgekd_runtime.load(bundle, backend=art.format, precision=art.precision)
+    if not isinstance(rec, edgekd_runtime.Recognizer):
+        raise WrongTaskError(f"{bundle}: a text-line bundle; this report measures a digit classifier")
     pred = rec.predict_proba(s.test_x).argmax(1)
     return Deployed(path=art.path, precision=art.precision, accuracy=float(np.mean(pred == s.test_y)),
                     num_samples=int(len(s.test_y)), split=s.split, labels=list(manifest.labels),

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from edgekd_runtime.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ROLE_STYLE = {"teacher": ("#444444", "--"), "scratch": ("#d62728", "-"), "distilled": ("#1f77b4", "-")}
 
@@ -29,7 +32,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """Epoch records from a trainer's metrics.jsonl (records without an `epoch` are skipped)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     p = Path(path)
     if not p.is_file():
         return rows
@@ -90,7 +93,8 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], labels: Sequence[str],
     return _save(fig, path)
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> list[list[int]]:
+def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
+                     num_classes: int) -> list[list[int]]:
     import numpy as np
 
     m = np.zeros((num_classes, num_classes), dtype=np.int64)
