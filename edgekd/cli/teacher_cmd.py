@@ -146,22 +146,27 @@ def register(app: typer.Typer) -> None:
 
         check_task(arch, cfg.task)  # before anything is written
         check_out(out, resume)  # before the data is read
-        if cfg.task == "lines":
-            from edgekd.data.lines import load_lines
-            from edgekd.train.line_pipeline import train_line_teacher
-
-            splits = load_lines(cfg.lines)  # bad data fails here, before anything is written
-            prepare_out(out, resume)
-            cfg.save(out / "config.yaml")
-            m = train_line_teacher(splits, cfg.train, out, arch=arch, resume=resume,
-                                   progress=not (quiet or json_out), resolved_config=cfg.to_dict())
-        else:
-            from edgekd.data import load_data
-            from edgekd.train.pipeline import train_teacher
-
-            digits = load_data(cfg.data)  # bad data fails here, before anything is written
-            prepare_out(out, resume)
-            cfg.save(out / "config.yaml")
-            m = train_teacher(digits, cfg.train, out, arch=arch, aug=cfg.augment, resume=resume,
-                              progress=not (quiet or json_out), resolved_config=cfg.to_dict())
+        m = _train_teacher(cfg, arch, out, resume, progress=not (quiet or json_out))
         report(m, f"teacher {arch} -> {m['checkpoint']}", json_out)
+
+
+def _train_teacher(cfg: Any, arch: str, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
+    """Read the data (bad data fails here, before anything is written), then train the task's teacher in `out`
+    with its resolved config saved beside it; returns the teacher's metrics."""
+    if cfg.task == "lines":
+        from edgekd.data.lines import load_lines
+        from edgekd.train.line_pipeline import train_line_teacher
+
+        splits = load_lines(cfg.lines)
+        prepare_out(out, resume)
+        cfg.save(out / "config.yaml")
+        return train_line_teacher(splits, cfg.train, out, arch=arch, resume=resume, progress=progress,
+                                  resolved_config=cfg.to_dict())
+    from edgekd.data import load_data
+    from edgekd.train.pipeline import train_teacher
+
+    digits = load_data(cfg.data)
+    prepare_out(out, resume)
+    cfg.save(out / "config.yaml")
+    return train_teacher(digits, cfg.train, out, arch=arch, aug=cfg.augment, resume=resume, progress=progress,
+                         resolved_config=cfg.to_dict())
