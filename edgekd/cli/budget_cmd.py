@@ -152,30 +152,37 @@ def register(app: typer.Typer) -> None:
             from edgekd.budget.plot import plot_search
 
             plot_path = str(plot_search(result, plot))
-        lines = None
-        if task == "lines":
-            c = result.chosen
-            lines = {"task": "lines", "line_height": line_height, "line_width": line_width,
-                     "per": f"one line of {line_width} x {line_height} px",
-                     "chosen_per_column": {"macs": c.cost.macs / line_width,
-                                           "latency_us": 1000 * c.latency_ms / line_width}}
-        if json_out:
-            print_json({**result.to_dict(), "plot": plot_path, **({"lines": lines} if lines else {})})
-            return
-        out = Console(highlight=False)
-        if not out.is_terminal:
-            out = Console(highlight=False, width=160)
-        out.print(_table(result, show_all))
-        c = result.chosen
-        bound = f" ({c.bound_ms:.4f} ms with the margin)" if c.bound_ms != c.latency_ms else ""
-        out.print(f"chosen: [bold]{c.student_id}[/bold]  {c.cost.params:,} params, {c.cost.macs:,} MACs, "
-                  f"{c.latency_ms:.4f} ms predicted{bound}, {c.flash_bytes / 1024:.1f} KiB flash, "
-                  f"{c.ram_bytes / 1024:.1f} KiB RAM at {result.budget.precision}")
-        if task == "lines":
-            out.print(f"lines: MACs and latency are per line of {line_width} x {line_height} px "
-                      f"({c.cost.macs / line_width:,.0f} MACs and {1000 * c.latency_ms / line_width:.2f} us "
-                      f"per pixel column)")
-        for n in result.notes:
-            out.print(f"note: {n}")
-        if plot_path:
-            out.print(f"plot: {plot_path}")
+        _show(result, plot_path, show_all, json_out, (line_width, line_height) if task == "lines" else None)
+
+
+def _show(result: Any, plot_path: str | None, show_all: bool, json_out: bool,
+          line_size: tuple[int, int] | None) -> None:
+    """The search result as JSON, or as the table, the chosen student and the notes; a line student's MACs and
+    latency are per line of `line_size` (width, height) px, also shown per pixel column."""
+    from rich.console import Console
+
+    c = result.chosen
+    lines = None
+    if line_size is not None:
+        w, h = line_size
+        lines = {"task": "lines", "line_height": h, "line_width": w, "per": f"one line of {w} x {h} px",
+                 "chosen_per_column": {"macs": c.cost.macs / w, "latency_us": 1000 * c.latency_ms / w}}
+    if json_out:
+        print_json({**result.to_dict(), "plot": plot_path, **({"lines": lines} if lines else {})})
+        return
+    out = Console(highlight=False)
+    if not out.is_terminal:
+        out = Console(highlight=False, width=160)
+    out.print(_table(result, show_all))
+    bound = f" ({c.bound_ms:.4f} ms with the margin)" if c.bound_ms != c.latency_ms else ""
+    out.print(f"chosen: [bold]{c.student_id}[/bold]  {c.cost.params:,} params, {c.cost.macs:,} MACs, "
+              f"{c.latency_ms:.4f} ms predicted{bound}, {c.flash_bytes / 1024:.1f} KiB flash, "
+              f"{c.ram_bytes / 1024:.1f} KiB RAM at {result.budget.precision}")
+    if line_size is not None:
+        w, h = line_size
+        out.print(f"lines: MACs and latency are per line of {w} x {h} px ({c.cost.macs / w:,.0f} MACs and "
+                  f"{1000 * c.latency_ms / w:.2f} us per pixel column)")
+    for n in result.notes:
+        out.print(f"note: {n}")
+    if plot_path:
+        out.print(f"plot: {plot_path}")
