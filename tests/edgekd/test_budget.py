@@ -278,14 +278,16 @@ def test_cli_budget_prints_the_margin_of_a_calibrated_profile(tmp_path):
 
 def test_the_run_report_lists_the_search_notes_with_the_margin(tmp_path):
     """build_report copies the search's notes into report.json's budget block; the rendered report lists them."""
+    from edgekd.pipeline.results import _budget_summary
     from edgekd.report.render import render_report
+    from edgekd.report.schema import Report, Target
 
     prof = DeviceProfile.rpi4().with_(name="my-board", estimate=False, latency_margin_pct={"int8": 14.4})
     res = search(Budget(latency_ms=0.5, precision="int8"), prof, candidates=SMALL)
-    (tmp_path / "report.json").write_text(json.dumps({
-        "target": {"budget": res.budget.to_dict()},
-        "budget": {"chosen": res.chosen.student_id, "feasible": len(res.feasible), "evaluated": len(res.candidates),
-                   "notes": list(res.notes)}}))
+    summary = _budget_summary(res.to_dict())  # what build_report writes from budget.json
+    assert summary.notes == list(res.notes) and summary.chosen == res.chosen.student_id
+    rep = Report(target=Target(prof.to_dict(), res.budget.to_dict(), "int8"), budget=summary)
+    (tmp_path / "report.json").write_text(json.dumps(rep.to_dict()))
     md = render_report(tmp_path).read_text()
     assert "## Budget" in md
     assert ("- latency predictions carry a +14.4 % margin from the calibration fit's residuals (my-board, int8)"
