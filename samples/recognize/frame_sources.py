@@ -6,10 +6,11 @@ picamera2 on a Raspberry Pi when it is installed, else OpenCV's `VideoCapture`; 
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from edgekd_runtime.errors import UserInputError
 from edgekd_runtime.images import IMAGE_SUFFIXES, has_image_suffix
@@ -201,3 +202,20 @@ class _PicameraGrabber:
 
 def _picamera_grabber() -> _PicameraGrabber:
     return _PicameraGrabber()
+
+
+def for_each_frame(frames: Iterable[Frame], handle: Callable[[Frame], None], done: Callable[[], bool]) -> None:
+    """Hand every frame to `handle` until `done()` (--limit) or Ctrl-C, which ends a watch or a camera run and
+    still lets the caller print its summary; the source (a camera) is closed whatever happens."""
+    try:
+        for frame in frames:
+            handle(frame)
+            sys.stdout.flush()
+            if done():
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close = getattr(frames, "close", None)
+        if close:
+            close()

@@ -8,12 +8,12 @@ A pattern no string of the bundle's characters can match is refused before the f
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 import typer
+from frame_sources import for_each_frame
 from latency_stats import LatencySummary
 
 from edgekd_runtime.errors import EdgekdError, ModelOutputError, UserInputError
@@ -107,18 +107,8 @@ def read_lines(rec: Any, frames: Iterable[Any], opts: LineOptions, model_facts: 
     could not be read (the caller exits 2 when any)."""
     check_pattern(rec, opts.pattern)
     tally = LineTally([], [])
-    try:
-        for frame in frames:
-            _read_one(rec, frame, opts, tally)
-            sys.stdout.flush()
-            if opts.limit is not None and tally.count >= opts.limit:
-                break
-    except KeyboardInterrupt:
-        pass  # Ctrl-C ends a watch or a camera run: still print the summary
-    finally:
-        close = getattr(frames, "close", None)
-        if close:
-            close()
+    for_each_frame(frames, lambda frame: _read_one(rec, frame, opts, tally),
+                   lambda: opts.limit is not None and tally.count >= opts.limit)
     _print_summary(tally, opts, model_facts)
     return tally.failed_files
 

@@ -29,6 +29,7 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, when run as a script
 
+from frame_sources import for_each_frame  # noqa: E402
 from lines import refuse_pattern_for_digits  # noqa: E402
 
 from edgekd_runtime.cli_support import EXIT_USAGE, handle_errors  # noqa: E402
@@ -106,18 +107,8 @@ def recognize(
     if watch:
         typer.echo(f"watching {inputs[0]} every {interval_s} s for new images (Ctrl-C stops)", err=True)
     tally = _Tally()
-    try:
-        for frame in frames:
-            _recognise_frame(recognizer, frame, top_k, tally, json_out, width)
-            sys.stdout.flush()
-            if limit is not None and tally.count >= limit:
-                break
-    except KeyboardInterrupt:
-        pass  # Ctrl-C ends a watch or a camera run: still print the summary
-    finally:
-        close = getattr(frames, "close", None)
-        if close:
-            close()
+    for_each_frame(frames, lambda frame: _recognise_frame(recognizer, frame, top_k, tally, json_out, width),
+                   lambda: limit is not None and tally.count >= limit)
     _print_summary(tally, recognizer, camera is not None, json_out)
     if tally.failed_files:
         raise typer.Exit(EXIT_USAGE)
