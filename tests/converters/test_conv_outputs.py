@@ -86,7 +86,8 @@ def test_killed_conversion_leaves_nothing_in_the_temp_dir_and_the_next_run_clear
     assert p.returncode == 9, p.stderr[-2000:]
     assert [d for d in temp.iterdir() if d.is_dir()] == []  # (onnxruntime keeps a small `.ses` file there)
     (stage,) = work.iterdir()
-    assert stage.name.startswith(".out.") and sorted(w.name.split("-")[0] for w in stage.iterdir()) == [".normalize", ".onnx2tf"]
+    assert stage.name.startswith(".out.")
+    assert sorted(w.name.split("-")[0] for w in stage.iterdir()) == [".normalize", ".onnx2tf"]
     convert_model(tiny_models["nchw"], work / "out", ["onnx-int8"], digits[0][:200], mean=MEAN, std=STD,
                   tolerances=mechanics_tolerances())
     assert [w.name for w in work.iterdir()] == ["out"]

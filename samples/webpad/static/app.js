@@ -47,13 +47,7 @@
 
   async function predict() {
     if (!pad.isInked()) { showError("Draw a digit first."); return; }
-    try {
-      const res = await pad.post("api/predict");
-      if (!res.ok) { showError(res.json.error || `HTTP ${res.status}`); return; }
-      render(res.json, res.roundTripMs);
-    } catch (e) {
-      if (e.name !== "AbortError") showError("Request failed: " + e.message);
-    }
+    await pad.ask("api/predict", render, showError);
   }
 
   document.getElementById("clear").addEventListener("click", reset);

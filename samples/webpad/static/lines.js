@@ -84,13 +84,7 @@
     if (!pad.isInked()) { showError("Write a line of digits first."); return; }
     const pattern = patternEl.value.trim();
     const url = "api/read" + (pattern ? "?pattern=" + encodeURIComponent(pattern) : "");
-    try {
-      const res = await pad.post(url);
-      if (!res.ok) { showError(res.json.error || `HTTP ${res.status}`); return; }
-      render(res.json, res.roundTripMs);
-    } catch (e) {
-      if (e.name !== "AbortError") showError("Request failed: " + e.message);
-    }
+    await pad.ask(url, render, showError);
   }
 
   document.getElementById("clear").addEventListener("click", reset);

@@ -69,8 +69,20 @@ window.EdgekdPad = function (canvas, options) {
     return { ok: resp.ok, status: resp.status, json: json, roundTripMs: performance.now() - t0 };
   }
 
+  // POST the pad to `url` and hand the answer to render(json, roundTripMs), or its error text to showError; an
+  // answer overtaken by a newer post is dropped.
+  async function ask(url, render, showError) {
+    try {
+      const res = await post(url);
+      if (!res.ok) { showError(res.json.error || `HTTP ${res.status}`); return; }
+      render(res.json, res.roundTripMs);
+    } catch (e) {
+      if (e.name !== "AbortError") showError("Request failed: " + e.message);
+    }
+  }
+
   clear();
-  return { clear: clear, post: post, isInked: () => inked };
+  return { clear: clear, post: post, ask: ask, isInked: () => inked };
 };
 
 // The model line in the page header, from /api/health.
