@@ -45,35 +45,10 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
     model, ck = load_student_checkpoint(checkpoint, task=None)
     if ck.get("task", "digits") == "lines":
         return _export_lines(model, ck, checkpoint, out_dir, force, opset, max_samples)
-    return _export_digits(model, ck, _base_extra(ck, checkpoint), out_dir, force, opset, max_samples)
+    return export_digits(model, ck, _base_extra(ck, checkpoint), out_dir, force, opset, max_samples)
 
 
-def export_teacher_bundle(teacher_file: str | os.PathLike, out_dir: str | os.PathLike, *, data: dict[str, Any],
-                          labels: list[str], budget: dict[str, Any] | None = None,
-                          profile: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
-                          arch: str | None = None, force: bool = False, opset: int = MIN_OPSET,
-                          max_samples: int | None = None) -> Manifest:
-    """Export a digit teacher (any file `load_teacher` reads: an edgekd teacher.pt, TorchScript, ExportedProgram,
-    a state_dict of `arch`) as a deployable bundle, with the same parity and accuracy checks as a student's.
-
-    `data` (a DataSpec dict) rebuilds the splits it is checked on; `labels` are its classes. The manifest records
-    `extra.deployed_model = "teacher"`, and `extra.checkpoint` names the teacher file (`kind: teacher`) so `edgekd
-    convert` measures parity against it.
-    """
-    from edgekd.models.teachers import TEACHER_INPUT_SIZE, load_teacher
-    from edgekd_converters.staging import check_output_dir
-
-    check_output_dir(out_dir, force)
-    t = load_teacher(str(teacher_file), len(labels), arch)
-    ck = {"arch": t.name, "labels": labels, "input_size": TEACHER_INPUT_SIZE, "data": data, "budget": budget,
-          "profile": profile, "normalization": t.normalization}
-    extra = {"data": data, "metrics": metrics or {}, "deployed_model": "teacher",
-             "checkpoint": {"path": str(Path(teacher_file).resolve()), "sha256": sha256_file(teacher_file),
-                            "kind": "teacher", "source": t.source, "arch": arch}}
-    return _export_digits(t.model, ck, extra, out_dir, force, opset, max_samples)
-
-
-def _export_digits(model: Any, ck: dict[str, Any], base_extra: dict[str, Any], out_dir: str | os.PathLike,
+def export_digits(model: Any, ck: dict[str, Any], base_extra: dict[str, Any], out_dir: str | os.PathLike,
                    force: bool, opset: int, max_samples: int | None) -> Manifest:
     """A digit model (N, 1, R, R) -> (N, C): ONNX, checked against torch on the test split, in a staged bundle."""
     from edgekd_converters import TOLERANCES

@@ -62,10 +62,12 @@ def _torch_reference(manifest: Manifest, canvases: np.ndarray) -> tuple[np.ndarr
     path = Path(ck.get("path", ""))
     if not ck.get("path") or not path.is_file() or sha256_file(path) != ck.get("sha256"):
         return None, "onnx"
-    if ck.get("kind") == "teacher":  # a deployed teacher (`export_teacher_bundle`): its own file
-        from edgekd.models.teachers import load_teacher
+    if ck.get("kind") == "teacher":  # a deployed teacher (`teacher_bundle`): its own file
+        from .teacher_bundle import reference_model
 
-        model = load_teacher(str(path), len(manifest.labels), ck.get("arch")).model
+        model = reference_model(ck, len(manifest.labels))
+        if model is None:
+            return None, "onnx"
     else:
         from edgekd.train.checkpoint import load_student_checkpoint
 

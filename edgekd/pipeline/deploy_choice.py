@@ -59,17 +59,26 @@ class DeployChoice:
         return asdict(self)
 
 
-def cost_teacher(module: Any, name: str) -> tuple["ModelCost | None", str | None]:
-    """The teacher's cost on its exported ONNX graph at 28x28 (what `edgekd export` writes); (None, why) when torch
-    cannot export it or the graph cannot be costed (it then stays a teacher only)."""
-    from edgekd.budget.cost import module_cost
+def cost_teacher(teacher: Any, file: str | None) -> tuple["ModelCost | None", str | None]:
+    """The teacher's cost on the ONNX graph it would be deployed as (`edgekd.export.teacher_bundle`): a torch
+    teacher exported at 28x28 as `edgekd export` does, an ONNX teacher's own graph as the converters normalise it.
+    (None, why) for a TFLite teacher, or when the graph cannot be exported or costed: it then stays a teacher only.
+    """
+    from edgekd.budget.cost import analyze_onnx, module_cost
     from edgekd.models.teachers import TEACHER_INPUT_SIZE
     from edgekd_runtime.errors import first_line
 
+    if teacher.source == "tflite":
+        return None, "not costed: a TFLite file has no ONNX graph to deploy and convert from (give its ONNX file)"
     try:
-        return module_cost(module, (1, 1, TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE), name=name), None
-    except Exception as e:  # noqa: BLE001 - user modules fail to export in many ways; the run goes on without it
-        return None, f"not costed: its ONNX export failed ({first_line(e, 160)})"
+        if teacher.source == "onnx":
+            from edgekd_converters.model_info import load_onnx
+            from edgekd_converters.normalize import normalize_model
+
+            return analyze_onnx(normalize_model(load_onnx(file), str(file))[0], name=teacher.name), None
+        return module_cost(teacher.model, (1, 1, TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE), name=teacher.name), None
+    except Exception as e:  # noqa: BLE001 - user models fail to export in many ways; the run goes on without it
+        return None, f"not costed: its ONNX graph could not be exported or costed ({first_line(e, 160)})"
 
 
 def check_policy(policy: str) -> str:

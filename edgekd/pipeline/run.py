@@ -168,15 +168,14 @@ def _teacher_identity(cfg: PipelineConfig) -> str:
     return sha256_file(Path(cfg.teacher).expanduser()) if cfg.teacher else cfg.teacher_arch
 
 
-def _teacher_module(cfg: PipelineConfig, num_classes: int) -> tuple[Any, str]:
-    """The teacher's module and name, to cost it (weights do not change a cost, so the built-in architecture is
-    costed before it trains). A user's file is loaded and checked here: a bad teacher stops the run first."""
-    from edgekd.models.teachers import TEACHERS, load_teacher
+def _teacher_to_cost(cfg: PipelineConfig, num_classes: int) -> Any:
+    """The teacher, to cost it (weights do not change a cost, so the built-in architecture is costed before it
+    trains; a user's file as `load_teacher` reads it, with its declared input scaling)."""
+    from edgekd.models.teachers import TEACHERS, Teacher, load_teacher
 
     if cfg.teacher:
-        t = load_teacher(str(Path(cfg.teacher).expanduser()), num_classes, cfg.teacher_arch)
-        return t.model, t.name
-    return TEACHERS.get(cfg.teacher_arch)(num_classes), cfg.teacher_arch
+        return load_teacher(str(Path(cfg.teacher).expanduser()), num_classes, cfg.teacher_arch, cfg.teacher_scale)
+    return Teacher(TEACHERS.get(cfg.teacher_arch)(num_classes), cfg.teacher_arch, "built-in", True)
 
 
 def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: int, run_dir: Path, state: StepState,
@@ -195,7 +194,7 @@ def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: in
         return key, res
     state.start("budget", key)
     result = search(budget, profile, candidates=[cfg.student] if cfg.student else None, num_classes=num_classes)
-    cost, note = cost_teacher(*_teacher_module(cfg, num_classes))
+    cost, note = cost_teacher(_teacher_to_cost(cfg, num_classes), cfg.teacher)
     if cost is not None:
         result = teacher_candidate(result, cost.name, cost)
     plot_search(result, run_dir / "budget.png")
@@ -226,7 +225,7 @@ def _train_and_deploy(cfg: PipelineConfig, splits: Any, search_key: str, search:
     if choice.students_trained:
         dist_key = _students_step(cfg, splits, search["chosen"], teacher_key, teacher_ck, extra, run_dir, state,
                                   progress, log)
-    teacher = load_teacher(teacher_ck, splits.num_classes, cfg.teacher_arch)
+    teacher = load_teacher(teacher_ck, splits.num_classes, cfg.teacher_arch, cfg.teacher_scale)
     choice = decide(choice, search, *val_accuracies(teacher, student_ck if dist_key else None, splits))
     log(f"deploy: the {choice.model}: {choice.reason}")
     if choice.model == TEACHER:
@@ -285,13 +284,13 @@ def _student_export(ck: Path) -> Callable[[Path], Any]:
 def _teacher_export(cfg: PipelineConfig, splits: Any, teacher_ck: str, extra: dict[str, Any],
                     choice: DeployChoice) -> Callable[[Path], Any]:
     """Export the teacher itself as the bundle, checked and recorded as a student's would be."""
-    from edgekd.export.bundle import export_teacher_bundle
+    from edgekd.export.teacher_bundle import export_teacher_bundle
 
     metrics = {"val_accuracy": choice.teacher_val_accuracy, "deployed_because": choice.reason}
     return lambda bundle: export_teacher_bundle(teacher_ck, bundle, data=splits.spec.to_dict(),
                                                 labels=list(splits.class_names), budget=extra["budget"],
                                                 profile=extra["profile"], metrics=metrics, arch=cfg.teacher_arch,
-                                                force=True)
+                                                scale=cfg.teacher_scale, force=True)
 
 
 def _export_convert(key: str, run_dir: Path, state: StepState, log: Log, export: Callable[[Path], Any]) -> Path:

@@ -208,3 +208,38 @@ def test_bad_deploy_teacher_is_exit_2(tmp_path):
     res = CliRunner().invoke(app, ["run", "--deploy-teacher", "always", "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "deploy_teacher 'always'" in res.output
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_an_onnx_teacher_that_fits_is_deployed_as_its_own_graph(tmp_path, loosened_int8_bars):
+    """Issue 13's case: an mnist-8-shaped ONNX teacher (5,994 weights, opset 8, 0..255 input) that fits the budget
+    is deployed as its own (normalised) graph with its declared scaling, converted and checked like a student."""
+    import importlib.util
+
+    import edgekd_runtime
+    from edgekd.export.samples import bundle_samples
+    from edgekd.models.teachers import load_teacher
+    from edgekd.pipeline.deploy_choice import cost_teacher
+    from edgekd_runtime.manifest import Manifest
+
+    spec = importlib.util.spec_from_file_location("foreign_onnx", Path(__file__).parents[1] / "fixtures" /
+                                                  "foreign_onnx.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    onnx_teacher = gen.write_model(gen.train_weights(*gen.embedded_digits(1500)), tmp_path / "mnist8.onnx")
+    t = load_teacher(str(onnx_teacher), 10, scale="0-255")
+    cost, note = cost_teacher(t, str(onnx_teacher))
+    assert note is None and cost.params == 5994
+    # limits at the teacher's own params and MACs: every student that fits is at most as capable
+    out, rep = _run(tmp_path, onnx_teacher, cost.params, "--macs", str(cost.macs), "--teacher-scale", "0-255")
+    assert rep["deployment"]["model"] == TEACHER and not (out / "distilled").exists()
+    assert all(c["ok"] for c in rep["checks"]), rep["checks"]
+    m = Manifest.load(out / "bundle")
+    assert m.extra["checkpoint"]["source"] == "onnx" and m.name == "mnist8"
+    assert (m.normalization.mean, m.normalization.std) == (0.0, pytest.approx(1 / 255))
+    s = bundle_samples(m.extra["data"], 28)
+    by_teacher = t.model(__import__("torch").from_numpy(
+        ((s.test_x - 0.1307) / 0.3081)[:, None].astype(np.float32))).numpy().argmax(1)
+    on_board = edgekd_runtime.load(out / "bundle").predict_proba(s.test_x).argmax(1)
+    assert m.deployed == "student_int8.tflite" and np.mean(on_board == by_teacher) >= 0.95
+    assert rep["deployed"]["accuracy"] == float(np.mean(on_board == s.test_y))
