@@ -27,7 +27,7 @@ from edgekd_runtime.atomic import atomic_write_json, atomic_write_text, sha256_f
 from edgekd_runtime.sysinfo import utc_timestamp
 
 from .config import PipelineConfig, digest
-from .deploy_choice import TEACHER, DeployChoice, check_policy, cost_teacher, decide, plan, val_accuracies
+from .deploy_choice import TEACHER, DeployChoice, check_policy, compare_on_val, cost_teacher, decide, plan
 from .state import StepState, prepare_run_dir
 
 Log = Callable[[str], None]
@@ -226,7 +226,7 @@ def _train_and_deploy(cfg: PipelineConfig, splits: Any, search_key: str, search:
         dist_key = _students_step(cfg, splits, search["chosen"], teacher_key, teacher_ck, extra, run_dir, state,
                                   progress, log)
     teacher = load_teacher(teacher_ck, splits.num_classes, cfg.teacher_arch, cfg.teacher_scale)
-    choice = decide(choice, search, *val_accuracies(teacher, student_ck if dist_key else None, splits))
+    choice = decide(choice, search, compare_on_val(teacher, student_ck if dist_key else None, splits))
     log(f"deploy: the {choice.model}: {choice.reason}")
     if choice.model == TEACHER:
         return choice, _export_convert(digest({"teacher": teacher_key, "budget": search_key}), run_dir, state, log,
