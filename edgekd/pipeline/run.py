@@ -165,7 +165,10 @@ def _check_user_teacher(cfg: PipelineConfig, splits: Any, log: Log) -> None:
 
 
 def _teacher_identity(cfg: PipelineConfig) -> str:
-    return sha256_file(Path(cfg.teacher).expanduser()) if cfg.teacher else cfg.teacher_arch
+    """What the teacher's cost depends on: its file and declared input scaling, or the built-in architecture."""
+    if not cfg.teacher:
+        return cfg.teacher_arch
+    return digest({"file": sha256_file(Path(cfg.teacher).expanduser()), "scale": cfg.teacher_scale})
 
 
 def _teacher_to_cost(cfg: PipelineConfig, num_classes: int) -> Any:
