@@ -24,6 +24,7 @@ error naming it and the file::
     profile:       null
     budget:        {latency_ms: 1.0, flash_kb: 32, ram_kb: null, macs: null, params: null, precision: int8}
     bench_runs:    200             # edgekd run
+    deploy_teacher: auto           # edgekd run: auto, compare or never (when the teacher itself fits the budget)
     quick:         false           # edgekd run: a short run
 
 In a file, a budget limit set to null removes that limit; on the command line a flag left out changes nothing.
@@ -52,7 +53,7 @@ SECTIONS: dict[str, type] = {"data": DataSpec, "lines": LineSpec, "train": Train
                              "student_train": TrainConfig, "augment": AugmentConfig, "distill": DistillOptions}
 SCALARS: dict[str, type] = {"task": str, "teacher": str, "teacher_scale": str, "teacher_arch": str,
                             "init_from": str, "student": str, "target": str, "profile": str, "bench_runs": int,
-                            "quick": bool}
+                            "quick": bool, "deploy_teacher": str}
 BUDGET_KEYS = ("latency_ms", "flash_kb", "ram_kb", "macs", "params", "precision")
 KEYS = (*SECTIONS, *SCALARS, "budget")
 TASKS = ("digits", "lines")

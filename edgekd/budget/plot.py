@@ -29,13 +29,18 @@ def plot_search(result: SearchResult, path: str | os.PathLike) -> Path:
                                alpha=0.9 if feas else 0.25, marker="o" if feas else "x",
                                label=f"{fam} ({'fits' if feas else 'over budget'})")
         lat = result.limits.get("latency_ms")
-        ys = [c.latency_ms for c in result.candidates]
+        ys = [c.latency_ms for c in result.candidates] + ([result.teacher.latency_ms] if result.teacher else [])
         if lat is not None:
             ax.axhline(lat, color="black", lw=1, ls="--")
             ax.axhspan(min(min(ys), lat) * 0.8, lat, color="#2ca02c", alpha=0.07, label="latency budget")
         ch = result.chosen
         ax.scatter([ch.capacity], [ch.latency_ms], s=260, marker="*", c="gold", edgecolors="black", zorder=5,
                    label=f"chosen: {ch.student_id}")
+        t = result.teacher
+        if t is not None:  # the run's teacher, costed as a candidate
+            ax.scatter([t.capacity], [t.latency_ms], s=120, marker="D", c="#9467bd" if t.feasible else "none",
+                       edgecolors="#9467bd", zorder=5,
+                       label=f"teacher: {t.student_id} ({'fits' if t.feasible else 'over budget'})")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("capacity = sqrt(params x MACs)")

@@ -122,6 +122,7 @@ class Candidate:
     usage: Mapping[str, float]
     proxy_accuracy: float | None = None
     latency_bound_ms: float | None = None  # None: no margin (the prediction itself)
+    role: str = "student"  # or "teacher": the run's teacher costed as a candidate (`teacher_candidate`)
 
     @property
     def feasible(self) -> bool:
@@ -148,7 +149,7 @@ class Candidate:
                 "macs": self.cost.macs, "params": self.cost.params}[limit]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"student": self.student_id, "params": self.cost.params, "macs": self.cost.macs,
+        return {"student": self.student_id, "role": self.role, "params": self.cost.params, "macs": self.cost.macs,
                 "latency_ms": round(self.latency_ms, 6), "latency_bound_ms": round(self.bound_ms, 6),
                 "flash_bytes": self.flash_bytes,
                 "ram_bytes": self.ram_bytes, "capacity": round(self.capacity, 1), "feasible": self.feasible,
@@ -159,7 +160,9 @@ class Candidate:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """All candidates (most capable first), the effective limits and the chosen student."""
+    """All candidates (most capable first), the effective limits and the chosen student. `teacher` is the run's
+    teacher costed the same way (`teacher_candidate`), listed beside the students and never `chosen` here: whether
+    it is deployed instead is the pipeline's decision (`edgekd.pipeline.deploy_choice`)."""
 
     budget: Budget
     profile: DeviceProfile
@@ -168,6 +171,7 @@ class SearchResult:
     chosen: Candidate
     ranked_by: str = "capacity"
     notes: tuple[str, ...] = field(default=())
+    teacher: Candidate | None = None
 
     @property
     def feasible(self) -> tuple[Candidate, ...]:
@@ -179,7 +183,8 @@ class SearchResult:
                             "backend": self.profile.backend, "threads": self.profile.threads},
                 "budget": self.budget.to_dict(), "effective_limits": dict(self.limits),
                 "ranked_by": self.ranked_by, "feasible": len(self.feasible), "total": len(self.candidates),
-                "notes": list(self.notes), "candidates": [c.to_dict() for c in self.candidates]}
+                "notes": list(self.notes), "candidates": [c.to_dict() for c in self.candidates],
+                "teacher": None if self.teacher is None else self.teacher.to_dict()}
 
 
 def capacity_of(cost: ModelCost) -> float:
@@ -210,17 +215,28 @@ def evaluate(student_ids: Sequence[str], budget: Budget, profile: DeviceProfile,
              limits: Mapping[str, float] | None = None) -> list[Candidate]:
     """Cost each student and its use of every limit."""
     lim = dict(limits) if limits is not None else effective_limits(budget, profile)
-    out = []
-    for sid in student_ids:
-        cost = cost_fn(sid, num_classes)
-        lat = profile.estimate_latency_ms(cost.features, budget.precision)
-        bound = profile.latency_bound_ms(cost.features, budget.precision)
-        vals = {"latency_ms": bound, "flash_bytes": cost.flash_bytes[budget.precision],
-                "ram_bytes": cost.peak_ram_bytes[budget.precision], "macs": cost.macs, "params": cost.params}
-        out.append(Candidate(student_id=sid, cost=cost, latency_ms=lat, flash_bytes=vals["flash_bytes"],
-                             ram_bytes=vals["ram_bytes"], capacity=capacity_of(cost),
-                             usage={k: vals[k] / v for k, v in lim.items()}, latency_bound_ms=bound))
-    return out
+    return [costed_candidate(sid, cost_fn(sid, num_classes), budget, profile, lim) for sid in student_ids]
+
+
+def costed_candidate(name: str, cost: ModelCost, budget: Budget, profile: DeviceProfile,
+                     limits: Mapping[str, float], role: str = "student") -> Candidate:
+    """One model's use of every limit (the one rule for students and the teacher alike)."""
+    lat = profile.estimate_latency_ms(cost.features, budget.precision)
+    bound = profile.latency_bound_ms(cost.features, budget.precision)
+    vals = {"latency_ms": bound, "flash_bytes": cost.flash_bytes[budget.precision],
+            "ram_bytes": cost.peak_ram_bytes[budget.precision], "macs": cost.macs, "params": cost.params}
+    return Candidate(student_id=name, cost=cost, latency_ms=lat, flash_bytes=vals["flash_bytes"],
+                     ram_bytes=vals["ram_bytes"], capacity=capacity_of(cost),
+                     usage={k: vals[k] / v for k, v in limits.items()}, latency_bound_ms=bound, role=role)
+
+
+def teacher_candidate(result: SearchResult, name: str, cost: ModelCost) -> SearchResult:
+    """`result` with the teacher (its cost measured on its exported ONNX graph, as a student's is) listed as a
+    candidate against the same limits, the same precision and the same latency margin."""
+    from dataclasses import replace
+
+    cand = costed_candidate(name, cost, result.budget, result.profile, result.limits, role="teacher")
+    return replace(result, teacher=cand)
 
 
 def search(budget: Budget, profile: DeviceProfile, candidates: Sequence[str] | None = None, num_classes: int = 10,

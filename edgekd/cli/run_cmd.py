@@ -41,6 +41,10 @@ def register(app: typer.Typer) -> None:
         precision: Optional[str] = typer.Option(None, "--precision", "-p", help="Deployed precision: int8 "
                                                 "(default), fp16, fp32."),
         student: Optional[str] = typer.Option(None, "--student", help="Force a student id, skipping the search."),
+        deploy_teacher: Optional[str] = typer.Option(None, "--deploy-teacher", help="When the teacher fits the "
+                                                     "budget: auto (default: deploy it unless a more capable "
+                                                     "student fits, then the more accurate on val), compare "
+                                                     "(always train and compare), never."),
         epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Student epochs (default 20)."),
         teacher_epochs: Optional[int] = typer.Option(None, "--teacher-epochs", min=1,
                                                      help="Teacher epochs (default 40)."),
@@ -53,13 +57,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Data -> teacher -> budget search -> distill (+ scratch baseline) -> export -> convert -> bench -> report.
 
-        Running the same command again skips finished steps and resumes an interrupted training.
+        The teacher is a candidate too: when it fits the budget and no more capable student does, it is deployed
+        without training a student; when a more capable student fits as well, the more accurate of the two on the
+        val split is deployed. --student always deploys that student. Running the same command again skips
+        finished steps and resumes an interrupted training.
         """
         from edgekd.cli.data_cmd import guess_source
         from edgekd.pipeline import load_pipeline_config, run_pipeline
 
         over: dict = {"teacher": str(teacher) if teacher else None, "teacher_scale": teacher_scale, "target": target,
                       "profile": str(profile) if profile else None, "student": student,
+                      "deploy_teacher": deploy_teacher,
                       "quick": True if quick else None,
                       "budget": {"latency_ms": latency_ms, "flash_kb": flash_kb, "ram_kb": ram_kb, "macs": macs,
                                  "params": params, "precision": precision},
@@ -98,5 +106,7 @@ def _summary(rep: Report) -> None:
     d = rep.deployed
     if d is not None:
         c.print(f"deployed: {d.path} — {100 * d.accuracy:.2f}% on {d.num_samples} {d.split} samples")
+    if rep.deployment is not None:
+        c.print(f"why: {rep.deployment.reason}")
     bad = rep.failed_checks
     c.print("checks: all passed" if not bad else "checks FAILED: " + "; ".join(f"{x.name} ({x.detail})" for x in bad))

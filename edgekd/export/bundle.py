@@ -39,16 +39,24 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
         ParityError: ONNX differs from torch beyond the fp32 tolerance (nothing is written).
     """
     from edgekd.train.checkpoint import load_student_checkpoint
-    from edgekd_converters import TOLERANCES
-    from edgekd_converters.bundle import runtime_accuracy
-    from edgekd_converters.parity import check
-    from edgekd_converters.runners import run_onnx
-    from edgekd_converters.staging import check_output_dir, staged_directory
+    from edgekd_converters.staging import check_output_dir
 
     check_output_dir(out_dir, force)
     model, ck = load_student_checkpoint(checkpoint, task=None)
     if ck.get("task", "digits") == "lines":
         return _export_lines(model, ck, checkpoint, out_dir, force, opset, max_samples)
+    return export_digits(model, ck, _base_extra(ck, checkpoint), out_dir, force, opset, max_samples)
+
+
+def export_digits(model: Any, ck: dict[str, Any], base_extra: dict[str, Any], out_dir: str | os.PathLike,
+                   force: bool, opset: int, max_samples: int | None) -> Manifest:
+    """A digit model (N, 1, R, R) -> (N, C): ONNX, checked against torch on the test split, in a staged bundle."""
+    from edgekd_converters import TOLERANCES
+    from edgekd_converters.bundle import runtime_accuracy
+    from edgekd_converters.parity import check
+    from edgekd_converters.runners import run_onnx
+    from edgekd_converters.staging import staged_directory
+
     size = int(ck.get("input_size") or getattr(model, "input_size", 28))
     norm = Normalization(**(ck.get("normalization") or {}))
     samples = bundle_samples(ck.get("data"), size)
@@ -67,7 +75,7 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
                                           accuracy=float(np.mean(out.argmax(1) == test_y)),
                                           extra={"accuracy_source": "onnxruntime", "opset": opset})],
             budget=ck.get("budget"), profile=ck.get("profile"), versions=export_versions(), created=utc_timestamp(),
-            extra={**_base_extra(ck, checkpoint), "eval_split": samples.split, "num_eval_samples": int(len(test_y)),
+            extra={**base_extra, "eval_split": samples.split, "num_eval_samples": int(len(test_y)),
                    "torch_accuracy": float(np.mean(ref.argmax(1) == test_y))})
         manifest.save(stage)
         runtime_accuracy(stage, manifest, test_x, test_y, source="onnxruntime")

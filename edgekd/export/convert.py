@@ -2,8 +2,9 @@
 
 The data are rebuilt from the DataSpec the manifest records (`extra.data`): training canvases calibrate int8,
 the test split checks parity and accuracy (for a text-line bundle: its LineSpec, line canvases and their texts).
-When the checkpoint the bundle was exported from is still where the manifest says (same sha256), parity is
-measured against torch's logits; otherwise against the ONNX model.
+When the checkpoint the bundle was exported from (a student's, or the teacher file of a bundle that deploys the
+teacher) is still where the manifest says (same sha256), parity is measured against torch's logits; otherwise
+against the ONNX model.
 """
 
 from __future__ import annotations
@@ -61,8 +62,15 @@ def _torch_reference(manifest: Manifest, canvases: np.ndarray) -> tuple[np.ndarr
     path = Path(ck.get("path", ""))
     if not ck.get("path") or not path.is_file() or sha256_file(path) != ck.get("sha256"):
         return None, "onnx"
-    from edgekd.train.checkpoint import load_student_checkpoint
+    if ck.get("kind") == "teacher":  # a deployed teacher (`teacher_bundle`): its own file
+        from .teacher_bundle import reference_model
 
-    model, _ = load_student_checkpoint(path, task=None)
+        model = reference_model(ck, len(manifest.labels))
+        if model is None:
+            return None, "onnx"
+    else:
+        from edgekd.train.checkpoint import load_student_checkpoint
+
+        model, _ = load_student_checkpoint(path, task=None)
     norm = manifest.normalization
     return torch_logits(model, normalise(canvases, norm.mean, norm.std)), "torch"

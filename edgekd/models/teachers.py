@@ -47,12 +47,15 @@ TEACHERS.declare("edgekd.models.line_nets", "crnn", "crnn-small", "convctc")
 
 @dataclass
 class Teacher:
-    """A loaded teacher: the module (eval mode), where it came from and whether it exposes `features`."""
+    """A loaded teacher: the module (eval mode), where it came from, whether it exposes `features`, and the
+    normalisation its input takes ({mean, std}; None: MNIST's, the default of every teacher file but a
+    checkpoint that records its own)."""
 
     model: "nn.Module"
     name: str
     source: str
     has_features: bool
+    normalization: dict | None = None
 
 
 def check_num_classes(model: "nn.Module", num_classes: int, where: str) -> None:
@@ -107,7 +110,8 @@ def load_teacher(ref: str, num_classes: int, arch: str | None = None,
     model = input_scale(model, scale)
     check_num_classes(model, num_classes, str(path))
     name = ck["arch"] if ck is not None else (arch if source == "state-dict" else path.stem)
-    return Teacher(model, name, source, has_features=hasattr(model, "features") and source != "torchscript")
+    return Teacher(model, name, source, has_features=hasattr(model, "features") and source != "torchscript",
+                   normalization=None if ck is None else ck.get("normalization"))
 
 
 def load_checked_teacher(ref: str, splits: Any, arch: str | None = None,

@@ -46,6 +46,7 @@ class PipelineConfig:
     student: str | None = None
     bench_runs: int = 200
     quick: bool = False
+    deploy_teacher: str = "auto"  # when the teacher fits the budget: see edgekd.pipeline.deploy_choice
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "budget": self.budget.cli_units()}  # as a config file writes it

@@ -14,6 +14,7 @@ from edgekd.report.schema import (
     BudgetSummary,
     Check,
     Deployed,
+    Deployment,
     ImagePath,
     LatencyModelCheck,
     ModelRow,
@@ -24,6 +25,7 @@ from edgekd.report.schema import (
 from edgekd_runtime.errors import WrongTaskError
 
 from .config import PipelineConfig
+from .deploy_choice import STUDENT, DeployChoice
 
 if TYPE_CHECKING:
     from edgekd.budget.cost import ModelCost
@@ -48,6 +50,7 @@ class RunContext:
         bundle: the converted bundle directory.
         bench: artifact path -> `LatencyReport.to_dict(samples=False)` (bench.json's `artifacts`).
         teacher_ck: the teacher checkpoint or file the students were distilled from.
+        choice: which model is deployed and why (`deploy_choice`).
     """
 
     cfg: PipelineConfig
@@ -59,27 +62,32 @@ class RunContext:
     bundle: Path
     bench: dict[str, dict[str, Any]]
     teacher_ck: str
+    choice: DeployChoice
 
 
 def build_report(ctx: RunContext) -> Report:
-    from edgekd.budget.cost import student_cost
+    from edgekd.budget.cost import file_cost, student_cost
+    from edgekd.export.bundle import ONNX_NAME
     from edgekd_runtime.manifest import Manifest
 
     prec = ctx.budget.precision
     cost = student_cost(ctx.search["chosen"], ctx.splits.num_classes)
+    # the deployed model's cost: the chosen student's, or the teacher's exported graph when it is deployed
+    deployed_cost = cost if ctx.choice.model == STUDENT else file_cost(ctx.bundle / ONNX_NAME)
     manifest = Manifest.load(ctx.bundle)
     deployed_art = _deployable(manifest, prec)
     checks = _conversion_checks(manifest, deployed_art, prec)
     deployed = _deployed(ctx.bundle, deployed_art, manifest)
-    models = _model_rows(ctx, cost, ctx.bench[deployed_art.path]["p50_ms"])
+    models = _model_rows(ctx, cost, deployed_cost, ctx.bench[deployed_art.path]["p50_ms"], deployed_art.path)
     artifacts, budget_checks = _artifact_rows(ctx)
     checks += budget_checks
     torch_acc = (Manifest.load(ctx.bundle).extra or {}).get("torch_accuracy")
     checks += _accuracy_checks(deployed, deployed_art.accuracy, torch_acc, prec)
     return Report(run=_run_info(ctx.cfg), target=Target(ctx.profile.to_dict(), ctx.budget.to_dict(), prec),
                   models=models, artifacts=artifacts, deployed=deployed, budget=_budget_summary(ctx.search),
-                  checks=checks, latency_model=_latency_model(cost, prec, ctx.bench, deployed_art.path),
-                  image_path=_image_path(ctx.bench, deployed_art.path))
+                  checks=checks, latency_model=_latency_model(deployed_cost, prec, ctx.bench, deployed_art.path),
+                  image_path=_image_path(ctx.bench, deployed_art.path),
+                  deployment=Deployment.from_dict(ctx.choice.to_dict()))
 
 
 def _run_info(cfg: PipelineConfig) -> RunInfo:
@@ -107,18 +115,27 @@ def _conversion_checks(manifest: Manifest, deployed_art: Artifact, prec: str) ->
     return checks
 
 
-def _model_rows(ctx: RunContext, cost: ModelCost, measured_ms: float) -> list[ModelRow]:
-    """The teacher, then the student trained from scratch and the distilled one (same architecture, so the
-    deployed artifact's measured latency is both students')."""
+def _model_rows(ctx: RunContext, cost: ModelCost, deployed_cost: ModelCost, measured_ms: float,
+                deployed_path: str) -> list[ModelRow]:
+    """The teacher, then (when they were trained) the student trained from scratch and the distilled one (same
+    architecture, so when a student is deployed its measured latency is both students'). The deployed model's row
+    shows the deployed precision's cost and the deployed artifact's latency."""
     prec, chosen = ctx.budget.precision, ctx.search["chosen"]
-    rows = [_teacher_row(ctx.teacher_ck, ctx.splits, ctx.profile, ctx.run_dir, ctx.cfg.teacher_scale)]
-    for role in ("scratch", "distilled"):
+    teacher = _teacher_row(ctx.teacher_ck, ctx.splits, ctx.profile, ctx.run_dir, ctx.cfg.teacher_scale)
+    if ctx.choice.model != STUDENT:
+        teacher.flash_bytes = deployed_cost.flash_bytes[prec]
+        teacher.peak_ram_bytes = deployed_cost.peak_ram_bytes[prec]
+        teacher.predicted_latency_ms = ctx.profile.estimate_latency_ms(deployed_cost.features, prec)
+        teacher.measured_latency_ms, teacher.note = measured_ms, f"deployed ({deployed_path})"
+    rows = [teacher]
+    student_ms = measured_ms if ctx.choice.model == STUDENT else None
+    for role in ("scratch", "distilled") if ctx.choice.students_trained else ():
         metrics = _load_ck(ctx.run_dir / role / "student.pt")["metrics"]
         rows.append(ModelRow(role=role, arch=chosen, test_accuracy=metrics.get("test_acc"), params=cost.params,
                              macs=cost.macs, flash_bytes=cost.flash_bytes[prec],
                              peak_ram_bytes=cost.peak_ram_bytes[prec],
                              predicted_latency_ms=ctx.profile.estimate_latency_ms(cost.features, prec),
-                             measured_latency_ms=measured_ms, metrics=f"{role}/metrics.jsonl",
+                             measured_latency_ms=student_ms, metrics=f"{role}/metrics.jsonl",
                              epochs_run=metrics.get("epochs_run"), epoch_time_s=metrics.get("epoch_time_s")))
     return rows
 
@@ -179,7 +196,18 @@ def _budget_summary(search: dict[str, Any]) -> BudgetSummary:
     return BudgetSummary(chosen=search["chosen"], plot=search.get("plot"), feasible=search.get("feasible"),
                          evaluated=search.get("total"), ranked_by=search.get("ranked_by"), notes=search.get("notes"),
                          effective_limits=search.get("effective_limits"), binding=binding,
-                         binding_usage_pct=usage[binding] if binding else None)
+                         binding_usage_pct=usage[binding] if binding else None, teacher=_teacher_candidate(search))
+
+
+def _teacher_candidate(search: dict[str, Any]) -> dict[str, Any]:
+    """The teacher as the search costed it: {name, feasible, params, macs, flash_bytes, ram_bytes, latency_ms,
+    latency_bound_ms, capacity, violated, usage_pct}, or {name: None, note} when it could not be costed."""
+    t = search.get("teacher")
+    if t is None:
+        return {"name": None, "note": search.get("teacher_note")}
+    keys = ("feasible", "params", "macs", "flash_bytes", "ram_bytes", "latency_ms", "latency_bound_ms", "capacity",
+            "violated", "usage_pct")
+    return {"name": t["student"], **{k: t.get(k) for k in keys}}
 
 
 def _image_path(bench: dict[str, dict[str, Any]], artifact: str) -> ImagePath | None:

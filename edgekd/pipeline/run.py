@@ -27,6 +27,7 @@ from edgekd_runtime.atomic import atomic_write_json, atomic_write_text, sha256_f
 from edgekd_runtime.sysinfo import utc_timestamp
 
 from .config import PipelineConfig, digest
+from .deploy_choice import TEACHER, DeployChoice, check_policy, compare_on_val, cost_teacher, decide, plan
 from .state import StepState, prepare_run_dir
 
 Log = Callable[[str], None]
@@ -58,22 +59,14 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
     # the budget search is cheap and refuses a student or budget that does not fit: before the teacher trains
     search_key, search = _budget_step(cfg, profile, budget, splits.num_classes, run_dir, state, log)
     teacher_key, teacher_ck = _teacher_step(cfg, splits, run_dir, state, progress, log)
-    student_id = search["chosen"]
-    common = {"data": cfg.data.to_dict(), "train": _train_dict(cfg.student_train), "student": student_id,
-              "augment": None if cfg.augment is None else cfg.augment.__dict__}
-    dist_key = digest({**common, "teacher": teacher_key, "distill": cfg.distill.__dict__})
-    scratch_key = digest({**common, "transfer_views": cfg.distill.transfer_views})
-    extra = {"budget": budget.to_dict(), "profile": profile.to_dict()}
-    _train_student("distilled", dist_key, cfg, splits, student_id, teacher_ck, cfg.distill, run_dir, state, progress,
-                   log, extra)
-    _train_student("scratch", scratch_key, cfg, splits, student_id, None, replace(cfg.distill, loss="none"), run_dir,
-                   state, progress, log, extra)
-    bundle = _export_convert(dist_key, run_dir, state, log)
+    choice, bundle = _train_and_deploy(cfg, splits, search_key, search, teacher_key, teacher_ck,
+                                       {"budget": budget.to_dict(), "profile": profile.to_dict()}, run_dir, state,
+                                       progress, log)
     bench = _bench_step(cfg, bundle, run_dir, log, splits.test)
 
     from .results import RunContext, build_report
 
-    rep = build_report(RunContext(cfg, run_dir, splits, profile, budget, search, bundle, bench, teacher_ck))
+    rep = build_report(RunContext(cfg, run_dir, splits, profile, budget, search, bundle, bench, teacher_ck, choice))
     assert rep.run is not None
     rep.run.name, rep.run.wall_time_s, rep.run.resumed = run_dir.name, time.perf_counter() - t_start, resumed
     atomic_write_json(run_dir / "report.json", rep.to_dict())
@@ -99,8 +92,8 @@ def _profile_and_budget(cfg: PipelineConfig):
 
 def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     """Refuse what would otherwise fail only after the teacher has trained: the student id (grammar, family,
-    task), the built-in teacher's name, the teacher scale, the KD loss and its settings, the transfer views, and the
-    run directory."""
+    task), the built-in teacher's name, the teacher scale, the deploy_teacher policy, the KD loss and its settings,
+    the transfer views, and the run directory."""
     from edgekd.kd import check_loss
     from edgekd.models.foreign_teachers import parse_teacher_scale
     from edgekd.models.line_models import check_task
@@ -119,6 +112,7 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
         if cfg.teacher_scale:
             raise UserInputError(f"teacher scale {cfg.teacher_scale!r} is for a teacher file (--teacher FILE); the "
                                  f"built-in teacher trains on edgekd's own normalisation: leave it out")
+    check_policy(cfg.deploy_teacher)
     d = cfg.distill
     check_loss(d.loss_config(), "digits")
     if d.transfer_views < 1:
@@ -170,13 +164,30 @@ def _check_user_teacher(cfg: PipelineConfig, splits: Any, log: Log) -> None:
     log(f"teacher file: {cfg.teacher} ({t.source}{scale}) checked")
 
 
+def _teacher_identity(cfg: PipelineConfig) -> str:
+    """What the teacher's cost depends on: its file and declared input scaling, or the built-in architecture."""
+    if not cfg.teacher:
+        return cfg.teacher_arch
+    return digest({"file": sha256_file(Path(cfg.teacher).expanduser()), "scale": cfg.teacher_scale})
+
+
+def _teacher_to_cost(cfg: PipelineConfig, num_classes: int) -> Any:
+    """The teacher, to cost it (weights do not change a cost, so the built-in architecture is costed before it
+    trains; a user's file as `load_teacher` reads it, with its declared input scaling)."""
+    from edgekd.models.teachers import TEACHERS, Teacher, load_teacher
+
+    if cfg.teacher:
+        return load_teacher(str(Path(cfg.teacher).expanduser()), num_classes, cfg.teacher_arch, cfg.teacher_scale)
+    return Teacher(TEACHERS.get(cfg.teacher_arch)(num_classes), cfg.teacher_arch, "built-in", True)
+
+
 def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: int, run_dir: Path, state: StepState,
                  log: Log) -> tuple[str, dict[str, Any]]:
     from edgekd.budget.plot import plot_search
-    from edgekd.budget.search import search
+    from edgekd.budget.search import search, teacher_candidate
 
     key = digest({"profile": profile.to_dict(), "budget": budget.to_dict(), "student": cfg.student,
-                  "classes": num_classes})
+                  "classes": num_classes, "teacher": _teacher_identity(cfg)})
     out = run_dir / "budget.json"
     if state.done("budget", key) and out.is_file():
         import json
@@ -186,15 +197,60 @@ def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: in
         return key, res
     state.start("budget", key)
     result = search(budget, profile, candidates=[cfg.student] if cfg.student else None, num_classes=num_classes)
+    cost, note = cost_teacher(_teacher_to_cost(cfg, num_classes), cfg.teacher)
+    if cost is not None:
+        result = teacher_candidate(result, cost.name, cost)
     plot_search(result, run_dir / "budget.png")
-    res = {**result.to_dict(), "plot": "budget.png"}
+    res = {**result.to_dict(), "plot": "budget.png", "teacher_note": note}
     atomic_write_json(out, res)
     c = result.chosen
     margin = f" ({c.bound_ms:.3f} ms with the margin)" if c.bound_ms != c.latency_ms else ""
     log(f"budget: chose {c.student_id} for {profile.name} ({budget.precision}): {c.latency_ms:.3f} ms predicted"
         f"{margin}, {c.flash_bytes / 1024:.1f} KiB flash; {res['feasible']}/{res['total']} candidates fit")
+    t = result.teacher
+    log(f"budget: the teacher {note}" if t is None else
+        f"budget: the teacher {t.student_id} {'fits' if t.feasible else 'does not fit'}: {t.cost.params:,} params, "
+        f"{t.latency_ms:.3f} ms predicted, {t.flash_bytes / 1024:.1f} KiB flash")
     state.finish("budget", key)
     return key, res
+
+
+def _train_and_deploy(cfg: PipelineConfig, splits: Any, search_key: str, search: dict[str, Any], teacher_key: str,
+                      teacher_ck: str, extra: dict[str, Any], run_dir: Path, state: StepState, progress: bool,
+                      log: Log) -> tuple[DeployChoice, Path]:
+    """Train the students unless the teacher, fitting the budget, is deployed without them (`deploy_choice`), then
+    export, convert and check the deployed model into the bundle. Returns (the decision, the bundle)."""
+    from edgekd.models.teachers import load_teacher
+
+    choice = plan(search, bool(cfg.student), cfg.deploy_teacher)
+    student_ck = run_dir / "distilled" / "student.pt"
+    dist_key = None
+    if choice.students_trained:
+        dist_key = _students_step(cfg, splits, search["chosen"], teacher_key, teacher_ck, extra, run_dir, state,
+                                  progress, log)
+    teacher = load_teacher(teacher_ck, splits.num_classes, cfg.teacher_arch, cfg.teacher_scale)
+    choice = decide(choice, search, compare_on_val(teacher, student_ck if dist_key else None, splits))
+    log(f"deploy: the {choice.model}: {choice.reason}")
+    if choice.model == TEACHER:
+        return choice, _export_convert(digest({"teacher": teacher_key, "budget": search_key}), run_dir, state, log,
+                                       _teacher_export(cfg, splits, teacher_ck, extra, choice))
+    key = digest({"student": dist_key, "checkpoint": sha256_file(student_ck)})
+    return choice, _export_convert(key, run_dir, state, log, _student_export(student_ck))
+
+
+def _students_step(cfg: PipelineConfig, splits: Any, student_id: str, teacher_key: str, teacher_ck: str,
+                   extra: dict[str, Any], run_dir: Path, state: StepState, progress: bool, log: Log) -> str:
+    """The distilled student and its scratch twin (same architecture, same data, loss none). Returns the distilled
+    student's input hash."""
+    common = {"data": cfg.data.to_dict(), "train": _train_dict(cfg.student_train), "student": student_id,
+              "augment": None if cfg.augment is None else cfg.augment.__dict__}
+    dist_key = digest({**common, "teacher": teacher_key, "distill": cfg.distill.__dict__})
+    scratch_key = digest({**common, "transfer_views": cfg.distill.transfer_views})
+    _train_student("distilled", dist_key, cfg, splits, student_id, teacher_ck, cfg.distill, run_dir, state, progress,
+                   log, extra)
+    _train_student("scratch", scratch_key, cfg, splits, student_id, None, replace(cfg.distill, loss="none"), run_dir,
+                   state, progress, log, extra)
+    return dist_key
 
 
 def _train_student(role: str, key: str, cfg: PipelineConfig, splits: Any, student_id: str, teacher_ck: str | None,
@@ -222,19 +278,35 @@ def _train_student(role: str, key: str, cfg: PipelineConfig, splits: Any, studen
     state.finish(role, key)
 
 
-def _export_convert(dist_key: str, run_dir: Path, state: StepState, log: Log) -> Path:
+def _student_export(ck: Path) -> Callable[[Path], Any]:
     from edgekd.export.bundle import export_bundle
+
+    return lambda bundle: export_bundle(ck, bundle, force=True)
+
+
+def _teacher_export(cfg: PipelineConfig, splits: Any, teacher_ck: str, extra: dict[str, Any],
+                    choice: DeployChoice) -> Callable[[Path], Any]:
+    """Export the teacher itself as the bundle, checked and recorded as a student's would be."""
+    from edgekd.export.teacher_bundle import export_teacher_bundle
+
+    metrics = {"val_accuracy": choice.teacher_val_accuracy, "deployed_because": choice.reason}
+    return lambda bundle: export_teacher_bundle(teacher_ck, bundle, data=splits.spec.to_dict(),
+                                                labels=list(splits.class_names), budget=extra["budget"],
+                                                profile=extra["profile"], metrics=metrics, arch=cfg.teacher_arch,
+                                                scale=cfg.teacher_scale, force=True)
+
+
+def _export_convert(key: str, run_dir: Path, state: StepState, log: Log, export: Callable[[Path], Any]) -> Path:
+    """Export the deployed model with `export(bundle_dir)`, then convert and check it (same for both models)."""
     from edgekd.export.convert import convert_exported_bundle
 
     bundle = run_dir / "bundle"
-    ck = run_dir / "distilled" / "student.pt"
-    key = digest({"student": dist_key, "checkpoint": sha256_file(ck)})
     if state.done("convert", key) and (bundle / "manifest.json").is_file():
         log(f"bundle: {bundle} (done, skipped)")
         return bundle
     state.start("convert", key)
     t0 = time.perf_counter()
-    export_bundle(ck, bundle, force=True)
+    export(bundle)
     log(f"export: {bundle / 'student.onnx'} ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
     manifest, report = convert_exported_bundle(bundle, force=True, strict=False)

@@ -66,7 +66,7 @@ def _figures(run_dir: Path, rep: Report) -> dict[str, str]:
     dep = rep.deployed
     if dep is not None and dep.confusion:
         figures.confusion_matrix_png(dep.confusion, dep.labels or [str(i) for i in range(len(dep.confusion))],
-                                     f"Deployed student ({dep.path}) on the test split",
+                                     f"Deployed model ({dep.path}) on the test split",
                                      run_dir / "confusion_matrix.png")
         out["confusion"] = "confusion_matrix.png"
     plot = rep.budget.plot if rep.budget is not None else None
@@ -88,7 +88,7 @@ def _markdown(rep: Report, figs: dict[str, str]) -> str:
     if "curves" in figs:
         L += ["## Training", "", f"![training curves]({figs['curves']})", ""]
     if "confusion" in figs:
-        L += ["## Deployed student", "", f"![confusion matrix]({figs['confusion']})", ""]
+        L += ["## Deployed model", "", f"![confusion matrix]({figs['confusion']})", ""]
     if rep.checks:
         L += ["## Checks", "", "| check | result | detail |", "|---|---|---|"]
         L += [f"| {c.name} | {'ok' if c.ok else '**FAILED**'} | {c.detail} |" for c in rep.checks]
@@ -100,14 +100,18 @@ def _markdown(rep: Report, figs: dict[str, str]) -> str:
 
 
 def _headline(rep: Report) -> str:
-    """One paragraph: what is deployed, what distillation gained, whether every check passed."""
+    """One paragraph: what is deployed and why, what distillation gained, whether every check passed."""
     teacher, scratch, dist = rep.model("teacher"), rep.model("scratch"), rep.model("distilled")
-    dep, target = rep.deployed, rep.target
+    dep, target, choice = rep.deployed, rep.target, rep.deployment
     headline = []
-    if dist and dep:
+    shown = teacher if choice is not None and choice.model == "teacher" else dist
+    if shown and dep:
+        what = "teacher" if shown is teacher else "student"
         headline.append(f"**Deployed:** `{dep.path}` — {_pct(dep.accuracy)} test accuracy through edgekd_runtime, "
-                        f"student `{dist.arch}` for **{target.profile_name if target else '?'}** "
+                        f"{what} `{shown.arch}` for **{target.profile_name if target else '?'}** "
                         f"({target.precision if target else '?'}).")
+    if choice is not None:
+        headline.append(f"**Why this model:** {choice.reason}.")
     if (teacher and scratch and dist and teacher.test_accuracy is not None and scratch.test_accuracy is not None
             and dist.test_accuracy is not None):
         gap = teacher.test_accuracy - scratch.test_accuracy
@@ -191,6 +195,14 @@ def _budget_section(rep: Report, figs: dict[str, str]) -> list[str]:
     feasible, evaluated = ("?" if n is None else n for n in (bud.feasible, bud.evaluated))
     L = ["## Budget", "", f"Limits: `{json.dumps(rep.target.budget if rep.target else {})}`. "
          f"{feasible} of {evaluated} candidate students fit; chosen: `{bud.chosen}`{binding}.", ""]
+    t = bud.teacher
+    if t and t.get("name"):
+        L += [f"The teacher `{t['name']}` was costed as a candidate too: {_num(t.get('params'))} params, "
+              f"{_kb(t.get('flash_bytes'))} flash, {_ms(t.get('latency_ms'))} ms predicted: "
+              + ("it **fits** the budget." if t.get("feasible") else
+                 f"it does not fit ({', '.join(t.get('violated') or [])})."), ""]
+    elif t:
+        L += [f"The teacher was not a candidate: {t.get('note')}.", ""]
     if bud.notes:  # what the latency figures rest on (estimate or calibration, their margin)
         L += [f"- {n}" for n in bud.notes] + [""]
     if "budget" in figs:

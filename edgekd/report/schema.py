@@ -143,7 +143,7 @@ class BudgetSummary(_Section):
     limit: the limit the chosen student uses most of (`binding_usage_pct` percent of it; absent from reports
     written before it was recorded)."""
 
-    _omit_when_none = ("binding", "binding_usage_pct")
+    _omit_when_none = ("binding", "binding_usage_pct", "teacher")
 
     chosen: str
     plot: str | None
@@ -154,6 +154,22 @@ class BudgetSummary(_Section):
     effective_limits: dict[str, float] | None
     binding: str | None = None
     binding_usage_pct: float | None = None
+    teacher: dict[str, Any] | None = None  # the teacher as a candidate (`results._teacher_candidate`)
+
+
+@dataclass
+class Deployment(_Section):
+    """Which model is deployed and why (`edgekd.pipeline.deploy_choice.DeployChoice.to_dict()`): the distilled
+    student, or the teacher when it fits the budget and is the more accurate candidate."""
+
+    model: str
+    reason: str
+    students_trained: bool
+    teacher_fits: bool | None
+    compare: bool = False
+    teacher_val_accuracy: float | None = None
+    student_val_accuracy: float | None = None
+    student_better_p: float | None = None
 
 
 @dataclass
@@ -209,12 +225,13 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     latency_model: LatencyModelCheck | None = None
     image_path: ImagePath | None = None
+    deployment: Deployment | None = None  # absent in reports from before the teacher was a candidate
     sections: dict[str, Any] = field(default_factory=dict)
     format: str = REPORT_FORMAT
     format_version: int = REPORT_FORMAT_VERSION
 
     _SECTIONS: ClassVar[tuple[str, ...]] = ("run", "target", "models", "artifacts", "deployed", "budget", "checks",
-                                            "latency_model", "image_path")
+                                            "latency_model", "image_path", "deployment")
 
     def model(self, role: str) -> ModelRow | None:
         return next((m for m in self.models if m.role == role), None)
@@ -231,7 +248,8 @@ class Report:
                 "target": opt(self.target), "models": [m.to_dict() for m in self.models],
                 "artifacts": [a.to_dict() for a in self.artifacts], "deployed": opt(self.deployed),
                 "budget": opt(self.budget), "checks": [c.to_dict() for c in self.checks],
-                "latency_model": opt(self.latency_model), "image_path": opt(self.image_path), **self.sections}
+                "latency_model": opt(self.latency_model), "image_path": opt(self.image_path),
+                **({} if self.deployment is None else {"deployment": self.deployment.to_dict()}), **self.sections}
 
     @classmethod
     def from_dict(cls, d: Any) -> Report:
@@ -252,5 +270,6 @@ class Report:
                    checks=_rows(Check, d.get("checks", []), "checks"),
                    latency_model=_opt(LatencyModelCheck, d.get("latency_model"), "latency_model"),
                    image_path=_opt(ImagePath, d.get("image_path"), "image_path"),
+                   deployment=_opt(Deployment, d.get("deployment"), "deployment"),
                    sections={k: v for k, v in d.items() if k not in (*cls._SECTIONS, "format", "format_version")},
                    format=fmt, format_version=version)
