@@ -65,6 +65,21 @@ class ArtifactCheck:
         return {**asdict(self), "budget_ok": self.budget_ok, "problems": self.problems()}
 
 
+def _bundle_cost(bundle: Path, manifest: Any, onnx_name: str) -> Any:
+    """The cost of the bundle's fp32 ONNX model; for a text-line model with a dynamic width, of one line of the
+    reference width (`lines.width`, what the budget search costed), not of a 1-px-wide one."""
+    if manifest.lines is None:
+        return analyze_onnx(bundle / onnx_name, name=manifest.name)
+    import tempfile
+
+    from edgekd_converters.line_bundle import fixed_width_copy
+
+    with tempfile.TemporaryDirectory(prefix="edgekd_cost_") as tmp:
+        fixed = fixed_width_copy(bundle / onnx_name, Path(tmp) / "fixed.onnx", manifest.lines.width,
+                                 manifest.lines.frame_stride)
+        return analyze_onnx(fixed, name=manifest.name)
+
+
 def _budget_and_profile(manifest: Any) -> tuple[Budget | None, DeviceProfile | None]:
     rec = manifest.budget or {}
     b = rec.get("budget", rec) if isinstance(rec, dict) else None
@@ -94,7 +109,7 @@ def check_bundle(bundle_dir: str | os.PathLike, measure: bool = True, threads: i
     fp32 = next((a for a in manifest.artifacts if a.format == "onnx" and a.precision == "fp32"), None)
     if fp32 is None:
         raise BudgetError(f"{bundle}: no fp32 ONNX artifact to cost; re-export the bundle with `edgekd export`")
-    cost = analyze_onnx(bundle / fp32.path, name=manifest.name)
+    cost = _bundle_cost(bundle, manifest, fp32.path)
     same_machine = bool(profile and not profile.estimate and (profile.calibration or {}).get("cpu") == cpu_name())
     checks = []
     for art in manifest.artifacts:

@@ -20,8 +20,11 @@ def register(app: typer.Typer) -> None:
     def run(
         config: Optional[Path] = typer.Option(None, "--config", "-c",
                                               help="YAML config (see docs); flags override it."),
+        task: Optional[str] = typer.Option(None, "--task", help="digits (default: one digit per image) or lines "
+                                           "(a string per image, CTC line recognizers); default: the config's."),
         data: Optional[str] = typer.Option(None, "--data", help="embedded (default), idx/folder/npz, or a path to "
-                                           "an .npz, IDX directory or class-folder directory."),
+                                           "an .npz, IDX directory or class-folder directory (--task lines: "
+                                           "embedded digit strings, or a folder of line images + labels.tsv)."),
         teacher: Optional[Path] = typer.Option(None, "--teacher", help="Your teacher (ONNX or TFLite from any "
                                                "framework, TorchScript, ExportedProgram .pt2, or edgekd checkpoint); "
                                                "default: train the built-in one."),
@@ -32,8 +35,8 @@ def register(app: typer.Typer) -> None:
                                              "rpi5, rpi-zero2w, host."),
         profile: Optional[Path] = typer.Option(None, "--profile", help="Board profile JSON from `edgekd-rt "
                                                "calibrate` (instead of --target)."),
-        latency_ms: Optional[float] = typer.Option(None, "--latency-ms",
-                                                   help="Latency limit on the board (default 1.0)."),
+        latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="Latency limit on the board (default "
+                                                   "1.0; per line of the reference width, 2.0, for --task lines)."),
         flash_kb: Optional[float] = typer.Option(None, "--flash-kb", help="Model file limit in KiB (default 32)."),
         ram_kb: Optional[float] = typer.Option(None, "--ram-kb", help="Peak activation RAM limit in KiB."),
         macs: Optional[float] = typer.Option(None, "--macs", help="MACs per image limit."),
@@ -47,7 +50,7 @@ def register(app: typer.Typer) -> None:
                                                      "(always train and compare), never."),
         epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Student epochs (default 20)."),
         teacher_epochs: Optional[int] = typer.Option(None, "--teacher-epochs", min=1,
-                                                     help="Teacher epochs (default 40)."),
+                                                     help="Teacher epochs (default 40; 10 for --task lines)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Data split and training seed."),
         device: Optional[str] = typer.Option(None, "--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1."),
         out: Path = typer.Option(Path("runs/default"), "--out", "-o", help="Run directory."),
@@ -65,7 +68,8 @@ def register(app: typer.Typer) -> None:
         from edgekd.cli.data_cmd import guess_source
         from edgekd.pipeline import load_pipeline_config, run_pipeline
 
-        over: dict = {"teacher": str(teacher) if teacher else None, "teacher_scale": teacher_scale, "target": target,
+        over: dict = {"task": task, "teacher": str(teacher) if teacher else None, "teacher_scale": teacher_scale,
+                      "target": target,
                       "profile": str(profile) if profile else None, "student": student,
                       "deploy_teacher": deploy_teacher,
                       "quick": True if quick else None,
@@ -79,6 +83,11 @@ def register(app: typer.Typer) -> None:
         cfg = load_pipeline_config(config, over)
         log = (lambda s: None) if json_out else (lambda s: typer.echo(s))
         rep = run_pipeline(cfg, out, force=force, progress=not json_out, log=log)
+        if isinstance(rep, dict):  # a lines run's report (edgekd.pipeline.lines_report)
+            print_json(rep) if json_out else _lines_summary(rep)
+            if any(not c["ok"] for c in rep["checks"]):
+                raise typer.Exit(1)
+            return
         if json_out:
             print_json(rep.to_dict())
         else:
@@ -110,3 +119,27 @@ def _summary(rep: Report) -> None:
         c.print(f"why: {rep.deployment.reason}")
     bad = rep.failed_checks
     c.print("checks: all passed" if not bad else "checks FAILED: " + "; ".join(f"{x.name} ({x.detail})" for x in bad))
+
+
+def _lines_summary(rep: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="edgekd run --task lines")
+    for col in ("model", "arch", "CER", "string acc.", "params", "predicted ms/line", "measured ms/line"):
+        t.add_column(col)
+    pct = lambda x: "—" if x is None else f"{100 * x:.2f}%"  # noqa: E731
+    ms = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
+    for m in rep["models"]:
+        t.add_row(m["role"], m["arch"], pct(m.get("test_cer")), pct(m.get("test_string_accuracy")),
+                  f"{m.get('params') or 0:,}", ms(m.get("predicted_latency_ms")), ms(m.get("measured_latency_ms")))
+    c = Console(width=None if sys.stdout.isatty() else 160)
+    c.print(t)
+    d, lat = rep["deployed"], rep.get("line_latency") or {}
+    c.print(f"deployed: {d['path']} — CER {pct(d['cer'])}, string accuracy {pct(d['string_accuracy'])} on "
+            f"{d['num_samples']} {d['split']} lines; an {lat.get('length')}-character line: "
+            f"{ms(lat.get('predicted_board_ms'))} ms predicted on {lat.get('board')}, "
+            f"{ms(lat.get('measured_inference_ms'))} ms measured here")
+    bad = [x for x in rep["checks"] if not x["ok"]]
+    c.print("checks: all passed" if not bad else "checks FAILED: " + "; ".join(f"{x['name']} ({x['detail']})"
+                                                                              for x in bad))

@@ -63,18 +63,27 @@ def confidence_calibration(val_scores: np.ndarray | None, val_texts: list[str], 
                            test_texts: list[str], charset: str) -> tuple[float, dict[str, Any]]:
     """Fit the confidence temperature on the val lines' CTC scores (N, T, C), then on the test lines: the
     coverage-accuracy curve at that temperature, the ECE/NLL before and after, the thresholds for 99 % / 95 %."""
-    from edgekd_runtime.confidence import coverage_curve, ece, fit_temperature, greedy_confidences, nll, threshold_for
+    from edgekd_runtime.confidence import fit_temperature
 
     t = fit_temperature(val_scores, val_texts, charset) if val_scores is not None and len(val_texts) else 1.0
-    reads, raw = greedy_confidences(test_scores, charset, 1.0)
-    _, cal = greedy_confidences(test_scores, charset, t)
-    right = np.array([r == y for r, y in zip(reads, test_texts)])
-    return t, {"temperature": t, "fitted_on": "val" if len(val_texts) else None,
-               "num_val": len(val_texts), "num_test": len(test_texts), "source": "onnxruntime fp32",
-               "ece_before": ece(raw, right), "ece_after": ece(cal, right),
-               "nll_before": nll(raw, right), "nll_after": nll(cal, right),
-               "coverage": coverage_curve(cal, right),
-               "threshold_99": threshold_for(cal, right, 0.99), "threshold_95": threshold_for(cal, right, 0.95)}
+    return t, {"temperature": t, "fitted_on": "val" if len(val_texts) else None, "num_val": len(val_texts),
+               **confidence_on(test_scores, test_texts, charset, t), "source": "onnxruntime fp32"}
+
+
+def confidence_on(scores: np.ndarray, texts: list[str], charset: str, temperature: float) -> dict[str, Any]:
+    """How the string confidence at `temperature` sorts the greedy readings of CTC scores (N, T, C) of lines
+    with their true `texts`: ECE/NLL before (T = 1) and after, the coverage-accuracy curve, the confidence
+    thresholds that reach 99 % / 95 % string accuracy (the `confidence` block of a manifest or a report)."""
+    from edgekd_runtime.confidence import coverage_curve, ece, greedy_confidences, nll, threshold_for
+
+    reads, raw = greedy_confidences(scores, charset, 1.0)
+    _, cal = greedy_confidences(scores, charset, temperature)
+    right = np.array([r == y for r, y in zip(reads, texts)])
+    return {"temperature": temperature, "num_test": len(texts),
+            "ece_before": ece(raw, right), "ece_after": ece(cal, right),
+            "nll_before": nll(raw, right), "nll_after": nll(cal, right),
+            "coverage": coverage_curve(cal, right),
+            "threshold_99": threshold_for(cal, right, 0.99), "threshold_95": threshold_for(cal, right, 0.95)}
 
 
 def lines_spec(ck: dict[str, Any], dynamic: bool) -> LinesSpec:

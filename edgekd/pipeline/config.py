@@ -1,5 +1,9 @@
 """The resolved configuration of one `edgekd run` (a frozen dataclass; the file's schema is `edgekd.config`'s,
 the one every command reads: `train` applies to both stages, `teacher_train` / `student_train` on top of it).
+
+With `task: lines` the run trains CTC line recognizers on the `lines` data (edgekd.data.lines.LineSpec), from the
+lines task's defaults (edgekd.pipeline.tasks.line_defaults: the convctc teacher, blank_kd, the line budget); the
+`data` and `augment` sections are the digits task's and are refused there, as `lines` is for digits.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.budget.search import Budget
-from edgekd.config import ConfigError, apply_layer, read_yaml
+from edgekd.config import ConfigError, apply_layer, check_task_name, read_yaml
 from edgekd.data.augment import AugmentConfig
+from edgekd.data.lines import LineSpec
 from edgekd.data.spec import DataSpec
 from edgekd.train.pipeline import DistillOptions
 from edgekd.train.trainer import TrainConfig
@@ -47,6 +52,8 @@ class PipelineConfig:
     bench_runs: int = 200
     quick: bool = False
     deploy_teacher: str = "auto"  # when the teacher fits the budget: see edgekd.pipeline.deploy_choice
+    task: str = "digits"
+    lines: LineSpec = field(default_factory=LineSpec)  # the data of the lines task (`data` is the digits')
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "budget": self.budget.cli_units()}  # as a config file writes it
@@ -54,6 +61,10 @@ class PipelineConfig:
     def fingerprint(self) -> str:
         """A hash of everything that changes outputs (stable across runs and machines)."""
         d = self.to_dict()
+        if self.task == "digits":  # digit runs keep the fingerprint they had before the lines task existed
+            d.pop("task"), d.pop("lines")
+        else:
+            d.pop("data")
         for section in ("teacher_train", "student_train"):  # where it runs does not change what it computes
             for k in ("device", "num_threads", "compile"):
                 d[section].pop(k, None)
@@ -87,13 +98,19 @@ def quick_defaults() -> PipelineConfig:
 
 def load_pipeline_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Defaults (or `--quick`'s), then the YAML file, then CLI overrides (None values ignored)."""
-    file_values = read_yaml(path) if path else {}
-    if file_values.get("task") not in (None, "digits"):
-        raise ConfigError(f"config file {path}: edgekd run reads digits; for task {file_values['task']!r} use "
-                          f"edgekd teacher train and edgekd distill with --config")
-    overrides = overrides or {}
+    file_values, overrides = read_yaml(path) if path else {}, dict(overrides or {})
+    task = check_task_name(overrides.get("task") or file_values.get("task") or "digits")
+    if task == "lines" and "data" in overrides:  # --data/--seed name the lines' source for the lines task
+        overrides["lines"] = overrides.pop("data")
+    _check_task_sections(task, file_values, f"config file {path}")
+    _check_task_sections(task, overrides, "command line")
     quick = any(bool(layer.get("quick")) for layer in (file_values, overrides))
-    cfg = quick_defaults() if quick else PipelineConfig()
+    if task == "lines":
+        from .tasks import line_defaults
+
+        cfg = line_defaults(quick)
+    else:
+        cfg = quick_defaults() if quick else PipelineConfig()
     cfg = apply_layer(cfg, file_values, f"config file {path}", none_removes_limit=True)
     cfg = apply_layer(cfg, overrides, "command line", none_removes_limit=False)
     given = {k for layer in (file_values, overrides) for k, v in layer.items() if v is not None}
@@ -102,3 +119,11 @@ def load_pipeline_config(path: str | Path | None = None, overrides: dict[str, An
     if cfg.bench_runs < 1:
         raise ConfigError(f"bench_runs must be >= 1, got {cfg.bench_runs}")
     return cfg
+
+
+def _check_task_sections(task: str, layer: dict[str, Any], where: str) -> None:
+    """Refuse the sections of the other task (`data` and `augment` are the digits', `lines` the lines')."""
+    other = [k for k in (("data", "augment") if task == "lines" else ("lines",)) if layer.get(k) is not None]
+    if other:
+        raise ConfigError(f"{where}: section(s) {other} are not for the {task} task (task: lines reads its data "
+                          f"from `lines`, digits from `data`); remove them or set the task")

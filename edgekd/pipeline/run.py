@@ -8,7 +8,10 @@ Layout of a run directory::
     distilled/student.pt, scratch/student.pt   the chosen student, with KD and from scratch
     bundle/                                    manifest.json + student.onnx + TFLite/ONNX-int8 artifacts
     bench.json                                 edgekd_runtime latency of every artifact on this machine
-    report.json, report.md, *.png              the report
+    report.json, report.md, report.html, *.png the report
+
+The stages are the same for both tasks (`digits`, `lines`); what a stage does differently for a task is in
+tasks.py, the lines task's report in lines_report.py (a lines run always deploys its distilled student).
 
 `--force` replaces a run of another configuration by removing these (state.RUN_FILES / RUN_DIRS) and nothing else;
 keep the two lists in step when the pipeline writes something new.
@@ -26,6 +29,7 @@ from edgekd.report.schema import Report
 from edgekd_runtime.atomic import atomic_write_json, atomic_write_text, sha256_file
 from edgekd_runtime.sysinfo import utc_timestamp
 
+from . import tasks
 from .config import PipelineConfig, digest
 from .deploy_choice import TEACHER, DeployChoice, check_policy, compare_on_val, cost_teacher, decide, plan
 from .state import StepState, prepare_run_dir
@@ -34,8 +38,9 @@ Log = Callable[[str], None]
 
 
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = False, progress: bool = True,
-                 log: Log = print) -> Report:
-    """Run (or continue) the pipeline in `run_dir`; returns the report (report.json's content)."""
+                 log: Log = print) -> Report | dict[str, Any]:
+    """Run (or continue) the pipeline in `run_dir`; returns the report (report.json's content; a dict for the
+    lines task, edgekd.pipeline.lines_report)."""
     import yaml
 
     t_start = time.perf_counter()
@@ -44,17 +49,14 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
     # validate everything cheap before touching the run directory
     profile, budget = _profile_and_budget(cfg)
     check_inputs(cfg, run_dir)
-    from edgekd.data import load_data
-
-    splits = load_data(cfg.data)  # the data and a teacher file are read and checked before the run dir is touched
+    splits, about = tasks.load_splits(cfg)  # the data and a teacher file are read and checked before the run dir
     if cfg.teacher:
         _check_user_teacher(cfg, splits, log)
     resumed = prepare_run_dir(run_dir, cfg.fingerprint(), cfg_dict, force)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
     state = StepState(run_dir)
     log(f"{'continuing' if resumed else 'starting'} run in {run_dir} (config {cfg.fingerprint()})")
-    log(f"data: {cfg.data.source} — {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test, "
-        f"{splits.num_classes} classes")
+    log(about)
 
     # the budget search is cheap and refuses a student or budget that does not fit: before the teacher trains
     search_key, search = _budget_step(cfg, profile, budget, splits.num_classes, run_dir, state, log)
@@ -63,15 +65,26 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
                                        {"budget": budget.to_dict(), "profile": profile.to_dict()}, run_dir, state,
                                        progress, log)
     bench = _bench_step(cfg, bundle, run_dir, log, splits.test)
+    if cfg.task == "lines":
+        from .lines_report import build_lines_report
+
+        lines = build_lines_report(cfg, run_dir, splits, profile, budget, search, bundle, bench, teacher_ck)
+        lines["run"].update(name=run_dir.name, wall_time_s=time.perf_counter() - t_start, resumed=resumed)
+        return _write_report(run_dir, lines, log)
 
     from .results import RunContext, build_report
 
     rep = build_report(RunContext(cfg, run_dir, splits, profile, budget, search, bundle, bench, teacher_ck, choice))
     assert rep.run is not None
     rep.run.name, rep.run.wall_time_s, rep.run.resumed = run_dir.name, time.perf_counter() - t_start, resumed
-    atomic_write_json(run_dir / "report.json", rep.to_dict())
+    _write_report(run_dir, rep.to_dict(), log)
+    return rep
+
+
+def _write_report(run_dir: Path, rep: dict[str, Any], log: Log) -> dict[str, Any]:
     from edgekd.report import render_report
 
+    atomic_write_json(run_dir / "report.json", rep)
     render_report(run_dir)
     log(f"report: {run_dir / 'report.md'}")
     return rep
@@ -94,27 +107,18 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     """Refuse what would otherwise fail only after the teacher has trained: the student id (grammar, family,
     task), the built-in teacher's name, the teacher scale, the deploy_teacher policy, the KD loss and its settings,
     the transfer views, and the run directory."""
-    from edgekd.kd import check_loss
     from edgekd.models.foreign_teachers import parse_teacher_scale
-    from edgekd.models.line_models import check_task
-    from edgekd.models.students import parse_student_id
-    from edgekd.models.teachers import TEACHERS
     from edgekd_runtime.atomic import check_writable
     from edgekd_runtime.errors import UserInputError
 
-    if cfg.student:
-        parse_student_id(cfg.student)
-        check_task(cfg.student, "digits")
+    tasks.check_task_inputs(cfg)
     parse_teacher_scale(cfg.teacher_scale)
     if not cfg.teacher:
-        TEACHERS.get(cfg.teacher_arch)
-        check_task(cfg.teacher_arch, "digits")
         if cfg.teacher_scale:
             raise UserInputError(f"teacher scale {cfg.teacher_scale!r} is for a teacher file (--teacher FILE); the "
                                  f"built-in teacher trains on edgekd's own normalisation: leave it out")
     check_policy(cfg.deploy_teacher)
     d = cfg.distill
-    check_loss(d.loss_config(), "digits")
     if d.transfer_views < 1:
         raise UserInputError(f"distill.transfer_views must be >= 1, got {d.transfer_views}")
     check_writable(run_dir, "--out", directory=True)
@@ -135,9 +139,7 @@ def _teacher_step(cfg: PipelineConfig, splits: Any, run_dir: Path, state: StepSt
         log(f"teacher: {path} (yours)")
         key = sha256_file(path)
         return (key if cfg.teacher_scale is None else digest({"file": key, "scale": cfg.teacher_scale})), str(path)
-    from edgekd.train.pipeline import train_teacher
-
-    key = digest({"data": cfg.data.to_dict(), "arch": cfg.teacher_arch, "train": _train_dict(cfg.teacher_train)})
+    key = digest({"data": tasks.data_dict(cfg), "arch": cfg.teacher_arch, "train": _train_dict(cfg.teacher_train)})
     out = run_dir / "teacher"
     ck = out / "teacher.pt"
     if state.done("teacher", key) and ck.is_file():
@@ -149,7 +151,7 @@ def _teacher_step(cfg: PipelineConfig, splits: Any, run_dir: Path, state: StepSt
     state.start("teacher", key)
     log(f"teacher: {'resuming' if resume else 'training'} built-in {cfg.teacher_arch!r} "
         f"({cfg.teacher_train.epochs} epochs)")
-    train_teacher(splits, cfg.teacher_train, out, arch=cfg.teacher_arch, resume=resume, progress=progress)
+    tasks.train_task_teacher(cfg, splits, out, resume, progress)
     state.finish("teacher", key)
     return key, str(ck)
 
@@ -157,9 +159,7 @@ def _teacher_step(cfg: PipelineConfig, splits: Any, run_dir: Path, state: StepSt
 def _check_user_teacher(cfg: PipelineConfig, splits: Any, log: Log) -> None:
     """Load the user's teacher file and check it (class count, a batch, the declared input scaling on the val
     split, which warns) before anything is written."""
-    from edgekd.models.teachers import load_checked_teacher
-
-    t = load_checked_teacher(str(Path(cfg.teacher).expanduser()), splits, cfg.teacher_arch, cfg.teacher_scale)
+    t = tasks.check_user_teacher(cfg, str(Path(cfg.teacher).expanduser()), splits)
     scale = "" if cfg.teacher_scale is None else f", input scale {cfg.teacher_scale}"
     log(f"teacher file: {cfg.teacher} ({t.source}{scale}) checked")
 
@@ -184,10 +184,10 @@ def _teacher_to_cost(cfg: PipelineConfig, num_classes: int) -> Any:
 def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: int, run_dir: Path, state: StepState,
                  log: Log) -> tuple[str, dict[str, Any]]:
     from edgekd.budget.plot import plot_search
-    from edgekd.budget.search import search, teacher_candidate
+    from edgekd.budget.search import teacher_candidate
 
     key = digest({"profile": profile.to_dict(), "budget": budget.to_dict(), "student": cfg.student,
-                  "classes": num_classes, "teacher": _teacher_identity(cfg)})
+                  "classes": num_classes, "teacher": _teacher_identity(cfg), **tasks.search_key(cfg)})
     out = run_dir / "budget.json"
     if state.done("budget", key) and out.is_file():
         import json
@@ -196,8 +196,9 @@ def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: in
         log(f"budget: {res['chosen']} (done, skipped)")
         return key, res
     state.start("budget", key)
-    result = search(budget, profile, candidates=[cfg.student] if cfg.student else None, num_classes=num_classes)
-    cost, note = cost_teacher(_teacher_to_cost(cfg, num_classes), cfg.teacher)
+    result = tasks.search_students(cfg, profile, budget, num_classes)
+    cost, note = (None, "is not a deployment candidate for lines") if cfg.task == "lines" else (
+        cost_teacher(_teacher_to_cost(cfg, num_classes), cfg.teacher))
     if cost is not None:
         result = teacher_candidate(result, cost.name, cost)
     plot_search(result, run_dir / "budget.png")
@@ -217,13 +218,18 @@ def _budget_step(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: in
 
 def _train_and_deploy(cfg: PipelineConfig, splits: Any, search_key: str, search: dict[str, Any], teacher_key: str,
                       teacher_ck: str, extra: dict[str, Any], run_dir: Path, state: StepState, progress: bool,
-                      log: Log) -> tuple[DeployChoice, Path]:
+                      log: Log) -> tuple[DeployChoice | None, Path]:
     """Train the students unless the teacher, fitting the budget, is deployed without them (`deploy_choice`), then
     export, convert and check the deployed model into the bundle. Returns (the decision, the bundle)."""
     from edgekd.models.teachers import load_teacher
 
-    choice = plan(search, bool(cfg.student), cfg.deploy_teacher)
     student_ck = run_dir / "distilled" / "student.pt"
+    if cfg.task == "lines":  # the lines task deploys its distilled student (no teacher candidate)
+        dist_key = _students_step(cfg, splits, search["chosen"], teacher_key, teacher_ck, extra, run_dir, state,
+                                  progress, log)
+        key = digest({"student": dist_key, "checkpoint": sha256_file(student_ck)})
+        return None, _export_convert(key, run_dir, state, log, _student_export(student_ck))
+    choice = plan(search, bool(cfg.student), cfg.deploy_teacher)
     dist_key = None
     if choice.students_trained:
         dist_key = _students_step(cfg, splits, search["chosen"], teacher_key, teacher_ck, extra, run_dir, state,
@@ -242,7 +248,7 @@ def _students_step(cfg: PipelineConfig, splits: Any, student_id: str, teacher_ke
                    extra: dict[str, Any], run_dir: Path, state: StepState, progress: bool, log: Log) -> str:
     """The distilled student and its scratch twin (same architecture, same data, loss none). Returns the distilled
     student's input hash."""
-    common = {"data": cfg.data.to_dict(), "train": _train_dict(cfg.student_train), "student": student_id,
+    common = {"data": tasks.data_dict(cfg), "train": _train_dict(cfg.student_train), "student": student_id,
               "augment": None if cfg.augment is None else cfg.augment.__dict__}
     dist_key = digest({**common, "teacher": teacher_key, "distill": cfg.distill.__dict__})
     scratch_key = digest({**common, "transfer_views": cfg.distill.transfer_views})
@@ -256,8 +262,6 @@ def _students_step(cfg: PipelineConfig, splits: Any, student_id: str, teacher_ke
 def _train_student(role: str, key: str, cfg: PipelineConfig, splits: Any, student_id: str, teacher_ck: str | None,
                    opts: Any, run_dir: Path, state: StepState, progress: bool, log: Log,
                    extra: dict[str, Any]) -> None:
-    from edgekd.train.pipeline import distill
-
     out = run_dir / role
     if state.done(role, key) and (out / "student.pt").is_file():
         log(f"{role}: {out / 'student.pt'} (done, skipped)")
@@ -266,15 +270,10 @@ def _train_student(role: str, key: str, cfg: PipelineConfig, splits: Any, studen
     if not resume:
         _fresh_dir(out)
     state.start(role, key)
-    teacher = None
-    if teacher_ck is not None:
-        from edgekd.models.teachers import load_teacher
-
-        teacher = load_teacher(teacher_ck, splits.num_classes, cfg.teacher_arch, cfg.teacher_scale)
+    teacher = None if teacher_ck is None else tasks.load_task_teacher(cfg, teacher_ck, splits)
     log(f"{role}: {'resuming' if resume else 'training'} {student_id} with loss {opts.loss!r} "
         f"({cfg.student_train.epochs} epochs)")
-    distill(splits, student_id, cfg.student_train, out, teacher=teacher, opts=opts, aug=cfg.augment, resume=resume,
-            progress=progress, resolved_config=cfg.to_dict(), budget=extra["budget"], profile=extra["profile"])
+    tasks.train_task_student(cfg, splits, student_id, out, teacher, opts, resume, progress, extra)
     state.finish(role, key)
 
 
@@ -319,32 +318,29 @@ def _export_convert(key: str, run_dir: Path, state: StepState, log: Log, export:
 
 def _bench_step(cfg: PipelineConfig, bundle: Path, run_dir: Path, log: Log, test: Any) -> dict[str, Any]:
     """Latency of every artifact on this machine through edgekd_runtime (always re-measured: it is cheap), and
-    the deployed artifact's image path (decode, preprocess, inference) on the first test digit drawn as a
-    640x480 photo, `cfg.bench_runs` times."""
+    the deployed artifact's image path (decode, preprocess, inference) on a photo of a test digit or line
+    (`tasks.bench_photo`), `cfg.bench_runs` times."""
     import tempfile
 
-    from PIL import Image
-
     from edgekd.bench import bench_bundle
-    from edgekd.data.digit_photos import PHOTO_HEIGHT_PX, PHOTO_WIDTH_PX, render_digit_photo
 
     def show(path: str, rep: Any) -> None:
         log(f"bench: {path:28s} p50 {rep.p50_ms:.3f} ms  p99 {rep.p99_ms:.3f} ms  ({rep.backend} {rep.delegate}, "
             f"{rep.threads} thread(s))")
         if rep.image_path is not None:
             st = rep.image_path.stages
-            log(f"bench: {path} on a photo of a test digit, p50: decode {st['decode'].p50_ms:.2f} ms, preprocess "
+            what = "line" if cfg.task == "lines" else "digit"
+            log(f"bench: {path} on a photo of a test {what}, p50: decode {st['decode'].p50_ms:.2f} ms, preprocess "
                 f"{st['preprocess'].p50_ms:.2f} ms, inference {st['inference'].p50_ms:.3f} ms, total "
                 f"{st['total'].p50_ms:.2f} ms")
 
     with tempfile.TemporaryDirectory(prefix="edgekd_bench_") as tmp:
-        photo = Path(tmp) / "test_digit.png"
-        Image.fromarray(render_digit_photo(test.x[0])).save(photo)
+        photo = Path(tmp) / "test_photo.png"
+        what = tasks.bench_photo(cfg, test, photo)
         reports = bench_bundle(bundle, cfg.bench_runs, on_result=show, image=photo)
     for r in reports.values():
         if r.image_path is not None:
-            r.image_path.image = (f"test digit #0 (class {int(test.y[0])}) as a {PHOTO_WIDTH_PX}x{PHOTO_HEIGHT_PX} "
-                                  f"PNG photo")
+            r.image_path.image = what
     out = {p: r.to_dict(samples=False) for p, r in reports.items()}
     atomic_write_json(run_dir / "bench.json", {"created": utc_timestamp(), "artifacts": out})
     return out

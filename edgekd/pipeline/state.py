@@ -20,7 +20,8 @@ MARKER = "run.json"
 # What the pipeline writes in a run directory (the layout in run.py's docstring): with --force, these and nothing
 # else are removed. The folders are edgekd's own working areas (a step that is redone empties its folder).
 RUN_FILES = ("state.json", "config.yaml", "budget.json", "budget.png", "bench.json", "report.json", "report.md",
-             "training_curves.png", "confusion_matrix.png")
+             "report.html", "training_curves.png", "confusion_matrix.png",
+             "char_confusion.png", "coverage.png", "test_readings.png")  # the last three: task lines
 RUN_DIRS = ("teacher", "distilled", "scratch", "bundle")
 
 

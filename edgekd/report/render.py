@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from edgekd_runtime.atomic import atomic_write_text
 from edgekd_runtime.errors import UserInputError
 
 from . import figures
+from .html import write_html
 from .schema import ArtifactRow, ImagePath, Report, ReportFormatError
 
 
@@ -49,12 +51,29 @@ def load_report(run_dir: Path) -> Report:
 
 
 def render_report(run_dir: str | Path) -> Path:
-    """Write report.md and the PNG figures for the run in `run_dir`; return the report.md path."""
+    """Write report.md, report.html and the PNG figures for the run in `run_dir` (a lines run's by
+    edgekd.report.lines); return the report.md path."""
     run_dir = Path(run_dir)
+    lines = _lines_report(run_dir)
+    if lines is not None:
+        from .lines import render_lines_report
+
+        return render_lines_report(run_dir, lines)
     rep = load_report(run_dir)
     figs = _figures(run_dir, rep)
-    atomic_write_text(run_dir / "report.md", _markdown(rep, figs))
+    md = _markdown(rep, figs)
+    atomic_write_text(run_dir / "report.md", md)
+    write_html(md, run_dir / "report.html", f"edgekd run {rep.run.name if rep.run else ''}")
     return run_dir / "report.md"
+
+
+def _lines_report(run_dir: Path) -> dict[str, Any] | None:
+    """report.json of an `edgekd run --task lines` as written (edgekd.pipeline.lines_report), else None."""
+    try:
+        raw = json.loads((run_dir / "report.json").read_text())
+    except (OSError, ValueError):
+        return None  # load_report says what is wrong
+    return raw if isinstance(raw, dict) and raw.get("task") == "lines" else None
 
 
 def _figures(run_dir: Path, rep: Report) -> dict[str, str]:

@@ -1,0 +1,187 @@
+"""What differs between the tasks in `edgekd run`'s stages: `digits` (one digit per image) and `lines` (a string
+per image, CTC).
+
+run.py keeps the stages, their order, their input keys, resume/skip and the run directory's bookkeeping, which are
+the same for every task; each function here does one stage's task-specific part for the resolved PipelineConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgekd.budget.search import Budget
+from edgekd_runtime.errors import UserInputError
+
+from .config import PipelineConfig
+
+# The default line budget: a Raspberry Pi 4 reading a line of up to 192 px (about 12 digits) in 2 ms at int8, in a
+# model file of at most 32 KiB (the budget of benchmarks/kd_lines_quality.py; it picks ctc-w8-d2-r24).
+DEFAULT_LINE_BUDGET = Budget.from_cli(latency_ms=2.0, flash_kb=32.0, precision="int8")
+# The default `edgekd run --task lines` fits 10 minutes on 2 CPU cores (see benchmarks/pipeline.py): a convctc
+# teacher of LINE_RUN["teacher_epochs"] epochs (a fresh composition of the 4,000 training lines each; 60 epochs,
+# 1.4-1.5 % CER, take half an hour), the student's 20 epochs over 8 transfer views with blank_kd at T 4, alpha 0.5.
+LINE_RUN = {"teacher_epochs": 10, "student_epochs": 20, "transfer_views": 8, "bench_runs": 200}
+# --quick: fewer training lines and test lines, a few epochs (about a minute and a half on 2 cores).
+LINE_QUICK = {"teacher_epochs": 3, "student_epochs": 4, "transfer_views": 2, "bench_runs": 50,
+              "train_lines": 2000, "test_lines": 500}
+# the string length whose latency the report gives (predicted on the board, measured here through read())
+REPORT_LINE_LENGTH = 8
+
+
+def line_defaults(quick: bool = False) -> PipelineConfig:
+    """The defaults of `edgekd run --task lines` (`quick`: of `--quick` too); explicit settings still win."""
+    from edgekd.train import line_pipeline as lp
+
+    k = LINE_QUICK if quick else LINE_RUN
+    base = PipelineConfig()
+    lines = base.lines
+    if quick:
+        lines = replace(lines, train_lines=LINE_QUICK["train_lines"], test_lines=LINE_QUICK["test_lines"])
+    return replace(base, task="lines", quick=quick, lines=lines, teacher_arch=lp.DEFAULT_LINE_TEACHER,
+                   teacher_train=replace(base.teacher_train, epochs=k["teacher_epochs"]),
+                   student_train=replace(base.student_train, epochs=k["student_epochs"]),
+                   distill=replace(base.distill, loss=lp.DEFAULT_LINE_LOSS, temperature=lp.DEFAULT_LINE_TEMPERATURE,
+                                   alpha=lp.DEFAULT_LINE_ALPHA, transfer_views=k["transfer_views"]),
+                   budget=DEFAULT_LINE_BUDGET, bench_runs=k["bench_runs"])
+
+
+def data_dict(cfg: PipelineConfig) -> dict[str, Any]:
+    """The data spec that makes the task's splits (part of every training step's input key)."""
+    return cfg.lines.to_dict() if cfg.task == "lines" else cfg.data.to_dict()
+
+
+def line_height(cfg: PipelineConfig) -> int | None:
+    return cfg.lines.height if cfg.task == "lines" else None
+
+
+def check_task_inputs(cfg: PipelineConfig) -> None:
+    """The student id, the built-in teacher and the KD loss are of the run's task; the sections that do not
+    apply to it are not set."""
+    from edgekd.kd import check_loss
+    from edgekd.models.line_models import check_task
+    from edgekd.models.students import parse_student_id
+    from edgekd.models.teachers import TEACHERS
+
+    if cfg.student:
+        parse_student_id(cfg.student)
+        check_task(cfg.student, cfg.task, line_height(cfg))
+    if not cfg.teacher:
+        TEACHERS.get(cfg.teacher_arch)
+        check_task(cfg.teacher_arch, cfg.task)
+    d = cfg.distill
+    check_loss(d.loss_config(), cfg.task)
+    if cfg.task == "lines" and cfg.teacher_scale is not None:
+        raise UserInputError("teacher_scale is for digit teacher files; a line teacher takes edgekd's normalised "
+                             "line canvases: leave it out for task lines")
+    if cfg.task == "lines" and cfg.augment is not None:
+        raise UserInputError("the augment section is for the digits task; the lines task trains on fresh "
+                             "compositions of the training lines instead: remove augment for task lines")
+
+
+def load_splits(cfg: PipelineConfig) -> tuple[Any, str]:
+    """(the task's splits, a line for the log)."""
+    if cfg.task == "lines":
+        from edgekd.data.lines import load_lines
+
+        s = load_lines(cfg.lines)
+        return s, (f"data: lines ({cfg.lines.source}) — {len(s.train)} train lines per view / {len(s.val)} val / "
+                   f"{len(s.test)} test, charset {s.charset!r}, {s.spec.height}x{s.spec.width} px canvases")
+    from edgekd.data import load_data
+
+    s = load_data(cfg.data)
+    return s, (f"data: {cfg.data.source} — {len(s.train)} train / {len(s.val)} val / {len(s.test)} test, "
+               f"{s.num_classes} classes")
+
+
+def search_key(cfg: PipelineConfig) -> dict[str, Any]:
+    """What the budget search depends on beyond the board, the budget and the classes."""
+    return {"task": "lines", "height": cfg.lines.height, "width": cfg.lines.width} if cfg.task == "lines" else {}
+
+
+def search_students(cfg: PipelineConfig, profile: Any, budget: Any, num_classes: int) -> Any:
+    """The budget search over the task's students (line students costed per line of the reference width)."""
+    from edgekd.budget.search import search
+
+    if cfg.task != "lines":
+        return search(budget, profile, candidates=[cfg.student] if cfg.student else None, num_classes=num_classes)
+    from functools import partial
+
+    from edgekd.budget.cost import student_cost
+    from edgekd.models.line_models import line_search_space
+
+    return search(budget, profile, candidates=[cfg.student] if cfg.student else line_search_space(cfg.lines.height),
+                  num_classes=num_classes, cost_fn=partial(student_cost, line_width=cfg.lines.width))
+
+
+def load_task_teacher(cfg: PipelineConfig, ref: str, splits: Any) -> Any:
+    """A teacher file (or the trained checkpoint) as an `edgekd.models.teachers.Teacher` of the run's task."""
+    if cfg.task == "lines":
+        from edgekd.models.line_models import load_line_teacher
+
+        return load_line_teacher(ref, splits.num_classes, splits.spec.height, splits.spec.width, cfg.teacher_arch)
+    from edgekd.models.teachers import load_teacher
+
+    return load_teacher(ref, splits.num_classes, cfg.teacher_arch, cfg.teacher_scale)
+
+
+def check_user_teacher(cfg: PipelineConfig, ref: str, splits: Any) -> Any:
+    """The user's teacher file, loaded and checked before anything is written (digits: its class count, a batch
+    and the declared input scaling on the val split; lines: its CTC output shape)."""
+    if cfg.task == "lines":
+        return load_task_teacher(cfg, ref, splits)
+    from edgekd.models.teachers import load_checked_teacher
+
+    return load_checked_teacher(ref, splits, cfg.teacher_arch, cfg.teacher_scale)
+
+
+def train_task_teacher(cfg: PipelineConfig, splits: Any, out: Path, resume: bool, progress: bool) -> None:
+    """Train the built-in teacher `cfg.teacher_arch` into out/teacher.pt."""
+    if cfg.task == "lines":
+        from edgekd.train.line_pipeline import train_line_teacher
+
+        train_line_teacher(splits, cfg.teacher_train, out, arch=cfg.teacher_arch, resume=resume, progress=progress,
+                           resolved_config=cfg.to_dict())
+        return
+    from edgekd.train.pipeline import train_teacher
+
+    train_teacher(splits, cfg.teacher_train, out, arch=cfg.teacher_arch, resume=resume, progress=progress)
+
+
+def train_task_student(cfg: PipelineConfig, splits: Any, student_id: str, out: Path, teacher: Any, opts: Any,
+                       resume: bool, progress: bool, extra: dict[str, Any]) -> None:
+    """Distill `teacher` into `student_id` (or train it from scratch: teacher None, loss none) into out/student.pt;
+    both roles train on the same views of the training data."""
+    kw = dict(teacher=teacher, opts=opts, resume=resume, progress=progress, resolved_config=cfg.to_dict(),
+              budget=extra["budget"], profile=extra["profile"])
+    if cfg.task == "lines":
+        from edgekd.train.line_pipeline import distill_lines
+
+        distill_lines(splits, student_id, cfg.student_train, out, **kw)
+        return
+    from edgekd.train.pipeline import distill
+
+    distill(splits, student_id, cfg.student_train, out, aug=cfg.augment, **kw)
+
+
+def bench_photo(cfg: PipelineConfig, test: Any, path: Path) -> str:
+    """Write the photo the bench step times the deployed artifact's image path on to `path` (PNG); returns what it
+    shows. Digits: the first test digit drawn as a 640x480 photo. Lines: the first test line of
+    REPORT_LINE_LENGTH characters (else the nearest length) as a photo of dark ink on light paper."""
+    from PIL import Image
+
+    if cfg.task == "lines":
+        import numpy as np
+
+        from edgekd.data.line_photos import render_line_photo
+
+        i = int(np.argmin([abs(len(t) - REPORT_LINE_LENGTH) + k * 1e-9 for k, t in enumerate(test.texts)]))
+        photo = render_line_photo(test.x[i], [i, 2026])
+        Image.fromarray(photo).save(path)
+        return (f"test line #{i} {test.texts[i]!r} ({len(test.texts[i])} characters) as a {photo.shape[1]}x"
+                f"{photo.shape[0]} PNG photo (dark ink on light paper)")
+    from edgekd.data.digit_photos import PHOTO_HEIGHT_PX, PHOTO_WIDTH_PX, render_digit_photo
+
+    Image.fromarray(render_digit_photo(test.x[0])).save(path)
+    return f"test digit #0 (class {int(test.y[0])}) as a {PHOTO_WIDTH_PX}x{PHOTO_HEIGHT_PX} PNG photo"
