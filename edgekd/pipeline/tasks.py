@@ -72,6 +72,10 @@ def check_task_inputs(cfg: PipelineConfig) -> None:
         check_task(cfg.teacher_arch, cfg.task)
     d = cfg.distill
     check_loss(d.loss_config(), cfg.task)
+    if cfg.task == "lines":
+        from edgekd.data.lines import LINE_SOURCES
+
+        LINE_SOURCES.get(cfg.lines.source)
     if cfg.task == "lines" and cfg.teacher_scale is not None:
         raise UserInputError("teacher_scale is for digit teacher files; a line teacher takes edgekd's normalised "
                              "line canvases: leave it out for task lines")
