@@ -66,7 +66,7 @@ def test_bench_step_measures_the_deployed_artifact_and_the_report_shows_it(tmp_p
     run.mkdir()
     test = SimpleNamespace(x=_digit()[None], y=np.array([0]))
     lines: list[str] = []
-    bench = _bench_step(SimpleNamespace(bench_runs=6), bundle, run, lines.append, test)
+    bench = _bench_step(SimpleNamespace(bench_runs=6, task="digits"), bundle, run, lines.append, test)
     ip = bench["student.onnx"]["image_path"]
     assert ip["runs"] == 6 and ip["decoded_shape"] == [480, 640] and "640x480" in ip["image"]
     assert "samples_ms" not in ip and list(ip["stages"]) == STAGES
