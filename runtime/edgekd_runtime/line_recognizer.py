@@ -165,28 +165,32 @@ class LineRecognizer(LoadedModel):
         return canvas, geom
 
     def read(self, image: ImageLike, pattern: str | None = None, *, allowed: str | None = None,
-             min_len: int | None = None, max_len: int | None = None) -> Reading:
+             min_len: int | None = None, max_len: int | None = None, preprocessed: bool = False) -> Reading:
         """Read the text line in one image (path, PIL image or array).
 
         Args:
             pattern: a pattern the whole reading must match (e.g. `\\d{6}`, `\\d+[.,]\\d\\d`; see
                 `edgekd_runtime.ctc_decode`); allowed, min_len, max_len: the characters it may use, its length.
                 With any of them a constrained prefix beam search decodes; greedy decoding without.
+            preprocessed: `image` is a line canvas already ((H, W) float32 in [0, 1] or uint8, light ink on
+                dark, as `lines.line_canvas` makes it), taken as is; character spans are then in its columns.
 
         Raises:
             PatternError (before decoding), BlankImageError (no ink), LineTooWideError (wider than the model
             takes), ImageError.
         """
-        return self.read_batch([image], pattern, allowed=allowed, min_len=min_len, max_len=max_len)[0]
+        return self.read_batch([image], pattern, allowed=allowed, min_len=min_len, max_len=max_len,
+                               preprocessed=preprocessed)[0]
 
     def read_batch(self, images: Sequence[ImageLike], pattern: str | None = None, *, allowed: str | None = None,
-                   min_len: int | None = None, max_len: int | None = None) -> list[Reading]:
+                   min_len: int | None = None, max_len: int | None = None,
+                   preprocessed: bool = False) -> list[Reading]:
         """Read several line images in one model call (canvases padded to the widest); see `read`."""
         if len(images) == 0:
             return []
         constraint = compile_constraint(self.charset, pattern, allowed, min_len, max_len)
         t0 = time.perf_counter()
-        made = [self.canvas(im) for im in images]
+        made = [self._as_canvas(im) if preprocessed else self.canvas(im) for im in images]
         prep_ms = (time.perf_counter() - t0) * 1e3 / len(images)
         width = max(c.shape[1] for c, _ in made)
         batch = np.zeros((len(made), self.height, width), np.float32)
@@ -230,6 +234,13 @@ class LineRecognizer(LoadedModel):
         return run_benchmark(self, runs=runs, warmup=warmup, batch=batch, seed=seed, progress=progress)
 
     # ---- internals ---------------------------------------------------------------------------------------------
+    def _as_canvas(self, canvas: Any) -> tuple[np.ndarray, LineGeometry]:
+        """A line canvas (H, W) taken as is (checked like `forward`'s), with the identity geometry."""
+        if np.ndim(canvas) != 2:
+            raise InputShapeError(f"a preprocessed line is one canvas (H, W); got shape {np.shape(canvas)}")
+        c = self._check_canvases(canvas)[0]
+        return c, LineGeometry(image_width=c.shape[1], x_origin=0.0, scale=1.0, left=0)
+
     def _check_canvases(self, canvases: Any) -> np.ndarray:
         c = as_canvases(canvases, self.normalization, "line canvases")  # uint8 / 255; floats checked in [0, 1]
         if c.ndim == 2:

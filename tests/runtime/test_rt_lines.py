@@ -270,3 +270,19 @@ def test_cli_read_refuses_a_photo_without_a_text_line_and_a_20000_px_line_with_o
     assert out["wide.png"]["error_type"] == "LineTooWideError" and "split it into shorter" in out["wide.png"]["error"]
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 2 and all("thumb.png" in e or "wide.png" in e for e in errors)
+
+
+def test_read_of_a_preprocessed_canvas_skips_the_line_preprocessing(line_bundle):
+    from edgekd_runtime.errors import InputShapeError
+
+    rec = rt.load(line_bundle)
+    canvas, _ = rec.canvas(bars_image([(50, 80), (200, 230)]))
+    r = rec.read(canvas, preprocessed=True)
+    assert r.text == rec.read(bars_image([(50, 80), (200, 230)])).text == "aa"
+    assert r.source is not None and r.latency_ms > 0
+    assert all(0 <= x0 < x1 <= canvas.shape[1] for _, _, (x0, x1) in r.characters)  # the canvas's own columns
+    assert rec.read((canvas * 255).astype(np.uint8), preprocessed=True).text == "aa"
+    with pytest.raises(InputShapeError, match="one canvas"):
+        rec.read(canvas[None], preprocessed=True)
+    with pytest.raises(InputShapeError, match="do not fit"):
+        rec.read(canvas[:12], preprocessed=True)
