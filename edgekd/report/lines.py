@@ -220,6 +220,7 @@ def _markdown(rep: dict[str, Any], figs: dict[str, str]) -> str:
     if bud:
         L += ["## Budget", "", f"Limits: `{json.dumps(target.get('budget') or {})}`. {bud.get('feasible', '?')} of "
               f"{bud.get('evaluated', '?')} candidate line students fit; chosen: `{bud.get('chosen')}`.", ""]
+        L += [f"- {n}" for n in bud.get("notes") or []] + ([""] if bud.get("notes") else [])
         L += [f"![budget search]({figs['budget']})", ""] if "budget" in figs else []
     if "curves" in figs:
         L += ["## Training", "", "Validation string accuracy per epoch (the checkpoint is chosen on val CER).", "",
