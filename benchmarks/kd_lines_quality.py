@@ -37,17 +37,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEFAULT_LINE_BUDGET = {"target": "rpi4", "latency_ms": 2.0, "flash_kb": 32.0, "precision": "int8"}
 LOSSES = ("frame_kd", "blank_kd", "seq_kd")
 
 
 def default_student() -> str:
-    """The line student the default line budget picks."""
+    """The line student the default line budget (`edgekd run --task lines`'s, on rpi4) picks."""
     from edgekd.cli.budget_cmd import run_search
+    from edgekd.pipeline.tasks import DEFAULT_LINE_BUDGET
 
-    b = DEFAULT_LINE_BUDGET
-    return run_search(b["target"], None, b["latency_ms"], b["flash_kb"], None, None, None, b["precision"],
-                      num_classes=11, task="lines").chosen.student_id
+    b = DEFAULT_LINE_BUDGET.cli_units()
+    return run_search("rpi4", None, b["latency_ms"], b["flash_kb"], b["ram_kb"], b["macs"], b["params"],
+                      b["precision"], num_classes=11, task="lines").chosen.student_id
 
 
 def paired_interval(a: list[list[float]], b: list[list[float]], weights: list[list[float]] | None = None
