@@ -23,9 +23,10 @@ DEFAULT_LINE_BUDGET = Budget.from_cli(latency_ms=2.0, flash_kb=32.0, precision="
 # teacher of LINE_RUN["teacher_epochs"] epochs (a fresh composition of the 4,000 training lines each; 60 epochs,
 # 1.4-1.5 % CER, take half an hour), the student's 20 epochs over 8 transfer views with blank_kd at T 4, alpha 0.5.
 LINE_RUN = {"teacher_epochs": 10, "student_epochs": 20, "transfer_views": 8, "bench_runs": 200}
-# --quick: fewer training lines and test lines, a few epochs (about a minute and a half on 2 cores).
-LINE_QUICK = {"teacher_epochs": 3, "student_epochs": 4, "transfer_views": 2, "bench_runs": 50,
-              "train_lines": 2000, "test_lines": 500}
+# --quick: 500 test lines, a few epochs. A CTC model must first get past emitting only blanks: with 3 teacher epochs
+# of 2,000 lines and 4 student epochs every model still read (nearly) nothing (measured: CER 87-100 %).
+LINE_QUICK = {"teacher_epochs": 3, "student_epochs": 8, "transfer_views": 2, "bench_runs": 50,
+              "train_lines": 4000, "test_lines": 500}
 # the string length whose latency the report gives (predicted on the board, measured here through read())
 REPORT_LINE_LENGTH = 8
 
