@@ -18,6 +18,7 @@ from edgekd_runtime.atomic import atomic_write_text
 from . import figures
 from .html import write_html
 from .render import _image_path_table, _kb, _ms, _num, _pct
+from .schema import ImagePath
 
 ROLES = ("teacher", "scratch", "distilled")
 
@@ -174,7 +175,9 @@ def _latency_section(rep: dict[str, Any]) -> list[str]:
          f"| measured here: the interpreter at {lat.get('width_px')} px (p50) | "
          f"{_ms(lat.get('measured_interpreter_ms'))} |",
          f"| measured here: photo file → reading, all stages (p50) | {_ms(lat.get('measured_total_ms'))} |", ""]
-    return L + _image_path_table(rep.get("image_path"))
+    ip = rep.get("image_path")
+    keys = ("artifact", "image", "decoded_shape", "runs", "stages")  # the digit report's section (and table)
+    return L + _image_path_table(ImagePath.from_dict({k: ip.get(k) for k in keys}) if ip else None)
 
 
 def _confidence_section(rep: dict[str, Any], figs: dict[str, str]) -> list[str]:
