@@ -84,10 +84,7 @@ def register(app: typer.Typer) -> None:
         log = (lambda s: None) if json_out else (lambda s: typer.echo(s))
         rep = run_pipeline(cfg, out, force=force, progress=not json_out, log=log)
         if isinstance(rep, dict):  # a lines run's report (edgekd.pipeline.lines_report)
-            print_json(rep) if json_out else _lines_summary(rep)
-            if any(not c["ok"] for c in rep["checks"]):
-                raise typer.Exit(1)
-            return
+            return _lines_summary(rep, json_out)
         if json_out:
             print_json(rep.to_dict())
         else:
@@ -121,9 +118,16 @@ def _summary(rep: Report) -> None:
     c.print("checks: all passed" if not bad else "checks FAILED: " + "; ".join(f"{x.name} ({x.detail})" for x in bad))
 
 
-def _lines_summary(rep: dict) -> None:
+def _lines_summary(rep: dict, json_out: bool) -> None:
+    """Print a lines run's report (the table, or --json); exit 1 when a check failed, as for digits."""
     from rich.console import Console
     from rich.table import Table
+
+    if json_out:
+        print_json(rep)
+        if any(not c["ok"] for c in rep["checks"]):
+            raise typer.Exit(1)
+        return
 
     t = Table(title="edgekd run --task lines")
     for col in ("model", "arch", "CER", "string acc.", "params", "predicted ms/line", "measured ms/line"):
@@ -143,3 +147,5 @@ def _lines_summary(rep: dict) -> None:
     bad = [x for x in rep["checks"] if not x["ok"]]
     c.print("checks: all passed" if not bad else "checks FAILED: " + "; ".join(f"{x['name']} ({x['detail']})"
                                                                               for x in bad))
+    if bad:
+        raise typer.Exit(1)  # the report is written; something in it is not deployable as asked
