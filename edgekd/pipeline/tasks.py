@@ -29,7 +29,8 @@ LINE_RUN = {"teacher_epochs": 10, "student_epochs": 20, "transfer_views": 8, "be
 # of 2,000 lines and 4 student epochs every model still read (nearly) nothing (measured: CER 87-100 %). With 4,000
 # lines, 3 teacher and 8 student epochs over 2 views (181 s of CPU on one thread, a shared machine): teacher 8.9 %
 # CER, scratch 33.8 %, distilled 15.3 %, but int8 read 5.4 % of the strings differently from torch (an unsure
-# student), so the run deploys fp16. One view saves the teacher's pass over the second (about 15 s of CPU).
+# student), so the run deploys fp16. With one view (these settings): 199 s of CPU, distilled 14.7 % CER vs scratch
+# 33.3 %, fp16 deployed again (the CPU times of a shared machine vary by 10 % or more; an idle 2-core run is due).
 LINE_QUICK = {"teacher_epochs": 3, "student_epochs": 8, "transfer_views": 1, "bench_runs": 50,
               "train_lines": 4000, "test_lines": 500}
 # the string length whose latency the report gives (predicted on the board, measured here through read())
