@@ -59,18 +59,13 @@ class _TopK:
         obj.__dict__["_top_k"] = value if isinstance(value, (_Scores, list)) else list(value)
 
 
-class _Scores:
-    """One image's scores for a lazy top-k: plain floats, `norm` (1 / the softmax's sum, with `vals` its
-    exponentials) or 1.0 (probabilities), the labels and k."""
-
-    __slots__ = ("vals", "norm", "labels", "k")
-
-    def __init__(self, vals: list[float], norm: float, labels: list[str], k: int) -> None:
-        self.vals, self.norm, self.labels, self.k = vals, norm, labels, k
+class _Scores(tuple):
+    """One image's scores for a lazy top-k, (vals, norm, labels, k): plain floats, `norm` (1 / the softmax's sum,
+    with `vals` its exponentials) or 1.0 (probabilities), the labels and k. (A tuple: made in C, no __init__.)"""
 
     def ranked(self) -> list[tuple[str, float]]:
-        vals, norm, labels = self.vals, self.norm, self.labels
-        order = sorted(range(len(vals)), key=vals.__getitem__, reverse=True)[:self.k]
+        vals, norm, labels, k = self
+        order = sorted(range(len(vals)), key=vals.__getitem__, reverse=True)[:k]
         return [(labels[i], vals[i] * norm) for i in order]
 
 
@@ -378,7 +373,7 @@ class Recognizer(LoadedModel):
             if 1.0 <= total < _POS_INF:
                 i0 = vals.index(top)
                 norm = 1.0 / total
-                return Prediction(self.labels[i0], i0, exps[i0] * norm, _Scores(exps, norm, self.labels, k),
+                return Prediction(self.labels[i0], i0, exps[i0] * norm, _Scores((exps, norm, self.labels, k)),
                                   latency_ms, prep_ms, src)
         if not _NEG_INF < sum(vals) < _POS_INF:  # NaN/inf among them: refused, or the limit of the softmax
             if logits or self._kind == "probs":
@@ -386,7 +381,7 @@ class Recognizer(LoadedModel):
             else:  # probabilities already (predict_batch): nothing non-finite may be reported
                 raise self._output_error("non-finite probabilities")
         i0 = vals.index(max(vals))
-        return Prediction(self.labels[i0], i0, vals[i0], _Scores(vals, 1.0, self.labels, k),
+        return Prediction(self.labels[i0], i0, vals[i0], _Scores((vals, 1.0, self.labels, k)),
                           latency_ms, prep_ms, src)
 
 
