@@ -62,13 +62,12 @@ def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int =
         raise ManifestError(f"preprocessing kind {spec.kind!r} is unknown; known kinds: {', '.join(PREPROCESS_KINDS)}")
     if spec.polarity not in POLARITIES:
         raise ManifestError(f"preprocessing polarity {spec.polarity!r} is unknown; use one of {', '.join(POLARITIES)}")
-    name = describe(image)
     levels = load_levels(image, WORK_SIDE_PX)
     if spec.kind == "resize":
         ink = ops.from_levels(_to_light_on_dark(levels, spec.polarity))
         canvas = np.clip(ops.resize(ink, (spec.canvas, spec.canvas)), 0.0, 1.0)
     else:
-        canvas = _mnist_canvas(_ink(levels, spec.polarity), name, spec.canvas, spec.box,
+        canvas = _mnist_canvas(_ink(levels, spec.polarity), image, spec.canvas, spec.box,
                                flattened=min(levels.shape) >= 48)
     return canvas if size == spec.canvas else resize_canvas(canvas, size)
 
@@ -112,10 +111,11 @@ def _resize_matrix(n: int, size: int) -> np.ndarray:
 
 def _ink(levels: np.ndarray, polarity: str) -> np.ndarray:
     """The ink, light on dark, of uint8 levels: photos and scans (both sides >= 48 px) denoised (3x3 median) and
-    flattened (uneven lighting subtracted; in per-thread work arrays); small digital canvases kept exact."""
+    flattened (uneven lighting subtracted; in per-thread work arrays: the median's, "scratch", is free again
+    once the ink is made); small digital canvases kept exact."""
     if min(levels.shape) < 48:
         return ops.invert(levels) if _ink_is_dark(levels, polarity) else levels
-    m = ops.median3(levels, ops.work("median", levels.shape))
+    m = ops.median3(levels, ops.work("scratch", levels.shape))
     return ops.flatten(m, _ink_is_dark(m, polarity), ops.work("flat", levels.shape))
 
 
@@ -144,25 +144,25 @@ def _sample_step(size_px: int) -> int:
     return max(1, math.isqrt(size_px // STATS_SAMPLE_PX))
 
 
-def _mnist_canvas(d: np.ndarray, name: str, canvas: int, box: int, flattened: bool = True) -> np.ndarray:
-    """Ink levels (uint8, light on dark; `flattened`: a photo's, see `_ink`) -> the canvas: threshold, crop,
-    scale the ink, fit the box, centre."""
+def _mnist_canvas(d: np.ndarray, image: ImageLike, canvas: int, box: int, flattened: bool = True) -> np.ndarray:
+    """Ink levels (uint8, light on dark; `flattened`: a photo's, see `_ink`) of `image` (named in errors only)
+    -> the canvas: threshold, crop, scale the ink, fit the box, centre."""
     med, mad = ops.hist_median_mad(ops.histogram(d, step=_sample_step(d.size)))
     med, sigma, peak = med / 255.0, 1.4826 * mad / 255.0, float(d.max()) / 255.0
     contrast = peak - med
     if contrast < MIN_INK_CONTRAST or (sigma > 0 and contrast / sigma < MIN_INK_SNR):
         raise BlankImageError(
-            f"{name}: no ink found (ink contrast {contrast:.3f}, noise {sigma:.3f}); the page looks blank. "
+            f"{describe(image)}: no ink found (ink contrast {contrast:.3f}, noise {sigma:.3f}); the page looks blank. "
             f"Write darker/bigger, crop closer to the character, or check the image is the right one")
     thresh = med + max(4.0 * sigma, 0.2 * contrast)
-    mask = ops.threshold(d, 255.0 * thresh, ops.work("mask", d.shape))  # 255 where ink
+    mask = ops.threshold(d, 255.0 * thresh, ops.work("scratch", d.shape))  # 255 where ink (d is not in scratch)
     rows, cols = ops.row_col_sums(mask)
     if flattened and _may_hold_a_desk(rows, cols):
         mask = _drop_border_blobs(mask)
         rows, cols = ops.row_col_sums(mask)
         if not rows.any():
-            raise BlankImageError(f"{name}: only a dark band along the edges (the desk around the sheet?), no "
-                                  f"writing found; crop the photo to the paper")
+            raise BlankImageError(f"{describe(image)}: only a dark band along the edges (the desk around the "
+                                  f"sheet?), no writing found; crop the photo to the paper")
     (r0, r1), (c0, c1) = _ink_span(rows), _ink_span(cols)
     crop_mask, crop = mask[r0:r1, c0:c1], d[r0:r1, c0:c1]
     floor = med + 0.5 * (thresh - med)
@@ -220,13 +220,13 @@ def _drop_border_blobs(mask: np.ndarray) -> np.ndarray:
 
 def _ink_span(profile: np.ndarray, min_share: float = 0.01) -> tuple[int, int]:
     """[start, stop) of the ink along one axis, dropping edge runs (after a gap) holding < min_share of ink."""
-    idx = np.flatnonzero(profile)
-    gaps = np.flatnonzero(idx[1:] - idx[:-1] > 2)
+    idx = profile.nonzero()[0]
+    gaps = (idx[1:] - idx[:-1] > 2).nonzero()[0]
     if not len(gaps):
         return int(idx[0]), int(idx[-1]) + 1
     starts = np.concatenate((idx[:1], idx[gaps + 1]))
     stops = np.concatenate((idx[gaps], idx[-1:])) + 1
-    below = np.concatenate(([0.0], np.cumsum(profile, dtype=np.float64)))
+    below = np.concatenate(([0.0], profile.cumsum(dtype=np.float64)))
     ink = (below[stops] - below[starts]).tolist()
     floor = min_share * float(below[-1])
     lo, hi = 0, len(ink) - 1
@@ -251,7 +251,8 @@ def _fit_box(ink: np.ndarray, scale: np.ndarray, box: int) -> np.ndarray:
         side = max(h, w)
     if side >= 2 * box:
         target = MNIST_STROKE_PX * side / box
-        width = ops.stroke_width(ops.lut(ink, scale) > 0.5)
+        # the strokes (scaled ink > 0.5) by thresholding the levels: the table is non-decreasing
+        width = ops.stroke_width(ops.threshold(ink, int(scale.searchsorted(0.5, side="right")) - 1))
         if width < 0.7 * target:
             k = 2 * int(round((target - width) / 2)) + 1
             if k >= 3:
