@@ -13,7 +13,7 @@ error naming it and the file::
     student_train: {epochs: 20}    # on top of `train` for the student (edgekd run, edgekd distill)
     augment:       {rotation_deg: 12, erase_p: 0.25, mixup_p: 0.2}
     distill:       {loss: kd, temperature: 4.0, alpha: 0.9, dkd_alpha: 1.0, dkd_beta: 8.0, fitnet_weight: 1.0,
-                    transfer_views: 8, cache_teacher: true}
+                    transfer_views: 8, cache_teacher: true, kd_mode: auto}   # kd_mode: online | cached | auto
     teacher:       null            # an ONNX / TFLite / TorchScript / ExportedProgram / checkpoint file; null = train
                                    # the built-in
     teacher_scale: null            # the input a teacher file takes: 0-1, 0-255 or MEAN,STD (null: MNIST's)

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 
+from edgekd.train.kd_mode import KD_MODE_HELP
 from edgekd_runtime.cli_support import handle_errors
 
 from .budget_cmd import budget_options
@@ -44,6 +45,7 @@ def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
     from edgekd.kd import check_loss
     from edgekd.models.line_models import check_task
     from edgekd.models.students import parse_student_id
+    from edgekd.train.kd_mode import check_kd_mode
     from edgekd_runtime.errors import UserInputError
 
     lines = cfg.task == "lines"
@@ -52,6 +54,7 @@ def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
         check_task(cfg.student, cfg.task, cfg.lines.height if lines else None)
     d = cfg.distill
     check_loss(d.loss_config(), cfg.task)
+    check_kd_mode(d.kd_mode)
     if d.loss.strip() != "none" and not cfg.teacher:
         raise UserInputError(f"give --teacher FILE (edgekd teacher train{' --task lines' if lines else ''} writes "
                              f"one), or --loss none")
@@ -86,6 +89,7 @@ def register(app: typer.Typer) -> None:
         alpha: Optional[float] = typer.Option(None, help="Weight of the soft term in kd."),
         views: Optional[int] = typer.Option(None, "--views", help="Transfer-set views (fixed augmented copies)."),
         no_cache: bool = typer.Option(False, "--no-cache-teacher", help="Run the teacher on every batch."),
+        kd_mode: Optional[str] = typer.Option(None, "--kd-mode", help=KD_MODE_HELP),
         source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
         data_path: Optional[str] = typer.Option(None, "--data-path", help="File/directory for the data source."),
         data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Split seed."),
@@ -115,7 +119,7 @@ def register(app: typer.Typer) -> None:
             **task_overrides(task, source, data_path, data_seed),
             "train": train_overrides(epochs, batch_size, lr, device, amp, seed, patience, compile_, threads),
             "distill": {"loss": loss, "temperature": temperature, "alpha": alpha, "transfer_views": views,
-                        "cache_teacher": False if no_cache else None},
+                        "cache_teacher": False if no_cache else None, "kd_mode": kd_mode},
             "student": student, "teacher": teacher, "teacher_scale": teacher_scale, "teacher_arch": teacher_arch,
             "init_from": init_from})
         from edgekd.config import budget_request as flags_over_file

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from edgekd.train.kd_mode import KD_MODE_HELP
 from edgekd_runtime.cli_support import handle_errors, print_json
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def register(app: typer.Typer) -> None:
         teacher_epochs: Optional[int] = typer.Option(None, "--teacher-epochs", min=1,
                                                      help="Teacher epochs (default 40; 10 for --task lines)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Data split and training seed."),
+        kd_mode: Optional[str] = typer.Option(None, "--kd-mode", help=KD_MODE_HELP),
         device: Optional[str] = typer.Option(None, "--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1."),
         out: Path = typer.Option(Path("runs/default"), "--out", "-o", help="Run directory."),
         quick: bool = typer.Option(False, "--quick", help="A short run (few epochs) to try the pipeline."),
@@ -75,6 +77,7 @@ def register(app: typer.Typer) -> None:
                       "quick": True if quick else None,
                       "budget": {"latency_ms": latency_ms, "flash_kb": flash_kb, "ram_kb": ram_kb, "macs": macs,
                                  "params": params, "precision": precision},
+                      "distill": {"kd_mode": kd_mode},
                       "student_train": {"epochs": epochs, "seed": seed, "device": device},
                       "teacher_train": {"epochs": teacher_epochs, "seed": seed, "device": device}}
         if data is not None or seed is not None:

@@ -108,6 +108,7 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     task), the built-in teacher's name, the teacher scale, the deploy_teacher policy, the KD loss and its settings,
     the transfer views, and the run directory."""
     from edgekd.models.foreign_teachers import parse_teacher_scale
+    from edgekd.train.kd_mode import check_kd_mode
     from edgekd_runtime.atomic import check_writable
     from edgekd_runtime.errors import UserInputError
 
@@ -121,6 +122,7 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     d = cfg.distill
     if d.transfer_views < 1:
         raise UserInputError(f"distill.transfer_views must be >= 1, got {d.transfer_views}")
+    check_kd_mode(d.kd_mode)
     check_writable(run_dir, "--out", directory=True)
 
 
@@ -251,12 +253,21 @@ def _students_step(cfg: PipelineConfig, splits: Any, student_id: str, teacher_ke
     common = {"data": tasks.data_dict(cfg), "train": _train_dict(cfg.student_train), "student": student_id,
               "augment": None if cfg.augment is None else cfg.augment.__dict__}
     dist_key = digest({**common, "teacher": teacher_key, "distill": cfg.distill.__dict__})
-    scratch_key = digest({**common, "transfer_views": cfg.distill.transfer_views})
     _train_student("distilled", dist_key, cfg, splits, student_id, teacher_ck, cfg.distill, run_dir, state, progress,
                    log, extra)
-    _train_student("scratch", scratch_key, cfg, splits, student_id, None, replace(cfg.distill, loss="none"), run_dir,
-                   state, progress, log, extra)
+    # the scratch twin sees the same data as the distilled student: the same fresh views (online) or transfer set
+    kd_mode = _resolved_kd_mode(run_dir / "distilled" / "student.pt")
+    scratch_key = digest({**common, "transfer_views": cfg.distill.transfer_views, "kd_mode": kd_mode})
+    _train_student("scratch", scratch_key, cfg, splits, student_id, None,
+                   replace(cfg.distill, loss="none", kd_mode=kd_mode), run_dir, state, progress, log, extra)
     return dist_key
+
+
+def _resolved_kd_mode(student_ck: Path) -> str:
+    """The KD mode (online or cached) the distilled student trained with, as its checkpoint records it."""
+    from edgekd.train.checkpoint import load_torch
+
+    return str((load_torch(student_ck).get("metrics") or {}).get("kd_mode", "cached"))
 
 
 def _train_student(role: str, key: str, cfg: PipelineConfig, splits: Any, student_id: str, teacher_ck: str | None,
@@ -272,7 +283,7 @@ def _train_student(role: str, key: str, cfg: PipelineConfig, splits: Any, studen
     state.start(role, key)
     teacher = None if teacher_ck is None else tasks.load_task_teacher(cfg, teacher_ck, splits)
     log(f"{role}: {'resuming' if resume else 'training'} {student_id} with loss {opts.loss!r} "
-        f"({cfg.student_train.epochs} epochs)")
+        f"({cfg.student_train.epochs} epochs, KD mode {opts.kd_mode})")
     tasks.train_task_student(cfg, splits, student_id, out, teacher, opts, resume, progress, extra)
     state.finish(role, key)
 

@@ -1,6 +1,7 @@
 """Where training batches come from.
 
 * `OnlineSource`: the labelled data, augmented per batch on the training device (teacher training, scratch runs).
+* `OnlineKDSource`: online distillation: a fresh augmented view per step, the teacher run on the student's view.
 * `TransferSource`: the fixed transfer set for distillation (`build_transfer_set`): V augmented views of the
   training data (affine + erasing + patch replacement + mixup/cutmix) made once, the teacher's logits on them
   computed once in inference mode (half precision on GPU) and cached. Epoch e trains on view e % V. With
@@ -76,6 +77,11 @@ class OnlineSource:
         return self._params
 
     def batch(self, epoch: int, idx: "torch.Tensor") -> tuple["torch.Tensor", dict[str, Any]]:
+        x, targets = self.views(epoch, idx)
+        return normalize(x), targets
+
+    def views(self, epoch: int, idx: "torch.Tensor") -> tuple["torch.Tensor", dict[str, Any]]:
+        """The augmented float canvases (B, 1, S, S) in [0, 1] of samples `idx` in `epoch`, and their labels."""
         idx = idx.to(self.device)
         x = canvas_tensor(self.x[idx])
         p = {k: v[idx] for k, v in self._params_for(epoch).items()}
@@ -85,7 +91,56 @@ class OnlineSource:
         targets = {"y_a": self.y[idx]}
         if self.aug.mixes:
             targets.update(y_b=self.y[partner], lam=lam)
-        return normalize(x), targets
+        return x, targets
+
+
+class OnlineKDSource(OnlineSource):
+    """Patient and consistent distillation (Beyer et al., CVPR 2022, "Knowledge distillation: A good teacher is
+    patient and consistent"): every step draws a fresh augmented (and mixed) view of each sample, and the teacher
+    and the student both see that same view; nothing is cached, so the student matches the teacher's function on
+    a new view every epoch instead of on a fixed transfer set.
+
+    Views are made at the teacher's 28x28 and, for a student of another resolution, stored as uint8 and resized
+    with the runtime's `resize_canvas` (as the transfer set and the board do). Parameters are drawn per (seed,
+    epoch), as in `OnlineSource`: a run is deterministic, rank- and resume-invariant.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, device: "torch.device", aug: AugmentConfig, seed: int,
+                 teacher: "nn.Module", input_size: int = 28, with_features: bool = False) -> None:
+        super().__init__(x, y, device, aug, seed, input_size=28)
+        self.teacher, self.student_size, self.with_features = teacher, input_size, with_features
+
+    def batch(self, epoch: int, idx: "torch.Tensor") -> tuple["torch.Tensor", dict[str, Any]]:
+        import torch
+
+        x, targets = self.views(epoch, idx)
+        x_teacher = normalize(x)
+        lg, ft = teacher_forward(self.teacher, x_teacher, self.with_features, self.device)
+        targets["teacher_logits"] = lg
+        if ft is not None:
+            targets["teacher_features"] = ft
+        if self.student_size == 28:
+            return x_teacher, targets
+        u8 = torch.round(x[:, 0] * 255).to(torch.uint8).cpu().numpy()
+        small = torch.from_numpy(resize_uint8(u8, self.student_size)).to(self.device)
+        return model_input(small), targets
+
+
+def predict_labels(model: "nn.Module", x: np.ndarray, device: "torch.device", input_size: int = 28,
+                   batch_size: int = 1024) -> np.ndarray:
+    """Top-1 class of `model` (eval mode) for each uint8 (N, 28, 28) canvas, resized to `input_size`: int64 (N,).
+    Per-sample predictions are what paired statistics (edgekd.report.stats) need."""
+    import torch
+
+    x = resize_uint8(x, input_size)
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(x), batch_size):
+            out.append(model(model_input(torch.from_numpy(x[s:s + batch_size]).to(device))).argmax(1).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
 
 
 @dataclass
@@ -135,16 +190,27 @@ def teacher_outputs(teacher: "nn.Module", x_uint8: "torch.Tensor", with_features
     batch_size = batch_size or (1024 if device.type == "cuda" else 256)
 
     logits, feats = [], []
+    for s in range(0, len(x_uint8), batch_size):
+        xb = model_input(x_uint8[s:s + batch_size].to(device, non_blocking=True))
+        lg, ft = teacher_forward(teacher, xb, with_features, device)
+        logits.append(lg)
+        if ft is not None:
+            feats.append(ft)
+    return torch.cat(logits), (torch.cat(feats) if feats else None)
+
+
+def teacher_forward(teacher: "nn.Module", x: "torch.Tensor", with_features: bool, device: "torch.device"
+                    ) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+    """The teacher on one normalised batch, in inference mode (half precision on GPU): float32 logits (and
+    features)."""
+    import torch
+
     half = torch.float16 if device.type == "cuda" else None
     with torch.inference_mode(), torch.autocast(device.type, dtype=half or torch.bfloat16, enabled=half is not None):
-        for s in range(0, len(x_uint8), batch_size):
-            xb = model_input(x_uint8[s:s + batch_size].to(device, non_blocking=True))
-            out = teacher(xb, with_features=True) if with_features else teacher(xb)
-            lg, ft = out if with_features else (out, None)
-            logits.append(lg.float())
-            if ft is not None:
-                feats.append(ft.float())
-    return torch.cat(logits), (torch.cat(feats) if feats else None)
+        out = teacher(x, with_features=True) if with_features else teacher(x)
+        lg, ft = out if with_features else (out, None)
+    # clones made outside inference mode are ordinary tensors a loss may save for its backward pass
+    return lg.float().clone(), (ft.float().clone() if ft is not None else None)
 
 
 class TransferSource:

@@ -26,8 +26,9 @@ class DistillOptions:
     dkd_alpha: float = 1.0  # DKD's TCKD weight
     dkd_beta: float = 8.0  # DKD's NCKD weight
     fitnet_weight: float = 1.0
-    transfer_views: int = 8  # fixed augmented views of the training set (the transfer set)
+    transfer_views: int = 8  # fixed augmented views of the training set (the transfer set, cached mode)
     cache_teacher: bool = True
+    kd_mode: str = "auto"  # online | cached | auto (edgekd.train.kd_mode)
 
     def loss_config(self) -> LossConfig:
         """The KD loss's settings (the one place DistillOptions maps onto LossConfig)."""
@@ -71,8 +72,8 @@ def distill(data: DataSpec | Splits, student_id: str, cfg: TrainConfig, out_dir:
     from edgekd.models.line_models import check_task
     from edgekd.models.students import build_student, count_params
 
-    from .batches import TransferSource, build_transfer_set
     from .device import resolve_device
+    from .kd_mode import check_kd_mode, choose_kd_mode
 
     check_task(student_id, "digits")
 
@@ -87,23 +88,39 @@ def distill(data: DataSpec | Splits, student_id: str, cfg: TrainConfig, out_dir:
                              "Use kd, mse or dkd")
     if opts.transfer_views < 1:
         raise UserInputError(f"transfer_views must be >= 1, got {opts.transfer_views}")
+    check_kd_mode(opts.kd_mode)
     seed_everything(cfg.seed)
     model = build_student(student_id, splits.num_classes)
     r = model.input_size
     device = resolve_device(cfg.device)
-    t0 = time.perf_counter()
-    ts = build_transfer_set(splits.train.x, splits.train.y, aug or AugmentConfig.transfer(), opts.transfer_views,
-                            cfg.seed, r)
-    t1 = time.perf_counter()
     tmodel = teacher.model.to(device) if (teacher is not None and needs_teacher) else None
-    source = TransferSource(ts, device, tmodel, with_features=needs_features, cache_teacher=opts.cache_teacher)
+    choice = choose_kd_mode(opts.kd_mode, tmodel, model, device, r)
+    t0 = time.perf_counter()
+    source, t1 = _student_source(splits, choice.mode, aug or AugmentConfig.transfer(), opts, cfg.seed, r, device,
+                                 tmodel, needs_features)
     t2 = time.perf_counter()
     res = fit(model, source, loss_fn, cfg, out_dir, val=(splits.val.x, splits.val.y), input_size=r, resume=resume,
               init_from=init_from, progress=progress, needs_features=needs_features, on_epoch_end=on_epoch_end)
     extra = {"params": count_params(model), "transfer_set_s": t1 - t0, "teacher_cache_s": t2 - t1,
-             "loss": opts.loss, "teacher": getattr(teacher, "name", None)}
+             "loss": opts.loss, "teacher": getattr(teacher, "name", None), "kd_mode": choice.mode,
+             "kd_mode_reason": choice.reason}
     return _finish("student", student_id, res, splits, cfg, out_dir, r, resolved_config, "student.pt",
                    extra, budget, profile)
+
+
+def _student_source(splits: Splits, mode: str, aug: AugmentConfig, opts: DistillOptions, seed: int, r: int,
+                    device: Any, tmodel: Any, needs_features: bool) -> tuple[Any, float]:
+    """The student's batches for `mode` (online or cached) and the time the views were ready (perf_counter)."""
+    from .batches import OnlineKDSource, OnlineSource, TransferSource, build_transfer_set
+
+    x, y = splits.train.x, splits.train.y
+    if mode == "online":
+        if tmodel is None:  # the scratch twin of an online run: the same fresh views, no teacher
+            return OnlineSource(x, y, device, aug, seed, input_size=r), time.perf_counter()
+        return OnlineKDSource(x, y, device, aug, seed, tmodel, r, needs_features), time.perf_counter()
+    ts = build_transfer_set(x, y, aug, opts.transfer_views, seed, r)
+    t1 = time.perf_counter()
+    return TransferSource(ts, device, tmodel, with_features=needs_features, cache_teacher=opts.cache_teacher), t1
 
 
 def _finish(kind: str, arch: str, res: FitResult, splits: Splits, cfg: TrainConfig, out_dir: str | Path,

@@ -1,0 +1,86 @@
+"""Online or cached distillation: which one a run uses, and why.
+
+* `cached`: a fixed transfer set of V augmented views, the teacher run once per view (`TransferSource`). The
+  teacher costs V forward passes over the training set in all; the student sees the same V views again and again.
+* `online`: a fresh augmented view every step with the teacher run on it (`OnlineKDSource`, Beyer et al. 2022).
+  Better students, but the teacher's forward pass is paid on every step.
+* `auto`: online when a GPU is present or when the teacher's forward pass costs no more than
+  `ONLINE_MAX_COST_RATIO` times the student's training step (forward + backward, about 3x its forward MACs), so an
+  online epoch costs at most about twice a scratch epoch; cached otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edgekd_runtime.errors import UserInputError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+KD_MODES = ("auto", "online", "cached")
+ONLINE_MAX_COST_RATIO = 1.0
+TRAIN_STEP_MACS_FACTOR = 3  # forward + backward (input and weight gradients) of a conv net, in forward passes
+KD_MODE_HELP = ("online (fresh augmented views, teacher on every step), cached (fixed transfer set, teacher once per "
+                "view) or auto (default: online on a GPU or when the teacher is cheap next to the student).")
+
+
+@dataclass(frozen=True)
+class KDModeChoice:
+    """The mode a run uses and the reason, with the measured costs when `auto` compared them."""
+
+    mode: str
+    reason: str
+    teacher_macs: int | None = None
+    student_step_macs: int | None = None
+
+
+def check_kd_mode(mode: str) -> str:
+    if mode not in KD_MODES:
+        raise UserInputError(f"unknown KD mode {mode!r}; choose one of: {', '.join(KD_MODES)}")
+    return mode
+
+
+def forward_macs(model: "nn.Module", input_size: int) -> int | None:
+    """MACs of one forward pass on a (1, 1, S, S) canvas counted by torch's FlopCounterMode, or None when the
+    model cannot be counted (an ExportedProgram refuses eval(), some TorchScript ops have no formula)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = getattr(model, "training", False)
+    try:
+        if was_training:
+            model.eval()  # a training-mode forward would move the BatchNorm statistics
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(torch.zeros(1, 1, input_size, input_size))
+    except Exception:  # noqa: BLE001 - user teachers fail in many ways; the caller falls back to cached
+        return None
+    finally:
+        if was_training:
+            model.train()
+    macs = int(fc.get_total_flops()) // 2
+    return macs or None
+
+
+def choose_kd_mode(requested: str, teacher: "nn.Module | None", student: "nn.Module", device: "torch.device",
+                   student_size: int, teacher_size: int = 28) -> KDModeChoice:
+    """Resolve `requested` (auto | online | cached) for this teacher, student and device; see the module doc."""
+    check_kd_mode(requested)
+    if requested != "auto":
+        return KDModeChoice(requested, f"--kd-mode {requested}")
+    if teacher is None:
+        return KDModeChoice("cached", "no teacher: the fixed transfer set")
+    if device.type == "cuda":
+        return KDModeChoice("online", "a GPU is present: the teacher's forward pass per step is cheap there")
+    t_macs = forward_macs(teacher, teacher_size)
+    s_macs = forward_macs(student, student_size)
+    if t_macs is None or s_macs is None:
+        return KDModeChoice("cached", "the teacher's cost could not be counted: cached is the safe choice on CPU")
+    step = TRAIN_STEP_MACS_FACTOR * s_macs
+    ratio = t_macs / step
+    mode = "online" if ratio <= ONLINE_MAX_COST_RATIO else "cached"
+    cmp = "<=" if mode == "online" else ">"
+    return KDModeChoice(mode, f"teacher forward {t_macs:,} MACs / student step {step:,} MACs = {ratio:.2f} {cmp} "
+                              f"{ONLINE_MAX_COST_RATIO:g} on CPU", t_macs, step)
