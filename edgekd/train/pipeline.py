@@ -28,7 +28,7 @@ class DistillOptions:
     fitnet_weight: float = 1.0
     transfer_views: int = 8  # fixed augmented views of the training set (the transfer set, cached mode)
     cache_teacher: bool = True
-    kd_mode: str = "auto"  # online | cached | auto (edgekd.train.kd_mode)
+    kd_mode: str = "auto"  # online | cached | auto (edgekd.train.kd_mode; digits: lines keep their transfer set)
 
     def loss_config(self) -> LossConfig:
         """The KD loss's settings (the one place DistillOptions maps onto LossConfig)."""
