@@ -45,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--student", default="cnn-w16-d2-r28", help="the default budget's student")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--only", default=None, help="comma-separated folds to run now (default: all)")
+    ap.add_argument("--only", default=None, help="comma-separated folds to run now (default: all; '' = none, "
+                                                 "only the summary of what --workdir holds)")
     ap.add_argument("--modes", default="online,cached")
     ap.add_argument("--teacher-arch", default=d.teacher_arch)
     ap.add_argument("--teacher-aug", default="default", choices=TEACHER_AUGS)
@@ -200,6 +201,8 @@ def summarize(args: argparse.Namespace, modes: list[str]) -> dict[str, Any]:
         out["modes"][mode] = {"scratch": g.acc_a, "kd": g.acc_b, "gain": g.gain.estimate, "low": g.gain.low,
                               "high": g.gain.high, "share": share, "within_noise": g.within_noise,
                               "kd_epoch_s": epoch_s(f"kd-{mode}"), "scratch_epoch_s": epoch_s(f"scratch-{mode}")}
+    if {"online", "cached"} <= set(modes):
+        print(paired_gain(hits("kd-cached"), hits("kd-online")).describe("[online vs cached] distilled online - cached"))
     return out
 
 
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    only = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",")]
+    only = range(args.folds) if args.only is None else [int(k) for k in args.only.split(",") if k.strip()]
     for k in only:
         run_fold(args, k, modes)
     res = summarize(args, modes)
