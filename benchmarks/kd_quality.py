@@ -202,7 +202,7 @@ def summarize(args: argparse.Namespace, modes: list[str]) -> dict[str, Any]:
                               "high": g.gain.high, "share": share, "within_noise": g.within_noise,
                               "kd_epoch_s": epoch_s(f"kd-{mode}"), "scratch_epoch_s": epoch_s(f"scratch-{mode}")}
     if {"online", "cached"} <= set(modes):
-        print(paired_gain(hits("kd-cached"), hits("kd-online")).describe("[online vs cached] distilled online - cached"))
+        print(paired_gain(hits("kd-cached"), hits("kd-online")).describe("[both] distilled online - cached"))
     return out
 
 
