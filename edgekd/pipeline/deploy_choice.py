@@ -176,16 +176,10 @@ def compare_on_val(teacher: Any, student_ck: Path | None, splits: Any) -> ValCom
     return ValComparison(float(t_ok.mean()), float(s_ok.mean()), int(np.sum(s_ok & ~t_ok)), int(np.sum(t_ok & ~s_ok)))
 
 
-def _correct(model: Any, x: np.ndarray, y: np.ndarray, input_size: int, batch_size: int = 1024) -> np.ndarray:
+def _correct(model: Any, x: np.ndarray, y: np.ndarray, input_size: int) -> np.ndarray:
     """Per digit: does `model` classify the uint8 canvas `x` (resized to `input_size`) as `y`?"""
     import torch
 
-    from edgekd.models.teachers import to_eval
-    from edgekd.train.batches import model_input, resize_uint8
+    from edgekd.train.batches import predict_labels
 
-    x = resize_uint8(x, input_size)
-    model = to_eval(model)  # an ExportedProgram's module refuses .eval(); it is frozen in eval mode
-    with torch.inference_mode():
-        pred = [model(model_input(torch.from_numpy(x[i:i + batch_size]))).argmax(1).numpy()
-                for i in range(0, len(y), batch_size)]
-    return np.concatenate(pred) == np.asarray(y) if pred else np.zeros(0, bool)
+    return predict_labels(model, x, torch.device("cpu"), input_size) == np.asarray(y)

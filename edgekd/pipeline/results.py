@@ -16,6 +16,7 @@ from edgekd.report.schema import (
     Deployed,
     Deployment,
     ImagePath,
+    KDGain,
     LatencyModelCheck,
     ModelRow,
     Report,
@@ -87,7 +88,27 @@ def build_report(ctx: RunContext) -> Report:
                   models=models, artifacts=artifacts, deployed=deployed, budget=_budget_summary(ctx.search),
                   checks=checks, latency_model=_latency_model(deployed_cost, prec, ctx.bench, deployed_art.path),
                   image_path=_image_path(ctx.bench, deployed_art.path),
-                  deployment=Deployment.from_dict(ctx.choice.to_dict()))
+                  deployment=Deployment.from_dict(ctx.choice.to_dict()),
+                  kd_gain=_kd_gain(ctx) if ctx.choice.students_trained else None)
+
+
+def _kd_gain(ctx: RunContext) -> KDGain:
+    """The distilled student against its scratch twin on the test split, paired digit by digit."""
+    import torch
+
+    from edgekd.report.stats import paired_gain
+    from edgekd.train.batches import predict_labels
+    from edgekd.train.checkpoint import load_student_checkpoint
+
+    hits, mode = {}, None
+    for role in ("scratch", "distilled"):
+        model, ck = load_student_checkpoint(ctx.run_dir / role / "student.pt")
+        pred = predict_labels(model, ctx.splits.test.x, torch.device("cpu"), int(ck.get("input_size") or 28))
+        hits[role] = pred == ctx.splits.test.y
+        mode = mode or (ck.get("metrics") or {}).get("kd_mode")
+    g = paired_gain(hits["scratch"], hits["distilled"])
+    return KDGain(g.gain.estimate, g.gain.low, g.gain.high, g.gain.level, g.gain.n, g.b_only, g.a_only,
+                  g.within_noise, mode)
 
 
 def _run_info(cfg: PipelineConfig) -> RunInfo:

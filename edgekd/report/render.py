@@ -118,6 +118,17 @@ def _markdown(rep: Report, figs: dict[str, str]) -> str:
     return "\n".join(L)
 
 
+def _gain_interval(rep: Report) -> str:
+    """The gain's paired interval and, when it contains 0, that the test split cannot tell the two apart."""
+    g = rep.kd_gain
+    if g is None:
+        return ""
+    noise = "; within noise: the test split cannot tell the two apart" if g.within_noise else ""
+    mode = f", {g.kd_mode} KD" if g.kd_mode else ""
+    return (f", {100 * g.level:.0f} % CI {100 * g.low:+.2f} .. {100 * g.high:+.2f} pp over {g.n:,} paired test "
+            f"digits{mode}{noise}")
+
+
 def _headline(rep: Report) -> str:
     """One paragraph: what is deployed and why, what distillation gained, whether every check passed."""
     teacher, scratch, dist = rep.model("teacher"), rep.model("scratch"), rep.model("distilled")
@@ -137,7 +148,8 @@ def _headline(rep: Report) -> str:
         gain = dist.test_accuracy - scratch.test_accuracy
         rec = f", recovering {100 * gain / gap:.0f}% of the teacher–scratch gap" if gap > 0 else ""
         headline.append(f"**Distillation:** {_pct(dist.test_accuracy)} vs {_pct(scratch.test_accuracy)} "
-                        f"trained from scratch ({100 * gain:+.2f} pp){rec}; teacher {_pct(teacher.test_accuracy)}.")
+                        f"trained from scratch ({100 * gain:+.2f} pp{_gain_interval(rep)}){rec}; teacher "
+                        f"{_pct(teacher.test_accuracy)}.")
     failed = rep.failed_checks
     headline.append("**Checks:** " + ("all passed." if not failed else
                                       "; ".join(f"FAILED {c.name}: {c.detail}" for c in failed)))

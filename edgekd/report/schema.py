@@ -173,6 +173,22 @@ class Deployment(_Section):
 
 
 @dataclass
+class KDGain(_Section):
+    """Distilled minus scratch on the run's test split, paired over the same digits (`edgekd.report.stats`): the
+    gain and its interval (fractions), the digits each one alone reads right, and the KD mode it was trained in."""
+
+    gain: float
+    low: float
+    high: float
+    level: float
+    n: int
+    distilled_only: int
+    scratch_only: int
+    within_noise: bool
+    kd_mode: str | None = None
+
+
+@dataclass
 class Check(_Section):
     """One pass/fail line of the report; a failed check makes `edgekd run` exit 1."""
 
@@ -226,12 +242,13 @@ class Report:
     latency_model: LatencyModelCheck | None = None
     image_path: ImagePath | None = None
     deployment: Deployment | None = None  # absent in reports from before the teacher was a candidate
+    kd_gain: KDGain | None = None  # absent when no students were trained (and in older reports)
     sections: dict[str, Any] = field(default_factory=dict)
     format: str = REPORT_FORMAT
     format_version: int = REPORT_FORMAT_VERSION
 
     _SECTIONS: ClassVar[tuple[str, ...]] = ("run", "target", "models", "artifacts", "deployed", "budget", "checks",
-                                            "latency_model", "image_path", "deployment")
+                                            "latency_model", "image_path", "deployment", "kd_gain")
 
     def model(self, role: str) -> ModelRow | None:
         return next((m for m in self.models if m.role == role), None)
@@ -249,7 +266,8 @@ class Report:
                 "artifacts": [a.to_dict() for a in self.artifacts], "deployed": opt(self.deployed),
                 "budget": opt(self.budget), "checks": [c.to_dict() for c in self.checks],
                 "latency_model": opt(self.latency_model), "image_path": opt(self.image_path),
-                **({} if self.deployment is None else {"deployment": self.deployment.to_dict()}), **self.sections}
+                **({} if self.deployment is None else {"deployment": self.deployment.to_dict()}),
+                **({} if self.kd_gain is None else {"kd_gain": self.kd_gain.to_dict()}), **self.sections}
 
     @classmethod
     def from_dict(cls, d: Any) -> Report:
@@ -271,5 +289,6 @@ class Report:
                    latency_model=_opt(LatencyModelCheck, d.get("latency_model"), "latency_model"),
                    image_path=_opt(ImagePath, d.get("image_path"), "image_path"),
                    deployment=_opt(Deployment, d.get("deployment"), "deployment"),
+                   kd_gain=_opt(KDGain, d.get("kd_gain"), "kd_gain"),
                    sections={k: v for k, v in d.items() if k not in (*cls._SECTIONS, "format", "format_version")},
                    format=fmt, format_version=version)

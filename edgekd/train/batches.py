@@ -132,14 +132,17 @@ def predict_labels(model: "nn.Module", x: np.ndarray, device: "torch.device", in
     Per-sample predictions are what paired statistics (edgekd.report.stats) need."""
     import torch
 
+    from edgekd.models.teachers import to_eval
+
     x = resize_uint8(x, input_size)
-    was_training = model.training
-    model.eval()
+    was_training = getattr(model, "training", False)
+    model = to_eval(model)  # an ExportedProgram's module refuses .eval(); it is frozen in eval mode
     out = []
     with torch.inference_mode():
         for s in range(0, len(x), batch_size):
             out.append(model(model_input(torch.from_numpy(x[s:s + batch_size]).to(device))).argmax(1).cpu())
-    model.train(was_training)
+    if was_training:
+        model.train()
     return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
 
 

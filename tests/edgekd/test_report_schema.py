@@ -123,3 +123,24 @@ def test_the_page_renders_the_old_reports_numbers(tmp_path):
     assert "**Checks:** all passed." in md and "| stage | p50 (ms) |" in md
     assert f"ratio {d['latency_model']['ratio']:.2f}" in md
     assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+@pytest.mark.parametrize("won,lost,noise", [(14, 2, False), (6, 4, True)])
+def test_the_kd_gain_round_trips_and_the_headline_gives_its_interval(won, lost, noise):
+    import numpy as np
+
+    from edgekd.report.render import _markdown
+    from edgekd.report.schema import KDGain, Report
+    from edgekd.report.stats import paired_gain
+
+    scratch = np.array([0] * won + [1] * lost + [1] * 970 + [0] * (30 - won - lost))
+    dist = np.array([1] * won + [0] * lost + [1] * 970 + [0] * (30 - won - lost))
+    g = paired_gain(scratch, dist)
+    rep = Report.from_dict(_old("report_v1.json"))
+    rep.kd_gain = KDGain(g.gain.estimate, g.gain.low, g.gain.high, g.gain.level, g.gain.n, g.b_only, g.a_only,
+                         g.within_noise, "online")
+    assert Report.from_dict(json.loads(json.dumps(rep.to_dict()))) == rep
+    md = _markdown(rep, {})
+    ci = f"95 % CI {100 * g.gain.low:+.2f} .. {100 * g.gain.high:+.2f} pp"
+    assert f"{ci} over 1,000 paired test digits, online KD" in md
+    assert ("within noise" in md) is noise
