@@ -99,12 +99,11 @@ def test_auto_mode_chooses_by_cost_and_device():
     student = build_student("cnn-w16-d2-r28", 10)  # the default budget's student
     big, small = TEACHERS.get("cnn")(10), TEACHERS.get("cnn-small")(10)
     default = choose_kd_mode("auto", big, student, CPU, 28)  # the default teacher: 21.9 M MACs vs a 3.1 M step
-    assert default.mode == "online" and 7.0 < default.teacher_macs / default.student_step_macs < 7.2
-    costly = choose_kd_mode("auto", big, build_student("cnn-w4-d2-r20", 10), CPU, 20)
-    assert costly.mode == "cached" and costly.teacher_macs > ONLINE_MAX_COST_RATIO * costly.student_step_macs
+    assert default.mode == "cached" and 7.0 < default.teacher_macs / default.student_step_macs < 7.2
+    assert default.teacher_macs > ONLINE_MAX_COST_RATIO * default.student_step_macs
     cheap = choose_kd_mode("auto", small, student, CPU, 28)
     assert cheap.mode == "online" and cheap.teacher_macs <= cheap.student_step_macs
-    assert "MACs" in cheap.reason and "MACs" in costly.reason
+    assert "MACs" in cheap.reason and "MACs" in default.reason
     assert choose_kd_mode("auto", big, student, torch.device("cuda"), 28).mode == "online"
     assert choose_kd_mode("auto", _Raises(), student, CPU, 28).mode == "cached"
     assert choose_kd_mode("auto", None, student, CPU, 28).mode == "cached"
