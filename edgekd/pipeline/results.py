@@ -89,7 +89,7 @@ def build_report(ctx: RunContext) -> Report:
                   checks=checks, latency_model=_latency_model(deployed_cost, prec, ctx.bench, deployed_art.path),
                   image_path=_image_path(ctx.bench, deployed_art.path),
                   deployment=Deployment.from_dict(ctx.choice.to_dict()),
-                  kd_gain=_kd_gain(ctx) if ctx.choice.students_trained else None)
+                  kd_gain=_kd_gain(ctx) if ctx.choice.students_trained and ctx.cfg.task == "digits" else None)
 
 
 def _kd_gain(ctx: RunContext) -> KDGain:
