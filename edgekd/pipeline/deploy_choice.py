@@ -25,12 +25,13 @@ labels), `never` always deploys the student (the behaviour before the teacher wa
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+
+from edgekd.report.stats import sign_test_p
 
 if TYPE_CHECKING:
     from edgekd.budget.cost import ModelCost
@@ -140,8 +141,7 @@ class ValComparison:
         `student_only` of them if neither were better (None without a student)."""
         if self.student_accuracy is None:
             return None
-        n = self.student_only + self.teacher_only
-        return sum(math.comb(n, k) for k in range(self.student_only, n + 1)) / 2 ** n if n else 1.0
+        return sign_test_p(self.student_only, self.teacher_only)
 
 
 def decide(choice: DeployChoice, search: Mapping[str, Any], val: ValComparison) -> DeployChoice:

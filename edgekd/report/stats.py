@@ -107,3 +107,12 @@ def resolvable_gain(n: int, disagreement: float, level: float = DEFAULT_LEVEL) -
     if n < 2 or not 0.0 <= disagreement <= 1.0:
         raise UserInputError(f"resolvable_gain needs n >= 2 and disagreement in [0, 1], got {n}, {disagreement}")
     return _z(level) * math.sqrt(disagreement) / math.sqrt(n)
+
+
+def sign_test_p(b_only: int, a_only: int) -> float:
+    """One-sided exact sign test on the digits exactly one model gets right: the chance of B being alone right on
+    at least `b_only` of them if neither model were better (1.0 when they never disagree)."""
+    if b_only < 0 or a_only < 0:
+        raise UserInputError(f"sign test: counts must be >= 0, got {b_only} and {a_only}")
+    n = b_only + a_only
+    return sum(math.comb(n, k) for k in range(b_only, n + 1)) / 2 ** n if n else 1.0

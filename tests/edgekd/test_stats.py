@@ -71,3 +71,15 @@ def test_resolvable_gain_plan():
 def test_bad_input_is_one_clear_error(a, b):
     with pytest.raises(UserInputError):
         paired_gain(a, b)
+
+
+def test_the_sign_test_is_exact_and_one_sided():
+    from edgekd.report.stats import sign_test_p
+
+    assert sign_test_p(0, 0) == 1.0
+    assert sign_test_p(3, 0) == 0.125  # alone right on all 3 disagreements: 1/8 by chance
+    assert sign_test_p(0, 3) == 1.0  # never better: nothing to claim
+    assert abs(sign_test_p(9, 1) - 11 / 1024) < 1e-12
+    assert sign_test_p(5, 5) > 0.5
+    with pytest.raises(UserInputError, match="counts must be >= 0"):
+        sign_test_p(-1, 2)
