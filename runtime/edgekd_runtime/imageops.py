@@ -24,6 +24,7 @@ def _square(k: int) -> np.ndarray:
 
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
 _LEVELS = np.arange(256, dtype=np.float64)
+_HALF_LEVELS = _LEVELS + 0.5
 _WORK = threading.local()
 
 
@@ -36,6 +37,11 @@ def work(name: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray
     if a is None or a.shape != shape or a.dtype != dtype:
         a = _WORK.__dict__[name] = np.empty(shape, dtype)
     return a
+
+
+def clip01(a: np.ndarray) -> np.ndarray:
+    """A float array clipped to [0, 1] in place (as np.clip computes it, without its Python-level wrapper)."""
+    return np.minimum(np.maximum(a, 0.0, out=a), 1.0, out=a)
 
 
 def to_levels(a: np.ndarray) -> np.ndarray:
@@ -201,7 +207,7 @@ def histogram(levels: np.ndarray, mask: np.ndarray | None = None, step: int = 1)
 def hist_percentile(hist: np.ndarray, q: float, values: np.ndarray | None = None) -> float:
     """np.percentile(x, 100 q) (linear interpolation; q=0.5 is np.median) of the values a histogram counts:
     hist[i] values equal to values[i] (default: i), `values` ascending."""
-    c = hist.cumsum(dtype=np.float64)  # (array methods: no Python wrapper, a cold cache pays for each)
+    c = hist.cumsum()  # (whole counts below 2**24: exact in float32; a dtype= argument costs a slower loop)
     n = int(c[-1])
     if n == 0:
         raise ValueError("percentile of an empty histogram")
@@ -217,9 +223,13 @@ def hist_median_mad(hist: np.ndarray) -> tuple[float, float]:
     """(median, median absolute deviation from it) of the levels a histogram counts, as np.median computes them
     on the levels themselves."""
     med = hist_percentile(hist, 0.5)
-    dev = np.abs(_LEVELS[:len(hist)] - med)
-    order = np.argsort(dev, kind="stable")
-    return med, hist_percentile(hist[order], 0.5, dev[order])
+    m, n = math.floor(med), len(hist)  # the median is a whole or a half level
+    half = int(med != m)
+    # the deviations in ascending order: the histogram folded about the median (k or k + 1/2 levels away)
+    folded = np.zeros(n, hist.dtype)
+    folded[:m + 1] += hist[m::-1]
+    folded[1 - half:n - m - half] += hist[m + 1:]
+    return med, hist_percentile(folded, 0.5, _HALF_LEVELS if half else _LEVELS)
 
 
 def threshold(levels: np.ndarray, above: float, out: np.ndarray | None = None) -> np.ndarray:

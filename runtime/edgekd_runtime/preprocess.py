@@ -40,6 +40,7 @@ WORK_SIDE_PX = 640
 DESK_EDGE_SHARE = 0.5
 #: The paper's level and noise (median, MAD) are estimated on a regular sample of at least this many pixels.
 STATS_SAMPLE_PX = 16_384
+_UNIT_LEVELS = np.arange(256) / 255.0  # each uint8 level in [0, 1]
 
 
 def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int = 28) -> np.ndarray:
@@ -168,7 +169,7 @@ def _mnist_canvas(d: np.ndarray, image: ImageLike, canvas: int, box: int, flatte
     floor = med + 0.5 * (thresh - med)
     ink_hist = ops.histogram(crop, crop_mask)
     top = ops.hist_percentile(ink_hist, 0.75) / 255.0 if ink_hist.any() else peak
-    scale = np.clip((np.arange(256) / 255.0 - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
+    scale = ops.clip01((_UNIT_LEVELS - floor) / max(top - floor, 1e-6)).astype(np.float32)
     ink = ops.bitwise_and(crop, ops.dilate(crop_mask, 3))  # noise away from the strokes -> 0 (scaled to 0)
     return _place_by_centre_of_mass(_fit_box(ink, scale, box), canvas)
 
@@ -258,7 +259,7 @@ def _fit_box(ink: np.ndarray, scale: np.ndarray, box: int) -> np.ndarray:
             if k >= 3:
                 ink = ops.dilate(ink, k)
     s = box / side
-    return np.clip(ops.resize(ops.lut(ink, scale), (max(1, round(h * s)), max(1, round(w * s)))), 0.0, 1.0)
+    return ops.clip01(ops.resize(ops.lut(ink, scale), (max(1, round(h * s)), max(1, round(w * s)))))
 
 
 def _place_by_centre_of_mass(patch: np.ndarray, canvas: int) -> np.ndarray:
