@@ -176,20 +176,55 @@ def rescored(d: Decoded, probs: np.ndarray, charset: str, blank: int = 0) -> Dec
 def greedy(probs: np.ndarray, charset: str, blank: int = 0) -> Decoded:
     """Best-path decoding: argmax per frame, repeats merged, blanks dropped."""
     probs = _check_probs(probs, charset, blank)
-    t_frames = probs.shape[0]
-    if t_frames == 0:
-        return Decoded("", 1.0, ())
     best = probs.argmax(1)
-    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
-    ends = np.r_[starts[1:], t_frames] - 1
-    peaks = np.maximum.reduceat(probs[np.arange(t_frames), best], starts)
-    keep = best[starts] != blank
-    if not keep.any():
-        return Decoded("", float(probs[:, blank].min()), ())
-    classes = best[starts][keep]
-    chars = tuple((charset[c - (c > blank)], float(p), int(a), int(b))
-                  for c, p, a, b in zip(classes.tolist(), peaks[keep], starts[keep], ends[keep]))
-    return Decoded("".join(c[0] for c in chars), float(np.prod(peaks[keep], dtype=np.float64)), chars)
+    return collapse(best.tolist(), probs[np.arange(len(best)), best].tolist(), charset, blank)
+
+
+def greedy_scores(scores: np.ndarray, charset: str, temperature: float = 1.0, blank: int = 0,
+                  overwrite: bool = False) -> Decoded:
+    """Best-path decoding straight from one line's CTC scores (T, C) (logits, dequantized, finite): the reading
+    `rescored(greedy(softmax(scores)), softmax(scores, temperature))` gives, text, frames, probabilities and
+    confidence alike (bit for bit), without either softmax: a frame's best class is the argmax of its scores (T > 0
+    does not move it), and the tempered softmax there is 1 / sum(exp(z - z_best)), z = scores / T (exp(0) = 1).
+    What `LineRecognizer.read` decodes with when no constraint is given. `overwrite`: scores (float32) may be
+    used as scratch space."""
+    scores = _check_probs(scores, charset, blank)
+    best = scores.argmax(1)
+    z = scores if overwrite and scores.dtype == np.float32 else scores.astype(np.float32)
+    if temperature != 1.0:
+        np.divide(z, np.float32(temperature), out=z)
+    return collapse(best.tolist(), best_class_probabilities(z, best).tolist(), charset, blank)
+
+
+def best_class_probabilities(z: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Per frame, softmax(z)[t, best[t]] (float32) for scores z (T, C) float32 whose per-frame argmax is `best`,
+    computed as `confidence.softmax` does it: exp(z - max) over its sum, which is 1 / the sum at the best class.
+    Overwrites z with exp(z - max)."""
+    np.subtract(z, z[np.arange(len(z)), best][:, None], out=z)
+    np.exp(z, out=z)
+    return np.divide(1.0, np.add.reduce(z, 1))
+
+
+def collapse(best: list[int], peak: list[float], charset: str, blank: int = 0) -> Decoded:
+    """A best path (per frame: its class, and that class's probability) -> the reading: repeats merged, blanks
+    dropped; a character's probability is its peak over its frames, the confidence their product. An empty
+    reading's confidence is the lowest blank probability over the frames (1.0 without frames)."""
+    runs: list[list] = []
+    prev = blank
+    for t, k in enumerate(best):
+        if k != prev:
+            prev = k
+            if k != blank:
+                run = [k, peak[t], t, t]
+                runs.append(run)
+        elif k != blank:
+            if peak[t] > run[1]:
+                run[1] = peak[t]
+            run[3] = t
+    if not runs:
+        return Decoded("", min(peak, default=1.0), ())
+    chars = tuple((charset[k - (k > blank)], p, a, b) for k, p, a, b in runs)
+    return Decoded("".join([c[0] for c in chars]), math.prod([c[1] for c in chars]), chars)
 
 
 def beam_search(probs: np.ndarray, charset: str, constraint: Constraint | None = None, blank: int = 0,

@@ -11,25 +11,66 @@ width, zero-padded on the right; one with a dynamic width axis (ONNX) takes any 
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, overload
 
 import numpy as np
 
 from .backends import Backend
 from .confidence import softmax
-from .ctc_decode import compile_constraint, decode, rescored
+from .ctc_decode import Decoded, best_class_probabilities, collapse, compile_constraint, decode, greedy_scores, rescored
 from .errors import InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
-from .pixels import as_canvases
+from .pixels import RANGE_TOLERANCE, as_canvases
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
+
+_F32 = np.dtype(np.float32)
+_U32 = np.dtype(np.uint32)
+_max_reduce, _add_reduce, _isfinite = np.maximum.reduce, np.add.reduce, math.isfinite
+# float32 bits read as uint32 are <= this for every value in [+0, 1 + tolerance] (the hot path's range check in one
+# reduction, as `recognizer` does it): negatives, NaN, inf and anything above are larger
+_CANVAS_MAX = np.float32(1.0 + RANGE_TOLERANCE)
+_CANVAS_BITS_MAX = int(_CANVAS_MAX.view(np.uint32))
+
+
+class _Characters:
+    """`Reading.characters`, built on first access: the recognizer hands over the decoded characters with their
+    frames (`_Frames`), and a loop that reads only the text and the confidence pays for no spans. A list given by
+    the caller is kept as it is. (A dataclass field whose default is a descriptor, like `Prediction.top_k`.)"""
+
+    @overload
+    def __get__(self, obj: None, objtype: Any = None) -> tuple[()]: ...
+    @overload
+    def __get__(self, obj: Reading, objtype: Any = None) -> list[tuple[str, float, tuple[int, int]]]: ...
+
+    def __get__(self, obj: Reading | None, objtype: Any = None) -> Any:
+        if obj is None:
+            return ()  # the field's default: no characters
+        chars = obj.__dict__["_characters"]
+        if type(chars) is _Frames:
+            chars = obj.__dict__["_characters"] = chars.spans()
+        return chars
+
+    def __set__(self, obj: Reading, value: Any) -> None:
+        obj.__dict__["_characters"] = value if isinstance(value, (_Frames, list)) else list(value)
+
+
+class _Frames(tuple):
+    """(decoded characters (char, probability, first frame, last frame), LineGeometry, frame stride): a
+    reading's characters before their spans are mapped to image pixels. (A tuple: made in C, no __init__.)"""
+
+    def spans(self) -> list[tuple[str, float, tuple[int, int]]]:
+        chars, geom, s = self
+        return [(ch, p, geom.to_image(a * s, (b + 1) * s)) for ch, p, a, b in chars]
 
 
 @dataclass
@@ -46,8 +87,8 @@ class Reading:
 
     text: str
     confidence: float
-    characters: list[tuple[str, float, tuple[int, int]]]
-    latency_ms: float
+    characters: _Characters = _Characters()  # [(char, probability, (x0, x1))]
+    latency_ms: float = 0.0
     preprocess_ms: float = 0.0
     source: str | None = None
 
@@ -81,6 +122,16 @@ class LineRecognizer(LoadedModel):
         self._out_q = (out.scale, out.zero_point) if out.quantized else None
         w = self.input_spec.shape[3 if self.input_spec.layout == "NCHW" else 2]
         self.fixed_width: int | None = int(w) if w > 0 else None
+        self._tls = threading.local()
+        self._t32 = np.float32(self.lines.confidence_temperature)
+        # the hot path of read(canvas, preprocessed=True): one line per call, a float32 or 8-bit quantized input,
+        # float32 or 8-bit quantized scores (the latter through a table of their tempered values)
+        eight_bit = ("int8", "uint8")
+        self._hot = self.backend.fixed_batch in (1, None) and \
+            (self._in_dtype == np.float32 or (self._in_q is not None and inp.dtype in eight_bit)) and \
+            (out.dtype == "float32" or (self._out_q is not None and out.dtype in eight_bit))
+        self._score_table = self._tempered_scores(np.dtype(out.dtype)) if self._out_q and self._hot else None
+        self._hot_clip = self._hot and self._in_q is not None and self._clip_bites(_CANVAS_MAX)
 
     # ---- what it is -------------------------------------------------------------------------------------------
     task = "lines"
@@ -121,16 +172,55 @@ class LineRecognizer(LoadedModel):
         artifact's width (fixed) or to a multiple of the frame stride (dynamic), normalised, laid out, quantized."""
         c = self._check_canvases(canvases)
         n, h, w = c.shape
-        target = self.fixed_width or -(-w // self.lines.frame_stride) * self.lines.frame_stride
+        target = self._padded_width(w)
         if w < target:
             c = np.concatenate([c, np.zeros((n, h, target - w), np.float32)], axis=2)
         x = self.normalization.apply(c)
         x = x[:, None] if self.input_spec.layout == "NCHW" else x[..., None]
         if self._in_q:
-            scale, zp = self._in_q
-            info = np.iinfo(self._in_dtype)
-            x = np.clip(np.rint(x / scale + zp), info.min, info.max)
+            x = self._quantize(x, np.empty(x.shape, self._in_dtype))
         return np.ascontiguousarray(x, dtype=self._in_dtype)
+
+    def _padded_width(self, w: int) -> int:
+        """The input width a canvas `w` columns wide runs at."""
+        return self.fixed_width or -(-w // self.lines.frame_stride) * self.lines.frame_stride
+
+    def _quantize(self, x: np.ndarray, out: np.ndarray, clip: bool = True) -> np.ndarray:
+        """Normalised input x (float32, overwritten) -> the quantized input tensor in `out`: rint(x / scale + zp),
+        clipped to the dtype's range (`clip=False` where it cannot bite, see `_clip_bites`)."""
+        assert self._in_q is not None
+        scale, zp = self._in_q
+        info = np.iinfo(self._in_dtype)
+        np.divide(x, np.float32(scale), out=x)
+        np.add(x, np.float32(zp), out=x)
+        if not clip:
+            return np.rint(x, out=out, casting="unsafe")
+        np.rint(x, out=x)
+        np.clip(x, np.float32(info.min), np.float32(info.max), out=x)
+        np.copyto(out, x, casting="unsafe")
+        return out
+
+    def _clip_bites(self, top: np.float32) -> bool:
+        """Whether quantizing canvases in [0, top] can leave the input dtype's range (the steps are monotonic: the
+        two ends tell)."""
+        ends = self._quantize(self.normalization.apply(np.array([0.0, top], np.float32)), np.empty(2, np.float32),
+                              clip=False)
+        info = np.iinfo(self._in_dtype)
+        return bool(ends[0] < info.min or ends[1] > info.max)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        """Quantized scores -> float32: (q - zp) * scale."""
+        assert self._out_q is not None
+        scale, zp = self._out_q
+        return (y.astype(np.float32) - np.float32(zp)) * np.float32(scale)
+
+    def _tempered_scores(self, dtype: np.dtype) -> np.ndarray | None:
+        """For 8-bit quantized scores: the 256 values dequantized and divided by the confidence temperature, indexed
+        by the score's bits read as uint8 (what `_dequantize` and the softmax compute, looked up)."""
+        if dtype.itemsize != 1:
+            return None
+        q = np.arange(256, dtype=np.uint8).view(dtype)
+        return self._dequantize(q) / self._t32
 
     def forward(self, canvases: np.ndarray) -> np.ndarray:
         """Raw CTC scores (N, T, C) float32 (dequantized, no softmax) for canvases (N, H, W); T is the padded
@@ -179,6 +269,12 @@ class LineRecognizer(LoadedModel):
             PatternError (before decoding), BlankImageError (no ink), LineTooWideError (wider than the model
             takes), ImageError.
         """
+        if preprocessed and self._hot and pattern is None and allowed is None and min_len is None and \
+                max_len is None and type(image) is np.ndarray and (image.dtype is _F32 or image.dtype == _F32) and \
+                image.ndim == 2:
+            fast = self._read_canvas(image)
+            if fast is not None:
+                return fast
         return self.read_batch([image], pattern, allowed=allowed, min_len=min_len, max_len=max_len,
                                preprocessed=preprocessed)[0]
 
@@ -197,22 +293,57 @@ class LineRecognizer(LoadedModel):
         for i, (c, _) in enumerate(made):
             batch[i, :, :c.shape[1]] = c
         scores, ms = self._run(self.to_input(batch))
-        probs = softmax(scores)
-        t = self.lines.confidence_temperature
-        calibrated = probs if t == 1.0 else softmax(scores, t)
-        return [self._reading(probs[i], calibrated[i], made[i][1], constraint, ms / len(images), prep_ms,
-                              describe(images[i])) for i in range(len(images))]
+        s, t, blank = self.lines.frame_stride, self.lines.confidence_temperature, self.lines.blank
+        out = []
+        for i, (row, (_, geom)) in enumerate(zip(scores, made)):
+            d = greedy_scores(row, self.charset, t, blank, overwrite=True) if constraint is None else \
+                self._constrained(row, constraint)
+            out.append(Reading(d.text, d.confidence, _Frames((d.characters, geom, s)), ms / len(images), prep_ms,
+                               describe(images[i])))
+        return out
 
-    def _reading(self, probs: np.ndarray, calibrated: np.ndarray, geom: LineGeometry, constraint: Any,
-                 latency_ms: float, prep_ms: float, source: str) -> Reading:
-        """Decode on the model's posteriors; character probabilities and confidence from the calibrated ones
-        (softmax(scores / confidence_temperature), see `edgekd_runtime.ctc_decode`)."""
-        d = decode(probs, self.charset, constraint, blank=self.lines.blank)
-        if calibrated is not probs:
-            d = rescored(d, calibrated, self.charset, self.lines.blank)
-        s = self.lines.frame_stride
-        chars = [(ch, float(p), geom.to_image(first * s, (last + 1) * s)) for ch, p, first, last in d.characters]
-        return Reading(d.text, float(d.confidence), chars, latency_ms, prep_ms, source)
+    def _constrained(self, scores: np.ndarray, constraint: Any) -> Decoded:
+        """Constrained decoding on the model's posteriors; character probabilities and confidence from the
+        calibrated ones (softmax(scores / confidence_temperature), see `edgekd_runtime.ctc_decode`)."""
+        d = decode(softmax(scores), self.charset, constraint, blank=self.lines.blank)
+        t = self.lines.confidence_temperature
+        return d if t == 1.0 else rescored(d, softmax(scores, t), self.charset, self.lines.blank)
+
+    def _read_canvas(self, c: np.ndarray) -> Reading | None:
+        """The hot path of `read(canvas, preprocessed=True)` with greedy decoding: one float32 (H, W) canvas
+        written into a per-thread input buffer the backend keeps bound (`Backend.single_runner`), normalised and
+        quantized in place; the scores decoded straight from the interpreter's output (`ctc_decode.greedy_scores`;
+        8-bit scores through `_score_table`). The same reading as the general path, which it leaves (returns None)
+        to canvases of another height, too wide, NaN/inf or outside [0, 1], and to non-finite scores: the general
+        path raises the typed errors."""
+        h, w = c.shape
+        if h != self.height or not 0 < w <= self.max_width or _max_reduce(c.view(_U32), axis=None) > _CANVAS_BITS_MAX:
+            return None
+        hot = getattr(self._tls, "hot", None)
+        if hot is None or hot.width != self._padded_width(w):
+            hot = self._tls.hot = _HotLine(self, self._padded_width(w))
+        f, q = hot.fit(w)
+        self.normalization.apply(c, out=f)
+        if q is not None:
+            self._quantize(f, q, self._hot_clip)
+        t0 = time.perf_counter()
+        y = hot.call()
+        latency_ms = (time.perf_counter() - t0) * 1e3
+        if self.first_inference_ms is None:
+            self.first_inference_ms = latency_ms
+        y = y.reshape(-1, self.lines.num_classes)
+        best = y.argmax(1)
+        if self._score_table is not None:
+            z = self._score_table.take(y.view(np.uint8))
+        elif not _isfinite(_add_reduce(y, None)):  # NaN/inf (or a sum that overflows: the general path tells)
+            return None
+        else:
+            z = y if y.flags.writeable else y.copy()  # the interpreter's copy of the output, free to overwrite
+            if self._t32 != 1.0:
+                np.divide(z, self._t32, out=z)
+        d = collapse(best.tolist(), best_class_probabilities(z, best).tolist(), self.charset, self.lines.blank)
+        return Reading(d.text, d.confidence, _Frames((d.characters, hot.geom, self.lines.frame_stride)), latency_ms,
+                       0.0, hot.describe(c))
 
     def predict(self, *args: Any, **kwargs: Any) -> Any:
         raise self.wrong_call("predict")
@@ -262,14 +393,51 @@ class LineRecognizer(LoadedModel):
             self.first_inference_ms = ms
         y = y.reshape(x.shape[0], -1, self.lines.num_classes)
         if self._out_q:
-            scale, zp = self._out_q
-            return (y.astype(np.float32) - np.float32(zp)) * np.float32(scale), ms
+            return self._dequantize(y), ms
         if not np.isfinite(y).all():  # NaN/inf CTC scores are no reading (never decoded into one)
             n = self.normalization
             raise ModelOutputError(f"{self.model_path.name}: the model returned non-finite scores, not a reading; its "
                                    f"weights or its input normalisation (mean {n.mean:g}, std {n.std:g}) are broken: "
                                    f"export and convert it again, or fix `normalization` in the bundle's manifest.json")
         return y.astype(np.float32, copy=False), ms
+
+
+class _HotLine:
+    """One thread's state for `LineRecognizer._read_canvas` at one input width: the input tensor the backend keeps
+    bound (`Backend.single_runner`) seen as a float32 (H, W) plane (a float32 scratch plane beside it for a
+    quantized input), what a column without ink holds there (the general path pads canvases with zeros), and the
+    identity geometry and description of the last canvas."""
+
+    __slots__ = ("width", "call", "geom", "_f", "_q", "_pad", "_used", "_views", "_src")
+
+    def __init__(self, rec: LineRecognizer, width: int) -> None:
+        shape = list(rec.input_spec.shape)
+        shape[0], shape[3 if rec.input_spec.layout == "NCHW" else 2] = 1, width
+        x, self.call = rec.backend.single_runner(tuple(shape))
+        plane = x.reshape(rec.height, width)  # a view: one channel
+        empty = rec.normalization.apply(np.zeros((rec.height, 1), np.float32))
+        self._f, self._q, self._pad = plane, None, empty
+        if rec._in_q is not None:
+            self._f, self._q = np.empty((rec.height, width), np.float32), plane
+            self._pad = rec._quantize(empty, np.empty(empty.shape, rec._in_dtype))
+        self.width, self._used, self._src = width, -1, ((), "")
+        self.geom = LineGeometry(image_width=width, x_origin=0.0, scale=1.0, left=0)
+        self._views: tuple[np.ndarray, np.ndarray | None] = (self._f, self._q)
+
+    def fit(self, w: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The float32 plane and the quantized one (None for a float input) for a canvas `w` columns wide; the
+        columns right of it hold the empty column."""
+        if w != self._used:
+            (self._f if self._q is None else self._q)[:, w:] = self._pad
+            self._views = (self._f[:, :w], None if self._q is None else self._q[:, :w])
+            self.geom = LineGeometry(image_width=w, x_origin=0.0, scale=1.0, left=0)
+            self._used = w
+        return self._views
+
+    def describe(self, c: np.ndarray) -> str:
+        if c.shape != self._src[0]:
+            self._src = (c.shape, describe(c))
+        return self._src[1]
 
 
 def make_line_recognizer(be: Backend, model_path: Path, precision: str, manifest: Manifest, load_ms: float,
