@@ -18,12 +18,12 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print report.json instead of rendering."),
     ) -> None:
         """Re-render a run's report.md and PNGs from its report.json."""
-        from edgekd.report.render import load_report, render_report
+        from edgekd.report.render import render_report, report_json
 
         if not run_dir.is_dir():
             raise UserInputError(f"{run_dir}: no such run directory")
         if json_out:
-            print_json(load_report(run_dir).to_dict())
+            print_json(report_json(run_dir))
             return
         path = render_report(run_dir)
         typer.echo(f"wrote {path}")

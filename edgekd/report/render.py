@@ -50,6 +50,13 @@ def load_report(run_dir: Path) -> Report:
                                 f"options") from None
 
 
+def report_json(run_dir: Path) -> dict[str, Any]:
+    """What `edgekd report RUN --json` prints: a lines run's report.json as written (its sections are not the
+    digit `Report`'s), else the typed `load_report`'s."""
+    lines = _lines_report(run_dir)
+    return lines if lines is not None else load_report(run_dir).to_dict()
+
+
 def render_report(run_dir: str | Path) -> Path:
     """Write report.md, report.html and the PNG figures for the run in `run_dir` (a lines run's by
     edgekd.report.lines); return the report.md path."""

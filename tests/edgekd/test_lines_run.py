@@ -146,6 +146,17 @@ def test_report_files_are_rendered_and_rerendered(finished_run):
     assert (out / "report.md").read_text() == md and (out / "char_confusion.png").is_file()
 
 
+def test_report_json_prints_the_lines_report(finished_run):
+    """`edgekd report RUN --json` on a lines run prints its report.json as written (it used to go through the digit
+    report's typed loader, which refused the lines sections)."""
+    out, _ = finished_run
+    res = _invoke(["report", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    printed = json.loads(res.stdout)
+    assert printed == json.loads((out / "report.json").read_text())
+    assert printed["task"] == "lines" and printed["models"][0]["test_cer"] is not None
+
+
 def test_rerun_skips_finished_steps(finished_run, tiny_config):
     out, _ = finished_run
     res = _invoke(["run", "--quick", "--config", str(tiny_config), "--student", STUDENT, "--out", str(out)])
