@@ -50,3 +50,26 @@ def make_line_student_checkpoint(path: Path, epochs: int = 50) -> Path:
                           task=line_task_fields(splits))
     save_torch(ck, path)
     return path
+
+
+def softmax_reading(rec, canvas: np.ndarray, scores: np.ndarray | None = None
+                    ) -> tuple[str, float, list[tuple[str, float, tuple[int, int]]]]:
+    """One line canvas read as `LineRecognizer.read` did before it decoded straight from the scores, written out
+    here on its own: best path on softmax(scores) (argmax, repeats merged, blanks dropped), each character's
+    probability its peak over its frames in softmax(scores / T), the confidence their product (an empty reading's:
+    the lowest tempered blank probability), spans in the canvas's columns. `read(canvas, preprocessed=True)` must
+    give exactly this. `scores`: the canvas's (T, C) scores from a batch (default: `rec.forward` of it alone)."""
+    from edgekd_runtime.confidence import softmax
+
+    scores = rec.forward(canvas[None]) if scores is None else scores[None]
+    probs, cal = softmax(scores)[0], softmax(scores, rec.lines.confidence_temperature)[0]
+    blank, s, w = rec.lines.blank, rec.lines.frame_stride, canvas.shape[1]
+    best = probs.argmax(1)
+    starts = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+    ends = np.r_[starts[1:], len(best)] - 1
+    keep = best[starts] != blank
+    if not keep.any():
+        return "", float(cal[:, blank].min()), []
+    chars = [(rec.charset[c - (c > blank)], float(cal[a:b + 1, c].max()), (min(a * s, w), min((b + 1) * s, w)))
+             for c, a, b in zip(best[starts][keep].tolist(), starts[keep].tolist(), ends[keep].tolist())]
+    return "".join(c for c, _, _ in chars), float(np.prod([p for _, p, _ in chars], dtype=np.float64)), chars

@@ -177,7 +177,7 @@ def greedy(probs: np.ndarray, charset: str, blank: int = 0) -> Decoded:
     """Best-path decoding: argmax per frame, repeats merged, blanks dropped."""
     probs = _check_probs(probs, charset, blank)
     best = probs.argmax(1)
-    return collapse(best.tolist(), probs[np.arange(len(best)), best].tolist(), charset, blank)
+    return Decoded(*best_path(best, probs[np.arange(len(best)), best], charset, blank))
 
 
 def greedy_scores(scores: np.ndarray, charset: str, temperature: float = 1.0, blank: int = 0,
@@ -193,38 +193,44 @@ def greedy_scores(scores: np.ndarray, charset: str, temperature: float = 1.0, bl
     z = scores if overwrite and scores.dtype == np.float32 else scores.astype(np.float32)
     if temperature != 1.0:
         np.divide(z, np.float32(temperature), out=z)
-    return collapse(best.tolist(), best_class_probabilities(z, best).tolist(), charset, blank)
+    return Decoded(*best_path(best, best_class_probabilities(z, best), charset, blank))
 
 
-def best_class_probabilities(z: np.ndarray, best: np.ndarray) -> np.ndarray:
+def best_class_probabilities(z: np.ndarray, best: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
     """Per frame, softmax(z)[t, best[t]] (float32) for scores z (T, C) float32 whose per-frame argmax is `best`,
     computed as `confidence.softmax` does it: exp(z - max) over its sum, which is 1 / the sum at the best class.
-    Overwrites z with exp(z - max)."""
-    np.subtract(z, z[np.arange(len(z)), best][:, None], out=z)
-    np.exp(z, out=z)
-    return np.divide(1.0, np.add.reduce(z, 1))
+    Overwrites z with exp(z - max). `frames`: np.arange(T), when the caller keeps one."""
+    np.subtract(z, z[np.arange(len(z)) if frames is None else frames, best].reshape(-1, 1), z)
+    np.exp(z, z)
+    return np.reciprocal(np.add.reduce(z, 1))  # 1 / the sum, rounded once (float32)
 
 
-def collapse(best: list[int], peak: list[float], charset: str, blank: int = 0) -> Decoded:
-    """A best path (per frame: its class, and that class's probability) -> the reading: repeats merged, blanks
-    dropped; a character's probability is its peak over its frames, the confidence their product. An empty
-    reading's confidence is the lowest blank probability over the frames (1.0 without frames)."""
+def best_path(best: np.ndarray, peak: np.ndarray, charset: str, blank: int = 0
+              ) -> tuple[str, float, tuple[tuple[str, float, int, int], ...]]:
+    """A best path (per frame: its class `best`, and that class's probability `peak`) -> (text, confidence,
+    characters) as `Decoded` holds them: repeats merged, blanks dropped; a character's probability is its peak over
+    its frames, the confidence their product. An empty reading's confidence is the lowest blank probability over the
+    frames (1.0 without frames)."""
+    frames = (best.nonzero() if blank == 0 else (best != blank).nonzero())[0].tolist()
+    if not frames:
+        return "", float(peak.min()) if len(peak) else 1.0, ()
+    cls, p = best.tolist(), peak.tolist()
     runs: list[list] = []
-    prev = blank
-    for t, k in enumerate(best):
-        if k != prev:
-            prev = k
-            if k != blank:
-                run = [k, peak[t], t, t]
-                runs.append(run)
-        elif k != blank:
-            if peak[t] > run[1]:
-                run[1] = peak[t]
+    run: list = []
+    last_t = last_k = -2
+    for t in frames:  # a run: consecutive frames of one class
+        k = cls[t]
+        if t == last_t + 1 and k == last_k:
+            if p[t] > run[1]:
+                run[1] = p[t]
             run[3] = t
-    if not runs:
-        return Decoded("", min(peak, default=1.0), ())
-    chars = tuple((charset[k - (k > blank)], p, a, b) for k, p, a, b in runs)
-    return Decoded("".join([c[0] for c in chars]), math.prod([c[1] for c in chars]), chars)
+        else:
+            run = [k, p[t], t, t]
+            runs.append(run)
+            last_k = k
+        last_t = t
+    chars = tuple((charset[k - (k > blank)], q, a, b) for k, q, a, b in runs)
+    return "".join([c[0] for c in chars]), math.prod([c[1] for c in chars]), chars
 
 
 def beam_search(probs: np.ndarray, charset: str, constraint: Constraint | None = None, blank: int = 0,

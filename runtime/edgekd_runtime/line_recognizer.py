@@ -22,7 +22,15 @@ import numpy as np
 
 from .backends import Backend
 from .confidence import softmax
-from .ctc_decode import Decoded, best_class_probabilities, collapse, compile_constraint, decode, greedy_scores, rescored
+from .ctc_decode import (
+    Decoded,
+    best_class_probabilities,
+    best_path,
+    compile_constraint,
+    decode,
+    greedy_scores,
+    rescored,
+)
 from .errors import InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
@@ -123,7 +131,11 @@ class LineRecognizer(LoadedModel):
         w = self.input_spec.shape[3 if self.input_spec.layout == "NCHW" else 2]
         self.fixed_width: int | None = int(w) if w > 0 else None
         self._tls = threading.local()
-        self._t32 = np.float32(self.lines.confidence_temperature)
+        self._t32 = np.array(self.lines.confidence_temperature, np.float32)  # 0-d arrays: see Normalization._f32
+        if self._in_q is not None:
+            info = np.iinfo(self._in_dtype)
+            self._in_q32 = tuple(np.array(v, np.float32) for v in (*self._in_q, info.min, info.max))
+        self._classes = self.lines.num_classes
         # the hot path of read(canvas, preprocessed=True): one line per call, a float32 or 8-bit quantized input,
         # float32 or 8-bit quantized scores (the latter through a table of their tempered values)
         eight_bit = ("int8", "uint8")
@@ -188,15 +200,12 @@ class LineRecognizer(LoadedModel):
     def _quantize(self, x: np.ndarray, out: np.ndarray, clip: bool = True) -> np.ndarray:
         """Normalised input x (float32, overwritten) -> the quantized input tensor in `out`: rint(x / scale + zp),
         clipped to the dtype's range (`clip=False` where it cannot bite, see `_clip_bites`)."""
-        assert self._in_q is not None
-        scale, zp = self._in_q
-        info = np.iinfo(self._in_dtype)
-        np.divide(x, np.float32(scale), out=x)
-        np.add(x, np.float32(zp), out=x)
-        if not clip:
-            return np.rint(x, out=out, casting="unsafe")
-        np.rint(x, out=x)
-        np.clip(x, np.float32(info.min), np.float32(info.max), out=x)
+        scale, zp, lo, hi = self._in_q32
+        np.divide(x, scale, x)
+        np.add(x, zp, x)
+        np.rint(x, x)
+        if clip:
+            np.clip(x, lo, hi, x)
         np.copyto(out, x, casting="unsafe")
         return out
 
@@ -331,19 +340,22 @@ class LineRecognizer(LoadedModel):
         latency_ms = (time.perf_counter() - t0) * 1e3
         if self.first_inference_ms is None:
             self.first_inference_ms = latency_ms
-        y = y.reshape(-1, self.lines.num_classes)
+        y = y.reshape(-1, self._classes)
         best = y.argmax(1)
+        if len(hot.frames) != len(best):
+            hot.frames = np.arange(len(best))
         if self._score_table is not None:
             z = self._score_table.take(y.view(np.uint8))
         elif not _isfinite(_add_reduce(y, None)):  # NaN/inf (or a sum that overflows: the general path tells)
             return None
         else:
             z = y if y.flags.writeable else y.copy()  # the interpreter's copy of the output, free to overwrite
-            if self._t32 != 1.0:
-                np.divide(z, self._t32, out=z)
-        d = collapse(best.tolist(), best_class_probabilities(z, best).tolist(), self.charset, self.lines.blank)
-        return Reading(d.text, d.confidence, _Frames((d.characters, hot.geom, self.lines.frame_stride)), latency_ms,
-                       0.0, hot.describe(c))
+            if self.lines.confidence_temperature != 1.0:
+                np.divide(z, self._t32, z)
+        text, conf, chars = best_path(best, best_class_probabilities(z, best, hot.frames), self.charset,
+                                      self.lines.blank)
+        return Reading(text, conf, _Frames((chars, hot.geom, self.lines.frame_stride)), latency_ms, 0.0,
+                       hot.describe(c))
 
     def predict(self, *args: Any, **kwargs: Any) -> Any:
         raise self.wrong_call("predict")
@@ -408,7 +420,7 @@ class _HotLine:
     quantized input), what a column without ink holds there (the general path pads canvases with zeros), and the
     identity geometry and description of the last canvas."""
 
-    __slots__ = ("width", "call", "geom", "_f", "_q", "_pad", "_used", "_views", "_src")
+    __slots__ = ("width", "call", "geom", "frames", "_f", "_q", "_pad", "_used", "_views", "_src")
 
     def __init__(self, rec: LineRecognizer, width: int) -> None:
         shape = list(rec.input_spec.shape)
@@ -422,6 +434,7 @@ class _HotLine:
             self._pad = rec._quantize(empty, np.empty(empty.shape, rec._in_dtype))
         self.width, self._used, self._src = width, -1, ((), "")
         self.geom = LineGeometry(image_width=width, x_origin=0.0, scale=1.0, left=0)
+        self.frames = np.arange(width // rec.lines.frame_stride)  # the frames of its scores
         self._views: tuple[np.ndarray, np.ndarray | None] = (self._f, self._q)
 
     def fit(self, w: int) -> tuple[np.ndarray, np.ndarray | None]:

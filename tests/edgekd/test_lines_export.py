@@ -186,6 +186,23 @@ def test_the_bundle_deploys_int8_tflite_and_a_bare_artifact_reads_with_its_manif
     assert info["deployed"] == "student_int8.tflite" and info["is_deployed"] is True
 
 
+def test_read_of_canvases_is_the_softmax_reading_on_every_artifact(converted, line_test):
+    """read(canvas, preprocessed=True) decodes straight from the scores (an int8 input quantized in place, int8
+    scores through a table of their tempered values): on every artifact the test lines, narrower and noisier copies
+    read exactly (text, confidence, characters, spans) as the softmax decoding does (lines_support)."""
+    from lines_support import softmax_reading
+
+    rng = np.random.default_rng(0)
+    x = line_test.test_x
+    canvases = [*x, *(c[:, :120] for c in x[:16]),
+                *(np.clip(c + rng.normal(0, 0.2, c.shape).astype(np.float32), 0, 1) for c in x[:16])]
+    for name in ARTIFACTS:
+        rec = rt.load(converted / name)
+        assert rec.lines.confidence_temperature != 1.0, name  # calibrated: both softmaxes are in play
+        got = [(r.text, r.confidence, r.characters) for r in (rec.read(c, preprocessed=True) for c in canvases)]
+        assert got == [softmax_reading(rec, c) for c in canvases], name
+
+
 def _photo(canvas: np.ndarray, seed: int) -> np.ndarray:
     """A test line as a photo (dark ink on noisy paper, 2-3x larger, slightly rotated, on a desk)."""
     from edgekd.data.line_photos import render_line_photo

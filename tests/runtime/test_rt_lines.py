@@ -186,6 +186,47 @@ def test_a_pattern_constrains_the_reading_and_a_bad_one_is_refused_before_decodi
     assert r.exit_code == 2 and "error: " in r.stderr and "'c+'" in r.stderr
 
 
+def _with_temperature(bundle: Path, out: Path, temperature: float) -> Path:
+    shutil.copytree(bundle, out)
+    d = json.loads((out / "manifest.json").read_text())
+    d["lines"]["confidence_temperature"] = temperature
+    (out / "manifest.json").write_text(json.dumps(d))
+    return out
+
+
+def _line_canvases(width: int, n: int, seed: int = 0) -> list[np.ndarray]:
+    """Canvases with bars of ink of random places, widths and strengths, specks of noise, and a blank one."""
+    rng = np.random.default_rng(seed)
+    out = [np.zeros((24, width), np.float32)]
+    for _ in range(n):
+        c = (rng.random((24, width)) < 0.05).astype(np.float32) * rng.random((24, width), dtype=np.float32) * 0.5
+        for x0 in rng.integers(0, width - 6, int(rng.integers(1, 5))).tolist():
+            c[4:20, x0:x0 + int(rng.integers(2, 12))] = rng.random(dtype=np.float32)
+        out.append(c)
+    return out
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1.7])
+def test_read_of_a_canvas_is_the_softmax_reading_bit_for_bit(line_bundle, fixed_bundle, tmp_path, temperature):
+    """read(canvas, preprocessed=True) decodes straight from the scores; text, confidence, characters and spans
+    are what the greedy decoding on softmax(scores) (and on softmax(scores / T)) gives, for a dynamic- and a
+    fixed-width artifact, narrower canvases (padded), a blank one, and read_batch on the batch's scores."""
+    from lines_support import softmax_reading
+
+    for name, bundle, widths in (("dynamic", line_bundle, (40, 96, 200)), ("fixed", fixed_bundle, (40, 96))):
+        rec = rt.load(_with_temperature(bundle, tmp_path / name, temperature))
+        assert rec.lines.confidence_temperature == temperature
+        for w in widths:
+            canvases = _line_canvases(w, 12, seed=w)
+            reads = [rec.read(c, preprocessed=True) for c in canvases]
+            want = [softmax_reading(rec, c) for c in canvases]
+            assert [(r.text, r.confidence, r.characters) for r in reads] == want
+            batch = [softmax_reading(rec, c, s) for c, s in zip(canvases, rec.forward(np.stack(canvases)))]
+            assert [(r.text, r.confidence, r.characters) for r in rec.read_batch(canvases, preprocessed=True)
+                    ] == batch  # (onnxruntime may round a batch's scores otherwise than one line's)
+            assert want[0][0] == "" and sum(t != "" for t, _, _ in want) >= 10  # blank, and lines with readings
+
+
 def test_nan_scores_are_never_a_reading(tmp_path):
     from edgekd_runtime.errors import ModelOutputError
 
@@ -198,6 +239,8 @@ def test_nan_scores_are_never_a_reading(tmp_path):
         rec.read(bars_image([(50, 80)]))
     with pytest.raises(ModelOutputError):
         rec.forward(np.zeros((1, 24, 96), np.float32))
+    with pytest.raises(ModelOutputError, match="non-finite scores"):
+        rec.read(np.zeros((24, 96), np.float32), preprocessed=True)
     Image.fromarray(bars_image([(50, 80)])).save(tmp_path / "l.png")
     r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(d)])
     assert r.exit_code == 2 and "non-finite scores" in r.stderr
