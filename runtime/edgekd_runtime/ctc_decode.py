@@ -229,7 +229,7 @@ def best_path(best: np.ndarray, peak: np.ndarray, charset: str, blank: int = 0
             runs.append(run)
             last_k = k
         last_t = t
-    chars = tuple((charset[k - (k > blank)], q, a, b) for k, q, a, b in runs)
+    chars = tuple([(charset[k - (k > blank)], q, a, b) for k, q, a, b in runs])
     return "".join([c[0] for c in chars]), math.prod([c[1] for c in chars]), chars
 
 

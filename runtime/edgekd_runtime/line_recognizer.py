@@ -135,7 +135,8 @@ class LineRecognizer(LoadedModel):
         if self._in_q is not None:
             info = np.iinfo(self._in_dtype)
             self._in_q32 = tuple(np.array(v, np.float32) for v in (*self._in_q, info.min, info.max))
-        self._classes = self.lines.num_classes
+        self._classes, self._blank, self._stride = self.lines.num_classes, self.lines.blank, self.lines.frame_stride
+        self._shape = (self.height, self.max_width)  # the canvases the hot path takes: this high, at most this wide
         # the hot path of read(canvas, preprocessed=True): one line per call, a float32 or 8-bit quantized input,
         # float32 or 8-bit quantized scores (the latter through a table of their tempered values)
         eight_bit = ("int8", "uint8")
@@ -326,7 +327,8 @@ class LineRecognizer(LoadedModel):
         to canvases of another height, too wide, NaN/inf or outside [0, 1], and to non-finite scores: the general
         path raises the typed errors."""
         h, w = c.shape
-        if h != self.height or not 0 < w <= self.max_width or _max_reduce(c.view(_U32), axis=None) > _CANVAS_BITS_MAX:
+        if h != self._shape[0] or not 0 < w <= self._shape[1] or \
+                _max_reduce(c.view(_U32), axis=None) > _CANVAS_BITS_MAX:
             return None
         hot = getattr(self._tls, "hot", None)
         if hot is None or hot.width != self._padded_width(w):
@@ -352,10 +354,9 @@ class LineRecognizer(LoadedModel):
             z = y if y.flags.writeable else y.copy()  # the interpreter's copy of the output, free to overwrite
             if self.lines.confidence_temperature != 1.0:
                 np.divide(z, self._t32, z)
-        text, conf, chars = best_path(best, best_class_probabilities(z, best, hot.frames), self.charset,
-                                      self.lines.blank)
-        return Reading(text, conf, _Frames((chars, hot.geom, self.lines.frame_stride)), latency_ms, 0.0,
-                       hot.describe(c))
+        text, conf, chars = best_path(best, best_class_probabilities(z, best, hot.frames), self.lines.charset,
+                                      self._blank)
+        return Reading(text, conf, _Frames((chars, hot.geom, self._stride)), latency_ms, 0.0, hot.describe(c))
 
     def predict(self, *args: Any, **kwargs: Any) -> Any:
         raise self.wrong_call("predict")
