@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, overload
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from .ctc_decode import (
 )
 from .errors import InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
+from .line_reading import CharacterFrames, Reading
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
@@ -48,62 +49,6 @@ _max_reduce, _add_reduce, _isfinite = np.maximum.reduce, np.add.reduce, math.isf
 # reduction, as `recognizer` does it): negatives, NaN, inf and anything above are larger
 _CANVAS_MAX = np.float32(1.0 + RANGE_TOLERANCE)
 _CANVAS_BITS_MAX = int(_CANVAS_MAX.view(np.uint32))
-
-
-class _Characters:
-    """`Reading.characters`, built on first access: the recognizer hands over the decoded characters with their
-    frames (`_Frames`), and a loop that reads only the text and the confidence pays for no spans. A list given by
-    the caller is kept as it is. (A dataclass field whose default is a descriptor, like `Prediction.top_k`.)"""
-
-    @overload
-    def __get__(self, obj: None, objtype: Any = None) -> tuple[()]: ...
-    @overload
-    def __get__(self, obj: Reading, objtype: Any = None) -> list[tuple[str, float, tuple[int, int]]]: ...
-
-    def __get__(self, obj: Reading | None, objtype: Any = None) -> Any:
-        if obj is None:
-            return ()  # the field's default: no characters
-        chars = obj.__dict__["_characters"]
-        if type(chars) is _Frames:
-            chars = obj.__dict__["_characters"] = chars.spans()
-        return chars
-
-    def __set__(self, obj: Reading, value: Any) -> None:
-        obj.__dict__["_characters"] = value if isinstance(value, (_Frames, list)) else list(value)
-
-
-class _Frames(tuple):
-    """(decoded characters (char, probability, first frame, last frame), LineGeometry, frame stride): a
-    reading's characters before their spans are mapped to image pixels. (A tuple: made in C, no __init__.)"""
-
-    def spans(self) -> list[tuple[str, float, tuple[int, int]]]:
-        chars, geom, s = self
-        return [(ch, p, geom.to_image(a * s, (b + 1) * s)) for ch, p, a, b in chars]
-
-
-@dataclass
-class Reading:
-    """What a line recognizer read in one image.
-
-    Attributes:
-        text: the string.
-        confidence: string-level confidence in [0, 1].
-        characters: per character (char, probability, (x0, x1) its column span in the input image's pixels).
-        latency_ms: model inference only (a batch's time shared out in `read_batch`).
-        preprocess_ms: decoding the image and making the line canvas.
-    """
-
-    text: str
-    confidence: float
-    characters: _Characters = _Characters()  # [(char, probability, (x0, x1))]
-    latency_ms: float = 0.0
-    preprocess_ms: float = 0.0
-    source: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["characters"] = [{"char": c, "probability": p, "x0": x[0], "x1": x[1]} for c, p, x in self.characters]
-        return d
 
 
 @dataclass
@@ -308,8 +253,8 @@ class LineRecognizer(LoadedModel):
         for i, (row, (_, geom)) in enumerate(zip(scores, made)):
             d = greedy_scores(row, self.charset, t, blank, overwrite=True) if constraint is None else \
                 self._constrained(row, constraint)
-            out.append(Reading(d.text, d.confidence, _Frames((d.characters, geom, s)), ms / len(images), prep_ms,
-                               describe(images[i])))
+            out.append(Reading(d.text, d.confidence, CharacterFrames((d.characters, geom, s)), ms / len(images),
+                               prep_ms, describe(images[i])))
         return out
 
     def _constrained(self, scores: np.ndarray, constraint: Any) -> Decoded:
@@ -356,7 +301,7 @@ class LineRecognizer(LoadedModel):
                 np.divide(z, self._t32, z)
         text, conf, chars = best_path(best, best_class_probabilities(z, best, hot.frames), self.lines.charset,
                                       self._blank)
-        return Reading(text, conf, _Frames((chars, hot.geom, self._stride)), latency_ms, 0.0, hot.describe(c))
+        return Reading(text, conf, CharacterFrames((chars, hot.geom, self._stride)), latency_ms, 0.0, hot.describe(c))
 
     def predict(self, *args: Any, **kwargs: Any) -> Any:
         raise self.wrong_call("predict")
