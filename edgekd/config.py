@@ -5,7 +5,7 @@ each uses the keys it needs and ignores the others (so a file written for `edgek
 distill`, and one file can serve `teacher train` and `distill`). Every key is optional; an unknown key is an
 error naming it and the file::
 
-    task:          digits          # or lines (CTC text lines; teacher train and distill): `lines` replaces `data`
+    task:          digits          # or lines (CTC text lines; every command): `lines` replaces `data`
     data:          {source: embedded, path: null, seed: 0, val_fraction: 0.1, test_fraction: 0.2}
     lines:         {source: embedded, path: null, seed: 0, height: 24, width: 192, train_lines: 4000}
     train:         {epochs: 10, batch_size: 128, lr: 0.003, device: auto, amp: auto, patience: null}

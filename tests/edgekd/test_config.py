@@ -104,9 +104,11 @@ def test_distill_budget_request_from_the_file_and_the_flags():
     assert budget_request(resolve_config({"student": "linear-r16", "target": "rpi4"}), **flags) is None
 
 
-def test_run_refuses_a_lines_config(tmp_path):
-    with pytest.raises(ConfigError, match="edgekd run reads digits"):
-        load_pipeline_config(_write(tmp_path, "task: lines\n"))
+def test_a_lines_config_drives_run_with_the_line_defaults_and_refuses_digit_sections(tmp_path):
+    cfg = load_pipeline_config(_write(tmp_path, "task: lines\nstudent_train: {epochs: 3}\n"))
+    assert cfg.task == "lines" and cfg.student_train.epochs == 3
+    with pytest.raises(ConfigError, match="data"):
+        load_pipeline_config(_write(tmp_path, "task: lines\ndata: {seed: 1}\n"))
 
 
 def test_a_run_yaml_drives_teacher_train(tmp_path):
