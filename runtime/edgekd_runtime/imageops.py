@@ -340,3 +340,15 @@ def _lanczos_matrix(n_in: int, n_out: int) -> np.ndarray:
         m[i, lo:hi] = k / total if total != 0.0 else k
     m.setflags(write=False)
     return m
+
+
+def trim_weak_ends(ink: list[float], floor: float) -> tuple[int, int]:
+    """Indices [lo, hi] of the runs left after dropping, from either end, runs holding less ink than `floor` (the
+    weaker end first): specks beside a digit or a line. At least one run is kept."""
+    lo, hi = 0, len(ink) - 1
+    while lo < hi and min(ink[lo], ink[hi]) < floor:
+        if ink[lo] <= ink[hi]:
+            lo += 1
+        else:
+            hi -= 1
+    return lo, hi

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import imageops as ops
 from .errors import BlankImageError, ImageError
-from .preprocess import MIN_INK_CONTRAST, MIN_INK_SNR, _drop_border_blobs, _to_light_on_dark
+from .preprocess import MIN_INK_CONTRAST, MIN_INK_SNR, drop_border_blobs, to_light_on_dark
 
 #: Deskew: rotations searched (degrees, either way) and the search step.
 MAX_SKEW_DEG, SKEW_STEP_DEG = 6.0, 0.25
@@ -41,13 +41,13 @@ STROKE_SHARE = 0.14
 
 def photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, int]:
     """A photo or scan -> (the text band, ink scaled to [0, 1] on 0, after deskew; its first column)."""
-    d = ops.from_levels(_to_light_on_dark(ops.median3(ops.to_levels(gray)), polarity))
+    d = ops.from_levels(to_light_on_dark(ops.median3(ops.to_levels(gray)), polarity))
     desk = _desk(d)
     if desk.any():  # full ink there: the lighting map takes the paper's (darkest) level next to it instead
         d = np.where(desk, np.float32(1.0), d)
     d = np.where(desk, np.float32(0.0), ops.subtract(d, ops.background(d)))
     med, thresh = _ink_threshold(d[~desk] if desk.any() else d.ravel(), name)
-    mask = _drop_border_blobs((d > thresh) & ~desk)
+    mask = drop_border_blobs((d > thresh) & ~desk)
     if not mask.any():
         raise BlankImageError(f"{name}: only a dark band along the edges (the desk around the sheet?), no "
                               f"writing found; crop the photo to the paper")
@@ -222,12 +222,7 @@ def _line_span(profile: np.ndarray) -> tuple[int, int]:
     runs = np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1)
     ink = [float(profile[r].sum()) for r in runs]
     floor = SPECK_SHARE * float(np.median(ink))
-    lo, hi = 0, len(runs) - 1
-    while lo < hi and min(ink[lo], ink[hi]) < floor:
-        if ink[lo] <= ink[hi]:
-            lo += 1
-        else:
-            hi -= 1
+    lo, hi = ops.trim_weak_ends(ink, floor)
     return int(runs[lo][0]), int(runs[hi][-1]) + 1
 
 

@@ -22,7 +22,7 @@ from .errors import BlankImageError, ImageError, UserInputError
 from .imageops import resize
 from .images import MAX_WORK_SIDE_PX, ImageLike, describe, load_gray
 from .line_band import photo_band
-from .preprocess import MIN_INK_CONTRAST, POLARITIES, _to_light_on_dark
+from .preprocess import MIN_INK_CONTRAST, POLARITIES, to_light_on_dark
 
 #: Share of the line height the ink band fills (median of the composed training lines, measured with the same
 #: 35 %-of-peak ink mask as below).
@@ -157,7 +157,7 @@ def load_line_image(image: ImageLike) -> np.ndarray:
 
 def _digital_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, int]:
     """A clean digital line: the ink above the median, cropped at 35 % of its peak, scaled to peak 1."""
-    ink = _to_light_on_dark(gray, polarity)
+    ink = to_light_on_dark(gray, polarity)
     ink = np.clip(ink - float(np.median(ink)), 0.0, 1.0)
     peak = float(ink.max()) if ink.size else 0.0
     if peak < MIN_INK_CONTRAST:

@@ -65,7 +65,7 @@ def preprocess(image: ImageLike, spec: PreprocessSpec | None = None, size: int =
         raise ManifestError(f"preprocessing polarity {spec.polarity!r} is unknown; use one of {', '.join(POLARITIES)}")
     levels = load_levels(image, WORK_SIDE_PX)
     if spec.kind == "resize":
-        ink = ops.from_levels(_to_light_on_dark(levels, spec.polarity))
+        ink = ops.from_levels(to_light_on_dark(levels, spec.polarity))
         canvas = np.clip(ops.resize(ink, (spec.canvas, spec.canvas)), 0.0, 1.0)
     else:
         canvas = _mnist_canvas(_ink(levels, spec.polarity), image, spec.canvas, spec.box,
@@ -134,7 +134,7 @@ def _ink_is_dark(gray: np.ndarray, polarity: str) -> bool:
     return (med - lo) > (hi - med)
 
 
-def _to_light_on_dark(gray: np.ndarray, polarity: str) -> np.ndarray:
+def to_light_on_dark(gray: np.ndarray, polarity: str) -> np.ndarray:
     """Ink light on dark: uint8 levels or float32 in [0, 1] (the line path's), the same dtype out."""
     return ops.invert(gray) if _ink_is_dark(gray, polarity) else gray
 
@@ -159,7 +159,7 @@ def _mnist_canvas(d: np.ndarray, image: ImageLike, canvas: int, box: int, flatte
     mask = ops.threshold(d, 255.0 * thresh, ops.work("scratch", d.shape))  # 255 where ink (d is not in scratch)
     rows, cols = ops.row_col_sums(mask)
     if flattened and _may_hold_a_desk(rows, cols):
-        mask = _drop_border_blobs(mask)
+        mask = drop_border_blobs(mask)
         rows, cols = ops.row_col_sums(mask)
         if not rows.any():
             raise BlankImageError(f"{describe(image)}: only a dark band along the edges (the desk around the "
@@ -175,7 +175,7 @@ def _mnist_canvas(d: np.ndarray, image: ImageLike, canvas: int, box: int, flatte
 
 
 def _may_hold_a_desk(rows: np.ndarray, cols: np.ndarray) -> bool:
-    """Whether `_drop_border_blobs` could find anything, from the mask's (0/255) row and column sums: a desk
+    """Whether `drop_border_blobs` could find anything, from the mask's (0/255) row and column sums: a desk
     needs DESK_EDGE_SHARE of the coarse cells along an edge over half inked, so more ink than that in the edge's
     band of cells (cell side min(h, w) // 64)."""
     h, w = len(rows), len(cols)
@@ -188,7 +188,7 @@ def _may_hold_a_desk(rows: np.ndarray, cols: np.ndarray) -> bool:
                 cols[:f].sum() > need * hc * f or cols[(wc - 1) * f:wc * f].sum() > need * hc * f)
 
 
-def _drop_border_blobs(mask: np.ndarray) -> np.ndarray:
+def drop_border_blobs(mask: np.ndarray) -> np.ndarray:
     """Remove the desk (or any dark band) around a photographed sheet from the ink mask (uint8 0/255 or bool;
     the same kind is returned).
 
@@ -230,12 +230,7 @@ def _ink_span(profile: np.ndarray, min_share: float = 0.01) -> tuple[int, int]:
     below = np.concatenate(([0.0], profile.cumsum(dtype=np.float64)))
     ink = (below[stops] - below[starts]).tolist()
     floor = min_share * float(below[-1])
-    lo, hi = 0, len(ink) - 1
-    while lo < hi and min(ink[lo], ink[hi]) < floor:
-        if ink[lo] <= ink[hi]:
-            lo += 1
-        else:
-            hi -= 1
+    lo, hi = ops.trim_weak_ends(ink, floor)
     return int(starts[lo]), int(stops[hi])
 
 

@@ -416,3 +416,15 @@ def test_a_camera_frame_is_read_in_place_and_left_as_it_was():
     rgb = np.stack([frame] * 3, -1)
     assert load_levels(rgb, 640).dtype == np.uint8
     np.testing.assert_allclose(load_gray(rgb, 640), frame / 255.0, atol=1 / 255)
+
+
+@pytest.mark.parametrize("ink, floor, kept", [
+    ([1.0, 50.0, 60.0, 2.0], 10.0, (1, 2)),   # a speck at each end
+    ([50.0, 1.0, 60.0], 10.0, (0, 2)),        # a weak run inside stays: only the ends are judged
+    ([3.0, 4.0], 10.0, (1, 1)),               # all weak: the stronger one is kept
+    ([5.0], 10.0, (0, 0)),
+])
+def test_weak_end_runs_are_trimmed_weaker_end_first(ink, floor, kept):
+    from edgekd_runtime.imageops import trim_weak_ends
+
+    assert trim_weak_ends(ink, floor) == kept
