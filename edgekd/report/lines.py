@@ -17,7 +17,7 @@ from edgekd_runtime.atomic import atomic_write_text
 
 from . import figures
 from .html import write_html
-from .render import _image_path_table, _kb, _ms, _num, _pct
+from .render import fmt_kb, fmt_ms, fmt_num, fmt_pct, image_path_table
 from .schema import ImagePath
 
 ROLES = ("teacher", "scratch", "distilled")
@@ -78,22 +78,23 @@ def _headline(rep: dict[str, Any]) -> list[str]:
     board = (target.get("profile") or {}).get("name", "?")
     h = []
     if dep:
-        h.append(f"**Deployed:** `{dep.get('path')}` reads {_pct(dep.get('string_accuracy'))} of the "
-                 f"{dep.get('num_samples')} test lines exactly (CER {_pct(dep.get('cer'))}) through edgekd_runtime; "
+        h.append(f"**Deployed:** `{dep.get('path')}` reads {fmt_pct(dep.get('string_accuracy'))} of the "
+                 f"{dep.get('num_samples')} test lines exactly (CER {fmt_pct(dep.get('cer'))}) through edgekd_runtime; "
                  f"student `{(models.get('distilled') or {}).get('arch')}` for **{board}** "
                  f"({target.get('precision', '?')}).")
     t, s, d = (models.get(r) or {} for r in ROLES)
     if None not in (s.get("test_string_accuracy"), d.get("test_string_accuracy")):
         gain = d["test_string_accuracy"] - s["test_string_accuracy"]
-        h.append(f"**Distillation:** {_pct(d['test_string_accuracy'])} string accuracy, CER "
-                 f"{_pct(d.get('test_cer'))} vs {_pct(s['test_string_accuracy'])}, CER {_pct(s.get('test_cer'))} "
-                 f"trained from scratch ({100 * gain:+.2f} pp); teacher {_pct(t.get('test_string_accuracy'))}, "
-                 f"CER {_pct(t.get('test_cer'))}.")
+        h.append(f"**Distillation:** {fmt_pct(d['test_string_accuracy'])} string accuracy, CER "
+                 f"{fmt_pct(d.get('test_cer'))} vs {fmt_pct(s['test_string_accuracy'])}, "
+                 f"CER {fmt_pct(s.get('test_cer'))} "
+                 f"trained from scratch ({100 * gain:+.2f} pp); teacher {fmt_pct(t.get('test_string_accuracy'))}, "
+                 f"CER {fmt_pct(t.get('test_cer'))}.")
     lat = rep.get("line_latency") or {}
     if lat:
-        h.append(f"**An {lat['length']}-character line:** {_ms(lat.get('predicted_board_ms'))} ms predicted on "
-                 f"{lat.get('board')}, {_ms(lat.get('measured_inference_ms'))} ms measured here (inference; "
-                 f"{_ms(lat.get('measured_total_ms'))} ms from the photo file through read()'s stages).")
+        h.append(f"**An {lat['length']}-character line:** {fmt_ms(lat.get('predicted_board_ms'))} ms predicted on "
+                 f"{lat.get('board')}, {fmt_ms(lat.get('measured_inference_ms'))} ms measured here (inference; "
+                 f"{fmt_ms(lat.get('measured_total_ms'))} ms from the photo file through read()'s stages).")
     failed = [c for c in rep.get("checks", []) if not c.get("ok")]
     h.append("**Checks:** " + ("all passed." if not failed else
                                "; ".join(f"FAILED {c['name']}: {c.get('detail', '')}" for c in failed)))
@@ -111,10 +112,10 @@ def _models_table(rep: dict[str, Any]) -> list[str]:
          "| model | architecture | CER | string acc. | params | MACs | flash | peak RAM | predicted (ms) | "
          "measured here (ms) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in rep.get("models", []):
-        L.append(f"| {m['role']} | `{m.get('arch')}` | {_pct(m.get('test_cer'))} | "
-                 f"{_pct(m.get('test_string_accuracy'))} | {_num(m.get('params'))} | {_num(m.get('macs'))} | "
-                 f"{_kb(m.get('flash_bytes'))} | {_kb(m.get('peak_ram_bytes'))} | "
-                 f"{_ms(m.get('predicted_latency_ms'))} | {_ms(m.get('measured_latency_ms'))} |")
+        L.append(f"| {m['role']} | `{m.get('arch')}` | {fmt_pct(m.get('test_cer'))} | "
+                 f"{fmt_pct(m.get('test_string_accuracy'))} | {fmt_num(m.get('params'))} | {fmt_num(m.get('macs'))} | "
+                 f"{fmt_kb(m.get('flash_bytes'))} | {fmt_kb(m.get('peak_ram_bytes'))} | "
+                 f"{fmt_ms(m.get('predicted_latency_ms'))} | {fmt_ms(m.get('measured_latency_ms'))} |")
     return L + [""]
 
 
@@ -130,7 +131,7 @@ def _per_length_table(rep: dict[str, Any]) -> list[str]:
          "| length | lines | " + " | ".join(c for c, _ in cols) + " |", "|---:|---:|" + "---:|" * len(cols)]
     for k in lengths:
         n = next((pl[str(k)]["n"] for _, pl in cols if str(k) in pl), 0)
-        cells = [f"{_pct(pl[str(k)]['string_acc'], 1)} ({_pct(pl[str(k)]['cer'], 1)})" if str(k) in pl else "—"
+        cells = [f"{fmt_pct(pl[str(k)]['string_acc'], 1)} ({fmt_pct(pl[str(k)]['cer'], 1)})" if str(k) in pl else "—"
                  for _, pl in cols]
         L.append(f"| {k} | {n} | " + " | ".join(cells) + " |")
     return L + [""]
@@ -152,10 +153,10 @@ def _artifacts_table(rep: dict[str, Any]) -> list[str]:
         par = a.get("parity") or {}
         inc = par.get("cer_increase")
         L.append(f"| `{a['path']}` | {a.get('format')}{' (any width)' if a.get('dynamic_width') else ''} | "
-                 f"{a.get('precision')} | {_kb(a.get('size_bytes'))} | {_pct(a.get('string_accuracy'))} | "
-                 f"{_pct(a.get('cer'))} | {_num(par.get('max_abs_diff'), '{:.2e}')} | "
-                 f"{_pct(par.get('string_agreement'))} | {'—' if inc is None else f'{100 * inc:+.2f} pp'} | "
-                 f"{ok[par.get('passed')]} | {_ms(a.get('p50_ms'))} | {_ms(a.get('p99_ms'))} | "
+                 f"{a.get('precision')} | {fmt_kb(a.get('size_bytes'))} | {fmt_pct(a.get('string_accuracy'))} | "
+                 f"{fmt_pct(a.get('cer'))} | {fmt_num(par.get('max_abs_diff'), '{:.2e}')} | "
+                 f"{fmt_pct(par.get('string_agreement'))} | {'—' if inc is None else f'{100 * inc:+.2f} pp'} | "
+                 f"{ok[par.get('passed')]} | {fmt_ms(a.get('p50_ms'))} | {fmt_ms(a.get('p99_ms'))} | "
                  f"{ok[a.get('budget_ok')]} |")
     return L + [""]
 
@@ -169,15 +170,15 @@ def _latency_section(rep: dict[str, Any]) -> list[str]:
          f"{lat.get('width_px')} px (up to about 12 characters), so an {lat.get('length')}-character line costs one "
          "run at that width.", "",
          "| | ms |", "|---|---:|",
-         f"| predicted on {lat.get('board')} (cost model) | {_ms(lat.get('predicted_board_ms'))} |",
-         f"| predicted on this machine (`host` profile) | {_ms(lat.get('host_estimate_ms'))} |",
-         f"| measured here: inference on the line's canvas (p50) | {_ms(lat.get('measured_inference_ms'))} |",
+         f"| predicted on {lat.get('board')} (cost model) | {fmt_ms(lat.get('predicted_board_ms'))} |",
+         f"| predicted on this machine (`host` profile) | {fmt_ms(lat.get('host_estimate_ms'))} |",
+         f"| measured here: inference on the line's canvas (p50) | {fmt_ms(lat.get('measured_inference_ms'))} |",
          f"| measured here: the interpreter at {lat.get('width_px')} px (p50) | "
-         f"{_ms(lat.get('measured_interpreter_ms'))} |",
-         f"| measured here: photo file → reading, all stages (p50) | {_ms(lat.get('measured_total_ms'))} |", ""]
+         f"{fmt_ms(lat.get('measured_interpreter_ms'))} |",
+         f"| measured here: photo file → reading, all stages (p50) | {fmt_ms(lat.get('measured_total_ms'))} |", ""]
     ip = rep.get("image_path")
     keys = ("artifact", "image", "decoded_shape", "runs", "stages")  # the digit report's section (and table)
-    return L + _image_path_table(ImagePath.from_dict({k: ip.get(k) for k in keys}) if ip else None)
+    return L + image_path_table(ImagePath.from_dict({k: ip.get(k) for k in keys}) if ip else None)
 
 
 def _confidence_section(rep: dict[str, Any], figs: dict[str, str]) -> list[str]:
@@ -192,10 +193,10 @@ def _confidence_section(rep: dict[str, Any], figs: dict[str, str]) -> list[str]:
     for key, target in (("threshold_99", "99 %"), ("threshold_95", "95 %")):
         t = c.get(key)
         L.append(f"- {target} string accuracy: " + ("not reached at any threshold." if not t else
-                 f"accept readings with confidence >= {t['threshold']:.3f} ({_pct(t['coverage'], 1)} of the lines "
-                 f"kept, {_pct(t['accuracy'], 2)} of them right)."))
+                 f"accept readings with confidence >= {t['threshold']:.3f} ({fmt_pct(t['coverage'], 1)} of the lines "
+                 f"kept, {fmt_pct(t['accuracy'], 2)} of them right)."))
     L += ["", "| rejected | kept | string accuracy of the kept |", "|---:|---:|---:|"]
-    L += [f"| {p['reject_percent']:.0f} % | {_pct(p['coverage'], 1)} | {_pct(p['accuracy'])} |"
+    L += [f"| {p['reject_percent']:.0f} % | {fmt_pct(p['coverage'], 1)} | {fmt_pct(p['accuracy'])} |"
           for p in c.get("coverage", [])]
     L.append("")
     if "coverage" in figs:

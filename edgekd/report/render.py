@@ -19,19 +19,19 @@ from .html import write_html
 from .schema import ArtifactRow, ImagePath, Report, ReportFormatError
 
 
-def _pct(x: float | None, digits: int = 2) -> str:
+def fmt_pct(x: float | None, digits: int = 2) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def _num(x: float | int | None, fmt: str = "{:,}") -> str:
+def fmt_num(x: float | int | None, fmt: str = "{:,}") -> str:
     return "—" if x is None else fmt.format(x)
 
 
-def _kb(n: int | None) -> str:
+def fmt_kb(n: int | None) -> str:
     return "—" if n is None else f"{n / 1024:,.1f} kB"
 
 
-def _ms(x: float | None) -> str:
+def fmt_ms(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
@@ -108,7 +108,7 @@ def _markdown(rep: Report, figs: dict[str, str]) -> str:
                  + (" (quick mode)" if rep.run.quick else "") + ".\n")
     L += _models_table(rep)
     L += _artifacts_table(rep.artifacts)
-    L += _image_path_table(rep.image_path)
+    L += image_path_table(rep.image_path)
     L += _latency_model_line(rep)
     L += _budget_section(rep, figs)
     if "curves" in figs:
@@ -144,7 +144,7 @@ def _headline(rep: Report) -> str:
     shown = teacher if choice is not None and choice.model == "teacher" else dist
     if shown and dep:
         what = "teacher" if shown is teacher else "student"
-        headline.append(f"**Deployed:** `{dep.path}` — {_pct(dep.accuracy)} test accuracy through edgekd_runtime, "
+        headline.append(f"**Deployed:** `{dep.path}` — {fmt_pct(dep.accuracy)} test accuracy through edgekd_runtime, "
                         f"{what} `{shown.arch}` for **{target.profile_name if target else '?'}** "
                         f"({target.precision if target else '?'}).")
     if choice is not None:
@@ -154,9 +154,9 @@ def _headline(rep: Report) -> str:
         gap = teacher.test_accuracy - scratch.test_accuracy
         gain = dist.test_accuracy - scratch.test_accuracy
         rec = f", recovering {100 * gain / gap:.0f}% of the teacher–scratch gap" if gap > 0 else ""
-        headline.append(f"**Distillation:** {_pct(dist.test_accuracy)} vs {_pct(scratch.test_accuracy)} "
+        headline.append(f"**Distillation:** {fmt_pct(dist.test_accuracy)} vs {fmt_pct(scratch.test_accuracy)} "
                         f"trained from scratch ({100 * gain:+.2f} pp{_gain_interval(rep)}){rec}; teacher "
-                        f"{_pct(teacher.test_accuracy)}.")
+                        f"{fmt_pct(teacher.test_accuracy)}.")
     failed = rep.failed_checks
     headline.append("**Checks:** " + ("all passed." if not failed else
                                       "; ".join(f"FAILED {c.name}: {c.detail}" for c in failed)))
@@ -177,9 +177,9 @@ def _models_table(rep: Report) -> list[str]:
     for role in ("teacher", "scratch", "distilled"):
         m = rep.model(role)
         if m:
-            L.append(f"| {role} | `{m.arch}` | {_pct(m.test_accuracy)} | {_num(m.params)} | {_num(m.macs)} | "
-                     f"{_kb(m.flash_bytes)} | {_kb(m.peak_ram_bytes)} | {_ms(m.predicted_latency_ms)} | "
-                     f"{_ms(m.measured_latency_ms)} |")
+            L.append(f"| {role} | `{m.arch}` | {fmt_pct(m.test_accuracy)} | {fmt_num(m.params)} | {fmt_num(m.macs)} | "
+                     f"{fmt_kb(m.flash_bytes)} | {fmt_kb(m.peak_ram_bytes)} | {fmt_ms(m.predicted_latency_ms)} | "
+                     f"{fmt_ms(m.measured_latency_ms)} |")
     return L + [""]
 
 
@@ -195,13 +195,13 @@ def _artifacts_table(arts: list[ArtifactRow]) -> list[str]:
          "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|"]
     for a in arts:
         par = a.parity or {}
-        L.append(f"| `{a.path}` | {a.format} | {a.precision} | {_kb(a.size_bytes)} | {_pct(a.accuracy)} | "
-                 f"{_num(par.get('max_abs_diff'), '{:.2e}')} | {_pct(par.get('top1_agreement'))} | "
-                 f"{ok[par.get('passed')]} | {_ms(a.p50_ms)} | {_ms(a.p99_ms)} | {ok[a.budget_ok]} |")
+        L.append(f"| `{a.path}` | {a.format} | {a.precision} | {fmt_kb(a.size_bytes)} | {fmt_pct(a.accuracy)} | "
+                 f"{fmt_num(par.get('max_abs_diff'), '{:.2e}')} | {fmt_pct(par.get('top1_agreement'))} | "
+                 f"{ok[par.get('passed')]} | {fmt_ms(a.p50_ms)} | {fmt_ms(a.p99_ms)} | {ok[a.budget_ok]} |")
     return L + [""]
 
 
-def _image_path_table(ip: ImagePath | None) -> list[str]:
+def image_path_table(ip: ImagePath | None) -> list[str]:
     """The deployed artifact's image path, stage by stage (empty without one)."""
     if ip is None:
         return []
@@ -210,8 +210,8 @@ def _image_path_table(ip: ImagePath | None) -> list[str]:
          f"{ip.image}, {ip.runs} runs (`edgekd-rt bench MODEL --image FILE` measures the same on a board).", "",
          "| stage | p50 (ms) | p90 (ms) | p99 (ms) | mean (ms) |", "|---|---:|---:|---:|---:|"]
     for name, s in ip.stages.items():
-        L.append(f"| {name} | {_ms(s.get('p50_ms'))} | {_ms(s.get('p90_ms'))} | {_ms(s.get('p99_ms'))} | "
-                 f"{_ms(s.get('mean_ms'))} |")
+        L.append(f"| {name} | {fmt_ms(s.get('p50_ms'))} | {fmt_ms(s.get('p90_ms'))} | {fmt_ms(s.get('p99_ms'))} | "
+                 f"{fmt_ms(s.get('mean_ms'))} |")
     return L + [""]
 
 
@@ -235,8 +235,8 @@ def _budget_section(rep: Report, figs: dict[str, str]) -> list[str]:
          f"{feasible} of {evaluated} candidate students fit; chosen: `{bud.chosen}`{binding}.", ""]
     t = bud.teacher
     if t and t.get("name"):
-        L += [f"The teacher `{t['name']}` was costed as a candidate too: {_num(t.get('params'))} params, "
-              f"{_kb(t.get('flash_bytes'))} flash, {_ms(t.get('latency_ms'))} ms predicted: "
+        L += [f"The teacher `{t['name']}` was costed as a candidate too: {fmt_num(t.get('params'))} params, "
+              f"{fmt_kb(t.get('flash_bytes'))} flash, {fmt_ms(t.get('latency_ms'))} ms predicted: "
               + ("it **fits** the budget." if t.get("feasible") else
                  f"it does not fit ({', '.join(t.get('violated') or [])})."), ""]
     elif t:

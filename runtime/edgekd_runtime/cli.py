@@ -36,7 +36,7 @@ STD_HELP = "Input normalisation std of a bare model file (default MNIST's 0.3081
 PROGRESS_MIN_IMAGES = 20  # show a progress bar (on stderr) from this many images on
 
 
-def _console(stderr: bool = False) -> Any:
+def rich_console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
@@ -92,7 +92,7 @@ def predict_cmd(
     else:
         from rich.progress import track
 
-        for f in track(files, description="recognising", console=_console(stderr=True), transient=True):
+        for f in track(files, description="recognising", console=rich_console(stderr=True), transient=True):
             read(f)
     failed = [r for r in results if "error" in r]
     if as_json:
@@ -121,7 +121,7 @@ def _print_predictions(rec: Any, results: List[dict], top_k: int) -> None:
         top = ", ".join(f"{c['label']} {c['probability']:.2f}" for c in r["top_k"])
         t.add_row(r["image"], f"[bold]{r['label']}[/]", f"{r['probability']:.3f}", top,
                   f"{r['latency_ms']:.2f} ms (+{r['preprocess_ms']:.1f} prep)")
-    _console().print(t)
+    rich_console().print(t)
 
 
 @app.command("bench", cls=LeanCommand)
@@ -158,7 +158,7 @@ def bench_cmd(
         return
     from rich.progress import Progress
 
-    with Progress(console=_console(stderr=True), transient=True) as bar:
+    with Progress(console=rich_console(stderr=True), transient=True) as bar:
         task = bar.add_task("image path" if image is not None else "benchmarking", total=runs)
         step = max(1, runs // 50)
         show = lambda i: bar.update(task, completed=i) if i % step == 0 else None  # noqa: E731
@@ -263,7 +263,7 @@ def _print_rows(title: str, rows: List[tuple]) -> None:
     t.add_column()
     for k, v in rows:
         t.add_row(k, str(v))
-    _console().print(t)
+    rich_console().print(t)
 
 
 def _register_calibrate() -> None:

@@ -64,13 +64,13 @@ def register(app: typer.Typer, model_help: str, backend_help: str) -> None:
 
 def _progress(files: List[Path], quiet: bool) -> Any:
     """The files, behind a progress bar on stderr from `cli.PROGRESS_MIN_IMAGES` images on (as `predict` does)."""
-    from .cli import PROGRESS_MIN_IMAGES, _console
+    from .cli import PROGRESS_MIN_IMAGES, rich_console
 
     if quiet or len(files) < PROGRESS_MIN_IMAGES:
         return files
     from rich.progress import track
 
-    return track(files, description="reading", console=_console(stderr=True), transient=True)
+    return track(files, description="reading", console=rich_console(stderr=True), transient=True)
 
 
 def _print_readings(rec: Any, results: List[dict]) -> None:

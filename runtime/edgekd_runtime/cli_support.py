@@ -59,12 +59,12 @@ def _show_warning(show_other: Callable[..., None], message: Warning | str, categ
 def print_json(obj: Any) -> None:
     """Machine output for --json: one valid JSON document on stdout. JSON has no NaN or infinity (Python's bare
     `NaN` breaks JSON.parse and strict parsers): a non-finite number that reaches here is written as null."""
-    from .atomic import _json_default
+    from .atomic import json_default
 
     try:
-        text = json.dumps(obj, indent=2, default=_json_default, allow_nan=False)
+        text = json.dumps(obj, indent=2, default=json_default, allow_nan=False)
     except ValueError:
-        text = json.dumps(_finite_or_null(obj), indent=2, default=_json_default, allow_nan=False)
+        text = json.dumps(_finite_or_null(obj), indent=2, default=json_default, allow_nan=False)
     sys.stdout.write(text + "\n")
 
 
