@@ -259,3 +259,18 @@ def test_no_private_module_of_another_package_is_imported():
                 if parts[0] not in own and any(p.startswith("_") and p != "__future__" for p in parts):
                     bad.append(f"{path.relative_to(root)}:{node.lineno} {name}")
     assert not bad, bad
+
+
+def test_no_private_name_is_imported_from_another_module():
+    """A name another module needs is public (one home, one contract): no `from .render import _pct`."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    bad = []
+    for path in [*root.glob("edgekd/**/*.py"), *root.glob("runtime/edgekd_runtime/*.py"),
+                 *root.glob("converters/edgekd_converters/*.py"), *root.glob("samples/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                bad += [f"{path.relative_to(root)}:{node.lineno} {a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not bad, bad
