@@ -8,10 +8,10 @@
   `ONLINE_MAX_COST_RATIO` times the student's training step in MACs (forward + backward, about 3x its forward
   MACs); cached otherwise.
 
-Measured on 2 shared cores (benchmarks/kd_quality.py, 4 of 5 folds, 4,000 held-out digits, 20 student epochs):
+Measured on 2 shared cores (benchmarks/kd_quality.py, all 5 folds, 5,000 held-out digits, 20 student epochs):
 the default teacher (`cnn`, 21.9 M MACs) into the default budget's student (`cnn-w16-d2-r28`, a 3.1 M-MAC step,
-ratio 7.1) gained +0.30 pp (95 % CI -0.20 .. +0.80) online at 2.2x a scratch epoch, and +0.35 pp (-0.14 .. +0.84)
-cached at ~1.5x: at this schedule online buys nothing measurable on a CPU, so that pair stays cached. (MACs
+ratio 7.1) gained +0.24 pp (95 % CI -0.22 .. +0.70) online at 2.2x a scratch epoch, and +0.50 pp (+0.06 .. +0.94)
+cached at ~1.45x: at this schedule online buys nothing measurable on a CPU, so that pair stays cached. (MACs
 overstate a big teacher's wall time on a CPU, 7.1x in MACs was 2.2x in seconds; the ratio is a policy, not a clock.)
 """
 
