@@ -1,7 +1,7 @@
 """Pixel scales: the one rule for "is this 0..255 or 0..1", for raw images and for canvases.
 
 - Raw pixels (`full_scale`): integers are levels (uint8 and any integer <= 255: 0..255; uint16 or larger values:
-  0..65535); floats are 0..1 when no value exceeds 1 (+ `RANGE_TOLERANCE`, resampling overshoot), else 0..255,
+  0..65535), except that bool arrays and wider integer arrays holding only 0 and 1 are binary (1 is white); floats are 0..1 when no value exceeds 1 (+ `RANGE_TOLERANCE`, resampling overshoot), else 0..255,
   else 0..65535. Negative or NaN/inf pixels are refused (they look normalised, or broken).
 - Canvases (`as_canvases`): the model-side images before normalisation, float32 in [0, 1] (pixel / 255). uint8
   canvases are pixels and are divided by 255; float canvases must already be in [0, 1] (`check_canvas_range`,
@@ -42,13 +42,15 @@ def full_scale(a: np.ndarray, what: str, error: type[UserInputError] = ImageErro
             raise error(f"{what}: negative pixel values (min {lo:.3g}); pass raw pixels (0..1 or 0..255), not a "
                         f"normalised tensor")
         return 1.0 if hi <= 1.0 + RANGE_TOLERANCE else 255.0 if hi <= 255.0 else 65535.0
-    if a.dtype in (np.uint8, np.int8):
+    if a.dtype == np.uint8:
         return 255.0
-    if a.dtype == np.uint16:
-        return 65535.0
     ilo, ihi = (int(a.min()), int(a.max())) if a.size else (0, 0)
     if ilo < 0:
         raise error(f"{what}: negative pixel values (min {ilo}); pass raw pixels (0..255 or 0..65535)")
+    if a.dtype == np.uint16:
+        return 65535.0
+    if ihi <= 1 and a.dtype != np.int8:
+        return 1.0  # a binary image (bool, or wider integers holding only 0 and 1): 1 is white
     return 255.0 if ihi <= 255 else 65535.0
 
 

@@ -89,6 +89,8 @@ def test_array_canvases_follow_the_runtimes_0_255_rule():
               np.minimum(x / 255 * 1.0005, 1.0005)):
         assert np.array_equal(to_uint8_canvases(a, "a.npz"), x)
     assert np.array_equal(to_uint8_canvases(x > 127, "a.npz"), np.where(x > 127, 255, 0))
+    binary = (x > 127).astype(np.int64)  # a binarised npz: 1 is white, as for bools
+    assert np.array_equal(to_uint8_canvases(binary, "a.npz"), np.where(x > 127, 255, 0))
     with pytest.raises(UserInputError, match="a.npz: pixel values must be in 0..1 or 0..255"):
         to_uint8_canvases(x.astype(np.float32) * 2, "a.npz")
     with pytest.raises(UserInputError, match="a.npz: negative pixel values"):

@@ -19,6 +19,8 @@ from edgekd_runtime.pixels import RANGE_TOLERANCE, as_canvases, full_scale, to_u
     ([0, 100], np.int8, 255.0),
     ([0, 1], np.uint16, 65535.0),
     ([0, 200], np.int64, 255.0),  # any integer within 0..255 counts levels of 0..255
+    ([0, 1], np.int64, 1.0),  # ... but wider integers holding only 0 and 1 are a binary image
+    ([False, True], np.bool_, 1.0),
     ([0, 256], np.int32, 65535.0),
     ([0.0, 0.0], np.float32, 1.0),  # all black: either reading gives black
     ([0.0, 1.0], np.float32, 1.0),
@@ -36,6 +38,8 @@ def test_full_scale_refuses_normalised_and_broken_pixels():
         full_scale(np.array([-0.42, 2.8], np.float32), "img")
     with pytest.raises(ImageError, match="img: negative pixel values"):
         full_scale(np.array([-1, 3], np.int16), "img")
+    with pytest.raises(ImageError, match="img: negative pixel values"):
+        full_scale(np.array([-5, 3], np.int8), "img")
     with pytest.raises(ImageError, match="img: 1 NaN/inf"):
         full_scale(np.array([0.5, np.nan], np.float32), "img")
     with pytest.raises(ProfileError, match="img: negative"):  # callers choose their own typed error
