@@ -54,7 +54,7 @@ def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
         check_task(cfg.student, cfg.task, cfg.lines.height if lines else None)
     d = cfg.distill
     check_loss(d.loss_config(), cfg.task)
-    check_kd_mode(d.kd_mode)
+    check_kd_mode(d.kd_mode, cfg.task)
     if d.loss.strip() != "none" and not cfg.teacher:
         raise UserInputError(f"give --teacher FILE (edgekd teacher train{' --task lines' if lines else ''} writes "
                              f"one), or --loss none")

@@ -108,7 +108,6 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     task), the built-in teacher's name, the teacher scale, the deploy_teacher policy, the KD loss and its settings,
     the transfer views, and the run directory."""
     from edgekd.models.foreign_teachers import parse_teacher_scale
-    from edgekd.train.kd_mode import check_kd_mode
     from edgekd_runtime.atomic import check_writable
     from edgekd_runtime.errors import UserInputError
 
@@ -122,7 +121,6 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     d = cfg.distill
     if d.transfer_views < 1:
         raise UserInputError(f"distill.transfer_views must be >= 1, got {d.transfer_views}")
-    check_kd_mode(d.kd_mode)
     check_writable(run_dir, "--out", directory=True)
 
 

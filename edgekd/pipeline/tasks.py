@@ -70,6 +70,7 @@ def check_task_inputs(cfg: PipelineConfig) -> None:
     from edgekd.models.line_models import check_task
     from edgekd.models.students import parse_student_id
     from edgekd.models.teachers import TEACHERS
+    from edgekd.train.kd_mode import check_kd_mode
 
     if cfg.student:
         parse_student_id(cfg.student)
@@ -79,6 +80,10 @@ def check_task_inputs(cfg: PipelineConfig) -> None:
         check_task(cfg.teacher_arch, cfg.task)
     d = cfg.distill
     check_loss(d.loss_config(), cfg.task)
+    check_kd_mode(d.kd_mode, cfg.task)
+    if cfg.task == "lines" and cfg.deploy_teacher != "auto":
+        raise UserInputError(f"deploy_teacher {cfg.deploy_teacher} is for the digits task; a lines run always "
+                             f"deploys its distilled student: leave it out for task lines")
     if cfg.task == "lines":
         from edgekd.data.lines import LINE_SOURCES
 

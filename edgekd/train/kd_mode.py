@@ -43,9 +43,14 @@ class KDModeChoice:
     student_step_macs: int | None = None
 
 
-def check_kd_mode(mode: str) -> str:
+def check_kd_mode(mode: str, task: str = "digits") -> str:
+    """The KD mode, or a UserInputError: an unknown one, or one chosen for the lines task (which always distils
+    over fresh compositions of its training lines, so the choice would be ignored)."""
     if mode not in KD_MODES:
         raise UserInputError(f"unknown KD mode {mode!r}; choose one of: {', '.join(KD_MODES)}")
+    if task == "lines" and mode != "auto":
+        raise UserInputError(f"--kd-mode {mode} is for the digits task; the lines task distils over fresh "
+                             f"compositions of its training lines: leave kd_mode out for task lines")
     return mode
 
 

@@ -480,6 +480,9 @@ CLI_REFUSALS = {
                              "--config", "{lines_yaml}"], ["32 px", "-r24"]),
     "digit loss for lines": (["distill", "--task", "lines", "--teacher", "{line_teacher}", "--student",
                               "ctc-w4-d2-r24", "--loss", "kd", "--config", "{lines_yaml}"], ["frame_kd"]),
+    "digit KD mode for lines": (["distill", "--task", "lines", "--teacher", "{line_teacher}", "--student",
+                                 "ctc-w4-d2-r24", "--kd-mode", "online", "--config", "{lines_yaml}"],
+                                ["--kd-mode online is for the digits task"]),
     "line loss for digits": (["distill", "--teacher", "{digit_teacher}", "--student", "cnn-w4-d2-r20",
                               "--loss", "frame_kd", "--config", "{digits_yaml}"], ["--task lines"]),
     # the mirror cases: line models asked to read single digits (no --task lines)

@@ -183,6 +183,8 @@ def test_other_configuration_is_refused_without_force(finished_run, tiny_config)
     (["--student", "ctc-w8-d2-r24"], "reads text lines (CTC); pass --task lines"),
     (["--task", "lines", "--data", "npz"], "unknown line data source 'npz'"),
     (["--task", "lines", "--teacher-scale", "0-1"], "teacher_scale is for digit teacher files"),
+    (["--task", "lines", "--kd-mode", "online"], "--kd-mode online is for the digits task"),
+    (["--task", "lines", "--deploy-teacher", "never"], "deploy_teacher never is for the digits task"),
 ])
 def test_bad_inputs_exit_2_and_write_nothing(tmp_path, args, message):
     out = tmp_path / "run"
