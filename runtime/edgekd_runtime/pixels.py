@@ -1,7 +1,8 @@
 """Pixel scales: the one rule for "is this 0..255 or 0..1", for raw images and for canvases.
 
 - Raw pixels (`full_scale`): integers are levels (uint8 and any integer <= 255: 0..255; uint16 or larger values:
-  0..65535), except that bool arrays and wider integer arrays holding only 0 and 1 are binary (1 is white); floats are 0..1 when no value exceeds 1 (+ `RANGE_TOLERANCE`, resampling overshoot), else 0..255,
+  0..65535), except that bool arrays and wider integer arrays holding only 0 and 1 are binary (1 is white);
+  floats are 0..1 when no value exceeds 1 (+ `RANGE_TOLERANCE`, resampling overshoot), else 0..255,
   else 0..65535. Negative or NaN/inf pixels are refused (they look normalised, or broken).
 - Canvases (`as_canvases`): the model-side images before normalisation, float32 in [0, 1] (pixel / 255). uint8
   canvases are pixels and are divided by 255; float canvases must already be in [0, 1] (`check_canvas_range`,
