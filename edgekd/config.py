@@ -213,7 +213,7 @@ def resolve_config(file_values: dict[str, Any] | None = None,
 
 def budget_request(cfg: RunConfig, **flags: Any) -> dict[str, Any] | None:
     """The budget search of `edgekd distill`: the budget flags over the file's target/profile/budget (a flag left
-    out changes nothing; `--precision` wins when it is not its default, int8). None when neither asks for a
+    out changes nothing; a given `--precision` wins, else the file's, else int8). None when neither asks for a
     search, or the file names its `student` and no flag asks (then the student id says which)."""
     given = {k: v for k, v in flags.items() if v is not None and k != "precision"}
     if not given and (cfg.student or (cfg.target is None and cfg.profile is None and cfg.budget is None)):
@@ -223,5 +223,5 @@ def budget_request(cfg: RunConfig, **flags: Any) -> dict[str, Any] | None:
         "target": cfg.target, "profile": Path(cfg.profile) if cfg.profile else None}
     req: dict[str, Any] = {"target": None, "profile": None, **board, **{k: limits.get(k) for k in BUDGET_KEYS}}
     flag_precision = flags.get("precision")
-    req["precision"] = flag_precision if flag_precision not in (None, "int8") else limits.get("precision", "int8")
+    req["precision"] = flag_precision or limits.get("precision", "int8")
     return {**req, **given}

@@ -23,7 +23,8 @@ def budget_options() -> dict[str, Any]:
         "ram_kb": typer.Option(None, "--ram-kb", help="Peak activation RAM limit (KiB) at --precision."),
         "macs": typer.Option(None, "--macs", help="Multiply-accumulates per image limit."),
         "params": typer.Option(None, "--params", help="Parameter count limit."),
-        "precision": typer.Option("int8", "--precision", "-p", help="Deployed precision: int8, fp16 or fp32."),
+        "precision": typer.Option(None, "--precision", "-p", help="Deployed precision: int8 (default), fp16 or "
+                                                                    "fp32."),
     }
 
 
@@ -120,7 +121,7 @@ def register(app: typer.Typer) -> None:
         ram_kb: Optional[float] = opts["ram_kb"],
         macs: Optional[float] = opts["macs"],
         params: Optional[float] = opts["params"],
-        precision: str = opts["precision"],
+        precision: Optional[str] = opts["precision"],
         num_classes: Optional[float] = typer.Option(None, "--num-classes", min=2,
                                                   help="Output classes of the student (default 10 digits; lines: "
                                                        "charset + blank, 11 for digit strings)."),
@@ -144,7 +145,7 @@ def register(app: typer.Typer) -> None:
 
         check_task_name(task)
         classes = _class_count(num_classes) if num_classes is not None else (11 if task == "lines" else 10)
-        result = run_search(target, profile, latency_ms, flash_kb, ram_kb, macs, params, precision,
+        result = run_search(target, profile, latency_ms, flash_kb, ram_kb, macs, params, precision or "int8",
                             num_classes=classes, proxy_epochs=proxy_epochs, log=log,
                             default_target=None, task=task, line_height=line_height, line_width=line_width)
         plot_path = None

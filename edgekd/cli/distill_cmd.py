@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
         ram_kb: Optional[float] = BUDGET_OPTS["ram_kb"],
         macs: Optional[float] = BUDGET_OPTS["macs"],
         params: Optional[float] = BUDGET_OPTS["params"],
-        precision: str = BUDGET_OPTS["precision"],
+        precision: Optional[str] = BUDGET_OPTS["precision"],
     ) -> None:
         cfg = resolve_task_config(config, {
             **task_overrides(task, source, data_path, data_seed),

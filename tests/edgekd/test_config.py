@@ -92,15 +92,16 @@ def test_budget_null_in_a_file_removes_a_limit_but_a_missing_flag_does_not(tmp_p
 
 def test_distill_budget_request_from_the_file_and_the_flags():
     flags = dict(target=None, profile=None, latency_ms=None, flash_kb=None, ram_kb=None, macs=None, params=None,
-                 precision="int8")
+                 precision=None)
     assert budget_request(RunConfig(), **flags) is None  # nothing asks for a search: --student is needed
     cfg = resolve_config({"target": "rpi5", "budget": {"flash_kb": 64}})
     req = budget_request(cfg, **{**flags, "latency_ms": 2.0})
     assert (req["target"], req["flash_kb"], req["latency_ms"], req["precision"]) == ("rpi5", 64.0, 2.0, "int8")
     assert budget_request(cfg, **{**flags, "target": "rpi4"})["target"] == "rpi4"  # a flag wins over the file
     fp16 = resolve_config({"budget": {"latency_ms": 2, "precision": "fp16"}})
-    assert budget_request(fp16, **flags)["precision"] == "fp16"  # the flag's default does not override the file
+    assert budget_request(fp16, **flags)["precision"] == "fp16"  # no flag: the file's precision
     assert budget_request(fp16, **{**flags, "precision": "fp32"})["precision"] == "fp32"
+    assert budget_request(fp16, **{**flags, "precision": "int8"})["precision"] == "int8"  # given, even the default
     assert budget_request(resolve_config({"student": "linear-r16", "target": "rpi4"}), **flags) is None
 
 
