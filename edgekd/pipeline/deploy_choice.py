@@ -167,10 +167,14 @@ def decide(choice: DeployChoice, search: Mapping[str, Any], val: ValComparison) 
 def compare_on_val(teacher: Any, student_ck: Path | None, splits: Any) -> ValComparison:
     """Teacher vs the distilled student (None: not trained) on the val split, fp32 torch on the CPU."""
     from edgekd.train.checkpoint import load_student_checkpoint
+    from edgekd_runtime.errors import UserInputError
 
+    if not len(splits.val.y):
+        raise UserInputError("the teacher and the student are compared on the val split, which is empty: set "
+                             "data.val_fraction above 0, or pass --deploy-teacher never")
     t_ok = _correct(teacher.model, splits.val.x, splits.val.y, 28)
     if student_ck is None:
-        return ValComparison(float(t_ok.mean()) if len(t_ok) else float("nan"))
+        return ValComparison(float(t_ok.mean()))
     model, ck = load_student_checkpoint(student_ck)
     s_ok = _correct(model, splits.val.x, splits.val.y, int(ck.get("input_size") or 28))
     return ValComparison(float(t_ok.mean()), float(s_ok.mean()), int(np.sum(s_ok & ~t_ok)), int(np.sum(t_ok & ~s_ok)))

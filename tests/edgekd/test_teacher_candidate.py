@@ -252,3 +252,14 @@ def test_an_onnx_teacher_that_fits_is_deployed_as_its_own_graph(tmp_path, loosen
     on_board = edgekd_runtime.load(out / "bundle").predict_proba(s.test_x).argmax(1)
     assert m.deployed == "student_int8.tflite" and np.mean(on_board == by_teacher) >= 0.95
     assert rep["deployed"]["accuracy"] == float(np.mean(on_board == s.test_y))
+
+
+def test_an_empty_val_split_cannot_decide_between_teacher_and_student():
+    import types
+
+    from edgekd.pipeline.deploy_choice import compare_on_val
+    from edgekd_runtime.errors import UserInputError
+
+    empty = types.SimpleNamespace(val=types.SimpleNamespace(x=np.zeros((0, 28, 28), np.uint8), y=np.zeros(0, int)))
+    with pytest.raises(UserInputError, match="val split, which is empty"):
+        compare_on_val(None, None, empty)
