@@ -96,6 +96,10 @@ def recognize(
     recognizer = edgekd_runtime.load(model, backend=backend, threads=threads, precision=precision)
     is_lines = getattr(recognizer, "task", "digits") == "lines"
     frames = _frames(listed, inputs, camera, new_only, recursive, interval_s, crop, duration_s, square=not is_lines)
+    if not is_lines:
+        refuse_pattern_for_digits(model, pattern)
+    if watch:
+        typer.echo(f"watching {inputs[0]} every {interval_s} s for new images (Ctrl-C stops)", err=True)
     if is_lines:
         from lines import LineOptions, read_lines
 
@@ -103,9 +107,6 @@ def recognize(
         if read_lines(recognizer, frames, opts, _model_facts(recognizer)):
             raise typer.Exit(EXIT_USAGE)
         return
-    refuse_pattern_for_digits(model, pattern)
-    if watch:
-        typer.echo(f"watching {inputs[0]} every {interval_s} s for new images (Ctrl-C stops)", err=True)
     tally = _Tally()
     for_each_frame(frames, lambda frame: _recognise_frame(recognizer, frame, top_k, tally, json_out, width),
                    lambda: limit is not None and tally.count >= limit)

@@ -83,6 +83,14 @@ def test_a_pattern_constrains_every_reading(line_bundle, line_folder):
     assert summary["pattern"] == r"\d{3}"
 
 
+def test_a_watched_folder_of_lines_is_read_and_announced(line_bundle, line_folder):
+    done = _run(line_bundle, line_folder, "--watch", "--interval-s", "0.1", "--duration-s", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    assert f"watching {line_folder}" in done.stderr  # as in digit mode
+    results, summary = _jsonl(done.stdout)
+    assert summary["count"] == 3 and results[0]["text"] == "171"
+
+
 @pytest.mark.parametrize("args, says", [
     (["--pattern", "[a-z]+"], "no reading over the model's characters '0123456789' can match pattern '[a-z]+'"),
     (["--pattern", "("], "pattern '('"),
