@@ -16,7 +16,21 @@ from .errors import CalibrationDataError, ParityError
 
 
 @dataclass(frozen=True)
-class Tolerance:
+class _ScoreBound:
+    """The bound on the max abs output difference both tolerances share (inf = not checked)."""
+
+    atol: float
+    rtol: float = 0.0
+
+    def allowed_abs_diff(self, reference_abs_max: float) -> float:
+        return self.atol + self.rtol * reference_abs_max
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Tolerance(_ScoreBound):
     """How far an artifact of one precision may be from its reference.
 
     Attributes:
@@ -25,15 +39,7 @@ class Tolerance:
         min_top1_agreement: fraction of samples whose argmax must agree, in [0, 1].
     """
 
-    atol: float
-    rtol: float = 0.0
     min_top1_agreement: float = 1.0
-
-    def allowed_abs_diff(self, reference_abs_max: float) -> float:
-        return self.atol + self.rtol * reference_abs_max
-
-    def to_dict(self) -> dict[str, float | None]:
-        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
 
 
 # fp32 is a re-expression of the same arithmetic; fp16 rounds weights to ~3 significant digits; int8 is judged
@@ -112,7 +118,7 @@ def check(artifact: str, reference: np.ndarray, outputs: np.ndarray, tolerance: 
 # int8 artifact may read at most 0.3 pp (absolute) more character errors than the reference on the same texts.
 
 @dataclass(frozen=True)
-class SequenceTolerance:
+class SequenceTolerance(_ScoreBound):
     """How far a line model artifact of one precision may be from its reference.
 
     Attributes:
@@ -121,16 +127,8 @@ class SequenceTolerance:
         max_cer_increase: how much higher (absolute) the artifact's CER may be than the reference's.
     """
 
-    atol: float
-    rtol: float = 0.0
     min_string_agreement: float = 0.99
     max_cer_increase: float = math.inf
-
-    def allowed_abs_diff(self, reference_abs_max: float) -> float:
-        return self.atol + self.rtol * reference_abs_max
-
-    def to_dict(self) -> dict[str, float | None]:
-        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
 
 
 SEQUENCE_TOLERANCES: dict[str, SequenceTolerance] = {
