@@ -83,8 +83,24 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
-    from edgekd.budget.cost import student_cost
-    from edgekd.budget.search import Budget, search
+    t0 = time.time()
+    profile = _calibrate(args)
+    canv = calib_canvases()
+    with tempfile.TemporaryDirectory() as td:
+        work = Path(td)
+        rows = _measure_students(profile, work, canv, args)
+        ok = _print_errors(rows)
+        choices = _budget_checks(profile, rows, work, canv, args)
+        ok &= all(c["within"] for c in choices)
+    print(f"\ntotal {time.time() - t0:.0f} s; {'ALL TARGETS MET' if ok else 'SOME TARGETS MISSED'}")
+    if args.json:
+        args.json.write_text(json.dumps({"profile": profile.to_dict(), "rows": rows, "budgets": choices,
+                                         "ok": ok}, indent=1, default=float))
+    return 0 if ok else 1
+
+
+def _calibrate(args: argparse.Namespace):
+    """Step 1: the host profile, and its fit's errors per precision."""
     from edgekd_runtime.calibrate import CalibrationConfig, calibrate
 
     t0 = time.time()
@@ -93,73 +109,78 @@ def main() -> int:
     if args.quick_calibration:
         cfg = CalibrationConfig(backend="tflite", threads=args.threads, precisions=PRECISIONS)
     profile = calibrate(cfg, name="host")
-    cal_s = time.time() - t0
-    print(f"calibrated host profile in {cal_s:.1f} s ({profile.calibration['cpu']}, "
+    print(f"calibrated host profile in {time.time() - t0:.1f} s ({profile.calibration['cpu']}, "
           f"{profile.calibration['backend_version']}, {args.threads} thread(s))")
     for p in PRECISIONS:
         f = profile.calibration["fit"][p]
         print(f"  {p}: fit on {f['samples']} micro-models: median err {f['median_ape_pct']:.1f} %, "
               f"max {f['max_ape_pct']:.1f} %; leave-one-out median {f['loo_median_ape_pct']:.1f} %, "
               f"max {f['loo_max_ape_pct']:.1f} %; margin +{f['margin_pct']:.1f} %")
+    return profile
 
-    canv = calib_canvases()
-    rows, ape, signed = [], {p: [] for p in PRECISIONS}, {p: [] for p in PRECISIONS}
-    with tempfile.TemporaryDirectory() as td:
-        work = Path(td)
-        print(f"\n{'student':22s} {'prec':5s} {'MACs':>10s} {'pred ms':>9s} {'meas ms':>9s} {'err %':>7s} "
-              f"{'pred KiB':>9s} {'file KiB':>9s}")
-        for sid in STUDENTS:
-            cost = student_cost(sid, 10)
-            files = convert_student(sid, work, canv)
-            for p in PRECISIONS:
-                pred = profile.estimate_latency_ms(cost.features, p)
-                meas = measure_ms(files[p], args.threads, args.runs, args.repeats)
-                e = (pred - meas) / meas * 100
-                ape[p].append(abs(e))
-                signed[p].append(e)
-                size = files[p].stat().st_size
-                rows.append({"student": sid, "precision": p, "macs": cost.macs, "predicted_ms": pred,
-                             "measured_ms": meas, "error_pct": e, "predicted_flash_bytes": cost.flash_bytes[p],
-                             "file_bytes": size})
-                print(f"{sid:22s} {p:5s} {cost.macs:10,d} {pred:9.4f} {meas:9.4f} {e:+7.1f} "
-                      f"{cost.flash_bytes[p] / 1024:9.1f} {size / 1024:9.1f}", flush=True)
 
-        all_ape = np.array(ape["fp32"] + ape["int8"])
-        ok = True
-        print()
-        for name, arr in [("fp32", np.array(ape["fp32"])), ("int8", np.array(ape["int8"])), ("all", all_ape)]:
-            md, mx = float(np.median(arr)), float(np.max(arr))
-            good = md <= 20 and mx <= 50
-            ok &= good
-            bias = float(np.mean(signed[name] if name in signed else signed["fp32"] + signed["int8"]))
-            print(f"{name:5s}: median |err| {md:5.1f} % (target <= 20), max {mx:5.1f} % (target <= 50) "
-                  f"{'PASS' if good else 'FAIL'}; mean signed {bias:+.1f} %")
-        size_err = [abs(r["predicted_flash_bytes"] - r["file_bytes"]) / r["file_bytes"] * 100 for r in rows]
-        print(f"flash: median |predicted - file| {np.median(size_err):.1f} %, max {np.max(size_err):.1f} %")
+def _measure_students(profile, work: Path, canv: np.ndarray, args: argparse.Namespace) -> list[dict]:
+    """Step 2: predicted vs measured latency (and file size) of every student at every precision."""
+    from edgekd.budget.cost import student_cost
 
-        meas_int8 = sorted(r["measured_ms"] for r in rows if r["precision"] == "int8")
-        budgets = [round(float(np.quantile(meas_int8, q)), 4) for q in (0.25, 0.5, 0.85)]
-        print("\nlatency budgets (int8, searched over the whole student family on the calibrated profile):")
-        print(f"  latency predictions carry a +{100 * profile.latency_margin('int8'):.1f} % margin from the "
-              f"calibration fit's residuals")
-        choices = []
-        for b in budgets:
-            res = search(Budget(latency_ms=b, precision="int8"), profile)
-            c = res.chosen
-            files = convert_student(c.student_id, work, canv)
-            meas = measure_ms(files["int8"], args.threads, args.runs, args.repeats)
-            within = meas <= b
-            ok &= within
-            choices.append({"budget_ms": b, "chosen": c.student_id, "predicted_ms": c.latency_ms,
-                            "bound_ms": c.bound_ms, "measured_ms": meas, "within": within})
-            print(f"  budget {b:.4f} ms -> {c.student_id:20s} predicted {c.latency_ms:.4f} ms (+ margin "
-                  f"{c.bound_ms:.4f}), measured {meas:.4f} ms: {'within' if within else 'OVER'} "
-                  f"({len(res.feasible)}/{len(res.candidates)} fit)")
-    print(f"\ntotal {time.time() - t0:.0f} s; {'ALL TARGETS MET' if ok else 'SOME TARGETS MISSED'}")
-    if args.json:
-        args.json.write_text(json.dumps({"profile": profile.to_dict(), "rows": rows, "budgets": choices,
-                                         "ok": ok}, indent=1, default=float))
-    return 0 if ok else 1
+    rows = []
+    print(f"\n{'student':22s} {'prec':5s} {'MACs':>10s} {'pred ms':>9s} {'meas ms':>9s} {'err %':>7s} "
+          f"{'pred KiB':>9s} {'file KiB':>9s}")
+    for sid in STUDENTS:
+        cost = student_cost(sid, 10)
+        files = convert_student(sid, work, canv)
+        for p in PRECISIONS:
+            pred = profile.estimate_latency_ms(cost.features, p)
+            meas = measure_ms(files[p], args.threads, args.runs, args.repeats)
+            e = (pred - meas) / meas * 100
+            size = files[p].stat().st_size
+            rows.append({"student": sid, "precision": p, "macs": cost.macs, "predicted_ms": pred,
+                         "measured_ms": meas, "error_pct": e, "predicted_flash_bytes": cost.flash_bytes[p],
+                         "file_bytes": size})
+            print(f"{sid:22s} {p:5s} {cost.macs:10,d} {pred:9.4f} {meas:9.4f} {e:+7.1f} "
+                  f"{cost.flash_bytes[p] / 1024:9.1f} {size / 1024:9.1f}", flush=True)
+    return rows
+
+
+def _print_errors(rows: list[dict]) -> bool:
+    """The latency error targets per precision and overall (PASS/FAIL, the bias), and the flash error."""
+    ok = True
+    print()
+    for name in (*PRECISIONS, "all"):
+        errors = np.array([r["error_pct"] for r in rows if name in ("all", r["precision"])])
+        md, mx = float(np.median(np.abs(errors))), float(np.max(np.abs(errors)))
+        good = md <= 20 and mx <= 50
+        ok &= good
+        print(f"{name:5s}: median |err| {md:5.1f} % (target <= 20), max {mx:5.1f} % (target <= 50) "
+              f"{'PASS' if good else 'FAIL'}; mean signed {float(np.mean(errors)):+.1f} %")
+    size_err = [abs(r["predicted_flash_bytes"] - r["file_bytes"]) / r["file_bytes"] * 100 for r in rows]
+    print(f"flash: median |predicted - file| {np.median(size_err):.1f} %, max {np.max(size_err):.1f} %")
+    return ok
+
+
+def _budget_checks(profile, rows: list[dict], work: Path, canv: np.ndarray, args: argparse.Namespace) -> list[dict]:
+    """Step 3: for three int8 latency budgets (quantiles of the measured students), the searched student is
+    converted and measured; `within` says whether it kept its budget."""
+    from edgekd.budget.search import Budget, search
+
+    meas_int8 = sorted(r["measured_ms"] for r in rows if r["precision"] == "int8")
+    budgets = [round(float(np.quantile(meas_int8, q)), 4) for q in (0.25, 0.5, 0.85)]
+    print("\nlatency budgets (int8, searched over the whole student family on the calibrated profile):")
+    print(f"  latency predictions carry a +{100 * profile.latency_margin('int8'):.1f} % margin from the "
+          f"calibration fit's residuals")
+    choices = []
+    for b in budgets:
+        res = search(Budget(latency_ms=b, precision="int8"), profile)
+        c = res.chosen
+        files = convert_student(c.student_id, work, canv)
+        meas = measure_ms(files["int8"], args.threads, args.runs, args.repeats)
+        within = meas <= b
+        choices.append({"budget_ms": b, "chosen": c.student_id, "predicted_ms": c.latency_ms,
+                        "bound_ms": c.bound_ms, "measured_ms": meas, "within": within})
+        print(f"  budget {b:.4f} ms -> {c.student_id:20s} predicted {c.latency_ms:.4f} ms (+ margin "
+              f"{c.bound_ms:.4f}), measured {meas:.4f} ms: {'within' if within else 'OVER'} "
+              f"({len(res.feasible)}/{len(res.candidates)} fit)")
+    return choices
 
 
 if __name__ == "__main__":
