@@ -25,12 +25,13 @@ labels), `never` always deploys the student (the behaviour before the teacher wa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from edgekd.report.schema import Deployment
 from edgekd.report.stats import sign_test_p
 
 if TYPE_CHECKING:
@@ -41,31 +42,7 @@ POLICIES = ("auto", "compare", "never")  # the `deploy_teacher` setting of `edge
 STUDENT_BETTER_P = 0.05  # a pending comparison deploys the student when it is better on val at this significance
 
 
-@dataclass(frozen=True)
-class DeployChoice:
-    """The decision and why (report.json's `deployment`).
-
-    Attributes:
-        model: "student" (the distilled student) or "teacher".
-        reason: one sentence for the report and the log.
-        students_trained: whether the distilled and scratch students were trained.
-        teacher_fits: whether the teacher meets the budget; None when it could not be costed.
-        compare: the choice waits for the val accuracies (`decide`).
-        teacher_val_accuracy, student_val_accuracy: on the val split, once measured.
-        student_better_p: the sign test of "the student is more accurate" on the val digits they disagree on.
-    """
-
-    model: str
-    reason: str
-    students_trained: bool
-    teacher_fits: bool | None
-    compare: bool = False
-    teacher_val_accuracy: float | None = None
-    student_val_accuracy: float | None = None
-    student_better_p: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+DeployChoice = Deployment  # the decision is made in the type report.json stores it as (one field list)
 
 
 def cost_teacher(teacher: Any, file: str | None) -> tuple["ModelCost | None", str | None]:

@@ -14,7 +14,6 @@ from edgekd.report.schema import (
     BudgetSummary,
     Check,
     Deployed,
-    Deployment,
     ImagePath,
     KDGain,
     LatencyModelCheck,
@@ -88,7 +87,7 @@ def build_report(ctx: RunContext) -> Report:
                   models=models, artifacts=artifacts, deployed=deployed, budget=_budget_summary(ctx.search),
                   checks=checks, latency_model=_latency_model(deployed_cost, prec, ctx.bench, deployed_art.path),
                   image_path=_image_path(ctx.bench, deployed_art.path),
-                  deployment=Deployment.from_dict(ctx.choice.to_dict()),
+                  deployment=ctx.choice,
                   kd_gain=_kd_gain(ctx) if ctx.choice.students_trained and ctx.cfg.task == "digits" else None)
 
 

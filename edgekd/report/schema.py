@@ -157,10 +157,20 @@ class BudgetSummary(_Section):
     teacher: dict[str, Any] | None = None  # the teacher as a candidate (`results._teacher_candidate`)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Deployment(_Section):
-    """Which model is deployed and why (`edgekd.pipeline.deploy_choice.DeployChoice.to_dict()`): the distilled
-    student, or the teacher when it fits the budget and is the more accurate candidate."""
+    """Which model is deployed and why: the distilled student, or the teacher when it fits the budget and is the
+    more accurate candidate. `edgekd.pipeline.deploy_choice` makes the decision in this very type (DeployChoice).
+
+    Attributes:
+        model: "student" (the distilled student) or "teacher".
+        reason: one sentence for the report and the log.
+        students_trained: whether the distilled and scratch students were trained.
+        teacher_fits: whether the teacher meets the budget; None when it could not be costed.
+        compare: the choice waits for the val accuracies (`deploy_choice.decide`).
+        teacher_val_accuracy, student_val_accuracy: on the val split, once measured.
+        student_better_p: the sign test of "the student is more accurate" on the val digits they disagree on.
+    """
 
     model: str
     reason: str
