@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -72,4 +73,14 @@ def init_distributed(device_type: str) -> DistInfo:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        # torch asks for an explicit teardown: a group left to the interpreter's exit can abort a rank
+        # ("terminate called without an active exception") after its work is done
+        atexit.register(_destroy_group)
     return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+def _destroy_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
