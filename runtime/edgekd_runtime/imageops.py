@@ -3,18 +3,46 @@
 One implementation for the board and for training (edgekd's data pipeline calls `preprocess`, which calls these).
 Images are 8-bit grey levels (uint8) wherever a step allows it, a quarter of float32's memory traffic; the
 functions that also serve the line path take float32 too and keep the dtype they are given. `cv2` is imported
-inside each function, so that `import edgekd_runtime` (a program that only runs a model on canvases, or
+on first use (`cv()`), so that `import edgekd_runtime` (a program that only runs a model on canvases, or
 `edgekd-rt bench`) does not pay OpenCV's import time and ~14 MiB of RSS.
+
+OpenCV runs single-threaded (`CV_THREADS_ENV`): on a frame of a camera's size its thread pool costs more than it
+gains (a 640x480 frame's preprocessing: 0.37 ms wall / 0.37 ms CPU with one thread, 0.56 ms wall / 1.0 ms CPU
+with two; its idle workers spin and slow the decoding and the interpreter that run next). albumentations makes
+the same choice for its data pipelines. The setting is OpenCV's, process-wide.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 from typing import Any
 
 import numpy as np
+
+from .errors import UserInputError
+
+#: The number of threads OpenCV may use (default 1); "keep" leaves OpenCV's own setting (all cores).
+CV_THREADS_ENV = "EDGEKD_OPENCV_THREADS"
+
+
+@functools.lru_cache(maxsize=1)
+def cv() -> Any:
+    """The `cv2` module, imported once, with its thread count set from `CV_THREADS_ENV`.
+
+    Raises:
+        UserInputError: the variable is neither a whole number >= 1 nor "keep"."""
+    import cv2
+
+    raw = os.environ.get(CV_THREADS_ENV, "1").strip().lower()
+    if raw != "keep":
+        if not raw.isdigit() or int(raw) < 1:
+            raise UserInputError(f"{CV_THREADS_ENV}={raw!r}: use a whole number of threads >= 1, or 'keep' for "
+                             f"OpenCV's own setting; unset it for 1")
+        cv2.setNumThreads(int(raw))
+    return cv2
 
 
 @functools.lru_cache(maxsize=64)
@@ -46,7 +74,7 @@ def clip01(a: np.ndarray) -> np.ndarray:
 
 def to_levels(a: np.ndarray) -> np.ndarray:
     """Grey levels uint8 from float32 in [0, 1] (rounded, half to even like np.rint); uint8 is returned as is."""
-    import cv2
+    cv2 = cv()
 
     if a.dtype == np.uint8:
         return a
@@ -60,14 +88,14 @@ def from_levels(a: np.ndarray) -> np.ndarray:
 
 def median3(levels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """3x3 median filter of uint8 levels, edges replicated (into `out` when given)."""
-    import cv2
+    cv2 = cv()
 
     return cv2.medianBlur(np.ascontiguousarray(levels), 3, dst=out)
 
 
 def invert(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """255 - levels for uint8 (into `out` when given), 1 - a for float in [0, 1]."""
-    import cv2
+    cv2 = cv()
 
     return cv2.bitwise_not(a, dst=out) if a.dtype == np.uint8 else np.float32(1.0) - a
 
@@ -75,7 +103,7 @@ def invert(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def dilate(a: np.ndarray, k: int) -> np.ndarray:
     """Grey dilation with a k x k square (k odd); pixels outside the image do not count (for ink >= 0: zero
     outside). uint8, float32 or bool (as 0/1) in, the same dtype out."""
-    import cv2
+    cv2 = cv()
 
     if a.dtype == np.bool_:
         return cv2.dilate(np.ascontiguousarray(a).view(np.uint8), _square(k)).view(np.bool_)
@@ -84,7 +112,7 @@ def dilate(a: np.ndarray, k: int) -> np.ndarray:
 
 def erode(a: np.ndarray, k: int) -> np.ndarray:
     """Grey erosion with a k x k square (k odd); pixels outside the image do not count (= edges replicated)."""
-    import cv2
+    cv2 = cv()
 
     if a.dtype == np.bool_:
         return cv2.erode(np.ascontiguousarray(a).view(np.uint8), _square(k)).view(np.bool_)
@@ -94,7 +122,7 @@ def erode(a: np.ndarray, k: int) -> np.ndarray:
 def stroke_width(b: np.ndarray) -> float:
     """Mean stroke width in pixels of a mask (bool or uint8, nonzero = ink), ~ 2 * area / boundary length; the
     boundary is the ink with a 4-neighbour off the ink or off the image."""
-    import cv2
+    cv2 = cv()
 
     m = np.ascontiguousarray(b).view(np.uint8) if b.dtype == np.bool_ else b
     area = cv2.countNonZero(m)
@@ -106,7 +134,7 @@ def stroke_width(b: np.ndarray) -> float:
 
 def block_mean(a: np.ndarray, f: int) -> np.ndarray:
     """Means of f x f blocks (uint8: rounded), the rows and columns past a whole number of blocks left out."""
-    import cv2
+    cv2 = cv()
 
     h, w = a.shape[:2]
     return cv2.resize(a[:h // f * f, :w // f * f], (w // f, h // f), interpolation=cv2.INTER_AREA)
@@ -114,7 +142,7 @@ def block_mean(a: np.ndarray, f: int) -> np.ndarray:
 
 def block_max(a: np.ndarray, f: int) -> np.ndarray:
     """Maxima of f x f blocks, (ceil(h / f), ceil(w / f)); the last blocks may be partial."""
-    import cv2
+    cv2 = cv()
 
     return cv2.dilate(a, _square(f), anchor=(0, 0))[::f, ::f]
 
@@ -124,7 +152,7 @@ def box_means(a: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
     pixel counted in the box its centre falls in: an exact box filter, from the column sums of each band of rows
     (an area resize by a non-integer factor is ~8x slower, and reducing by an integer factor first misplaces
     the boxes along the far edges, where a photo's desk is)."""
-    import cv2
+    cv2 = cv()
 
     h, w = a.shape[:2]
     if w % wh[0] == 0 and h % wh[1] == 0 and a.dtype == np.uint8:  # whole boxes (a 640x480 frame): two calls
@@ -155,7 +183,7 @@ def background(d: np.ndarray, cells: int = 16, out: np.ndarray | None = None, da
     a grid of `cells` along the longer side, their 3x3 minimum, a 3x3 mean, bilinear back to full size. uint8
     or float32 in, the same dtype out (into `out` when given). `dark`: the ink is dark on `d` (light paper):
     the map of the inverted image, inverted back (the brightest part of the cells), without inverting `d`."""
-    import cv2
+    cv2 = cv()
 
     h, w = d.shape
     side = max(h, w)
@@ -170,7 +198,7 @@ def flatten(levels: np.ndarray, dark: bool, out: np.ndarray | None = None) -> np
     """The ink of uint8 levels, light on dark (255 - levels when the ink is `dark`), less its `background`,
     clipped at 0 (into `out` when given): for dark ink (255 - x) - (255 - map) = map - x, so the inverted frame
     is never made."""
-    import cv2
+    cv2 = cv()
 
     bg = background(levels, out=out, dark=dark)
     return cv2.subtract(bg, levels, dst=out) if dark else cv2.subtract(levels, bg, dst=out)
@@ -178,7 +206,7 @@ def flatten(levels: np.ndarray, dark: bool, out: np.ndarray | None = None) -> np
 
 def bitwise_and(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a & b of two uint8 images (a level & a 0/255 mask: the level where the mask is set, else 0)."""
-    import cv2
+    cv2 = cv()
 
     return cv2.bitwise_and(a, b)
 
@@ -186,22 +214,27 @@ def bitwise_and(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def subtract(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """a - b clipped at 0 (and at 1 for float): saturating for uint8 levels (into `out` when given, which may be
     `b`)."""
-    import cv2
+    cv2 = cv()
 
     if a.dtype == np.uint8:
         return cv2.subtract(a, b, dst=out)
     return np.clip(a - b, 0.0, 1.0)
 
 
-def histogram(levels: np.ndarray, mask: np.ndarray | None = None, step: int = 1) -> np.ndarray:
+def histogram(levels: np.ndarray, mask: np.ndarray | None = None, step: int = 1, above: int = -1) -> np.ndarray:
     """Counts (256,) float32 (exact below 2**24) of the uint8 levels (within `mask`, nonzero = counted; every
-    `step`-th row and column)."""
-    import cv2
+    `step`-th row and column; only levels > `above`: the counts within `threshold(levels, above)`, without
+    making the mask)."""
+    cv2 = cv()
 
     a = np.ascontiguousarray(levels[::step, ::step]) if step > 1 else levels
     if mask is not None:
-        mask = np.ascontiguousarray(mask).view(np.uint8) if mask.dtype == np.bool_ else mask
-    return cv2.calcHist([a], [0], mask, [256], [0, 256]).ravel()
+        mask = np.ascontiguousarray(mask[::step, ::step]) if step > 1 or mask.dtype == np.bool_ else mask
+        mask = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
+    hist = cv2.calcHist([a], [0], mask, [256], [0, 256]).ravel()
+    if above >= 0:
+        hist[:above + 1] = 0
+    return hist
 
 
 def hist_percentile(hist: np.ndarray, q: float, values: np.ndarray | None = None) -> float:
@@ -234,14 +267,14 @@ def hist_median_mad(hist: np.ndarray) -> tuple[float, float]:
 
 def threshold(levels: np.ndarray, above: float, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 mask (255 where the level is > `above`, else 0; into `out` when given)."""
-    import cv2
+    cv2 = cv()
 
     return cv2.threshold(levels, math.floor(above), 255, cv2.THRESH_BINARY, dst=out)[1]
 
 
 def row_col_sums(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sums along each row, sums along each column) of a uint8 image, as int32 vectors."""
-    import cv2
+    cv2 = cv()
 
     return (cv2.reduce(mask, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel(),
             cv2.reduce(mask, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel())
@@ -249,7 +282,7 @@ def row_col_sums(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def lut(levels: np.ndarray, table: np.ndarray) -> np.ndarray:
     """table[levels] for uint8 levels and a (256,) uint8 or float32 table."""
-    import cv2
+    cv2 = cv()
 
     return cv2.LUT(levels, table)
 
@@ -257,7 +290,7 @@ def lut(levels: np.ndarray, table: np.ndarray) -> np.ndarray:
 def blocks_to(a: np.ndarray, f: int, hw: tuple[int, int]) -> np.ndarray:
     """Each pixel of `a` as an f x f block, the result's last row and column repeated up to (height, width) `hw`
     (the inverse of `block_mean`'s grid)."""
-    import cv2
+    cv2 = cv()
 
     h, w = a.shape[:2]
     up = cv2.resize(a, (w * f, h * f), interpolation=cv2.INTER_NEAREST_EXACT)
@@ -266,7 +299,7 @@ def blocks_to(a: np.ndarray, f: int, hw: tuple[int, int]) -> np.ndarray:
 
 def centre_of_mass(a: np.ndarray) -> tuple[float, float] | None:
     """(row, column) of a non-negative float32 image's centre of mass, in pixel indices; None when it is all 0."""
-    import cv2
+    cv2 = cv()
 
     m = cv2.moments(a)
     return (m["m01"] / m["m00"], m["m10"] / m["m00"]) if m["m00"] > 0 else None
@@ -274,7 +307,7 @@ def centre_of_mass(a: np.ndarray) -> tuple[float, float] | None:
 
 def min_max(a: np.ndarray) -> tuple[float, float]:
     """(minimum, maximum) of a 2-D image in one pass."""
-    import cv2
+    cv2 = cv()
 
     lo, hi, _, _ = cv2.minMaxLoc(a)
     return float(lo), float(hi)
@@ -282,7 +315,7 @@ def min_max(a: np.ndarray) -> tuple[float, float]:
 
 def count(a: np.ndarray) -> int:
     """Nonzero pixels of a 2-D uint8 image."""
-    import cv2
+    cv2 = cv()
 
     return int(cv2.countNonZero(a))
 
@@ -290,7 +323,7 @@ def count(a: np.ndarray) -> int:
 def components_touching(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """The 8-connected components of `mask` (bool) that hold a pixel of `seeds` (bool): a geodesic
     reconstruction of the seeds within the mask."""
-    import cv2
+    cv2 = cv()
 
     n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
     hit = np.zeros(n, bool)

@@ -230,8 +230,9 @@ def _from_array(a: np.ndarray, name: str, max_side_px: int) -> np.ndarray:
 
 def _rgb_levels(a: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB -> HxW uint8 grey, 0.299 R + 0.587 G + 0.114 B (rounded)."""
-    import cv2
+    from .imageops import cv
 
+    cv2 = cv()
     return cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2GRAY)
 
 

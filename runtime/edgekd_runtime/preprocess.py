@@ -40,6 +40,10 @@ WORK_SIDE_PX = 640
 DESK_EDGE_SHARE = 0.5
 #: The paper's level and noise (median, MAD) are estimated on a regular sample of at least this many pixels.
 STATS_SAMPLE_PX = 16_384
+#: The polarity needs only the paper's level (a median): at least this many pixels.
+POLARITY_SAMPLE_PX = 4_096
+#: The ink's level (its 75th percentile) is read on at least this many pixels of the ink's bounding box.
+INK_SAMPLE_PX = 8_192
 _UNIT_LEVELS = np.arange(256) / 255.0  # each uint8 level in [0, 1]
 
 
@@ -126,7 +130,7 @@ def _ink_is_dark(gray: np.ndarray, polarity: str) -> bool:
     if polarity != "auto":
         return polarity == "dark-on-light"
     if gray.dtype == np.uint8:
-        med = ops.hist_percentile(ops.histogram(gray, step=_sample_step(gray.size)), 0.5) / 255.0
+        med = ops.hist_percentile(ops.histogram(gray, step=_sample_step(gray.size, POLARITY_SAMPLE_PX)), 0.5) / 255.0
         lo, hi = ops.min_max(gray)
         lo, hi = lo / 255.0, hi / 255.0
     else:
@@ -139,10 +143,10 @@ def to_light_on_dark(gray: np.ndarray, polarity: str) -> np.ndarray:
     return ops.invert(gray) if _ink_is_dark(gray, polarity) else gray
 
 
-def _sample_step(size_px: int) -> int:
-    """Every how many rows and columns the paper's statistics (median, noise) sample an image: at least
-    STATS_SAMPLE_PX pixels (a 640x480 frame: every 4th, 19,200 pixels)."""
-    return max(1, math.isqrt(size_px // STATS_SAMPLE_PX))
+def _sample_step(size_px: int, sample_px: int = STATS_SAMPLE_PX) -> int:
+    """Every how many rows and columns the paper's statistics sample an image: at least `sample_px` pixels (a
+    640x480 frame: every 4th, 19,200 pixels, for the level and noise; every 8th for the polarity)."""
+    return max(1, math.isqrt(size_px // sample_px))
 
 
 def _mnist_canvas(d: np.ndarray, image: ImageLike, canvas: int, box: int, flattened: bool = True) -> np.ndarray:
@@ -156,9 +160,11 @@ def _mnist_canvas(d: np.ndarray, image: ImageLike, canvas: int, box: int, flatte
             f"{describe(image)}: no ink found (ink contrast {contrast:.3f}, noise {sigma:.3f}); the page looks blank. "
             f"Write darker/bigger, crop closer to the character, or check the image is the right one")
     thresh = med + max(4.0 * sigma, 0.2 * contrast)
-    mask = ops.threshold(d, 255.0 * thresh, ops.work("scratch", d.shape))  # 255 where ink (d is not in scratch)
+    above = math.floor(255.0 * thresh)
+    mask = ops.threshold(d, above, ops.work("scratch", d.shape))  # 255 where ink (d is not in scratch)
     rows, cols = ops.row_col_sums(mask)
-    if flattened and _may_hold_a_desk(rows, cols):
+    desk = flattened and _may_hold_a_desk(rows, cols)
+    if desk:
         mask = drop_border_blobs(mask)
         rows, cols = ops.row_col_sums(mask)
         if not rows.any():
@@ -167,7 +173,8 @@ def _mnist_canvas(d: np.ndarray, image: ImageLike, canvas: int, box: int, flatte
     (r0, r1), (c0, c1) = _ink_span(rows), _ink_span(cols)
     crop_mask, crop = mask[r0:r1, c0:c1], d[r0:r1, c0:c1]
     floor = med + 0.5 * (thresh - med)
-    ink_hist = ops.histogram(crop, crop_mask)
+    step = _sample_step(crop.size, INK_SAMPLE_PX)
+    ink_hist = ops.histogram(crop, crop_mask, step) if desk else ops.histogram(crop, None, step, above)  # the mask's
     top = ops.hist_percentile(ink_hist, 0.75) / 255.0 if ink_hist.any() else peak
     scale = ops.clip01((_UNIT_LEVELS - floor) / max(top - floor, 1e-6)).astype(np.float32)
     ink = ops.bitwise_and(crop, ops.dilate(crop_mask, 3))  # noise away from the strokes -> 0 (scaled to 0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import sys
 import tracemalloc
 
@@ -339,6 +341,35 @@ def test_histogram_statistics_equal_numpys_on_the_levels():
     mask = np.where(rng.random((60, 80)) < 0.3, 255, 0).astype(np.uint8)
     assert ops.hist_percentile(ops.histogram(img, mask), 0.75) == np.percentile(img[mask > 0], 75)
     assert ops.hist_percentile(ops.histogram(img, step=2), 0.5) == np.median(img[::2, ::2])
+    sampled = img[::3, ::3][mask[::3, ::3] > 0]  # a mask is sampled with its image
+    assert ops.hist_percentile(ops.histogram(img, mask, step=3), 0.75) == np.percentile(sampled, 75)
+    crop = img[5:50, 7:70]  # a view inside a frame, as the crop of the ink is; `above` = within threshold's mask
+    np.testing.assert_array_equal(ops.histogram(crop, above=150), ops.histogram(crop, ops.threshold(crop, 150)))
+    above = ops.histogram(crop, above=150)
+    assert above[:151].sum() == 0 and above.sum() == (crop > 150).sum()
+
+
+def _opencv_threads(env: dict[str, str]) -> subprocess.CompletedProcess:
+    code = ("import cv2, numpy as np; before = cv2.getNumThreads(); from edgekd_runtime.preprocess import preprocess;"
+            "from rt_support import handwriting_photo, digit_canvas; preprocess(handwriting_photo(digit_canvas()));"
+            "print(before, cv2.getNumThreads())")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env})
+
+
+def test_opencv_runs_single_threaded_unless_told_otherwise():
+    """OpenCV's thread pool costs more than it gains on a frame (0.56 ms wall / 1.0 ms CPU for a 640x480 frame with
+    two threads, 0.37 / 0.37 with one: benchmarks/runtime_overhead.py); EDGEKD_OPENCV_THREADS sets it or keeps
+    OpenCV's own; a bad value is one clear error."""
+    p = _opencv_threads({})
+    before, after = map(int, p.stdout.split())
+    assert p.returncode == 0 and after == 1, p.stderr
+    p = _opencv_threads({"EDGEKD_OPENCV_THREADS": "keep"})
+    assert p.returncode == 0 and len(set(p.stdout.split())) == 1, p.stderr  # untouched
+    p = _opencv_threads({"EDGEKD_OPENCV_THREADS": "3"})
+    assert p.returncode == 0 and p.stdout.split()[1] == "3", p.stderr
+    p = _opencv_threads({"EDGEKD_OPENCV_THREADS": "0"})
+    assert p.returncode != 0 and "EDGEKD_OPENCV_THREADS='0'" in p.stderr and "'keep'" in p.stderr
 
 
 def test_phone_photo_exif_orientation_is_applied(tmp_path):
