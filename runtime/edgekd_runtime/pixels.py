@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 
 #: Canvases and 0..1 images may stray this far above 1 (float rounding of resizes) and below 0 for canvases.
 RANGE_TOLERANCE = 1e-3
+_U32 = np.dtype(np.uint32)
+# float32 bits read as uint32 are <= this for every value in [+0, 1 + tolerance]; negatives (sign bit), NaN, inf
+# and anything above are larger (-0.0 too: the general check, which compares floats, then accepts it).
+_CANVAS_BITS_MAX = int(np.float32(1.0 + RANGE_TOLERANCE).view(np.uint32))
+
+
+def plainly_in_range(c: np.ndarray) -> bool:
+    """Whether every value of a float32 canvas is finite and in [+0, 1 + tolerance], in one pass over its bits
+    (the recognizers' hot paths: an argmax and one read, ~0.5 us on 28x28, half a max-reduction's cost). False
+    is not an error: the general path's `check_canvas_range` then says what is wrong, or accepts -0.0."""
+    u = c.view(_U32)
+    return u.item(u.argmax()) <= _CANVAS_BITS_MAX
 
 
 def full_scale(a: np.ndarray, what: str, error: type[UserInputError] = ImageError) -> float:

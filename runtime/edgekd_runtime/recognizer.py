@@ -21,19 +21,14 @@ from .errors import InputShapeError, ManifestError, ModelOutputError, UserInputE
 from .images import ImageLike, describe, load_levels
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
-from .pixels import RANGE_TOLERANCE, as_canvases
+from .pixels import as_canvases, plainly_in_range
 from .preprocess import WORK_SIDE_PX, preprocess
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
 
 _F32 = np.dtype(np.float32)
-_U32 = np.dtype(np.uint32)
-_max_reduce, _exp = np.maximum.reduce, math.exp
-# The hot path's range check in one reduction: float32 bits read as uint32 are <= this for every value in
-# [+0, 1 + tolerance]; negatives (sign bit), NaN, inf and anything above are larger (-0.0 too: the general path,
-# which compares floats, then accepts it).
-_CANVAS_BITS_MAX = int(np.float32(1.0 + RANGE_TOLERANCE).view(np.uint32))
+_exp = math.exp
 _NEG_INF, _POS_INF = -math.inf, math.inf
 
 
@@ -237,7 +232,7 @@ class Recognizer(LoadedModel):
         except AttributeError:
             x, call = self.backend.single_runner((1,) + self._sample_shape)
             v, call = self._tls.hot = (x.reshape(self._canvas_shape), call)  # a view: NCHW/NHWC/NHW, C == 1
-        if _max_reduce(c.view(_U32), axis=None) > _CANVAS_BITS_MAX:  # NaN/inf or outside [0, 1]: maybe
+        if not plainly_in_range(c):  # NaN/inf or outside [0, 1]: maybe
             return None
         self.normalization.apply(c, out=v)
         t0 = time.perf_counter()

@@ -115,3 +115,24 @@ def test_image_suffixes_are_one_set(tmp_path):
         Image.fromarray(img).convert("RGB" if name.endswith("ppm") else "L").save(tmp_path / name)
     (tmp_path / "notes.txt").write_text("not an image")
     assert [p.name for p in expand_images([tmp_path])] == ["a.ppm", "b.PGM", "c.png"]
+
+
+@pytest.mark.parametrize("value, plain", [
+    (0.0, True), (0.5, True), (1.0, True), (1.0 + RANGE_TOLERANCE / 2, True),
+    (1.0 + 2 * RANGE_TOLERANCE, False), (-0.0, False), (-1e-9, False), (np.nan, False), (-np.nan, False),
+    (np.inf, False), (-np.inf, False), (255.0, False)])
+def test_the_hot_paths_range_check_agrees_with_the_general_one(value, plain):
+    """`plainly_in_range` (one pass over the float bits) says True only where the general check accepts the canvas
+    as it is; False sends a canvas to the general path (which accepts -0.0 and says what is wrong otherwise)."""
+    from edgekd_runtime.pixels import plainly_in_range
+
+    c = np.full((28, 28), 0.25, np.float32)
+    c[3, 17] = value
+    assert plainly_in_range(c) is plain
+    if plain:
+        np.testing.assert_array_equal(as_canvases(c, Normalization()), c)
+    elif -RANGE_TOLERANCE <= value <= 1.0 + RANGE_TOLERANCE:  # -0.0, a resize's undershoot: accepted there
+        assert as_canvases(c, Normalization())[3, 17] == value
+    else:
+        with pytest.raises(ImageError if np.isnan(value) or np.isinf(value) else InputShapeError):
+            as_canvases(c, Normalization())
