@@ -180,27 +180,66 @@ def greedy(probs: np.ndarray, charset: str, blank: int = 0) -> Decoded:
     return Decoded(*best_path(best, probs[np.arange(len(best)), best], charset, blank))
 
 
-def greedy_scores(scores: np.ndarray, charset: str, temperature: float = 1.0, blank: int = 0,
-                  overwrite: bool = False) -> Decoded:
+def greedy_scores(scores: np.ndarray, charset: str, temperature: float = 1.0, blank: int = 0) -> Decoded:
     """Best-path decoding straight from one line's CTC scores (T, C) (logits, dequantized, finite): the reading
     `rescored(greedy(softmax(scores)), softmax(scores, temperature))` gives, text, frames, probabilities and
-    confidence alike (bit for bit), without either softmax: a frame's best class is the argmax of its scores (T > 0
-    does not move it), and the tempered softmax there is 1 / sum(exp(z - z_best)), z = scores / T (exp(0) = 1).
-    What `LineRecognizer.read` decodes with when no constraint is given. `overwrite`: scores (float32) may be
-    used as scratch space."""
+    confidence alike (bit for bit), without either softmax (see `scored_best_path`). What `LineRecognizer.read`
+    decodes with when no constraint is given."""
     scores = _check_probs(scores, charset, blank)
-    best = scores.argmax(1)
-    z = scores if overwrite and scores.dtype == np.float32 else scores.astype(np.float32)
-    if temperature != 1.0:
-        np.divide(z, np.float32(temperature), out=z)
-    return Decoded(*best_path(best, best_class_probabilities(z, best), charset, blank))
+    z = scores.astype(np.float32, copy=False)
+    return Decoded(*scored_best_path(z, z.argmax(1), charset, blank,
+                                     None if temperature == 1.0 else np.array(temperature, np.float32)))
 
 
-def best_class_probabilities(z: np.ndarray, best: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+def scored_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: int = 0,
+                     divisor: np.ndarray | None = None, table: np.ndarray | None = None
+                     ) -> tuple[str, float, tuple[tuple[str, float, int, int], ...]]:
+    """`best_path` straight from one line's scores y (T, C) as the model gave them, `best` their argmax per frame.
+
+    The tempered scores z are y / `divisor` (float32 y; a 0-d float32 array, None for T = 1) or, for 8-bit quantized
+    y, `table` indexed by y's bits read as uint8 (the 256 dequantized values / T). A frame's best class is the argmax
+    of y (dequantizing and dividing by T > 0 do not move it), and the tempered softmax there is
+    1 / sum(exp(z - z_best)) (exp(0) = 1), which is what `confidence.softmax` gives there, bit for bit. Only the
+    frames that hold a character are computed (about a fifth of a line's; all of them for an empty reading,
+    whose confidence is the lowest blank probability): each numpy call costs about as much as the work on a whole
+    line, so fewer rows and fewer calls is what makes this faster than the softmax. y is not written to."""
+    frames = (best.nonzero() if blank == 0 else (best != blank).nonzero())[0]
+    n = len(frames)
+    if not n:
+        return "", _lowest_blank_probability(y, best, divisor, table), ()
+    cls = best.take(frames)
+    z = y.take(frames, 0) if table is None else table.take(y.take(frames, 0).view(np.uint8))  # (n, C), a new array
+    if divisor is not None and table is None:
+        np.divide(z, divisor, z)
+    flat = z.reshape(-1)  # minus each row's best score, repeated along the row (a flat op: no broadcast)
+    np.subtract(flat, flat.take((cls + _row_starts(y.shape[1], n)).repeat(y.shape[1])), flat)
+    np.exp(z, z)
+    return _runs(frames.tolist(), cls.tolist(), np.reciprocal(np.add.reduce(z, 1)).tolist(), _labels(charset, blank))
+
+
+def _lowest_blank_probability(y: np.ndarray, best: np.ndarray, divisor: np.ndarray | None,
+                              table: np.ndarray | None) -> float:
+    """An empty reading's confidence (see `scored_best_path`): the lowest tempered blank probability over the
+    frames, 1.0 without frames."""
+    if not len(y):
+        return 1.0
+    z = table.take(y.view(np.uint8)) if table is not None else y / divisor if divisor is not None else y.copy()
+    return float(best_class_probabilities(z.astype(np.float32, copy=False), best).min())
+
+
+@functools.lru_cache(maxsize=512)
+def _row_starts(classes: int, rows: int) -> np.ndarray:
+    """Where each of `rows` rows of `classes` values starts in their flat array (read-only, cached)."""
+    starts = np.arange(0, rows * classes, classes)
+    starts.flags.writeable = False
+    return starts
+
+
+def best_class_probabilities(z: np.ndarray, best: np.ndarray) -> np.ndarray:
     """Per frame, softmax(z)[t, best[t]] (float32) for scores z (T, C) float32 whose per-frame argmax is `best`,
     computed as `confidence.softmax` does it: exp(z - max) over its sum, which is 1 / the sum at the best class.
-    Overwrites z with exp(z - max). `frames`: np.arange(T), when the caller keeps one."""
-    np.subtract(z, z[np.arange(len(z)) if frames is None else frames, best].reshape(-1, 1), z)
+    Overwrites z with exp(z - max)."""
+    np.subtract(z, z.reshape(-1).take(best + _row_starts(z.shape[1], len(z))).reshape(-1, 1), z)
     np.exp(z, z)
     return np.reciprocal(np.add.reduce(z, 1))  # 1 / the sum, rounded once (float32)
 
@@ -211,26 +250,37 @@ def best_path(best: np.ndarray, peak: np.ndarray, charset: str, blank: int = 0
     characters) as `Decoded` holds them: repeats merged, blanks dropped; a character's probability is its peak over
     its frames, the confidence their product. An empty reading's confidence is the lowest blank probability over the
     frames (1.0 without frames)."""
-    frames = (best.nonzero() if blank == 0 else (best != blank).nonzero())[0].tolist()
-    if not frames:
+    frames = (best.nonzero() if blank == 0 else (best != blank).nonzero())[0]
+    if not len(frames):
         return "", float(peak.min()) if len(peak) else 1.0, ()
-    cls, p = best.tolist(), peak.tolist()
-    runs: list[list] = []
-    run: list = []
-    last_t = last_k = -2
-    for t in frames:  # a run: consecutive frames of one class
-        k = cls[t]
+    return _runs(frames.tolist(), best.take(frames).tolist(), peak.take(frames).tolist(), _labels(charset, blank))
+
+
+def _runs(frames: list[int], cls: list[int], peak: list[float], labels: tuple[str, ...]
+          ) -> tuple[str, float, tuple[tuple[str, float, int, int], ...]]:
+    """The non-blank frames of a best path (frame, class, that class's probability), in order -> (text,
+    confidence, characters): a run of consecutive frames of one class is one character (`labels[class]`), its
+    probability the run's peak; the confidence is their product."""
+    chars: list[tuple[str, float, int, int]] = []
+    a = last_t = last_k = -2
+    top = 0.0
+    for t, k, p in zip(frames, cls, peak):
         if t == last_t + 1 and k == last_k:
-            if p[t] > run[1]:
-                run[1] = p[t]
-            run[3] = t
+            if p > top:
+                top = p
         else:
-            run = [k, p[t], t, t]
-            runs.append(run)
-            last_k = k
+            if a >= 0:
+                chars.append((labels[last_k], top, a, last_t))
+            a, last_k, top = t, k, p
         last_t = t
-    chars = tuple([(charset[k - (k > blank)], q, a, b) for k, q, a, b in runs])
-    return "".join([c[0] for c in chars]), math.prod([c[1] for c in chars]), chars
+    chars.append((labels[last_k], top, a, last_t))
+    return "".join([c[0] for c in chars]), math.prod([c[1] for c in chars]), tuple(chars)
+
+
+@functools.lru_cache(maxsize=64)
+def _labels(charset: str, blank: int) -> tuple[str, ...]:
+    """Per class, its character ('' for the blank): the charset with the blank put in at its index."""
+    return (*charset[:blank], "", *charset[blank:])
 
 
 def beam_search(probs: np.ndarray, charset: str, constraint: Constraint | None = None, blank: int = 0,

@@ -22,15 +22,7 @@ import numpy as np
 
 from .backends import Backend
 from .confidence import softmax
-from .ctc_decode import (
-    Decoded,
-    best_class_probabilities,
-    best_path,
-    compile_constraint,
-    decode,
-    greedy_scores,
-    rescored,
-)
+from .ctc_decode import Decoded, compile_constraint, decode, greedy_scores, rescored, scored_best_path
 from .errors import InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
 from .line_reading import CharacterFrames, Reading
@@ -44,7 +36,7 @@ if TYPE_CHECKING:
 
 _F32 = np.dtype(np.float32)
 _U32 = np.dtype(np.uint32)
-_max_reduce, _add_reduce, _isfinite = np.maximum.reduce, np.add.reduce, math.isfinite
+_max_reduce, _dot, _isfinite = np.maximum.reduce, np.dot, math.isfinite
 # float32 bits read as uint32 are <= this for every value in [+0, 1 + tolerance] (the hot path's range check in one
 # reduction, as `recognizer` does it): negatives, NaN, inf and anything above are larger
 _CANVAS_MAX = np.float32(1.0 + RANGE_TOLERANCE)
@@ -81,6 +73,8 @@ class LineRecognizer(LoadedModel):
             info = np.iinfo(self._in_dtype)
             self._in_q32 = tuple(np.array(v, np.float32) for v in (*self._in_q, info.min, info.max))
         self._classes, self._blank, self._stride = self.lines.num_classes, self.lines.blank, self.lines.frame_stride
+        self._charset = self.lines.charset
+        self._divisor = None if self.lines.confidence_temperature == 1.0 else self._t32
         self._shape = (self.height, self.max_width)  # the canvases the hot path takes: this high, at most this wide
         # the hot path of read(canvas, preprocessed=True): one line per call, a float32 or 8-bit quantized input,
         # float32 or 8-bit quantized scores (the latter through a table of their tempered values)
@@ -251,7 +245,7 @@ class LineRecognizer(LoadedModel):
         s, t, blank = self.lines.frame_stride, self.lines.confidence_temperature, self.lines.blank
         out = []
         for i, (row, (_, geom)) in enumerate(zip(scores, made)):
-            d = greedy_scores(row, self.charset, t, blank, overwrite=True) if constraint is None else \
+            d = greedy_scores(row, self.charset, t, blank) if constraint is None else \
                 self._constrained(row, constraint)
             out.append(Reading(d.text, d.confidence, CharacterFrames((d.characters, geom, s)), ms / len(images),
                                prep_ms, describe(images[i])))
@@ -267,7 +261,7 @@ class LineRecognizer(LoadedModel):
     def _read_canvas(self, c: np.ndarray) -> Reading | None:
         """The hot path of `read(canvas, preprocessed=True)` with greedy decoding: one float32 (H, W) canvas
         written into a per-thread input buffer the backend keeps bound (`Backend.single_runner`), normalised and
-        quantized in place; the scores decoded straight from the interpreter's output (`ctc_decode.greedy_scores`;
+        quantized in place; the scores decoded straight from the interpreter's output (`ctc_decode.scored_best_path`;
         8-bit scores through `_score_table`). The same reading as the general path, which it leaves (returns None)
         to canvases of another height, too wide, NaN/inf or outside [0, 1], and to non-finite scores: the general
         path raises the typed errors."""
@@ -287,20 +281,13 @@ class LineRecognizer(LoadedModel):
         latency_ms = (time.perf_counter() - t0) * 1e3
         if self.first_inference_ms is None:
             self.first_inference_ms = latency_ms
+        if self._score_table is None:
+            flat = y.reshape(-1)
+            if not _isfinite(_dot(flat, flat)):
+                return None  # NaN/inf (or a sum of squares that overflows: the general path tells)
         y = y.reshape(-1, self._classes)
-        best = y.argmax(1)
-        if len(hot.frames) != len(best):
-            hot.frames = np.arange(len(best))
-        if self._score_table is not None:
-            z = self._score_table.take(y.view(np.uint8))
-        elif not _isfinite(_add_reduce(y, None)):  # NaN/inf (or a sum that overflows: the general path tells)
-            return None
-        else:
-            z = y if y.flags.writeable else y.copy()  # the interpreter's copy of the output, free to overwrite
-            if self.lines.confidence_temperature != 1.0:
-                np.divide(z, self._t32, z)
-        text, conf, chars = best_path(best, best_class_probabilities(z, best, hot.frames), self.lines.charset,
-                                      self._blank)
+        text, conf, chars = scored_best_path(y, y.argmax(1), self._charset, self._blank, self._divisor,
+                                             self._score_table)
         return Reading(text, conf, CharacterFrames((chars, hot.geom, self._stride)), latency_ms, 0.0, hot.describe(c))
 
     def predict(self, *args: Any, **kwargs: Any) -> Any:
@@ -366,7 +353,7 @@ class _HotLine:
     quantized input), what a column without ink holds there (the general path pads canvases with zeros), and the
     identity geometry and description of the last canvas."""
 
-    __slots__ = ("width", "call", "geom", "frames", "_f", "_q", "_pad", "_used", "_views", "_src")
+    __slots__ = ("width", "call", "geom", "_f", "_q", "_pad", "_used", "_views", "_src")
 
     def __init__(self, rec: LineRecognizer, width: int) -> None:
         shape = list(rec.input_spec.shape)
@@ -380,7 +367,6 @@ class _HotLine:
             self._pad = rec._quantize(empty, np.empty(empty.shape, rec._in_dtype))
         self.width, self._used, self._src = width, -1, ((), "")
         self.geom = LineGeometry(image_width=width, x_origin=0.0, scale=1.0, left=0)
-        self.frames = np.arange(width // rec.lines.frame_stride)  # the frames of its scores
         self._views: tuple[np.ndarray, np.ndarray | None] = (self._f, self._q)
 
     def fit(self, w: int) -> tuple[np.ndarray, np.ndarray | None]:

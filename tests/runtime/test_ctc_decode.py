@@ -7,7 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from edgekd_runtime.ctc_decode import Decoded, beam_search, compile_constraint, decode, greedy
+from edgekd_runtime.confidence import softmax
+from edgekd_runtime.ctc_decode import (
+    Decoded,
+    beam_search,
+    compile_constraint,
+    decode,
+    greedy,
+    greedy_scores,
+    rescored,
+    scored_best_path,
+)
 from edgekd_runtime.errors import InputShapeError, PatternError, UserInputError
 
 DIGITS = "0123456789"
@@ -42,6 +52,44 @@ def test_greedy_merges_repeats_and_keeps_repeats_separated_by_a_blank():
 def test_an_all_blank_line_reads_empty_with_the_least_sure_blank_as_confidence():
     d = greedy(probs([{"_": 0.9}, {"_": 0.6}, {"_": 0.8}], DIGITS), DIGITS)
     assert d.text == "" and d.characters == () and math.isclose(d.confidence, 0.6)
+
+
+def _line_scores(rng: np.random.Generator, frames: int, classes: int, blank: int) -> np.ndarray:
+    """CTC-like scores: a confident blank on most frames, a character (often held for two frames) on the rest,
+    some frames close calls, and every score noisy."""
+    s = rng.normal(0.0, 2.0, (frames, classes))
+    for t in range(frames):
+        k = blank if rng.random() < 0.6 else int(rng.integers(classes))
+        s[t, k] += float(rng.choice([0.5, 4.0, 9.0]))
+        if t and rng.random() < 0.3:
+            s[t] = s[t - 1] + rng.normal(0.0, 0.5, classes)  # the character held on, or a blank run
+    return s
+
+
+@pytest.mark.parametrize("blank", [0, 4])
+@pytest.mark.parametrize("temperature", [1.0, 1.7])
+def test_decoding_straight_from_scores_is_the_softmax_reading_bit_for_bit(blank, temperature):
+    """greedy_scores (float scores) and scored_best_path on 8-bit quantized scores (through the table of their
+    tempered values, as LineRecognizer keeps it) read exactly what greedy decoding on softmax(scores) gives, with the
+    probabilities and confidence of softmax(scores / T): lines with characters, all-blank lines, no frames."""
+    rng = np.random.default_rng(7)
+    t32 = np.float32(temperature)
+    scale, zp = np.float32(0.11), np.float32(5)
+    table = ((np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float32) - zp) * scale) / t32
+    shown = {"empty": 0, "read": 0}
+    for i in range(300):
+        frames = int(rng.choice([0, 1, 3, 48, 96]))
+        scores = _line_scores(rng, frames, len(DIGITS) + 1, blank).astype(np.float32)
+        if i % 10 == 0:
+            scores[:, blank] += 30.0  # nothing written
+        q = np.clip(np.rint(scores / scale + zp), -128, 127).astype(np.int8)
+        for s, got in ((scores, greedy_scores(scores, DIGITS, temperature, blank)),
+                       ((q.astype(np.float32) - zp) * scale,
+                        Decoded(*scored_best_path(q, q.argmax(1), DIGITS, blank, table=table)))):
+            want = rescored(greedy(softmax(s), DIGITS, blank), softmax(s, temperature), DIGITS, blank)
+            assert got == want, (i, got, want)
+            shown["read" if want.text else "empty"] += 1
+    assert shown["empty"] >= 60 and shown["read"] >= 300
 
 
 def test_a_pattern_flips_the_greedy_reading_to_the_best_allowed_one():
