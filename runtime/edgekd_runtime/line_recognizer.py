@@ -29,18 +29,14 @@ from .line_reading import CharacterFrames, Reading
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
-from .pixels import RANGE_TOLERANCE, as_canvases
+from .pixels import RANGE_TOLERANCE, as_canvases, plainly_in_range
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
 
 _F32 = np.dtype(np.float32)
-_U32 = np.dtype(np.uint32)
-_max_reduce, _dot, _isfinite = np.maximum.reduce, np.dot, math.isfinite
-# float32 bits read as uint32 are <= this for every value in [+0, 1 + tolerance] (the hot path's range check in one
-# reduction, as `recognizer` does it): negatives, NaN, inf and anything above are larger
-_CANVAS_MAX = np.float32(1.0 + RANGE_TOLERANCE)
-_CANVAS_BITS_MAX = int(_CANVAS_MAX.view(np.uint32))
+_dot, _isfinite = np.dot, math.isfinite
+_CANVAS_MAX = np.float32(1.0 + RANGE_TOLERANCE)  # the largest canvas value the hot path takes
 
 
 @dataclass
@@ -266,8 +262,7 @@ class LineRecognizer(LoadedModel):
         to canvases of another height, too wide, NaN/inf or outside [0, 1], and to non-finite scores: the general
         path raises the typed errors."""
         h, w = c.shape
-        if h != self._shape[0] or not 0 < w <= self._shape[1] or \
-                _max_reduce(c.view(_U32), axis=None) > _CANVAS_BITS_MAX:
+        if h != self._shape[0] or not 0 < w <= self._shape[1] or not plainly_in_range(c):
             return None
         hot = getattr(self._tls, "hot", None)
         if hot is None or hot.width != self._padded_width(w):
