@@ -16,9 +16,12 @@ import edgekd_runtime as rt
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 BUNDLE = FIXTURES / "digits_bundle"
 IMAGES = sorted((FIXTURES / "digits").glob("*.png"))  # NNNN_<label>.png, 15 of each digit
-# Every artifact read 147 of the 150 on x86-64 (98.0 %; the run measured 97.1 % int8 on its 1,000 test digits);
-# the floor is ~13 points below, so no kernel rounding (AVX2 vs VNNI int8, XNNPACK vs onnxruntime, ARM) can cross
-# it, while a broken path does (a wrong normalisation reads 10 %; so would a wrong layout or polarity).
+# Every artifact read 147 of the 150 on x86-64 with VNNI and on aarch64 (98.0 %; the run measured 97.1 % int8 on
+# its 1,000 test digits); on an AVX2-only x86-64 CPU (qemu -cpu Haswell) student_int8.onnx reads 145 (96.7 %): it
+# was quantized with full-range weights, which onnxruntime's AVX2 kernels saturate (the converters now quantize
+# weights to 7 bits, which compute the same on both: tests/converters/test_int8_any_cpu.py). The floor is ~13
+# points below, so no kernel rounding (AVX2 vs VNNI int8, XNNPACK vs onnxruntime, ARM) can cross it, while a broken
+# path does (a wrong normalisation reads 10 %; so would a wrong layout or polarity).
 FLOOR = 0.85
 
 
