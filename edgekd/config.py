@@ -10,7 +10,7 @@ error naming it and the file::
     lines:         {source: embedded, path: null, seed: 0, height: 24, width: 192, train_lines: 4000}
     train:         {epochs: 10, batch_size: 128, lr: 0.003, device: auto, amp: auto, patience: null}
     teacher_train: {epochs: 40}    # on top of `train` for the teacher (edgekd run, edgekd teacher train)
-    student_train: {epochs: 20}    # on top of `train` for the student (edgekd run, edgekd distill)
+    student_train: {epochs: 60}    # on top of `train` for the student (edgekd run, edgekd distill)
     augment:       {rotation_deg: 12, erase_p: 0.25, mixup_p: 0.2}
     distill:       {loss: kd, temperature: 4.0, alpha: 0.9, dkd_alpha: 1.0, dkd_beta: 8.0, fitnet_weight: 1.0,
                     transfer_views: 8, cache_teacher: true, kd_mode: auto}   # kd_mode: online | cached | auto
