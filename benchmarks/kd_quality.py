@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--temperature", type=float, default=d.distill.temperature)
     ap.add_argument("--alpha", type=float, default=d.distill.alpha)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--student-seed-offset", type=int, default=0,
+                    help="students' training seed = fold + this: rerun with another offset (and --workdir) to see "
+                         "how much the gain moves with the training seed, which the paired interval does not cover")
     ap.add_argument("--workdir", type=Path, required=True, help="results per fold and model (kept, resumable)")
     ap.add_argument("--json", action="store_true", help="also print one JSON line with every number")
     return ap.parse_args(argv)
@@ -129,7 +132,7 @@ def run_fold(args: argparse.Namespace, k: int, modes: list[str]) -> None:
         store.put("teacher", _record(tm, model, splits, 28, time.perf_counter() - t0))
         print(f"fold {k}: teacher {np.mean(store.data['teacher']['hits']) * 100:.2f} %", flush=True)
     teacher = load_teacher(str(tdir / "teacher.pt"), 10)
-    scfg = replace(d.student_train, epochs=args.student_epochs, device="cpu", seed=k)
+    scfg = replace(d.student_train, epochs=args.student_epochs, device="cpu", seed=k + args.student_seed_offset)
     for mode in modes:
         for role, loss in (("scratch", "none"), ("kd", args.loss)):
             name = f"{role}-{mode}"

@@ -43,7 +43,7 @@ class PipelineConfig:
     teacher_arch: str = "cnn"
     teacher_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=64))
     # 60 student epochs: KD's gain on held-out digits grows with the schedule (benchmarks/kd_quality.py, 5 folds:
-    # +0.50 pp at 20 epochs, +0.90 pp at 60; 100 did not add), see edgekd/train/kd_mode.py
+    # +0.50 pp at 20 epochs, +0.90 / +0.64 pp at 60 for two training seeds; 100 gave +0.32), see train/kd_mode.py
     student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=60, batch_size=64))
     augment: AugmentConfig | None = None
     distill: DistillOptions = field(default_factory=DistillOptions)

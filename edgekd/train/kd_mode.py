@@ -15,7 +15,8 @@ mode against its own scratch twin trained on the same views:
     gap), distilled 97.64 / 97.92 %;
   * 60 epochs (the default since): online +0.60 pp (+0.19 .. +1.01; distilled 98.40 %, scratch 97.80 %, 79 % of
     the gap) at 2.7x a scratch epoch, cached +0.90 pp (+0.46 .. +1.34; distilled 98.36 %, scratch 97.46 %, 82 %)
-    at 1.02x. Cached with alpha 1.0: +0.78; T 2: +0.70; 16 views: +0.50; 100 epochs: no better than 60.
+    at 1.02x, and with other training seeds +0.64 pp (+0.21 .. +1.07; 98.30 vs 97.66 %, 71 %): +0.77 pp and 76 %
+    of the gap on average. Cached with alpha 1.0: +0.78; T 2: +0.70; 16 views: +0.50; 100 epochs: +0.32.
 Both modes end at the same distilled accuracy and online costs 2.7x per epoch on a CPU, so that pair stays cached.
 (MACs overstate a big teacher's wall time on a CPU, 7.1x in MACs was 2.7x in seconds; the ratio is a policy, not
 a clock.)
