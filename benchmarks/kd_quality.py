@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                  "only the summary of what --workdir holds)")
     ap.add_argument("--modes", default="online,cached")
     ap.add_argument("--teacher-arch", default=d.teacher_arch)
+    ap.add_argument("--teacher-members", type=int, default=d.teacher_members,
+                    help="the teacher is an ensemble of this many (seeds fold + 100 i), as the default run's")
     ap.add_argument("--teacher-aug", default="default", choices=TEACHER_AUGS)
     ap.add_argument("--teacher-epochs", type=int, default=d.teacher_train.epochs)
     ap.add_argument("--student-epochs", type=int, default=d.student_train.epochs)
@@ -122,16 +124,21 @@ def run_fold(args: argparse.Namespace, k: int, modes: list[str]) -> None:
 
     d = PipelineConfig()
     splits, store = fold_splits(k, args.folds), FoldStore(args.workdir, k)
-    tdir = store.dir / "teacher"
+    refs = [store.dir / "teacher" / "teacher.pt"] + [store.dir / f"teacher-m{i}" / "teacher.pt"
+                                                     for i in range(1, args.teacher_members)]
     if "teacher" not in store.data:
         t0 = time.perf_counter()
-        tcfg = replace(d.teacher_train, epochs=args.teacher_epochs, device="cpu", seed=k)
-        tm = train_teacher(splits, tcfg, tdir, arch=args.teacher_arch, aug=teacher_aug(args.teacher_aug),
-                           resume=(tdir / "last.pt").is_file(), progress=False)
-        model = load_teacher(tm["checkpoint"], 10).model
-        store.put("teacher", _record(tm, model, splits, 28, time.perf_counter() - t0))
+        for i, ck in enumerate(refs):  # member i: seed fold + 100 i
+            if not ck.is_file():
+                tcfg = replace(d.teacher_train, epochs=args.teacher_epochs, device="cpu", seed=k + 100 * i)
+                train_teacher(splits, tcfg, ck.parent, arch=args.teacher_arch, aug=teacher_aug(args.teacher_aug),
+                              resume=(ck.parent / "last.pt").is_file(), progress=False)
+        tm = json.loads((refs[0].parent / "metrics.jsonl").read_text().splitlines()[-1])
+        model = load_teacher(",".join(map(str, refs)), 10).model
+        store.put("teacher", _record({"epoch_time_s": [tm.get("epoch_time_s", 0.0)]}, model, splits, 28,
+                                     time.perf_counter() - t0))
         print(f"fold {k}: teacher {np.mean(store.data['teacher']['hits']) * 100:.2f} %", flush=True)
-    teacher = load_teacher(str(tdir / "teacher.pt"), 10)
+    teacher = load_teacher(",".join(map(str, refs)), 10)
     scfg = replace(d.student_train, epochs=args.student_epochs, device="cpu", seed=k + args.student_seed_offset)
     for mode in modes:
         for role, loss in (("scratch", "none"), ("kd", args.loss)):
@@ -188,7 +195,8 @@ def summarize(args: argparse.Namespace, modes: list[str]) -> dict[str, Any]:
     teacher = accuracy_interval(hits("teacher"))
     n = len(hits("teacher"))
     print(f"{len(done)} of {args.folds} folds: {n:,} held-out digits per model; student {args.student}, teacher "
-          f"{args.teacher_arch} ({args.teacher_aug} augmentation, {args.teacher_epochs} epochs), students "
+          f"{args.teacher_members} x {args.teacher_arch} ({args.teacher_aug} augmentation, {args.teacher_epochs} "
+          f"epochs), students "
           f"{args.student_epochs} epochs, loss {args.loss} T {args.temperature} alpha {args.alpha}")
     print(f"teacher      {_acc(teacher)}   (train {statistics.mean(s.data['teacher']['wall_s'] for s in done):.0f} s)")
     out: dict[str, Any] = {"folds": len(done), "n": n, "teacher": teacher.estimate, "modes": {}}

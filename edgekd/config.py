@@ -18,6 +18,7 @@ error naming it and the file::
                                    # the built-in
     teacher_scale: null            # the input a teacher file takes: 0-1, 0-255 or MEAN,STD (null: MNIST's)
     teacher_arch:  cnn
+    teacher_members: 3             # edgekd run: the built-in digit teacher is an ensemble of this many (1-8)
     init_from:     null            # distill: start the student from these weights
     student:       null            # a student id instead of the budget search
     target:        rpi4            # or profile: board.json (made by `edgekd-rt calibrate` on the board)
@@ -53,7 +54,7 @@ SECTIONS: dict[str, type] = {"data": DataSpec, "lines": LineSpec, "train": Train
                              "student_train": TrainConfig, "augment": AugmentConfig, "distill": DistillOptions}
 SCALARS: dict[str, type] = {"task": str, "teacher": str, "teacher_scale": str, "teacher_arch": str,
                             "init_from": str, "student": str, "target": str, "profile": str, "bench_runs": int,
-                            "quick": bool, "deploy_teacher": str}
+                            "quick": bool, "deploy_teacher": str, "teacher_members": int}
 BUDGET_KEYS = ("latency_ms", "flash_kb", "ram_kb", "macs", "params", "precision")
 KEYS = (*SECTIONS, *SCALARS, "budget")
 TASKS = ("digits", "lines")
@@ -176,7 +177,8 @@ def _scalar(key: str, value: Any, where: str) -> Any:
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {key} must be a {kind.__name__}, got {value!r}") from None
+        what = {int: "a whole number", float: "a number", str: "a string"}.get(kind, kind.__name__)
+        raise ConfigError(f"{where}: {key} must be {what}, got {value!r}") from None
 
 
 def merge_section(current: Any, key: str, value: Mapping[str, Any], where: str) -> Any:

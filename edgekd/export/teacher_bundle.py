@@ -27,6 +27,13 @@ from .onnx_export import MIN_OPSET
 from .samples import bundle_samples
 
 
+def _files_record(ref: str) -> dict[str, str]:
+    """Path and sha256 of the teacher file, or of each of an ensemble's (joined by commas, as `load_teacher`
+    reads them)."""
+    parts = [Path(p.strip()).expanduser() for p in ref.split(",") if p.strip()]
+    return {"path": ",".join(str(p.resolve()) for p in parts), "sha256": ",".join(sha256_file(p) for p in parts)}
+
+
 def export_teacher_bundle(teacher_file: str | os.PathLike, out_dir: str | os.PathLike, *, data: dict[str, Any],
                           labels: list[str], budget: dict[str, Any] | None = None,
                           profile: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
@@ -46,7 +53,7 @@ def export_teacher_bundle(teacher_file: str | os.PathLike, out_dir: str | os.Pat
     check_output_dir(out_dir, force)
     t = load_teacher(str(teacher_file), len(labels), arch, scale)
     extra = {"data": data, "metrics": metrics or {}, "deployed_model": "teacher",
-             "checkpoint": {"path": str(Path(teacher_file).resolve()), "sha256": sha256_file(teacher_file),
+             "checkpoint": {**_files_record(str(teacher_file)),
                             "kind": "teacher", "source": t.source, "arch": arch, "scale": scale}}
     ck = {"arch": t.name, "labels": labels, "input_size": TEACHER_INPUT_SIZE, "data": data, "budget": budget,
           "profile": profile}

@@ -116,4 +116,4 @@ def line_ensemble(models: list["nn.Module"]) -> "nn.Module":
     log-probabilities) in eval mode."""
     from .line_nets import LineEnsemble
 
-    return LineEnsemble(models).eval()
+    return LineEnsemble(models).eval()  # (the mean posterior: ensemble.ProbabilityEnsemble)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .ensemble import ProbabilityEnsemble
 from .students import STUDENTS, StudentIdError, StudentSpec
 from .teachers import TEACHERS
 
@@ -61,19 +62,8 @@ class CRNN(nn.Module):
         return (logits, feats) if with_features is True else logits
 
 
-class LineEnsemble(nn.Module):
-    """An ensemble of line models: the mean of their per-frame CTC posteriors, returned as log-probabilities (which
-    serve as logits: their softmax is the mean posterior). Members must share the frame rate (every line model
-    here does)."""
-
-    def __init__(self, models: list[nn.Module]) -> None:
-        super().__init__()
-        self.members = nn.ModuleList(models)
-
-    def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor:
-        outs = [m(x) for m in self.members]
-        probs = torch.stack([(o[0] if isinstance(o, (tuple, list)) else o).float().softmax(-1) for o in outs])
-        return probs.mean(0).clamp_min(1e-12).log()
+class LineEnsemble(ProbabilityEnsemble):
+    """An ensemble of line models: the mean of their per-frame CTC posteriors (`ensemble.ProbabilityEnsemble`)."""
 
 
 def _stage_pools(depth: int) -> list[tuple[int, int]]:

@@ -4,7 +4,8 @@ A teacher can be:
   * an edgekd teacher checkpoint written by `edgekd teacher train` (`teacher.pt`);
   * a TorchScript file (`torch.jit.save`) or a `torch.export` ExportedProgram file (`torch.export.save`, `.pt2`);
   * a plain state_dict for a registered architecture (`--teacher-arch cnn`), loaded with `weights_only=True`;
-  * an ONNX or TFLite file from any framework, run by edgekd_runtime (`foreign_teachers`).
+  * an ONNX or TFLite file from any framework, run by edgekd_runtime (`foreign_teachers`);
+  * several of these separated by commas: an ensemble (`ensemble.ProbabilityEnsemble`, the mean posterior).
 Teachers take (N, 1, 28, 28) normalised canvases and return logits (N, C). A teacher whose C differs from the
 data's class count is refused, and so is one that does not run on a batch. A teacher file made elsewhere may
 declare the input scaling it was trained with (`foreign_teachers.TeacherScale`, MNIST's by default).
@@ -93,6 +94,8 @@ def load_teacher(ref: str, num_classes: int, arch: str | None = None,
                  scale: TeacherScale | str | None = None) -> Teacher:
     """Load a digit teacher from a file (see module doc), fed its declared input `scale` (a `TeacherScale` or its
     text; MNIST's by default), and check its class count. Eval mode, on the CPU."""
+    if "," in ref:
+        return _ensemble([load_teacher(r.strip(), num_classes, arch, scale) for r in ref.split(",") if r.strip()])
     path = Path(ref).expanduser()
     scale = scale if isinstance(scale, TeacherScale) else parse_teacher_scale(scale)
     if path.suffix.lower() in RUNTIME_SUFFIXES:
@@ -112,6 +115,19 @@ def load_teacher(ref: str, num_classes: int, arch: str | None = None,
     name = ck["arch"] if ck is not None else (arch if source == "state-dict" else path.stem)
     return Teacher(model, name, source, has_features=hasattr(model, "features") and source != "torchscript",
                    normalization=None if ck is None else ck.get("normalization"))
+
+
+def _ensemble(members: list[Teacher]) -> Teacher:
+    """Teachers as one (the mean of their posteriors); members that carry their own normalisation must agree."""
+    from .ensemble import ProbabilityEnsemble
+
+    norms = {str(m.normalization) for m in members}
+    if len(norms) > 1:
+        raise UserInputError(f"the ensemble's teachers expect different input normalisations ({', '.join(norms)}); "
+                             f"ensemble teachers trained on the same normalisation")
+    return Teacher(ProbabilityEnsemble([m.model for m in members]).eval(),
+                   "ensemble(" + "+".join(m.name for m in members) + ")", "ensemble", has_features=False,
+                   normalization=members[0].normalization)
 
 
 def load_checked_teacher(ref: str, splits: Any, arch: str | None = None,

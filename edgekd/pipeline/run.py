@@ -30,7 +30,7 @@ from edgekd_runtime.atomic import atomic_write_json, atomic_write_text, sha256_f
 from edgekd_runtime.sysinfo import utc_timestamp
 
 from . import tasks
-from .config import PipelineConfig, digest
+from .config import PipelineConfig, digest, file_digest
 from .deploy_choice import TEACHER, DeployChoice, check_policy, compare_on_val, cost_teacher, decide, plan
 from .state import StepState, prepare_run_dir
 
@@ -132,28 +132,37 @@ def _fresh_dir(d: Path) -> None:
 
 def _teacher_step(cfg: PipelineConfig, splits: Any, run_dir: Path, state: StepState, progress: bool,
                   log: Log) -> tuple[str, str]:
-    """The teacher checkpoint (trained here, or the user's file, checked by `_check_user_teacher`). Returns (input
-    hash, path)."""
+    """The teacher (trained here: `teacher_members` built-in networks, or the user's file, checked by
+    `_check_user_teacher`). Returns (input hash, reference: a path, or the members' paths joined by commas, as
+    `load_teacher` reads an ensemble)."""
     if cfg.teacher:
         path = Path(cfg.teacher).expanduser()
         log(f"teacher: {path} (yours)")
-        key = sha256_file(path)
+        key = file_digest(cfg.teacher)
         return (key if cfg.teacher_scale is None else digest({"file": key, "scale": cfg.teacher_scale})), str(path)
-    key = digest({"data": tasks.data_dict(cfg), "arch": cfg.teacher_arch, "train": _train_dict(cfg.teacher_train)})
+    members = {"members": cfg.teacher_members} if cfg.teacher_members > 1 else {}  # (one: the keys of before)
+    key = digest({"data": tasks.data_dict(cfg), "arch": cfg.teacher_arch, "train": _train_dict(cfg.teacher_train),
+                  **members})
     out = run_dir / "teacher"
-    ck = out / "teacher.pt"
-    if state.done("teacher", key) and ck.is_file():
-        log(f"teacher: {ck} (done, skipped)")
-        return key, str(ck)
-    resume = state.started_with("teacher", key) and (out / "last.pt").is_file()
-    if not resume:
+    cks = [out / "teacher.pt"] + [out / f"member{i}" / "teacher.pt" for i in range(1, cfg.teacher_members)]
+    ref = ",".join(map(str, cks))
+    if state.done("teacher", key) and all(ck.is_file() for ck in cks):
+        log(f"teacher: {ref} (done, skipped)")
+        return key, ref
+    started = state.started_with("teacher", key)
+    if not started:
         _fresh_dir(out)
     state.start("teacher", key)
-    log(f"teacher: {'resuming' if resume else 'training'} built-in {cfg.teacher_arch!r} "
-        f"({cfg.teacher_train.epochs} epochs)")
-    tasks.train_task_teacher(cfg, splits, out, resume, progress)
+    for i, ck in enumerate(cks):
+        if started and ck.is_file():
+            continue  # a member that finished before the run was interrupted
+        resume = started and (ck.parent / "last.pt").is_file()
+        log(f"teacher: {'resuming' if resume else 'training'} built-in {cfg.teacher_arch!r} "
+            f"({cfg.teacher_train.epochs} epochs)" + (f", member {i + 1} of {len(cks)}" if len(cks) > 1 else ""))
+        seeded = replace(cfg, teacher_train=replace(cfg.teacher_train, seed=cfg.teacher_train.seed + i))
+        tasks.train_task_teacher(seeded, splits, ck.parent, resume, progress)
     state.finish("teacher", key)
-    return key, str(ck)
+    return key, ref
 
 
 def _check_user_teacher(cfg: PipelineConfig, splits: Any, log: Log) -> None:
@@ -167,8 +176,8 @@ def _check_user_teacher(cfg: PipelineConfig, splits: Any, log: Log) -> None:
 def _teacher_identity(cfg: PipelineConfig) -> str:
     """What the teacher's cost depends on: its file and declared input scaling, or the built-in architecture."""
     if not cfg.teacher:
-        return cfg.teacher_arch
-    return digest({"file": sha256_file(Path(cfg.teacher).expanduser()), "scale": cfg.teacher_scale})
+        return cfg.teacher_arch if cfg.teacher_members == 1 else f"{cfg.teacher_arch} x{cfg.teacher_members}"
+    return digest({"file": file_digest(cfg.teacher), "scale": cfg.teacher_scale})
 
 
 def _teacher_to_cost(cfg: PipelineConfig, num_classes: int) -> Any:
@@ -178,6 +187,11 @@ def _teacher_to_cost(cfg: PipelineConfig, num_classes: int) -> Any:
 
     if cfg.teacher:
         return load_teacher(str(Path(cfg.teacher).expanduser()), num_classes, cfg.teacher_arch, cfg.teacher_scale)
+    if cfg.teacher_members > 1:  # costed as what it is: every member runs
+        from edgekd.models.ensemble import ProbabilityEnsemble
+
+        nets = [TEACHERS.get(cfg.teacher_arch)(num_classes) for _ in range(cfg.teacher_members)]
+        return Teacher(ProbabilityEnsemble(nets).eval(), _teacher_identity(cfg), "built-in", False)
     return Teacher(TEACHERS.get(cfg.teacher_arch)(num_classes), cfg.teacher_arch, "built-in", True)
 
 

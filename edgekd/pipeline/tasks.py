@@ -51,7 +51,7 @@ def line_defaults(quick: bool = False) -> PipelineConfig:
                    student_train=replace(base.student_train, epochs=k["student_epochs"]),
                    distill=replace(base.distill, loss=lp.DEFAULT_LINE_LOSS, temperature=lp.DEFAULT_LINE_TEMPERATURE,
                                    alpha=lp.DEFAULT_LINE_ALPHA, transfer_views=k["transfer_views"]),
-                   budget=DEFAULT_LINE_BUDGET, bench_runs=k["bench_runs"])
+                   budget=DEFAULT_LINE_BUDGET, bench_runs=k["bench_runs"], teacher_members=1)
 
 
 def data_dict(cfg: PipelineConfig) -> dict[str, Any]:

@@ -25,6 +25,7 @@ STUDENT = "cnn-w16-d2-r28"  # what the default budget picks for rpi4
 SMALL = """\
 data: {limit_per_class: 200}
 teacher_arch: cnn-small
+teacher_members: 2
 teacher_train: {epochs: 8, batch_size: 32, lr: 0.01}
 student_train: {epochs: 6, batch_size: 32, lr: 0.01}
 augment: {erase_p: 0.0, patch_p: 0.0, mixup_p: 0.0, cutmix_p: 0.0}
@@ -123,8 +124,9 @@ def test_run_writes_a_consistent_report(finished_run):
     from edgekd.models.students import build_student, count_params
     from edgekd.models.teachers import TEACHERS
 
-    assert rows["teacher"]["arch"] == "cnn-small"
-    assert rows["teacher"]["params"] == count_params(TEACHERS.get("cnn-small")(10))
+    assert rows["teacher"]["arch"] == "ensemble(cnn-small+cnn-small)"  # teacher_members: 2, seeds 0 and 1
+    assert rows["teacher"]["params"] == 2 * count_params(TEACHERS.get("cnn-small")(10))
+    assert (out / "teacher" / "teacher.pt").is_file() and (out / "teacher" / "member1" / "teacher.pt").is_file()
     assert rows["distilled"]["params"] == count_params(build_student(STUDENT, 10))
     int8 = next(a for a in rep["artifacts"] if a["path"] == "student_int8.tflite")
     assert int8["budget_ok"] is True and int8["size_bytes"] <= 32 * 1024
@@ -269,3 +271,23 @@ def test_config_layers():
     # where training runs does not change what it computes, so it does not change the fingerprint
     assert load_pipeline_config(None, {"student_train": {"device": "cpu"}}).fingerprint() == \
         load_pipeline_config(None, {}).fingerprint()
+
+
+@pytest.mark.parametrize("members, task, message", [
+    (0, "digits", "from 1 to 8"), (9, "digits", "from 1 to 8"),
+    ("two", "digits", "teacher_members must be a whole number"),
+    (2, "lines", "the lines task trains one teacher")])
+def test_teacher_members_out_of_range_is_a_config_error(members, task, message):
+    from edgekd.pipeline.config import load_pipeline_config
+    from edgekd_runtime.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=message):
+        load_pipeline_config(None, {"teacher_members": members, "task": task})
+
+
+def test_teacher_members_default_three_and_quick_one():
+    from edgekd.pipeline.config import load_pipeline_config
+
+    assert load_pipeline_config(None, {}).teacher_members == 3
+    assert load_pipeline_config(None, {"quick": True}).teacher_members == 1
+    assert load_pipeline_config(None, {"task": "lines"}).teacher_members == 1
