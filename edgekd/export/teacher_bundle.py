@@ -30,7 +30,9 @@ from .samples import bundle_samples
 def _files_record(ref: str) -> dict[str, str]:
     """Path and sha256 of the teacher file, or of each of an ensemble's (joined by commas, as `load_teacher`
     reads them)."""
-    parts = [Path(p.strip()).expanduser() for p in ref.split(",") if p.strip()]
+    from edgekd.models.teachers import teacher_files
+
+    parts = [Path(p).expanduser() for p in teacher_files(ref)]
     return {"path": ",".join(str(p.resolve()) for p in parts), "sha256": ",".join(sha256_file(p) for p in parts)}
 
 

@@ -70,10 +70,10 @@ def load_line_teacher(ref: str, num_classes: int, height: int, width: int, arch:
 
     from edgekd.train.checkpoint import CHECKPOINT_FORMAT
 
-    from .teachers import Teacher, TeacherMismatchError, load_teacher_module
+    from .teachers import Teacher, TeacherMismatchError, load_teacher_module, teacher_files
 
     if "," in ref:
-        members = [load_line_teacher(r.strip(), num_classes, height, width, arch) for r in ref.split(",") if r.strip()]
+        members = [load_line_teacher(r, num_classes, height, width, arch) for r in teacher_files(ref)]
         model = line_ensemble([m.model for m in members])
         return Teacher(model, "ensemble(" + "+".join(m.name for m in members) + ")", "ensemble", has_features=False)
 

@@ -95,7 +95,7 @@ def load_teacher(ref: str, num_classes: int, arch: str | None = None,
     """Load a digit teacher from a file (see module doc), fed its declared input `scale` (a `TeacherScale` or its
     text; MNIST's by default), and check its class count. Eval mode, on the CPU."""
     if "," in ref:
-        return _ensemble([load_teacher(r.strip(), num_classes, arch, scale) for r in ref.split(",") if r.strip()])
+        return _ensemble([load_teacher(r, num_classes, arch, scale) for r in teacher_files(ref)])
     path = Path(ref).expanduser()
     scale = scale if isinstance(scale, TeacherScale) else parse_teacher_scale(scale)
     if path.suffix.lower() in RUNTIME_SUFFIXES:
@@ -115,6 +115,11 @@ def load_teacher(ref: str, num_classes: int, arch: str | None = None,
     name = ck["arch"] if ck is not None else (arch if source == "state-dict" else path.stem)
     return Teacher(model, name, source, has_features=hasattr(model, "features") and source != "torchscript",
                    normalization=None if ck is None else ck.get("normalization"))
+
+
+def teacher_files(ref: str) -> list[str]:
+    """The files of a teacher reference: one path, or an ensemble's paths separated by commas."""
+    return [part.strip() for part in ref.split(",") if part.strip()]
 
 
 def _ensemble(members: list[Teacher]) -> Teacher:

@@ -92,7 +92,9 @@ def file_digest(path: str) -> str:
     from edgekd_runtime.atomic import sha256_file
 
     if "," in path:  # an ensemble of teacher files
-        return digest([file_digest(part.strip()) for part in path.split(",") if part.strip()])
+        from edgekd.models.teachers import teacher_files
+
+        return digest([file_digest(part) for part in teacher_files(path)])
     p = Path(path).expanduser()
     return sha256_file(p) if p.is_file() else f"missing:{path}"
 
