@@ -133,10 +133,8 @@ def run_fold(args: argparse.Namespace, k: int, modes: list[str]) -> None:
                 tcfg = replace(d.teacher_train, epochs=args.teacher_epochs, device="cpu", seed=k + 100 * i)
                 train_teacher(splits, tcfg, ck.parent, arch=args.teacher_arch, aug=teacher_aug(args.teacher_aug),
                               resume=(ck.parent / "last.pt").is_file(), progress=False)
-        tm = json.loads((refs[0].parent / "metrics.jsonl").read_text().splitlines()[-1])
         model = load_teacher(",".join(map(str, refs)), 10).model
-        store.put("teacher", _record({"epoch_time_s": [tm.get("epoch_time_s", 0.0)]}, model, splits, 28,
-                                     time.perf_counter() - t0))
+        store.put("teacher", _record({}, model, splits, 28, time.perf_counter() - t0))
         print(f"fold {k}: teacher {np.mean(store.data['teacher']['hits']) * 100:.2f} %", flush=True)
     teacher = load_teacher(",".join(map(str, refs)), 10)
     scfg = replace(d.student_train, epochs=args.student_epochs, device="cpu", seed=k + args.student_seed_offset)
