@@ -229,8 +229,10 @@ def histogram(levels: np.ndarray, mask: np.ndarray | None = None, step: int = 1,
 
     a = np.ascontiguousarray(levels[::step, ::step]) if step > 1 else levels
     if mask is not None:
-        mask = np.ascontiguousarray(mask[::step, ::step]) if step > 1 or mask.dtype == np.bool_ else mask
-        mask = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
+        if step > 1:
+            mask = np.ascontiguousarray(mask[::step, ::step])
+        if mask.dtype == np.bool_:
+            mask = np.ascontiguousarray(mask).view(np.uint8)
     hist = cv2.calcHist([a], [0], mask, [256], [0, 256]).ravel()
     if above >= 0:
         hist[:above + 1] = 0
