@@ -8,7 +8,8 @@ error naming it and the file::
     task:          digits          # or lines (CTC text lines; every command): `lines` replaces `data`
     data:          {source: embedded, path: null, seed: 0, val_fraction: 0.1, test_fraction: 0.2}
     lines:         {source: embedded, path: null, seed: 0, height: 24, width: 192, train_lines: 4000}
-    train:         {epochs: 10, batch_size: 128, lr: 0.003, device: auto, amp: auto, patience: null}
+    train:         {epochs: 10, batch_size: 128, lr: 0.003, device: auto, amp: auto, patience: null,
+                    select: auto}  # the weights kept: last, best (val) or auto (best for lines / early stopping)
     teacher_train: {epochs: 40}    # on top of `train` for the teacher (edgekd run, edgekd teacher train)
     student_train: {epochs: 60}    # on top of `train` for the student (edgekd run, edgekd distill)
     augment:       {rotation_deg: 12, erase_p: 0.25, mixup_p: 0.2}
