@@ -153,6 +153,32 @@ def test_early_stopping_keeps_the_best_epoch(tiny_splits, tmp_path):
     assert acc == res.best_val_acc  # the returned model is the best one, not the last
 
 
+@pytest.mark.parametrize("select", ["last", "best", "auto"])
+def test_select_returns_the_final_or_the_best_validation_epochs_weights(tiny_splits, tmp_path, select):
+    from edgekd.train.checkpoint import load_torch
+
+    # a high constant SGD rate: the val accuracy peaks early (epoch 2 of 8 here), the weights keep moving
+    res = _tiny_fit(tiny_splits, tmp_path, epochs=8, lr=0.5, optimizer="sgd", scheduler="none", select=select)
+    accs = [h["val_acc"] for h in res.history]
+    best = accs.index(max(accs))
+    want = 7 if select in ("last", "auto") else best  # auto: the last, as there is no patience nor evaluator
+    assert len(accs) == 8 and (res.best_epoch, res.best_val_acc) == (want, accs[want])
+    st = load_torch(tmp_path / "last.pt")
+    kept = st["model"] if want == 7 else st["best_state"]
+    assert all(torch.equal(v, kept[k]) for k, v in res.model.state_dict().items())
+    if best != 7:  # the final and the best weights differ, so the check above tells them apart
+        assert not all(torch.equal(v, st["best_state"][k]) for k, v in st["model"].items())
+
+
+def test_select_is_checked():
+    from edgekd.train.trainer import TrainConfig
+
+    with pytest.raises(UserInputError, match="unknown select 'final'; choose auto, best, last"):
+        TrainConfig(select="final")
+    assert TrainConfig(patience=3).selects_best() and TrainConfig().selects_best(evaluator=True)
+    assert not TrainConfig().selects_best() and not TrainConfig(select="last", patience=3).selects_best(True)
+
+
 def test_student_checkpoint_contract_and_warm_start(tiny_splits, tmp_path):
     from edgekd.train.checkpoint import load_student_checkpoint, transfer_parameters
     from edgekd.train.pipeline import DistillOptions, distill
