@@ -93,12 +93,36 @@ def paired_gain(correct_a: Sequence[bool] | np.ndarray, correct_b: Sequence[bool
     a, b = _as_correct(correct_a, "model A"), _as_correct(correct_b, "model B")
     if a.size != b.size:
         raise UserInputError(f"paired gain needs hits on the same samples: {a.size} for A, {b.size} for B")
-    d = b - a
+    return _paired(float(a.mean()), float(b.mean()), b - a, level)
+
+
+Hits = Sequence[bool] | np.ndarray
+
+
+def seed_averaged_gain(correct_a: Sequence[Hits], correct_b: Sequence[Hits],
+                       level: float = DEFAULT_LEVEL) -> PairedGain:
+    """acc(B) - acc(A) averaged over training seeds: row j of each argument holds seed j's per-sample hits (the
+    same samples, the same seeds). The interval is the paired one of the per-sample difference averaged over the
+    seeds: it covers the held-out samples' noise of the seed-averaged gain; how far single seeds spread is each
+    seed's own paired_gain. won/lost count the samples where B is right on more / fewer seeds than A."""
+    if len(correct_a) != len(correct_b) or not correct_a:
+        raise UserInputError(f"seed-averaged gain needs the same seeds for A and B: {len(correct_a)} and "
+                             f"{len(correct_b)}")
+    rows = [_as_correct(r, f"model {m}, seed {j}") for m, c in (("A", correct_a), ("B", correct_b))
+            for j, r in enumerate(c)]
+    if len({r.size for r in rows}) != 1:
+        raise UserInputError(f"seed-averaged gain needs hits on the same samples for every seed and model, got "
+                             f"{[r.size for r in rows]} samples")
+    a, b = np.stack(rows[:len(correct_a)]), np.stack(rows[len(correct_a):])
+    return _paired(float(a.mean()), float(b.mean()), (b - a).mean(0), level)
+
+
+def _paired(acc_a: float, acc_b: float, d: np.ndarray, level: float) -> PairedGain:
     n, mean = d.size, float(d.mean())
     se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else float("inf")
     half = _z(level) * se
     gain = Interval(mean, mean - half, mean + half, n, level)
-    return PairedGain(float(a.mean()), float(b.mean()), gain, int((d > 0).sum()), int((d < 0).sum()))
+    return PairedGain(acc_a, acc_b, gain, int((d > 0).sum()), int((d < 0).sum()))
 
 
 def resolvable_gain(n: int, disagreement: float, level: float = DEFAULT_LEVEL) -> float:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgekd.report.stats import accuracy_interval, paired_gain, resolvable_gain
+from edgekd.report.stats import accuracy_interval, paired_gain, resolvable_gain, seed_averaged_gain
 from edgekd_runtime.errors import UserInputError
 
 
@@ -65,6 +65,24 @@ def test_resolvable_gain_plan():
     # 5,000 paired digits with 3 % disagreements resolve about +-0.47 pp; 1,000 digits only +-1.06 pp
     assert math.isclose(resolvable_gain(5000, 0.03), 0.004801, rel_tol=1e-3)
     assert resolvable_gain(1000, 0.03) > 0.01
+
+
+def test_seed_averaged_gain_hand_checked():
+    # seed 0: B wins 10, loses 2 (+8 pp); seed 1 on the same 100 samples: B wins the same 10, loses 6 (+4 pp)
+    a0, b0 = _pair(10, 2, 80, 8)
+    a1, b1 = a0.copy(), b0.copy()
+    a1[12:16], b1[12:16] = 1, 0
+    g = seed_averaged_gain([a0, a1], [b0, b1])
+    d = ((b0 - a0) + (b1 - a1)) / 2  # ten +1, two -1, four -0.5: mean 0.06
+    half = 1.959964 * float(np.std(d, ddof=1)) / 10
+    assert math.isclose(g.gain.estimate, 0.06) and math.isclose(g.gain.low, 0.06 - half, rel_tol=1e-5)
+    assert (g.acc_a, g.acc_b, g.b_only, g.a_only) == (0.82, 0.88, 10, 6)
+    one = seed_averaged_gain([a0], [b0])  # one seed is the paired gain
+    assert (one.gain, one.acc_a, one.b_only) == (paired_gain(a0, b0).gain, 0.82, 10)
+    with pytest.raises(UserInputError, match="the same seeds for A and B: 2 and 1"):
+        seed_averaged_gain([a0, a1], [b0])
+    with pytest.raises(UserInputError, match="same samples"):
+        seed_averaged_gain([a0, a1[:50]], [b0, b1[:50]])
 
 
 @pytest.mark.parametrize("a,b", [([], []), ([1, 0], [1]), ([1, 2], [1, 0]), ([[1]], [[1]])])
