@@ -33,7 +33,8 @@ DEFAULT_BUDGET = Budget.from_cli(latency_ms=1.0, flash_kb=32.0, precision="int8"
 QUICK = {"teacher_epochs": 3, "student_epochs": 5, "transfer_views": 2, "alpha": 0.5, "bench_runs": 50,
          "teacher_members": 1}
 #: The built-in digit teacher is this many `teacher_arch` networks (seeds seed, seed + 1, ...) averaged
-#: (edgekd.models.ensemble: 98.56 % -> 99.08 % on 5,000 held-out digits with 3); 8 at most.
+#: (edgekd.models.ensemble: 98.56 % -> 99.08 % on 5,000 held-out digits with 3; 99.24 % with final weights); 8 at
+#: most.
 MAX_TEACHER_MEMBERS = 8
 
 
@@ -49,7 +50,7 @@ class PipelineConfig:
     teacher_members: int = 3  # the built-in digit teacher: an ensemble of this many (see MAX_TEACHER_MEMBERS)
     # 60 student epochs: KD's gain on held-out digits grows with the schedule (benchmarks/kd_quality.py, 5 folds,
     # one teacher: +0.50 pp at 20 epochs, +0.90 / +0.64 pp at 60 for two training seeds; 100 gave +0.32; from the
-    # 3-member teacher +1.08 pp), see train/kd_mode.py
+    # 3-member teacher +1.08 / +0.88 pp, and with final weights +1.12 pp over 3 seeds), see train/kd_mode.py
     student_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=60, batch_size=64))
     augment: AugmentConfig | None = None
     distill: DistillOptions = field(default_factory=DistillOptions)

@@ -18,7 +18,10 @@ mode against its own scratch twin trained on the same views:
     at 1.02x, and with other training seeds +0.64 pp (+0.21 .. +1.07; 98.30 vs 97.66 %, 71 %): +0.77 pp and 76 %
     of the gap on average. Cached with alpha 1.0: +0.78; T 2: +0.70; 16 views: +0.50; 100 epochs: +0.32.
   * 60 epochs from the default teacher since, three `cnn` averaged (`teacher_members`, 99.08 %): cached +1.08 pp
-    (+0.66 .. +1.50; distilled 98.54 %, scratch 97.46 %, 67 % of the gap).
+    (+0.66 .. +1.50; distilled 98.54 %, scratch 97.46 %, 67 % of the gap), +0.88 pp with other training seeds.
+  * the same keeping every model's final weights instead of its best val epoch (`TrainConfig.select`; teacher
+    99.24 %), 3 training seeds: cached +1.12 pp on average (+0.82 .. +1.42; distilled 98.77 %, scratch 97.65 %,
+    70 % of the gap; the seeds +1.08 / +1.22 / +1.06 pp).
 Both modes end at the same distilled accuracy and online costs 2.7x per epoch on a CPU, so that pair stays cached.
 (MACs overstate a big teacher's wall time on a CPU, 7.1x in MACs was 2.7x in seconds; the ratio is a policy, not
 a clock.)
