@@ -75,7 +75,8 @@ def recognize(
                                          "square for digits, the whole shape for lines)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Stop after this many images."),
     duration_s: Optional[float] = typer.Option(None, min=0.0, help="Stop watching / filming after this long."),
-    top_k: int = typer.Option(3, min=1, help="How many classes to list per image."),
+    top_k: int = typer.Option(3, min=1, help="Digit bundles: how many classes to list per image (a line is read "
+                                             "as one string, with a probability per character)."),
     pattern: Optional[str] = typer.Option(None, help="Line bundles: a pattern the string must match, e.g. "
                                                      "'\\d{6}' or '\\d+[.,]\\d\\d' (greedy reading without)."),
     backend: str = typer.Option("auto", help="auto, onnx or tflite."),
