@@ -83,8 +83,8 @@ def report(metrics: dict[str, Any], title: str, json_out: bool) -> None:
 
     con = Console()
     con.print(f"[bold]{title}[/bold]")
-    for k in ("test_acc", "best_val_acc", "test_cer", "test_string_acc", "best_val_cer", "best_epoch", "epochs_run",
-              "params", "teacher_cache_s", "checkpoint"):
+    for k in ("test_acc", "best_val_acc", "test_cer", "test_string_acc", "best_val_cer", "best_epoch", "weights",
+              "epochs_run", "params", "teacher_cache_s", "checkpoint"):
         if k in metrics and metrics[k] is not None:
             v = metrics[k]
             con.print(f"  {k:14s} {v:.4f}" if isinstance(v, float) else f"  {k:14s} {v}")

@@ -173,8 +173,8 @@ def _finish_lines(kind: str, arch: str, res: FitResult, splits: LineSplits, cfg:
     metrics = {"test_cer": test.cer, "test_string_acc": test.string_acc,
                "test_per_length": test.to_dict()["per_length"], "test_loss": test.loss,
                "best_val_cer": -res.best_val_acc if res.best_val_acc is not None else None,
-               "best_epoch": res.best_epoch, "epochs_run": len(hist), "stopped_early": res.stopped_early,
-               "epoch_time_s": [h["epoch_time_s"] for h in hist], **(extra or {})}
+               "best_epoch": res.best_epoch, "weights": res.kept, "epochs_run": len(hist),
+               "stopped_early": res.stopped_early, "epoch_time_s": [h["epoch_time_s"] for h in hist], **(extra or {})}
     if init_distributed(resolve_device(cfg.device).type).is_main:
         ck = model_checkpoint(kind, arch, res.model, num_classes=splits.num_classes, labels=list(splits.charset),
                               input_size=splits.spec.height, data=splits.spec.to_dict(), metrics=metrics,

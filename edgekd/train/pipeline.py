@@ -132,8 +132,8 @@ def _finish(kind: str, arch: str, res: FitResult, splits: Splits, cfg: TrainConf
     test_acc, test_loss = evaluate(res.model, splits.test.x, splits.test.y, device, input_size)
     hist = res.history
     metrics = {"test_acc": test_acc, "test_loss": test_loss, "best_val_acc": res.best_val_acc,
-               "best_epoch": res.best_epoch, "epochs_run": len(hist), "stopped_early": res.stopped_early,
-               "epoch_time_s": [h["epoch_time_s"] for h in hist], **(extra or {})}
+               "best_epoch": res.best_epoch, "weights": res.kept, "epochs_run": len(hist),
+               "stopped_early": res.stopped_early, "epoch_time_s": [h["epoch_time_s"] for h in hist], **(extra or {})}
     if init_distributed(resolve_device(cfg.device).type).is_main:
         ck = model_checkpoint(kind, arch, res.model, num_classes=splits.num_classes, labels=splits.class_names,
                               input_size=input_size, data=splits.spec.to_dict(), metrics=metrics,

@@ -75,14 +75,16 @@ class TrainConfig:
 
 @dataclass
 class FitResult:
-    """What fit() returns: `model` holds the selected weights (TrainConfig.select), `best_epoch` is their epoch
-    and `best_val_acc` its validation score (accuracy, or the evaluator's val_score), None without validation."""
+    """What fit() returns: `model` holds the selected weights (TrainConfig.select; `kept` says which: "last" or
+    "best"), `best_epoch` is their epoch and `best_val_acc` its validation score (accuracy, or the evaluator's
+    val_score), None without validation."""
 
     model: "nn.Module"
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = -1
     best_val_acc: float | None = None
     stopped_early: bool = False
+    kept: str = "last"
 
 
 def evaluate(model: "nn.Module", x: np.ndarray, y: np.ndarray, device: "torch.device", input_size: int = 28,
@@ -253,14 +255,15 @@ def fit(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
 
 def _result(model: "nn.Module", state: TrainState, best: bool) -> FitResult:
     """The FitResult with the selected weights loaded: the best validation epoch's (`best`) or the final one's."""
-    if best and state.best_state is not None:
+    kept = "best" if best and state.best_state is not None else "last"
+    if kept == "best":
         model.load_state_dict(state.best_state)
         epoch, score = state.best_epoch, state.best_acc
     else:
         last = state.history[-1] if state.history else {}
         epoch, score = state.epoch, last.get("val_score", last.get("val_acc"))
     model.eval()
-    return FitResult(model, state.history, epoch, score if epoch >= 0 else None, state.stopped)
+    return FitResult(model, state.history, epoch, score if epoch >= 0 else None, state.stopped, kept)
 
 
 def setup_training(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,

@@ -163,6 +163,7 @@ def test_select_returns_the_final_or_the_best_validation_epochs_weights(tiny_spl
     best = accs.index(max(accs))
     want = 7 if select in ("last", "auto") else best  # auto: the last, as there is no patience nor evaluator
     assert len(accs) == 8 and (res.best_epoch, res.best_val_acc) == (want, accs[want])
+    assert res.kept == ("best" if select == "best" else "last")
     st = load_torch(tmp_path / "last.pt")
     kept = st["model"] if want == 7 else st["best_state"]
     assert all(torch.equal(v, kept[k]) for k, v in res.model.state_dict().items())
