@@ -93,7 +93,8 @@ def register(app: typer.Typer) -> None:
         source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
         data_path: Optional[str] = typer.Option(None, "--data-path", help="File/directory for the data source."),
         data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Split seed."),
-        epochs: Optional[int] = typer.Option(None, help="Epochs (default 10)."),
+        epochs: Optional[int] = typer.Option(None, help="Epochs (default: edgekd run's, 60 for digits, 40 for "
+                                                        "lines)."),
         batch_size: Optional[int] = typer.Option(None, help="Global batch size."),
         lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
         device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),

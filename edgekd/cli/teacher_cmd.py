@@ -41,13 +41,23 @@ def resolve_task_config(config: Optional[Path], overrides: dict[str, Any], base:
     task = config_task(file_values, overrides)
     if task == "lines" and "data" in overrides:
         overrides = {**overrides, "lines": overrides.pop("data")}
-    base = base or RunConfig()
+    stage = "teacher" if command == "edgekd teacher train" else "student"
+    base = base or RunConfig(train=_run_student_train(task))
     if task == "lines":
         base = replace(base, task="lines", distill=replace(base.distill, loss=DEFAULT_LINE_LOSS,
                                                            temperature=DEFAULT_LINE_TEMPERATURE,
                                                            alpha=DEFAULT_LINE_ALPHA))
-    stage = "teacher" if command == "edgekd teacher train" else "student"
     return resolve_config(file_values, overrides, base=base, stage=stage, path=config)
+
+
+def _run_student_train(task: str) -> Any:
+    """The training settings `edgekd run` gives this task's student, the defaults of `edgekd distill` (one home: a
+    student distilled by hand trains as long as the run's, 60 epochs for digits and 40 for lines). `edgekd teacher
+    train` passes its own base."""
+    from edgekd.pipeline.config import PipelineConfig
+    from edgekd.pipeline.tasks import line_defaults
+
+    return (line_defaults() if task == "lines" else PipelineConfig()).student_train
 
 
 def config_task(file_values: dict[str, Any] | None, overrides: dict[str, Any]) -> str:

@@ -46,6 +46,17 @@ def test_a_run_yaml_drives_distill(tmp_path):
                                "precision": "int8"}
 
 
+def test_distill_trains_as_long_as_the_run_unless_told(tmp_path):
+    from edgekd.cli.teacher_cmd import resolve_task_config
+    from edgekd.pipeline.config import PipelineConfig
+    from edgekd.pipeline.tasks import line_defaults
+
+    assert resolve_task_config(None, {}).train == PipelineConfig().student_train  # 60 epochs, batch 64
+    assert resolve_task_config(None, {"task": "lines"}).train == line_defaults().student_train
+    assert resolve_task_config(None, {"train": {"epochs": 3}}).train.epochs == 3
+    assert resolve_task_config(_write(tmp_path, "train: {epochs: 4}\n"), {}).train.epochs == 4
+
+
 def test_the_same_yaml_for_run_and_teacher_train(tmp_path):
     path = _write(tmp_path, RUN_YAML)
     run = load_pipeline_config(path)
