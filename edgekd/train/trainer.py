@@ -51,7 +51,7 @@ class TrainConfig:
     # The weights fit() returns: "last" (the final epoch's), "best" (the best validation epoch's), or "auto": best
     # with early stopping (`patience`) or a task evaluator (lines: CER over thousands of validation characters),
     # else last. Why last for digits: the embedded val split has 500 digits (0.2 pp each), too few to rank the
-    # late epochs of a decaying schedule; the best of them is mostly luck and often an early, undertrained one.
+    # late epochs of a decaying schedule; the best of them is mostly luck and sometimes an early, undertrained one.
     # On 5,000 held-out digits (benchmarks/kd_quality.py folds) the final weights were better for the teachers
     # (98.75 -> 99.11 % each, 99.08 -> 99.24 % for the 3-member ensemble) and the distilled students
     # (98.54 -> 98.78 / 98.66 % on two seeds).
