@@ -204,17 +204,13 @@ def scored_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: int =
     whose confidence is the lowest blank probability): each numpy call costs about as much as the work on a whole
     line, so fewer rows and fewer calls is what makes this faster than the softmax. y is not written to."""
     frames = (best.nonzero() if blank == 0 else (best != blank).nonzero())[0]
-    n = len(frames)
-    if not n:
+    if not len(frames):
         return "", _lowest_blank_probability(y, best, divisor, table), ()
     cls = best.take(frames)
     z = y.take(frames, 0) if table is None else table.take(y.take(frames, 0).view(np.uint8))  # (n, C), a new array
     if divisor is not None and table is None:
         np.divide(z, divisor, z)
-    flat = z.reshape(-1)  # minus each row's best score, repeated along the row (a flat op: no broadcast)
-    np.subtract(flat, flat.take((cls + _row_starts(y.shape[1], n)).repeat(y.shape[1])), flat)
-    np.exp(z, z)
-    return _runs(frames.tolist(), cls.tolist(), np.reciprocal(np.add.reduce(z, 1)).tolist(), _labels(charset, blank))
+    return _runs(frames.tolist(), cls.tolist(), best_class_probabilities(z, cls).tolist(), _labels(charset, blank))
 
 
 def _lowest_blank_probability(y: np.ndarray, best: np.ndarray, divisor: np.ndarray | None,
