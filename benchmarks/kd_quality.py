@@ -205,12 +205,12 @@ def summarize(args: argparse.Namespace, modes: list[str]) -> dict[str, Any]:
         return {}
     hits = lambda name: np.concatenate([s.data[name]["hits"] for s in done])  # noqa: E731
     teacher = accuracy_interval(hits("teacher"))
-    print(f"{len(done)} of {args.folds} folds: {len(hits('teacher')):,} held-out digits per model; student "
+    print(f"{len(done)} of {args.folds} folds: {teacher.n:,} held-out digits per model; student "
           f"{args.student}, teacher {args.teacher_members} x {args.teacher_arch} ({args.teacher_aug} augmentation, "
           f"{args.teacher_epochs} epochs), students {args.student_epochs} epochs x {args.seeds} seeds, loss "
           f"{args.loss} T {args.temperature} alpha {args.alpha}")
     print(f"teacher      {_acc(teacher)}   (train {statistics.mean(s.data['teacher']['wall_s'] for s in done):.0f} s)")
-    out: dict[str, Any] = {"folds": len(done), "n": len(hits("teacher")), "seeds": args.seeds,
+    out: dict[str, Any] = {"folds": len(done), "n": teacher.n, "seeds": args.seeds,
                            "teacher": teacher.estimate, "modes": {}}
     for mode in modes:
         out["modes"][mode] = summarize_mode(args, mode, hits, done, teacher.estimate)
