@@ -93,7 +93,7 @@ def _ctc(spec: StudentSpec, num_classes: int) -> nn.Module:
     for pool in _stage_pools(spec.depth):
         layers += _conv(c_in, c) + [nn.MaxPool2d(pool)]
         c_in, c = c, c * 2
-    return LineNet(nn.Sequential(*layers), c_in, h, num_classes, 2 * c_in)
+    return LineNet(nn.Sequential(*layers), c_in, h, num_classes, 2 * c_in, spec.context)
 
 
 @STUDENTS.register(key="dsctc")
@@ -105,7 +105,7 @@ def _dsctc(spec: StudentSpec, num_classes: int) -> nn.Module:
         c_out = c * 2 if i < 3 else c
         layers += [nn.MaxPool2d(pool)] + _conv(c, c, groups=c) + _conv(c, c_out, k=1)
         c = c_out
-    return LineNet(nn.Sequential(*layers), c, h, num_classes, 2 * c)
+    return LineNet(nn.Sequential(*layers), c, h, num_classes, 2 * c, spec.context)
 
 
 def _crnn(widths: tuple[int, ...], hidden: int, num_classes: int, height: int) -> nn.Module:

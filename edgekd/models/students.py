@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # torch is imported lazily so `edgekd --help` stays fast
 RESOLUTIONS = (28, 20, 16)
 STUDENTS: Registry[Callable[..., "nn.Module"]] = Registry("student")
 
-_ID_RE = re.compile(r"^(?P<family>[a-z]+)(?:-w(?P<w>\d+)-d(?P<d>\d+))?-r(?P<r>\d+)$")
+_ID_RE = re.compile(r"^(?P<family>[a-z]+)(?:-w(?P<w>\d+)-d(?P<d>\d+)(?:-c(?P<c>\d+))?)?-r(?P<r>\d+)$")
+CONTEXT_FAMILIES, MAX_CONTEXT = ("ctc", "dsctc"), 3  # line students: (1, 5) context convolutions over the frames
 
 
 class StudentIdError(UserInputError):
@@ -47,12 +48,14 @@ class StudentSpec:
     width: int | None
     depth: int | None
     input_size: int
+    context: int = 0
 
     @property
     def id(self) -> str:
         if self.family == "linear":
             return f"linear-r{self.input_size}"
-        return f"{self.family}-w{self.width}-d{self.depth}-r{self.input_size}"
+        ctx = f"-c{self.context}" if self.context else ""
+        return f"{self.family}-w{self.width}-d{self.depth}{ctx}-r{self.input_size}"
 
 
 def parse_student_id(student_id: str) -> StudentSpec:
@@ -60,8 +63,9 @@ def parse_student_id(student_id: str) -> StudentSpec:
     m = _ID_RE.match(student_id.strip())
     fam = m.group("family") if m else None
     hint = ("valid forms: linear-r{R}, mlp-w{W}-d{D}-r{R}, cnn-w{W}-d{D}-r{R}, dscnn-w{W}-d{D}-r{R} "
-            "with R in 8..64 (e.g. dscnn-w16-d3-r28); for text lines ctc-w{W}-d{D}-r{H}, dsctc-w{W}-d{D}-r{H} "
-            f"(H = line height); known families: {', '.join(STUDENTS.names())}")
+            "with R in 8..64 (e.g. dscnn-w16-d3-r28); for text lines ctc-w{W}-d{D}[-c{C}]-r{H}, "
+            "dsctc-w{W}-d{D}[-c{C}]-r{H} (H = line height, "
+            f"C = 1..{MAX_CONTEXT} context convolutions); known families: {', '.join(STUDENTS.names())}")
     if not m or fam not in STUDENTS:
         raise StudentIdError(f"bad student id {student_id!r}; {hint}")
     r = int(m.group("r"))
@@ -73,11 +77,14 @@ def parse_student_id(student_id: str) -> StudentSpec:
         return StudentSpec("linear", None, None, r)
     if m.group("w") is None:
         raise StudentIdError(f"student id {student_id!r}: {fam} needs width and depth; {hint}")
-    w, d = int(m.group("w")), int(m.group("d"))
+    w, d, c = int(m.group("w")), int(m.group("d")), int(m.group("c") or 0)
+    if m.group("c") is not None and (fam not in CONTEXT_FAMILIES or not 1 <= c <= MAX_CONTEXT):
+        raise StudentIdError(f"student id {student_id!r}: -c{{C}} (context convolutions) is for the line families "
+                             f"{', '.join(CONTEXT_FAMILIES)}, with C in 1..{MAX_CONTEXT}; {hint}")
     max_depth = {"mlp": 4, "cnn": 4, "dscnn": 6, "ctc": 4, "dsctc": 4}[fam]
     if not 1 <= w <= 512 or not 1 <= d <= max_depth:
         raise StudentIdError(f"student id {student_id!r}: width must be 1..512 and depth 1..{max_depth} for {fam}")
-    return StudentSpec(fam, w, d, r)
+    return StudentSpec(fam, w, d, r, c)
 
 
 def build_student(student_id: str, num_classes: int) -> "nn.Module":

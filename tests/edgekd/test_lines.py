@@ -368,6 +368,26 @@ def test_teacher_files_separated_by_commas_are_averaged(tmp_path):
     assert torch.allclose(got, want, atol=1e-6)
 
 
+def test_line_student_context_convolutions():
+    """`-c{C}` adds C (1, 5) convolutions over the frames: the id round-trips, each adds hidden*hidden*5 weights
+    (+ BatchNorm), the frames and classes stay, and digit families or C outside 1..3 are refused."""
+    from edgekd.models.students import StudentIdError, build_student, count_params, parse_student_id
+
+    spec = parse_student_id("ctc-w8-d2-c2-r24")
+    assert (spec.family, spec.width, spec.depth, spec.context, spec.input_size) == ("ctc", 8, 2, 2, 24)
+    assert spec.id == "ctc-w8-d2-c2-r24" and parse_student_id("ctc-w8-d2-r24").context == 0
+    hidden = 32  # ctc-w8-d2: stages 8, 16 -> 2 * 16 collapsed features
+    n = [count_params(build_student(f"ctc-w8-d2{c}-r24", 11)) for c in ("", "-c1", "-c2")]
+    assert n[1] - n[0] == n[2] - n[1] == hidden * hidden * 5 + 2 * hidden
+    for sid in ("ctc-w8-d2-c3-r24", "dsctc-w8-d2-c1-r24"):
+        with torch.inference_mode():
+            assert build_student(sid, 11).eval()(torch.zeros(2, 1, 24, 192)).shape == (2, 48, 11)
+    for bad, why in (("ctc-w8-d2-c4-r24", "C in 1..3"), ("ctc-w8-d2-c0-r24", "C in 1..3"),
+                     ("cnn-w8-d2-c1-r28", "for the line families")):
+        with pytest.raises(StudentIdError, match=why):
+            parse_student_id(bad)
+
+
 def test_line_student_cost_and_bad_ids():
     from edgekd.budget.cost import student_cost
     from edgekd.models.line_models import check_line_output, is_line_model, line_search_space
@@ -385,8 +405,9 @@ def test_line_student_cost_and_bad_ids():
     with pytest.raises(StudentIdError, match="4 stages do not fit a line of height 8"):
         build_student("ctc-w4-d4-r8", 11)
     space = line_search_space(24)
-    assert len(space) == len(set(space)) == 24 and all(is_line_model(s) and s.endswith("-r24") for s in space)
-    assert all(parse_student_id(s).input_size == 24 for s in space)
+    assert len(space) == len(set(space)) and all(is_line_model(s) and s.endswith("-r24") for s in space)
+    assert all(parse_student_id(s).input_size == 24 and parse_student_id(s).id == s for s in space)
+    assert all(parse_student_id(s).context >= 1 for s in space)  # every searched line student has context
     assert not is_line_model("cnn-w4-d2-r20") and not is_line_model("cnn-small")
     with pytest.raises(TeacherMismatchError, match=r"\(1, 48, 12\)"):
         check_line_output(build_student("ctc-w4-d2-r24", 11).eval(), 12, 24, 192, "t.pt")
