@@ -51,7 +51,7 @@ def check_task(arch: str, task: str, height: int | None = None) -> None:
                              f"pick a digit model (e.g. cnn teacher, dscnn-w8-d3-r28 student)")
     if not is_line_model(arch) and task == "lines":
         raise UserInputError(f"{arch!r} reads single digits; for --task lines use a line model (teachers crnn, "
-                             f"crnn-small; students such as ctc-w8-d2-r24, listed by `edgekd budget --task lines`)")
+                             f"crnn-small; students such as ctc-w8-d2-c2-r24, listed by `edgekd budget --task lines`)")
     if task == "lines" and height is not None and arch.split("-")[0] in LINE_FAMILIES:
         from .students import parse_student_id
 
