@@ -111,6 +111,9 @@ def build_teacher(splits, t_seed: int, tmp: Path, args: argparse.Namespace):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from edgekd.pipeline.tasks import LINE_RUN
+    from edgekd.train.line_pipeline import DEFAULT_LINE_STUDENT_LR
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--student", default=None, help="default: the default line budget's choice")
     ap.add_argument("--seeds", type=int, default=3)
@@ -121,12 +124,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--teacher-members", type=int, default=2,
                     help="each teacher is an ensemble (mean posterior) of this many runs of the architecture with "
                          "different seeds (default: 2; 1 for a single model)")
-    ap.add_argument("--student-epochs", type=int, default=20)
+    ap.add_argument("--student-epochs", type=int, default=LINE_RUN["student_epochs"], help="default: edgekd run's")
     ap.add_argument("--views", type=int, default=8, help="fixed transfer views (fresh compositions)")
     ap.add_argument("--losses", default=",".join(LOSSES))
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--alpha", type=float, default=0.5)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=DEFAULT_LINE_STUDENT_LR, help="the students' (default: edgekd run's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep runs here; a finished {teacher}{seed}/teacher.pt is reused, an interrupted one resumed")

@@ -53,7 +53,7 @@ def line_defaults(quick: bool = False) -> PipelineConfig:
         lines = replace(lines, train_lines=LINE_QUICK["train_lines"], test_lines=LINE_QUICK["test_lines"])
     return replace(base, task="lines", quick=quick, lines=lines, teacher_arch=lp.DEFAULT_LINE_TEACHER,
                    teacher_train=replace(base.teacher_train, epochs=k["teacher_epochs"]),
-                   student_train=replace(base.student_train, epochs=k["student_epochs"]),
+                   student_train=replace(base.student_train, epochs=k["student_epochs"], lr=lp.DEFAULT_LINE_STUDENT_LR),
                    distill=replace(base.distill, loss=lp.DEFAULT_LINE_LOSS, temperature=lp.DEFAULT_LINE_TEMPERATURE,
                                    alpha=lp.DEFAULT_LINE_ALPHA, transfer_views=k["transfer_views"]),
                    budget=DEFAULT_LINE_BUDGET, bench_runs=k["bench_runs"], teacher_members=1)

@@ -50,9 +50,13 @@ def test_distill_trains_as_long_as_the_run_unless_told(tmp_path):
     from edgekd.cli.teacher_cmd import resolve_task_config
     from edgekd.pipeline.config import PipelineConfig
     from edgekd.pipeline.tasks import line_defaults
+    from edgekd.train.line_pipeline import DEFAULT_LINE_STUDENT_LR
+    from edgekd.train.trainer import TrainConfig
 
     assert resolve_task_config(None, {}).train == PipelineConfig().student_train  # 60 epochs, batch 64
     assert resolve_task_config(None, {"task": "lines"}).train == line_defaults().student_train
+    lines = line_defaults()  # line students: their own peak learning rate, the teacher keeps the TrainConfig default
+    assert lines.student_train.lr == DEFAULT_LINE_STUDENT_LR != lines.teacher_train.lr == TrainConfig().lr
     assert resolve_task_config(None, {"train": {"epochs": 3}}).train.epochs == 3
     assert resolve_task_config(_write(tmp_path, "train: {epochs: 4}\n"), {}).train.epochs == 4
 
