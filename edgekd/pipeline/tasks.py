@@ -24,11 +24,11 @@ DEFAULT_LINE_BUDGET = Budget.from_cli(latency_ms=2.5, flash_kb=40.0, precision="
 # The default `edgekd run --task lines` fits 10 minutes on 2 CPU cores (see benchmarks/pipeline.py): a convctc
 # teacher of LINE_RUN["teacher_epochs"] epochs (a fresh composition of the 4,000 training lines each; 60 epochs,
 # 1.4-1.5 % CER, take half an hour), the student's 40 epochs over 8 transfer views with blank_kd at T 4, alpha 0.5.
-# Measured 2026-12-01 on an idle 2-core machine (benchmarks/pipeline.py), student ctc-w8-d2-c2-r24: 480 s (933 s of
-# CPU) for the whole run; teacher 1.89 % test CER / 88.8 % strings, scratch 3.61 % / 79.3 %, distilled 3.67 % /
-# 79.1 %. The teacher trains 20 epochs (10 before: 2.36 % / 85.9 %, and its students 3.90 % distilled vs 3.63 %
-# scratch in a side run): KD only pays from a teacher well ahead of the student (from two 60-epoch teachers, 1.30 %
-# CER, the same student reads 3.08 % / 82.5 %; README, "Reading strings").
+# Measured 2026-12-01 on an idle 2-core machine (benchmarks/pipeline.py), student ctc-w8-d2-c2-r24 at the line
+# students' rate (DEFAULT_LINE_STUDENT_LR): 523 s (1,016 s of CPU) for the whole run; teacher 1.89 % test CER / 88.8 %
+# strings, scratch 3.41 % / 80.6 %, distilled 3.05 % / 82.8 %. The teacher trains 20 epochs (10 before: 2.36 % /
+# 85.9 %): KD pays only from a teacher well ahead of the student (at the 3e-3 rate, distilled from the 10-epoch
+# teacher 3.90 % vs 3.63 % scratch in a side run; from two 60-epoch teachers, 1.30 % CER, 3.08 %).
 LINE_RUN = {"teacher_epochs": 20, "student_epochs": 40, "transfer_views": 8, "bench_runs": 200}
 # --quick: 500 test lines, a few epochs. A CTC model must first get past emitting only blanks: with 3 teacher epochs
 # of 2,000 lines and 4 student epochs every model still read (nearly) nothing (measured: CER 87-100 %). With 4,000
