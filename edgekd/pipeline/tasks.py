@@ -36,6 +36,8 @@ LINE_RUN = {"teacher_epochs": 20, "student_epochs": 40, "transfer_views": 8, "be
 # CER, scratch 33.8 %, distilled 15.3 %, but int8 read 5.4 % of the strings differently from torch (an unsure
 # student), so the run deploys fp16. With one view (these settings): 199 s of CPU, distilled 14.7 % CER vs scratch
 # 33.3 %, fp16 deployed again (the CPU times of a shared machine vary by 10 % or more; an idle 2-core run is due).
+# With the context student at the line students' rate (2026-12-01, idle 2-core machine): 109 s (199 s of CPU); the
+# 3-epoch teacher (9.10 % CER) is behind both students (scratch 7.94 %, distilled 7.76 %), fp16 deployed.
 LINE_QUICK = {"teacher_epochs": 3, "student_epochs": 8, "transfer_views": 1, "bench_runs": 50,
               "train_lines": 4000, "test_lines": 500}
 # the string length whose latency the report gives (predicted on the board, measured here through read())
