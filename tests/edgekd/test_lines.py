@@ -388,6 +388,22 @@ def test_line_student_context_convolutions():
             parse_student_id(bad)
 
 
+def test_a_context_student_exports_to_onnx_with_any_width(tmp_path):
+    """The context convolutions pad along the frames only, so the ONNX graph keeps the dynamic width: it matches
+    torch at 96, 192 and 384 px."""
+    from edgekd.export.onnx_export import export_line_onnx, torch_logits
+    from edgekd.models.students import build_student
+    from edgekd_converters.runners import run_onnx
+
+    torch.manual_seed(0)
+    model = build_student("ctc-w8-d2-c2-r24", 11).eval()
+    path = export_line_onnx(model, 24, 192, 11, tmp_path / "s.onnx")
+    x = np.random.default_rng(0).standard_normal((3, 1, 24, 384)).astype(np.float32)
+    for w in (96, 192, 384):
+        got, want = run_onnx(path, x[..., :w]), torch_logits(model, x[..., :w])
+        assert got.shape == want.shape == (3, w // 4, 11) and np.abs(got - want).max() < 1e-4
+
+
 def test_line_student_cost_and_bad_ids():
     from edgekd.budget.cost import student_cost
     from edgekd.models.line_models import check_line_output, is_line_model, line_search_space
