@@ -42,7 +42,8 @@ def build_lines_report(cfg: PipelineConfig, run_dir: Path, splits: Any, profile:
     models = [teacher_row(cfg, teacher_ck, splits, profile, run_dir),
               *(student_row(role, run_dir, chosen, cost, profile, prec, measured) for role in ("scratch", "distilled"))]
     artifacts, checks = artifact_rows(bundle, bench, prec, profile)
-    checks = conversion_checks(manifest, art, prec) + checks + deployed_checks(manifest, art, dep)
+    fits = next((r["budget_ok"] for r in artifacts if r["path"] == art.path), None)
+    checks = conversion_checks(manifest, art, prec, fits) + checks + deployed_checks(manifest, art, dep)
     ip = bench[art.path].get("image_path")
     image_path = {"artifact": art.path, **{k: v for k, v in ip.items() if k != "samples_ms"}} if ip else None
     return {
@@ -183,14 +184,17 @@ def _parity_text(par: dict[str, Any]) -> str:
             + ("" if inc is None else f", CER {100 * inc:+.2f} pp") + f" vs {par.get('reference', '?')}")
 
 
-def conversion_checks(manifest: Any, art: Any, prec: str) -> list[dict[str, Any]]:
-    """Artifacts left out of the bundle (failed parity) and whether the deployed one is the asked-for TFLite."""
+def conversion_checks(manifest: Any, art: Any, prec: str, fits: bool | None = None) -> list[dict[str, Any]]:
+    """Artifacts left out of the bundle (failed parity) and whether the deployed one is the asked-for TFLite; a
+    fallback that is over the budget (`fits` False: a float file of a student sized for int8) says so."""
     checks = [{"name": f"parity: {f.get('path')}", "ok": False,
                "detail": "left out of the bundle: " + _parity_text(f.get("parity") or {})}
               for f in (manifest.extra.get("conversion") or {}).get("failed", [])]
     if art.precision != prec or art.format != "tflite":
+        over = "" if fits is not False else (f", a {art.size_bytes / 1024:.1f} KiB file that does not fit the "
+                                             f"budget (see the artifacts' 'within budget')")
         checks.append({"name": f"deploy {prec} TFLite", "ok": False,
-                       "detail": f"no passing {prec} TFLite artifact; deployed {art.path} instead"})
+                       "detail": f"no passing {prec} TFLite artifact; deployed {art.path} instead{over}"})
     return checks
 
 

@@ -246,3 +246,24 @@ def test_char_confusion_counts_matches_substitutions_insertions_deletions():
     assert m[10, 4] == 1  # an inserted 4
     assert m[7, 10] == 1  # a dropped 7
     assert m.sum() == 7
+
+
+def test_a_fallback_artifact_over_the_budget_is_called_out():
+    """int8 failed parity, so fp16 is deployed: the deploy check names it, and says when its file is over the
+    budget (a float file of a student sized for int8); the failed artifact is listed with its agreement."""
+    from types import SimpleNamespace
+
+    from edgekd.pipeline.lines_report import conversion_checks
+
+    failed = {"path": "student_int8.tflite", "parity": {"max_abs_diff": 0.9, "string_agreement": 0.984,
+                                                         "cer_increase": 0.0001, "reference": "torch"}}
+    manifest = SimpleNamespace(extra={"conversion": {"failed": [failed]}})
+    fp16 = SimpleNamespace(precision="fp16", format="tflite", path="student_float16.tflite", size_bytes=50_380)
+    over, within, unknown = (conversion_checks(manifest, fp16, "int8", fits) for fits in (False, True, None))
+    assert [c["ok"] for c in over] == [False, False] and "98.40% of the lines" in over[0]["detail"]
+    assert over[1]["detail"].endswith("instead, a 49.2 KiB file that does not fit the budget (see the artifacts' "
+                                      "'within budget')")
+    assert within[1]["detail"] == unknown[1]["detail"] == ("no passing int8 TFLite artifact; deployed "
+                                                           "student_float16.tflite instead")
+    int8 = SimpleNamespace(precision="int8", format="tflite", path="student_int8.tflite", size_bytes=30_000)
+    assert conversion_checks(SimpleNamespace(extra={}), int8, "int8", False) == []
