@@ -231,8 +231,8 @@ def summarize_mode(args: argparse.Namespace, mode: str, hits: Any, done: list[Fo
 
     sc = [hits(model_name("scratch", mode, j)) for j in range(args.seeds)]
     kd = [hits(model_name("kd", mode, j)) for j in range(args.seeds)]
-    for j in range(args.seeds):
-        g = paired_gain(sc[j], kd[j])
+    seed_gains = [paired_gain(a, b) for a, b in zip(sc, kd)]
+    for j, g in enumerate(seed_gains):
         print(f"[{mode}] seed {j}: scratch {_acc(accuracy_interval(sc[j]))}   distilled "
               f"{_acc(accuracy_interval(kd[j]))}")
         print(f"[{mode}] seed {j}: {g.describe('distilled - scratch')}; share of the gap "
@@ -241,14 +241,12 @@ def summarize_mode(args: argparse.Namespace, mode: str, hits: Any, done: list[Fo
     share = g.share_of_gap(teacher)
     print(f"[{mode}] mean of {args.seeds} seeds: scratch {g.acc_a * 100:.2f} %, distilled {g.acc_b * 100:.2f} %; "
           f"{g.describe('distilled - scratch')}; share of the teacher-scratch gap {share * 100:.0f} %")
-    epoch_s = lambda name: statistics.mean(  # noqa: E731
-        statistics.median(s.data[model_name(name, mode, j)]["epoch_time_s"]) for s in done for j in range(args.seeds))
-    print(f"[{mode}] s/epoch: KD {epoch_s('kd'):.2f}, scratch {epoch_s('scratch'):.2f}, "
-          f"ratio {epoch_s('kd') / epoch_s('scratch'):.2f}")
+    kd_s, sc_s = (statistics.mean(statistics.median(s.data[model_name(role, mode, j)]["epoch_time_s"])
+                                  for s in done for j in range(args.seeds)) for role in ("kd", "scratch"))
+    print(f"[{mode}] s/epoch: KD {kd_s:.2f}, scratch {sc_s:.2f}, ratio {kd_s / sc_s:.2f}")
     return {"scratch": g.acc_a, "kd": g.acc_b, "gain": g.gain.estimate, "low": g.gain.low, "high": g.gain.high,
-            "share": share, "within_noise": g.within_noise, "kd_epoch_s": epoch_s("kd"),
-            "scratch_epoch_s": epoch_s("scratch"),
-            "seed_gains": [paired_gain(a, b).gain.estimate for a, b in zip(sc, kd)]}
+            "share": share, "within_noise": g.within_noise, "kd_epoch_s": kd_s, "scratch_epoch_s": sc_s,
+            "seed_gains": [sg.gain.estimate for sg in seed_gains]}
 
 
 def _acc(iv: Any) -> str:
