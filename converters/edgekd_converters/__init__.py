@@ -3,7 +3,7 @@
 Never imports torch; tensorflow/onnx2tf are imported only when a TFLite conversion runs.
 """
 
-from .calibration import MIN_CALIBRATION_SAMPLES, check_canvases, load_samples
+from .calibration import MAX_CALIBRATION_SAMPLES, MIN_CALIBRATION_SAMPLES, check_canvases, load_samples
 from .convert import ConversionReport, ConvertedArtifact, convert_model, to_onnx_int8, to_tflite
 from .errors import CalibrationDataError, ConversionError, OutputExistsError, ParityError, UnsupportedOpError
 from .parity import TOLERANCES, ParityResult, Tolerance
@@ -11,8 +11,9 @@ from .parity import TOLERANCES, ParityResult, Tolerance
 __version__ = "0.1.0"
 
 __all__ = [
-    "MIN_CALIBRATION_SAMPLES", "TOLERANCES", "CalibrationDataError", "ConversionError", "ConversionReport",
-    "ConvertedArtifact", "OutputExistsError", "ParityError", "ParityResult", "Tolerance", "UnsupportedOpError",
+    "MAX_CALIBRATION_SAMPLES", "MIN_CALIBRATION_SAMPLES", "TOLERANCES", "CalibrationDataError", "ConversionError",
+    "ConversionReport", "ConvertedArtifact", "OutputExistsError", "ParityError", "ParityResult", "Tolerance",
+    "UnsupportedOpError",
     "check_canvases", "convert_bundle", "convert_model", "load_samples", "to_onnx_int8", "to_tflite",
 ]
 

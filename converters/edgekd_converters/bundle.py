@@ -20,7 +20,7 @@ from edgekd_runtime.manifest import Artifact, Manifest, verify_artifact
 from edgekd_runtime.pixels import as_canvases
 from edgekd_runtime.sysinfo import package_versions
 
-from .calibration import MIN_CALIBRATION_SAMPLES
+from .calibration import MAX_CALIBRATION_SAMPLES, MIN_CALIBRATION_SAMPLES
 from .convert import FILE_NAMES, ConversionReport, convert_into, prepare
 from .errors import CalibrationDataError, ConversionError, InputShapeError, OutputExistsError
 from .parity import Tolerance
@@ -36,12 +36,14 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
                    reference_name: str = "onnx", targets: Sequence[str] = DEFAULT_TARGETS, force: bool = False,
                    tolerances: Mapping[str, Tolerance] | None = None,
                    min_calib_samples: int = MIN_CALIBRATION_SAMPLES,
+                   max_calib_samples: int = MAX_CALIBRATION_SAMPLES,
                    strict: bool = True) -> tuple[Manifest, ConversionReport]:
     """Convert the bundle's fp32 ONNX model and record every artifact in its manifest.
 
     Args:
         bundle_dir: a directory with `manifest.json` and the fp32 `.onnx` it lists.
-        calib_canvases: (N, S, S) float32 [0, 1] training canvases at the model's resolution (N >= 200).
+        calib_canvases: (N, S, S) float32 [0, 1] training canvases at the model's resolution (N >= 200); int8 is
+            calibrated on `max_calib_samples` of them (a seeded draw), or all when fewer.
         eval_canvases, eval_labels: the test split (canvases and int labels) for parity and accuracy; for a
             text-line bundle, line canvases (N, H, W) at the manifest's reference width and their texts.
         reference_outputs: (N, C) reference logits on `eval_canvases` (e.g. torch's); default the ONNX model's
@@ -77,7 +79,8 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
         report = convert_into(info, stage, targets, calib_canvases, eval_canvases,
                               eval_labels if lines is None else None, mean=norm.mean, std=norm.std, stem=stem,
                               reference_outputs=reference_outputs, reference_name=reference_name,
-                              tolerances=tolerances, min_calib_samples=min_calib_samples, strict=strict, **line_kw)
+                              tolerances=tolerances, min_calib_samples=min_calib_samples,
+                              max_calib_samples=max_calib_samples, strict=strict, **line_kw)
         staged = _recorded(manifest, bundle, stage, report, wanted)
         if lines is None:
             runtime_accuracy(stage, staged, eval_canvases, eval_labels)

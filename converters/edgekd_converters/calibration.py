@@ -21,6 +21,8 @@ from .errors import CalibrationDataError
 from .model_info import OnnxModelInfo
 
 MIN_CALIBRATION_SAMPLES = 200
+#: How many of the given calibration canvases int8 is calibrated on by default (a seeded draw; `max_calib_samples`)
+MAX_CALIBRATION_SAMPLES = 500
 
 
 def load_samples(path: str | os.PathLike, info: OnnxModelInfo, preprocess: str = "mnist") -> np.ndarray:

@@ -10,6 +10,8 @@ import typer
 
 from edgekd_runtime.cli_support import handle_errors, print_json
 
+from .calibration import MAX_CALIBRATION_SAMPLES, MIN_CALIBRATION_SAMPLES
+
 app = typer.Typer(name="edgekd-convert", add_completion=False, pretty_exceptions_enable=False,
                   help="Convert an ONNX image classifier to TFLite (float32, float16, full-int8) and/or ONNX int8 "
                        "(QDQ, per-channel); every artifact is checked against the ONNX model on real inputs.")
@@ -32,6 +34,9 @@ def convert(
     to: List[Target] = typer.Option(..., "--to", help="Target; repeat for several (tflite, onnx-int8)."),
     calib: Path = typer.Option(..., "--calib", help="Calibration images: a .npy array (N, H, W[, C]) in [0, 1] "
                                "(or uint8 0..255), or a folder of images; at least 200 representative samples."),
+    calib_samples: int = typer.Option(MAX_CALIBRATION_SAMPLES, "--calib-samples", min=MIN_CALIBRATION_SAMPLES,
+                                      help="Calibrate int8 on at most this many of the --calib samples (a seeded "
+                                           "random draw; all of them when fewer)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: <model>_converted next "
                                        "to the model). Refused if it exists, unless --force."),
     eval_data: Optional[Path] = typer.Option(None, "--eval", help="Samples to check parity on (.npy or folder; "
@@ -71,7 +76,7 @@ def convert(
     err = Console(stderr=True)
     with err.status(f"converting {model.name} to {', '.join(targets)} ...", spinner="dots"):
         report = convert_model(model, out, targets, calib_x, eval_x, eval_y, mean=mean, std=std, force=force,
-                               preprocess=preprocess.value, strict=not keep_going)
+                               preprocess=preprocess.value, strict=not keep_going, max_calib_samples=calib_samples)
     if json_out:
         print_json(report.to_dict())
     else:

@@ -18,7 +18,7 @@ from edgekd_runtime.manifest import Artifact, InputSpec, Manifest, Normalization
 from edgekd_runtime.recognizer import looks_like_probabilities
 
 from . import parity as parity_mod
-from .calibration import MIN_CALIBRATION_SAMPLES, check_canvases, subsample, to_model_input
+from .calibration import MAX_CALIBRATION_SAMPLES, MIN_CALIBRATION_SAMPLES, check_canvases, subsample, to_model_input
 from .errors import CalibrationDataError, ParityError, UserInputError
 from .model_info import OnnxModelInfo, check_ops, inspect_model, load_onnx
 from .parity import ParityResult, SequenceParityResult, SequenceScorer, Tolerance
@@ -29,7 +29,6 @@ TARGETS = ("tflite", "onnx-int8")
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
 FILE_NAMES = {("tflite", "fp32"): "{stem}_float32.tflite", ("tflite", "fp16"): "{stem}_float16.tflite",
               ("tflite", "int8"): "{stem}_int8.tflite", ("onnx", "int8"): "{stem}_int8.onnx"}
-MAX_CALIBRATION_SAMPLES = 500
 
 
 @dataclass(frozen=True)
@@ -101,15 +100,17 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
                  tflite_precisions: Sequence[str] = TFLITE_PRECISIONS,
                  reference_outputs: np.ndarray | None = None, reference_name: str = "onnx",
                  tolerances: Mapping[str, Tolerance] | None = None,
-                 min_calib_samples: int = MIN_CALIBRATION_SAMPLES, strict: bool = True,
-                 scorer: SequenceScorer | None = None, int8_source: OnnxModelInfo | None = None) -> ConversionReport:
+                 min_calib_samples: int = MIN_CALIBRATION_SAMPLES, max_calib_samples: int = MAX_CALIBRATION_SAMPLES,
+                 strict: bool = True, scorer: SequenceScorer | None = None,
+                 int8_source: OnnxModelInfo | None = None) -> ConversionReport:
     """Write every requested artifact into `dest_dir` and check each against the reference.
 
     Args:
         info: the source model (from `prepare`).
         dest_dir: an existing directory (a staging one: nothing here is final until the caller says so).
         targets: "tflite" and/or "onnx-int8".
-        calib_canvases: >= `min_calib_samples` representative canvases in [0, 1] (see `calibration`).
+        calib_canvases: >= `min_calib_samples` representative canvases in [0, 1] (see `calibration`); int8 is
+            calibrated on `max_calib_samples` of them (a seeded draw), or all when fewer.
         eval_canvases: the real inputs parity (and accuracy, with `eval_labels`) is measured on;
             the calibration canvases when None.
         mean, std: the model's input normalisation.
@@ -130,7 +131,7 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     start = time.perf_counter()
     check_normalization(mean, std, "input normalisation (--mean/--std)", CalibrationDataError)
     calib, x_eval, ref = _calibration_and_reference(info, calib_canvases, eval_canvases, eval_labels, mean, std,
-                                                    reference_outputs, min_calib_samples)
+                                                    reference_outputs, min_calib_samples, max_calib_samples)
     plan: list[tuple[str, str]] = []
     if "tflite" in targets:
         plan += [("tflite", p) for p in tflite_precisions]
@@ -168,11 +169,15 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
 def _calibration_and_reference(info: OnnxModelInfo, calib_canvases: np.ndarray, eval_canvases: np.ndarray | None,
                                eval_labels: np.ndarray | None, mean: float, std: float,
                                reference_outputs: np.ndarray | None,
-                               min_calib_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                               min_calib_samples: int, max_calib_samples: int
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked inputs of a conversion: the calibration canvases (subsampled), the evaluation inputs as the model
     takes them, and the reference outputs on those (the source ONNX model's by default)."""
     calib_all = check_canvases(calib_canvases, info, "calibration data", min_samples=min_calib_samples)
-    calib = subsample(calib_all, MAX_CALIBRATION_SAMPLES)
+    if max_calib_samples < min_calib_samples:
+        raise CalibrationDataError(f"max_calib_samples {max_calib_samples} is under the {min_calib_samples} int8 "
+                                   f"calibration needs; calibrate on at least {min_calib_samples}")
+    calib = subsample(calib_all, max_calib_samples)
     evals = calib_all if eval_canvases is None else check_canvases(eval_canvases, info, "evaluation data", 1)
     if eval_labels is not None and len(eval_labels) != len(evals):
         raise CalibrationDataError(f"evaluation labels: {len(eval_labels)} labels for {len(evals)} samples")

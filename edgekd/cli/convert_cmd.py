@@ -24,8 +24,9 @@ def register(app: typer.Typer) -> None:
     def convert(
         bundle: Path = typer.Argument(..., help="Bundle directory made by `edgekd export`."),
         to: Optional[List[Target]] = typer.Option(None, "--to", help="Targets (default: tflite and onnx-int8)."),
-        calib_samples: int = typer.Option(500, "--calib-samples", min=200,
-                                          help="Training samples used to calibrate int8 (>= 200)."),
+        calib_samples: Optional[int] = typer.Option(None, "--calib-samples", min=200,
+                                                    help="Training samples used to calibrate int8 (>= 200; "
+                                                         "default 500 digits, 2000 text lines)."),
         max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1,
                                                   help="Check on at most this many test samples."),
         force: bool = typer.Option(False, "--force", help="Replace artifacts of an earlier conversion."),

@@ -234,6 +234,30 @@ def test_labels_without_eval_score_every_calibration_sample(tiny_models, digits,
     assert art.parity.tolerance == TOLERANCES["int8"] and art.parity.top1_agreement >= 0.99
 
 
+def test_calibration_sample_count_is_the_callers_to_choose(tiny_models, digits, tmp_path):
+    """`--calib-samples` / `max_calib_samples` set how many of the given canvases calibrate int8 (a line model
+    needs more than the default 500); under the 200 minimum is refused before anything is written."""
+    from edgekd_converters import CalibrationDataError
+
+    x, _, _, _ = digits
+    np.save(tmp_path / "calib.npy", x[:1200])
+    args = [str(tiny_models["nchw"]), "--to", "onnx-int8", "--calib", str(tmp_path / "calib.npy"), "--mean",
+            str(MEAN), "--std", str(STD), "--json"]
+    counts = {}
+    for n in (None, 900, 5000):
+        flag = [] if n is None else ["--calib-samples", str(n)]
+        r = CliRunner().invoke(app, [*args, *flag, "--out", str(tmp_path / f"o{n}")])
+        assert r.exit_code == 0, r.output
+        counts[n] = json.loads(r.stdout)["num_calibration_samples"]
+    assert counts == {None: 500, 900: 900, 5000: 1200}  # the default, as asked, all there are
+    with pytest.raises(CalibrationDataError, match="max_calib_samples 150 is under the 200"):
+        convert_model(tiny_models["nchw"], tmp_path / "few", ["onnx-int8"], x, mean=MEAN, std=STD,
+                      max_calib_samples=150)
+    assert not (tmp_path / "few").exists()
+    r = CliRunner().invoke(app, [*args, "--calib-samples", "150", "--out", str(tmp_path / "o150")])
+    assert r.exit_code == 2 and "'--calib-samples'" in r.output and not (tmp_path / "o150").exists()
+
+
 def test_fixed_batch_model(tiny_models, digits, tmp_path):
     """A model exported without a dynamic batch (input (1, 1, 28, 28)) is run sample by sample."""
     x, _, xt, yt = digits

@@ -157,6 +157,23 @@ def test_every_artifact_is_checked_for_sequence_parity_and_recorded(converted, t
     assert greedy_decode(torch_ref + rng.uniform(-1.0, 1.0, torch_ref.shape), "0123456789") == base
 
 
+def test_lines_calibrate_int8_on_more_training_lines_than_digits(line_bundle, tmp_path, monkeypatch):
+    """A line bundle is calibrated on LINE_CALIBRATION_SAMPLES training lines unless told otherwise (the fixture
+    has 256: all of them); a digit bundle keeps the converters' 500."""
+    import edgekd_converters
+    from edgekd.export import convert_exported_bundle
+    from edgekd.export.lines import LINE_CALIBRATION_SAMPLES
+    from edgekd_converters import MAX_CALIBRATION_SAMPLES
+
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(edgekd_converters, "convert_bundle",
+                        lambda d, calib, *a, max_calib_samples, **k: seen.append((len(calib), max_calib_samples)))
+    convert_exported_bundle(line_bundle, targets=["onnx-int8"], max_samples=8)
+    convert_exported_bundle(line_bundle, targets=["onnx-int8"], max_samples=8, calib_samples=300)
+    assert seen == [(256, LINE_CALIBRATION_SAMPLES), (256, 300)]
+    assert LINE_CALIBRATION_SAMPLES == 2000 and MAX_CALIBRATION_SAMPLES == 500
+
+
 def test_int8_tflite_reads_the_same_strings_through_the_runtime(converted, torch_ref, line_test):
     want = greedy_decode(torch_ref, "0123456789")
     for fmt, prec in (("tflite", "int8"), ("onnx", "int8"), ("tflite", "fp16"), ("onnx", "fp32")):
