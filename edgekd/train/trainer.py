@@ -42,7 +42,7 @@ class TrainConfig:
     scheduler: str = "onecycle"  # onecycle | cosine | none
     device: str = "auto"
     amp: str = "auto"  # auto | bf16 | fp16 | off
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # NHWC activations and weights on CUDA and CPU (see CHANNELS_LAST_DEVICES)
     compile: bool = False
     seed: int = 0
     patience: int | None = None  # early stopping: epochs without a better val accuracy
@@ -266,6 +266,17 @@ def _result(model: "nn.Module", state: TrainState, best: bool) -> FitResult:
     return FitResult(model, state.history, epoch, score if epoch >= 0 else None, state.stopped, kept)
 
 
+#: Devices where `TrainConfig.channels_last` trains in NHWC. On CPU (oneDNN) it is faster too: a training step of the
+#: convctc line teacher 1.36x, the ctc-w16-d2-c2-r24 line student 1.5-1.9x, the digits' cnn teacher and dscnn student
+#: 1.44x (2 threads, x86-64 AVX2, batch 64; 20 teacher epochs of the lines run: 274 -> ~185 s).
+CHANNELS_LAST_DEVICES = ("cuda", "cpu")
+
+
+def uses_channels_last(cfg: TrainConfig, device: "torch.device") -> bool:
+    """Whether the model and its batches go channels-last (NHWC) on `device`."""
+    return cfg.channels_last and device.type in CHANNELS_LAST_DEVICES
+
+
 def setup_training(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: TrainConfig,
                    init_from: str | None = None) -> TrainParts:
     """Threads, device (and the DDP process group under torchrun), AMP, the model and loss on the device
@@ -285,7 +296,7 @@ def setup_training(model: "nn.Module", source: Any, loss_fn: "nn.Module", cfg: T
     if init_from:
         transfer_parameters(model, init_from)
     model.to(device)
-    if device.type == "cuda" and cfg.channels_last:
+    if uses_channels_last(cfg, device):
         model.to(memory_format=torch.channels_last)
     loss_fn.to(device)
     _prime_loss(loss_fn, model, source)
@@ -384,7 +395,7 @@ def _train_step(p: TrainParts, source: Any, epoch: int, idx: "torch.Tensor",
     from edgekd.kd.losses import LossBatch
 
     x, tgt = source.batch(epoch, idx)
-    if p.device.type == "cuda" and p.cfg.channels_last:
+    if uses_channels_last(p.cfg, p.device):
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(p.device.type, dtype=p.amp_dtype or torch.bfloat16, enabled=p.amp_dtype is not None):
         out = p.net(x, with_features=True) if needs_features else p.net(x)

@@ -74,7 +74,7 @@ def _tiny_fit(tiny_splits, out, **kw):
                progress=False)
 
 
-def _parts(tiny_splits, seed=0, **kw):
+def _parts(tiny_splits, seed=0, student="mlp-w16-d1-r16", **kw):
     from edgekd.data.augment import AugmentConfig
     from edgekd.kd import build_loss
     from edgekd.models.students import build_student
@@ -85,7 +85,7 @@ def _parts(tiny_splits, seed=0, **kw):
     cfg = TrainConfig(**{"epochs": 3, "batch_size": 32, "device": "cpu", "lr": 1e-2, "scheduler": "cosine", **kw})
     src = OnlineSource(tiny_splits.train.x, tiny_splits.train.y, torch.device("cpu"), AugmentConfig(erase_p=0.5), 0,
                        16)
-    return setup_training(build_student("mlp-w16-d1-r16", 10), src, build_loss("none"), cfg), src
+    return setup_training(build_student(student, 10), src, build_loss("none"), cfg), src
 
 
 def test_one_epoch_then_checkpoint_then_restore_continues_exactly(tiny_splits, tmp_path):
@@ -122,6 +122,21 @@ def test_one_epoch_then_checkpoint_then_restore_continues_exactly(tiny_splits, t
     assert next_b["train_loss"] == next_a["train_loss"] and next_b["lr"] == next_a["lr"]
     for k, v in a.model.state_dict().items():
         assert torch.equal(v, b.model.state_dict()[k]), k
+
+
+def test_the_cpu_trains_channels_last_unless_told_not_to(tiny_splits):
+    """NHWC on the CPU too (oneDNN's faster layout for these convolutions): the same epoch as NCHW to float
+    rounding; `channels_last: false` keeps NCHW."""
+    from edgekd.train.trainer import train_epoch
+
+    losses = {}
+    for channels_last in (True, False):
+        p, src = _parts(tiny_splits, student="cnn-w8-d2-r16", channels_last=channels_last)
+        conv = next(m for m in p.model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+        assert conv.weight.is_contiguous() is not channels_last
+        losses[channels_last] = train_epoch(p, src, 0)["train_loss"]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
 
 
 def test_train_state_keeps_the_best_weights_and_stops_after_patience_epochs_without_progress():
