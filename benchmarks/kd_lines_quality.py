@@ -12,7 +12,7 @@ and whole-string accuracy (mean +- std over seeds), paired 95 % intervals of eac
 Targets (issue #11): teacher CER <= 1.5 %; the best distilled student: string accuracy >= scratch + 3 pp and
 CER <= 0.75 x scratch CER.
 
-The student is the one the default line budget picks (rpi4, int8, 2.5 ms per 192-px line, 40 KiB flash) unless
+The student is the one the default line budget picks (rpi4, int8, 2.5 ms per 192-px line, 100 KiB flash) unless
 --student is given.
 
     .venv/bin/python benchmarks/kd_lines_quality.py --workdir /tmp/kdl     # about 55 min (2 teachers) + 12 x 2-5 min

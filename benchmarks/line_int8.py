@@ -5,9 +5,10 @@ For one CTC line student (a checkpoint of `edgekd distill --task lines` / `edgek
 test split, every row is the share of test lines whose greedy-decoded string equals torch fp32's (the rule:
 >= 99 %), and the int8 CER beside fp32's (the rule: at most +0.3 pp):
 
-* post-training ONNX int8 through onnxruntime.quantization (what `edgekd_converters.onnx_int8` does, and the
-  TFLite int8 of onnx2tf reads the same strings): MinMax / Entropy / Percentile calibration, 500 or all training
-  lines, per-channel or per-tensor weights, asymmetric or symmetric activations;
+* post-training ONNX int8 through onnxruntime.quantization: the first row is what `edgekd_converters.onnx_int8`
+  does for a line bundle (2,000 training lines, 7-bit weights for x86 CPUs without VNNI); the TFLite int8 of
+  onnx2tf has 8-bit weights and reads about what the 8-bit rows read. MinMax / Entropy / Percentile calibration,
+  500, 2,000 or all training lines, per-channel or per-tensor weights, asymmetric or symmetric activations;
 * sensitivity: fp32 with only one layer's weights rounded to int8 (per channel), and fp32 logits plus Gaussian
   noise, which show how close to a tie the student's decisions are;
 * with `--qat-epochs N`: N epochs of QAT (torchao `prepare_qat_pt2e` with `X86InductorQuantizer`'s QAT config,
@@ -28,17 +29,21 @@ from typing import Any, Callable
 
 import numpy as np
 
-PTQ_VARIANTS = (  # name, calibration method, per-channel weights, all training lines, symmetric activations
-    ("MinMax, 500 lines, per-channel (edgekd's)", "MinMax", True, False, False),
-    ("MinMax, 500 lines, per-tensor", "MinMax", False, False, False),
-    ("MinMax, all training lines, per-channel", "MinMax", True, True, False),
-    ("MinMax, 500 lines, symmetric activations", "MinMax", True, False, True),
-    ("Entropy, 500 lines, per-channel", "Entropy", True, False, False),
-    ("Percentile 99.99, 500 lines, per-channel", "Percentile", True, False, False),
+# name, calibration method, per-channel weights, calibration lines (None: all), symmetric activations, 7-bit weights
+PTQ_VARIANTS = (
+    ("MinMax, 2,000 lines, per-channel, 7-bit (edgekd's ONNX int8)", "MinMax", True, 2000, False, True),
+    ("MinMax, 2,000 lines, per-channel, 8-bit", "MinMax", True, 2000, False, False),
+    ("MinMax, 500 lines, per-channel, 8-bit", "MinMax", True, 500, False, False),
+    ("MinMax, 2,000 lines, per-tensor, 8-bit", "MinMax", False, 2000, False, False),
+    ("MinMax, all training lines, per-channel, 8-bit", "MinMax", True, None, False, False),
+    ("MinMax, 2,000 lines, symmetric activations", "MinMax", True, 2000, True, False),
+    ("Entropy, 2,000 lines, per-channel, 8-bit", "Entropy", True, 2000, False, False),
+    ("Percentile 99.99, 2,000 lines, per-channel, 8-bit", "Percentile", True, 2000, False, False),
 )
 
 
-def quantize(src: Path, dst: Path, calib: np.ndarray, method: str, per_channel: bool, symmetric: bool) -> Path:
+def quantize(src: Path, dst: Path, calib: np.ndarray, method: str, per_channel: bool, symmetric: bool,
+             reduce_range: bool = False) -> Path:
     """onnxruntime static int8 (QDQ) of `src` with one set of options."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -63,7 +68,7 @@ def quantize(src: Path, dst: Path, calib: np.ndarray, method: str, per_channel: 
     if method == "Percentile":
         extra["CalibPercentile"] = 99.99
     quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
                     calibrate_method=getattr(CalibrationMethod, method), extra_options=extra)
     return dst
 
@@ -75,10 +80,10 @@ def ptq_rows(onnx_path: Path, calib_all: np.ndarray, x_test: np.ndarray, judge: 
     from edgekd_converters.runners import run_onnx
 
     rows = []
-    for i, (name, method, per_channel, all_lines, symmetric) in enumerate(variants):
-        calib = calib_all if all_lines else subsample(calib_all, 500)
+    for i, (name, method, per_channel, lines, symmetric, seven_bit) in enumerate(variants):
+        calib = calib_all if lines is None else subsample(calib_all, lines)
         with captured_output():
-            q = quantize(onnx_path, tmp / f"q{i}.onnx", calib, method, per_channel, symmetric)
+            q = quantize(onnx_path, tmp / f"q{i}.onnx", calib, method, per_channel, symmetric, seven_bit)
         rows.append((name, judge(run_onnx(q, x_test))))
     return rows
 

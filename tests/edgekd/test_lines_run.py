@@ -209,7 +209,7 @@ def test_sections_of_the_other_task_are_refused(tmp_path, yaml_text, message):
 
 def test_line_defaults_and_the_data_flags():
     from edgekd.pipeline import load_pipeline_config
-    from edgekd.pipeline.tasks import DEFAULT_LINE_BUDGET, LINE_QUICK, LINE_RUN
+    from edgekd.pipeline.tasks import DEFAULT_LINE_BUDGET, LINE_QUICK, LINE_RUN, QUICK_LINE_BUDGET
 
     cfg = load_pipeline_config(None, {"task": "lines", "data": {"source": None, "path": None, "seed": 3}})
     assert (cfg.task, cfg.teacher_arch, cfg.distill.loss, cfg.lines.seed, cfg.data.seed) == (
@@ -218,6 +218,10 @@ def test_line_defaults_and_the_data_flags():
     quick = load_pipeline_config(None, {"task": "lines", "quick": True})
     assert quick.lines.train_lines == LINE_QUICK["train_lines"] and quick.lines.test_lines == LINE_QUICK["test_lines"]
     assert quick.student_train.epochs == LINE_QUICK["student_epochs"]
+    # --quick picks from a smaller budget (a smaller student, to fit its 2 minutes); a budget given still wins
+    assert quick.budget == QUICK_LINE_BUDGET and QUICK_LINE_BUDGET.flash_bytes < DEFAULT_LINE_BUDGET.flash_bytes
+    mine = load_pipeline_config(None, {"task": "lines", "quick": True, "budget": {"flash_kb": 64}})
+    assert mine.budget.flash_bytes == 64 * 1024
     assert len({cfg.fingerprint(), quick.fingerprint(), load_pipeline_config().fingerprint()}) == 3
     # a digit run's fingerprint does not hash the lines task's fields (run directories made before keep theirs)
     from dataclasses import replace
