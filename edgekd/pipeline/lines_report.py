@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import results
 from .config import PipelineConfig
 from .tasks import REPORT_LINE_LENGTH
 
@@ -185,17 +186,9 @@ def _parity_text(par: dict[str, Any]) -> str:
 
 
 def conversion_checks(manifest: Any, art: Any, prec: str, fits: bool | None = None) -> list[dict[str, Any]]:
-    """Artifacts left out of the bundle (failed parity) and whether the deployed one is the asked-for TFLite; a
-    fallback that is over the budget (`fits` False: a float file of a student sized for int8) says so."""
-    checks = [{"name": f"parity: {f.get('path')}", "ok": False,
-               "detail": "left out of the bundle: " + _parity_text(f.get("parity") or {})}
-              for f in (manifest.extra.get("conversion") or {}).get("failed", [])]
-    if art.precision != prec or art.format != "tflite":
-        over = "" if fits is not False else (f", a {art.size_bytes / 1024:.1f} KiB file that does not fit the "
-                                             f"budget (see the artifacts' 'within budget')")
-        checks.append({"name": f"deploy {prec} TFLite", "ok": False,
-                       "detail": f"no passing {prec} TFLite artifact; deployed {art.path} instead{over}"})
-    return checks
+    """`results.conversion_checks` (failed parity, the deployed precision, a fallback over the budget) in the lines
+    report's dict form, with the strings' parity numbers."""
+    return [c.to_dict() for c in results.conversion_checks(manifest, art, prec, _parity_text, fits)]
 
 
 def deployed_checks(manifest: Any, art: Any, dep: dict[str, Any]) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -76,11 +76,11 @@ def build_report(ctx: RunContext) -> Report:
     deployed_cost = cost if ctx.choice.model == STUDENT else file_cost(ctx.bundle / ONNX_NAME)
     manifest = Manifest.load(ctx.bundle)
     deployed_art = _deployable(manifest, prec)
-    checks = _conversion_checks(manifest, deployed_art, prec)
     deployed = _deployed(ctx.bundle, deployed_art, manifest)
     models = _model_rows(ctx, cost, deployed_cost, ctx.bench[deployed_art.path]["p50_ms"], deployed_art.path)
     artifacts, budget_checks = _artifact_rows(ctx)
-    checks += budget_checks
+    fits = next((r.budget_ok for r in artifacts if r.path == deployed_art.path), None)
+    checks = conversion_checks(manifest, deployed_art, prec, _parity_detail, fits) + budget_checks
     torch_acc = (Manifest.load(ctx.bundle).extra or {}).get("torch_accuracy")
     checks += _accuracy_checks(deployed, deployed_art.accuracy, torch_acc, prec)
     return Report(run=_run_info(ctx.cfg), target=Target(ctx.profile.to_dict(), ctx.budget.to_dict(), prec),
@@ -123,15 +123,19 @@ def _parity_detail(par: dict[str, Any]) -> str:
             f"{100 * par.get('top1_agreement', 0):.2f}% vs {par.get('reference', '?')}")
 
 
-def _conversion_checks(manifest: Manifest, deployed_art: Artifact, prec: str) -> list[Check]:
-    """Artifacts that failed parity (left out of the bundle) and a deployed artifact that is not the budget's
-    precision as TFLite."""
+def conversion_checks(manifest: Manifest, deployed_art: Artifact, prec: str,
+                      parity_detail: Callable[[dict[str, Any]], str], fits: bool | None = None) -> list[Check]:
+    """Artifacts that failed parity (left out of the bundle; `parity_detail` words their numbers, top-1 or strings)
+    and a deployed artifact that is not the budget's precision as TFLite; a fallback over the budget (`fits` False:
+    a float file of a model sized for int8) says so. The one rule for both tasks' reports."""
     checks = [Check(f"parity: {f.get('path')}", False,
-                    f"left out of the bundle: {_parity_detail(f.get('parity') or {})}")
+                    "left out of the bundle: " + parity_detail(f.get("parity") or {}))
               for f in (manifest.extra.get("conversion") or {}).get("failed", [])]
     if deployed_art.precision != prec or deployed_art.format != "tflite":
+        over = "" if fits is not False else (f", a {deployed_art.size_bytes / 1024:.1f} KiB file that does not fit "
+                                             f"the budget (see the artifacts' 'within budget')")
         checks.append(Check(f"deploy {prec} TFLite", False,
-                            f"no passing {prec} TFLite artifact; deployed {deployed_art.path} instead"))
+                            f"no passing {prec} TFLite artifact; deployed {deployed_art.path} instead{over}"))
     return checks
 
 

@@ -271,3 +271,9 @@ def test_a_fallback_artifact_over_the_budget_is_called_out():
                                                            "student_float16.tflite instead")
     int8 = SimpleNamespace(precision="int8", format="tflite", path="student_int8.tflite", size_bytes=30_000)
     assert conversion_checks(SimpleNamespace(extra={}), int8, "int8", False) == []
+    # the digit report's checks are the same rule, with the top-1 parity numbers
+    from edgekd.pipeline.results import _parity_detail
+    from edgekd.pipeline.results import conversion_checks as shared
+
+    digits = [c.to_dict() for c in shared(manifest, fp16, "int8", _parity_detail, False)]
+    assert digits[1] == over[1] and "top-1 agreement" in digits[0]["detail"]
