@@ -73,3 +73,20 @@ def softmax_reading(rec, canvas: np.ndarray, scores: np.ndarray | None = None
     chars = [(rec.charset[c - (c > blank)], float(cal[a:b + 1, c].max()), (min(a * s, w), min((b + 1) * s, w)))
              for c, a, b in zip(best[starts][keep].tolist(), starts[keep].tolist(), ends[keep].tolist())]
     return "".join(c for c, _, _ in chars), float(np.prod([p for _, p, _ in chars], dtype=np.float64)), chars
+
+
+def assert_same_readings(got: list, want: list, exact: bool) -> None:
+    """Readings (text, confidence, [(char, probability, span)]) against `softmax_reading`'s: texts, characters and
+    spans equal; the probabilities and confidences bit for bit (`exact`: float scores) or within float32 rounding
+    (8-bit scores, whose softmax the recognizer looks up in a float64 table: `ctc_decode.quantized_best_path`)."""
+    import pytest
+
+    def layout(r):
+        return r[0], [(c, span) for c, _, span in r[2]]
+
+    def numbers(r):
+        return [r[1], *(p for _, p, _ in r[2])]
+
+    assert [layout(r) for r in got] == [layout(r) for r in want]
+    flat_got, flat_want = [x for r in got for x in numbers(r)], [x for r in want for x in numbers(r)]
+    assert flat_got == (flat_want if exact else pytest.approx(flat_want, rel=1e-5, abs=0.0))

@@ -35,6 +35,7 @@ import functools
 import heapq
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -192,35 +193,74 @@ def greedy_scores(scores: np.ndarray, charset: str, temperature: float = 1.0, bl
 
 
 def scored_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: int = 0,
-                     divisor: np.ndarray | None = None, table: np.ndarray | None = None
-                     ) -> tuple[str, float, tuple[tuple[str, float, int, int], ...]]:
-    """`best_path` straight from one line's scores y (T, C) as the model gave them, `best` their argmax per frame.
+                     divisor: np.ndarray | None = None) -> tuple[str, float, tuple[tuple[str, float, int, int], ...]]:
+    """`best_path` straight from one line's float32 scores y (T, C) as the model gave them, `best` their argmax per
+    frame.
 
-    The tempered scores z are y / `divisor` (float32 y; a 0-d float32 array, None for T = 1) or, for 8-bit quantized
-    y, `table` indexed by y's bits read as uint8 (the 256 dequantized values / T). A frame's best class is the argmax
-    of y (dequantizing and dividing by T > 0 do not move it), and the tempered softmax there is
-    1 / sum(exp(z - z_best)) (exp(0) = 1), which is what `confidence.softmax` gives there, bit for bit. Only the
-    frames that hold a character are computed (about a fifth of a line's; all of them for an empty reading,
-    whose confidence is the lowest blank probability): each numpy call costs about as much as the work on a whole
-    line, so fewer rows and fewer calls is what makes this faster than the softmax. y is not written to."""
+    The tempered scores z are y / `divisor` (a 0-d float32 array, None for T = 1). A frame's best class is the
+    argmax of y (dividing by T > 0 does not move it), and the tempered softmax there is 1 / sum(exp(z - z_best))
+    (exp(0) = 1), which is what `confidence.softmax` gives there, bit for bit. Only the frames that hold a
+    character are computed (about a fifth of a line's; all of them for an empty reading, whose confidence is the
+    lowest blank probability): each numpy call costs about as much as the work on a whole line, so fewer rows and
+    fewer calls is what makes this faster than the softmax. y is not written to. 8-bit scores:
+    `quantized_best_path`."""
     frames = (best.nonzero() if blank == 0 else (best != blank).nonzero())[0]
     if not len(frames):
-        return "", _lowest_blank_probability(y, best, divisor, table), ()
+        if not len(y):
+            return "", 1.0, ()
+        z = y / divisor if divisor is not None else y.copy()
+        return "", float(best_class_probabilities(z, best).min()), ()
     cls = best.take(frames)
-    z = y.take(frames, 0) if table is None else table.take(y.take(frames, 0).view(np.uint8))  # (n, C), a new array
-    if divisor is not None and table is None:
+    z = y.take(frames, 0)  # (n, C), a new array
+    if divisor is not None:
         np.divide(z, divisor, z)
     return _runs(frames.tolist(), cls.tolist(), best_class_probabilities(z, cls).tolist(), _labels(charset, blank))
 
 
-def _lowest_blank_probability(y: np.ndarray, best: np.ndarray, divisor: np.ndarray | None,
-                              table: np.ndarray | None) -> float:
-    """An empty reading's confidence (see `scored_best_path`): the lowest tempered blank probability over the
-    frames, 1.0 without frames."""
-    if not len(y):
-        return 1.0
-    z = table.take(y.view(np.uint8)) if table is not None else y / divisor if divisor is not None else y.copy()
-    return float(best_class_probabilities(z.astype(np.float32, copy=False), best).min())
+class ExpTable(NamedTuple):
+    """For 8-bit quantized scores: per bit pattern (the score read as uint8), exp(z - max z) of its tempered value
+    z (dequantized, divided by the temperature), as float64 `array` and as the Python floats `values` (a list
+    lookup per frame costs less than a numpy call). Made by `exp_table`, read by `quantized_best_path`."""
+
+    array: np.ndarray
+    values: list[float]
+
+
+def exp_table(tempered: np.ndarray) -> ExpTable | None:
+    """The `ExpTable` of the 256 tempered values (indexed by the bits); None when one underflows to 0 (a
+    temperature so low that a frame could hold only zeros: decode the softmax instead)."""
+    e = np.exp(tempered.astype(np.float64) - float(tempered.max()))
+    return ExpTable(e, e.tolist()) if e.min() > 0.0 else None
+
+
+def quantized_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: int, table: ExpTable
+                        ) -> tuple[str, float, tuple[tuple[str, float, int, int], ...]]:
+    """`scored_best_path` for 8-bit quantized scores y (T, C), `best` their argmax per frame (dequantizing does not
+    move it): a frame's tempered softmax at its best class is table[y_best] / the sum of table[y] over its classes
+    (exp(z_c - z_max) over their sum: `confidence.softmax`, in float64: within float32 rounding of its value).
+    One lookup and one dot product over the frames that hold a character, where `scored_best_path` takes five
+    numpy calls more."""
+    frames = (best.nonzero() if blank == 0 else (best != blank).nonzero())[0]
+    if not len(frames):
+        return "", min(_table_peaks(y.view(np.uint8), best.tolist(), table)) if len(y) else 1.0, ()
+    cls = best.take(frames).tolist()
+    return _runs(frames.tolist(), cls, _table_peaks(y.take(frames, 0).view(np.uint8), cls, table),
+                 _labels(charset, blank))
+
+
+def _table_peaks(bits: np.ndarray, cls: list[int], table: ExpTable) -> list[float]:
+    """Per row of 8-bit scores `bits` (n, C) (read as uint8), the tempered softmax at its class `cls`."""
+    sums = table.array.take(bits).dot(_ones(bits.shape[1])).tolist()
+    values = table.values
+    return [values[v[k]] / s for v, k, s in zip(bits.tolist(), cls, sums)]
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(n: int) -> np.ndarray:
+    """n float64 ones (read-only, cached): a dot product with them sums rows faster than add.reduce."""
+    ones = np.ones(n)
+    ones.flags.writeable = False
+    return ones
 
 
 @functools.lru_cache(maxsize=512)

@@ -22,7 +22,16 @@ import numpy as np
 
 from .backends import Backend
 from .confidence import softmax
-from .ctc_decode import Decoded, compile_constraint, decode, greedy_scores, rescored, scored_best_path
+from .ctc_decode import (
+    Decoded,
+    compile_constraint,
+    decode,
+    exp_table,
+    greedy_scores,
+    quantized_best_path,
+    rescored,
+    scored_best_path,
+)
 from .errors import InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
 from .images import ImageLike, describe
 from .line_reading import CharacterFrames, Reading
@@ -30,6 +39,7 @@ from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, l
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
 from .pixels import RANGE_TOLERANCE, as_canvases, plainly_in_range
+from .quantize import InputQuantizer
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
@@ -59,15 +69,13 @@ class LineRecognizer(LoadedModel):
     def __post_init__(self) -> None:
         inp, out = self.backend.inputs[0], self.backend.outputs[0]
         self._in_dtype = np.dtype(inp.dtype)
-        self._in_q = (inp.scale, inp.zero_point) if inp.quantized else None
         self._out_q = (out.scale, out.zero_point) if out.quantized else None
         w = self.input_spec.shape[3 if self.input_spec.layout == "NCHW" else 2]
         self.fixed_width: int | None = int(w) if w > 0 else None
         self._tls = threading.local()
         self._t32 = np.array(self.lines.confidence_temperature, np.float32)  # 0-d arrays: see Normalization._f32
-        if self._in_q is not None:
-            info = np.iinfo(self._in_dtype)
-            self._in_q32 = tuple(np.array(v, np.float32) for v in (*self._in_q, info.min, info.max))
+        self._quantizer = InputQuantizer.of(self.normalization, inp.scale, inp.zero_point, self._in_dtype) \
+            if inp.quantized else None
         self._classes, self._blank, self._stride = self.lines.num_classes, self.lines.blank, self.lines.frame_stride
         self._charset = self.lines.charset
         self._divisor = None if self.lines.confidence_temperature == 1.0 else self._t32
@@ -76,10 +84,11 @@ class LineRecognizer(LoadedModel):
         # float32 or 8-bit quantized scores (the latter through a table of their tempered values)
         eight_bit = ("int8", "uint8")
         self._hot = self.backend.fixed_batch in (1, None) and \
-            (self._in_dtype == np.float32 or (self._in_q is not None and inp.dtype in eight_bit)) and \
+            (self._in_dtype == np.float32 or (self._quantizer is not None and inp.dtype in eight_bit)) and \
             (out.dtype == "float32" or (self._out_q is not None and out.dtype in eight_bit))
-        self._score_table = self._tempered_scores(np.dtype(out.dtype)) if self._out_q and self._hot else None
-        self._hot_clip = self._hot and self._in_q is not None and self._clip_bites(_CANVAS_MAX)
+        self._exp_table = exp_table(self._tempered_scores(np.dtype(out.dtype))) if self._out_q and self._hot else None
+        self._hot = self._hot and (self._out_q is None or self._exp_table is not None)
+        self._hot_clip = self._hot and self._quantizer is not None and self._quantizer.clips(_CANVAS_MAX)
 
     # ---- what it is -------------------------------------------------------------------------------------------
     task = "lines"
@@ -123,35 +132,14 @@ class LineRecognizer(LoadedModel):
         target = self._padded_width(w)
         if w < target:
             c = np.concatenate([c, np.zeros((n, h, target - w), np.float32)], axis=2)
-        x = self.normalization.apply(c)
+        x = self.normalization.apply(c) if self._quantizer is None else self._quantizer(c, np.empty(c.shape,
+                                                                                               self._in_dtype))
         x = x[:, None] if self.input_spec.layout == "NCHW" else x[..., None]
-        if self._in_q:
-            x = self._quantize(x, np.empty(x.shape, self._in_dtype))
         return np.ascontiguousarray(x, dtype=self._in_dtype)
 
     def _padded_width(self, w: int) -> int:
         """The input width a canvas `w` columns wide runs at."""
         return self.fixed_width or -(-w // self.lines.frame_stride) * self.lines.frame_stride
-
-    def _quantize(self, x: np.ndarray, out: np.ndarray, clip: bool = True) -> np.ndarray:
-        """Normalised input x (float32, overwritten) -> the quantized input tensor in `out`: rint(x / scale + zp),
-        clipped to the dtype's range (`clip=False` where it cannot bite, see `_clip_bites`)."""
-        scale, zp, lo, hi = self._in_q32
-        np.divide(x, scale, x)
-        np.add(x, zp, x)
-        np.rint(x, x)
-        if clip:
-            np.clip(x, lo, hi, x)
-        np.copyto(out, x, casting="unsafe")
-        return out
-
-    def _clip_bites(self, top: np.float32) -> bool:
-        """Whether quantizing canvases in [0, top] can leave the input dtype's range (the steps are monotonic: the
-        two ends tell)."""
-        ends = self._quantize(self.normalization.apply(np.array([0.0, top], np.float32)), np.empty(2, np.float32),
-                              clip=False)
-        info = np.iinfo(self._in_dtype)
-        return bool(ends[0] < info.min or ends[1] > info.max)
 
     def _dequantize(self, y: np.ndarray) -> np.ndarray:
         """Quantized scores -> float32: (q - zp) * scale."""
@@ -159,11 +147,9 @@ class LineRecognizer(LoadedModel):
         scale, zp = self._out_q
         return (y.astype(np.float32) - np.float32(zp)) * np.float32(scale)
 
-    def _tempered_scores(self, dtype: np.dtype) -> np.ndarray | None:
+    def _tempered_scores(self, dtype: np.dtype) -> np.ndarray:
         """For 8-bit quantized scores: the 256 values dequantized and divided by the confidence temperature, indexed
         by the score's bits read as uint8 (what `_dequantize` and the softmax compute, looked up)."""
-        if dtype.itemsize != 1:
-            return None
         q = np.arange(256, dtype=np.uint8).view(dtype)
         return self._dequantize(q) / self._t32
 
@@ -256,34 +242,45 @@ class LineRecognizer(LoadedModel):
 
     def _read_canvas(self, c: np.ndarray) -> Reading | None:
         """The hot path of `read(canvas, preprocessed=True)` with greedy decoding: one float32 (H, W) canvas
-        written into a per-thread input buffer the backend keeps bound (`Backend.single_runner`), normalised and
-        quantized in place; the scores decoded straight from the interpreter's output (`ctc_decode.scored_best_path`;
-        8-bit scores through `_score_table`). The same reading as the general path, which it leaves (returns None)
-        to canvases of another height, too wide, NaN/inf or outside [0, 1], and to non-finite scores: the general
-        path raises the typed errors."""
+        normalised (and quantized, `InputQuantizer`) straight into a per-thread input buffer the backend keeps
+        bound (`Backend.single_runner`); the scores decoded straight from the interpreter's output
+        (`ctc_decode.scored_best_path`; 8-bit scores through `_exp_table`, `ctc_decode.quantized_best_path`). The
+        same reading as the general path, which it leaves (returns None) to canvases of another height, too wide,
+        NaN/inf or outside [0, 1], and to non-finite scores: the general path raises the typed errors."""
         h, w = c.shape
         if h != self._shape[0] or not 0 < w <= self._shape[1] or not plainly_in_range(c):
             return None
         hot = getattr(self._tls, "hot", None)
-        if hot is None or hot.width != self._padded_width(w):
-            hot = self._tls.hot = _HotLine(self, self._padded_width(w))
-        f, q = hot.fit(w)
-        self.normalization.apply(c, out=f)
-        if q is not None:
-            self._quantize(f, q, self._hot_clip)
+        if hot is None or hot.used != w:
+            hot = self._hot_line(w)
+        f, x = hot.views
+        quantize = self._quantizer
+        if quantize is None:
+            self.normalization.apply(c, out=f)
+        else:
+            quantize(c, x, f, self._hot_clip)
         t0 = time.perf_counter()
         y = hot.call()
         latency_ms = (time.perf_counter() - t0) * 1e3
         if self.first_inference_ms is None:
             self.first_inference_ms = latency_ms
-        if self._score_table is None:
+        table = self._exp_table
+        if table is None:
             flat = y.reshape(-1)
             if not _isfinite(_dot(flat, flat)):
                 return None  # NaN/inf (or a sum of squares that overflows: the general path tells)
         y = y.reshape(-1, self._classes)
-        text, conf, chars = scored_best_path(y, y.argmax(1), self._charset, self._blank, self._divisor,
-                                             self._score_table)
+        text, conf, chars = scored_best_path(y, y.argmax(1), self._charset, self._blank, self._divisor) \
+            if table is None else quantized_best_path(y, y.argmax(1), self._charset, self._blank, table)
         return Reading(text, conf, CharacterFrames((chars, hot.geom, self._stride)), latency_ms, 0.0, hot.describe(c))
+
+    def _hot_line(self, w: int) -> _HotLine:
+        """This thread's `_HotLine` fitted to a canvas `w` columns wide (a new one for another input width)."""
+        hot = getattr(self._tls, "hot", None)
+        if hot is None or hot.width != self._padded_width(w):
+            hot = self._tls.hot = _HotLine(self, self._padded_width(w))
+        hot.fit(w)
+        return hot
 
     def predict(self, *args: Any, **kwargs: Any) -> Any:
         raise self.wrong_call("predict")
@@ -344,35 +341,35 @@ class LineRecognizer(LoadedModel):
 
 class _HotLine:
     """One thread's state for `LineRecognizer._read_canvas` at one input width: the input tensor the backend keeps
-    bound (`Backend.single_runner`) seen as a float32 (H, W) plane (a float32 scratch plane beside it for a
-    quantized input), what a column without ink holds there (the general path pads canvases with zeros), and the
-    identity geometry and description of the last canvas."""
+    bound (`Backend.single_runner`) seen as an (H, W) plane, the float32 plane the canvas is normalised into (that
+    plane itself for a float32 input, a scratch plane for a quantized one), what a column without ink holds in the
+    input (the general path pads canvases with zeros), and the identity geometry and description of the last
+    canvas."""
 
-    __slots__ = ("width", "call", "geom", "_f", "_q", "_pad", "_used", "_views", "_src")
+    __slots__ = ("width", "call", "geom", "used", "views", "_f", "_x", "_pad", "_src")
 
     def __init__(self, rec: LineRecognizer, width: int) -> None:
         shape = list(rec.input_spec.shape)
         shape[0], shape[3 if rec.input_spec.layout == "NCHW" else 2] = 1, width
         x, self.call = rec.backend.single_runner(tuple(shape))
-        plane = x.reshape(rec.height, width)  # a view: one channel
-        empty = rec.normalization.apply(np.zeros((rec.height, 1), np.float32))
-        self._f, self._q, self._pad = plane, None, empty
-        if rec._in_q is not None:
-            self._f, self._q = np.empty((rec.height, width), np.float32), plane
-            self._pad = rec._quantize(empty, np.empty(empty.shape, rec._in_dtype))
-        self.width, self._used, self._src = width, -1, ((), "")
+        self._x = self._f = x.reshape(rec.height, width)  # a view: one channel
+        empty = np.zeros((rec.height, 1), np.float32)
+        self._pad = rec.normalization.apply(empty)
+        if rec._quantizer is not None:
+            self._f = np.empty((rec.height, width), np.float32)
+            self._pad = rec._quantizer(empty, np.empty(empty.shape, rec._in_dtype))
+        self.width, self.used, self._src = width, -1, ((), "")
         self.geom = LineGeometry(image_width=width, x_origin=0.0, scale=1.0, left=0)
-        self._views: tuple[np.ndarray, np.ndarray | None] = (self._f, self._q)
+        self.views = (self._f, self._x)
 
-    def fit(self, w: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The float32 plane and the quantized one (None for a float input) for a canvas `w` columns wide; the
-        columns right of it hold the empty column."""
-        if w != self._used:
-            (self._f if self._q is None else self._q)[:, w:] = self._pad
-            self._views = (self._f[:, :w], None if self._q is None else self._q[:, :w])
+    def fit(self, w: int) -> None:
+        """Make `views` the float32 plane and the input plane (the same for a float32 input) for a canvas `w`
+        columns wide (`used`); the input's columns right of it hold the empty column."""
+        if w != self.used:
+            self._x[:, w:] = self._pad
+            self.views = (self._f[:, :w], self._x[:, :w])
             self.geom = LineGeometry(image_width=w, x_origin=0.0, scale=1.0, left=0)
-            self._used = w
-        return self._views
+            self.used = w
 
     def describe(self, c: np.ndarray) -> str:
         if c.shape != self._src[0]:

@@ -23,6 +23,7 @@ from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
 from .pixels import as_canvases, plainly_in_range
 from .preprocess import WORK_SIDE_PX, preprocess
+from .quantize import InputQuantizer
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
@@ -103,7 +104,8 @@ class Recognizer(LoadedModel):
     def __post_init__(self) -> None:
         inp: TensorInfo = self.backend.inputs[0]
         self._in_dtype = np.dtype(inp.dtype)
-        self._in_scale, self._in_zp = (inp.scale, inp.zero_point) if inp.quantized else (0.0, 0)
+        self._quantizer = InputQuantizer.of(self.normalization, inp.scale, inp.zero_point, self._in_dtype) \
+            if inp.quantized else None
         out: TensorInfo = self.backend.outputs[0]
         self._out_scale, self._out_zp = (out.scale, out.zero_point) if out.quantized else (0.0, 0)
         self._side = self.size
@@ -153,7 +155,8 @@ class Recognizer(LoadedModel):
             v = x.reshape(n, self._side, self._side)  # a view: NCHW/NHWC/NHW with C == 1, or NF
             self.normalization.apply(c, out=v)
             return x
-        x = self.normalization.apply(c)
+        x = self.normalization.apply(c) if self._quantizer is None else self._quantizer(c, np.empty(c.shape,
+                                                                                               self._in_dtype))
         layout, shape = self.input_spec.layout, self.input_spec.shape
         if layout == "NCHW":
             x = np.repeat(x[:, None], shape[1], axis=1)
@@ -161,9 +164,6 @@ class Recognizer(LoadedModel):
             x = np.repeat(x[..., None], shape[3], axis=3)
         elif layout == "NF":
             x = x.reshape(n, -1)
-        if self._in_scale:
-            info = np.iinfo(self._in_dtype)
-            x = np.clip(np.rint(x / self._in_scale + self._in_zp), info.min, info.max)
         return np.ascontiguousarray(x, dtype=self._in_dtype)
 
     def forward(self, canvases: np.ndarray) -> np.ndarray:

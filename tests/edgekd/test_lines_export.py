@@ -206,8 +206,9 @@ def test_the_bundle_deploys_int8_tflite_and_a_bare_artifact_reads_with_its_manif
 def test_read_of_canvases_is_the_softmax_reading_on_every_artifact(converted, line_test):
     """read(canvas, preprocessed=True) decodes straight from the scores (an int8 input quantized in place, int8
     scores through a table of their tempered values): on every artifact the test lines, narrower and noisier copies
-    read exactly (text, confidence, characters, spans) as the softmax decoding does (lines_support)."""
-    from lines_support import softmax_reading
+    read as the softmax decoding does (lines_support): the same text, characters and spans, the same probabilities
+    and confidence (bit for bit from float scores, within float32 rounding from int8 ones)."""
+    from lines_support import assert_same_readings, softmax_reading
 
     rng = np.random.default_rng(0)
     x = line_test.test_x
@@ -217,7 +218,26 @@ def test_read_of_canvases_is_the_softmax_reading_on_every_artifact(converted, li
         rec = rt.load(converted / name)
         assert rec.lines.confidence_temperature != 1.0, name  # calibrated: both softmaxes are in play
         got = [(r.text, r.confidence, r.characters) for r in (rec.read(c, preprocessed=True) for c in canvases)]
-        assert got == [softmax_reading(rec, c) for c in canvases], name
+        exact = rec.backend.outputs[0].dtype == "float32"
+        assert_same_readings(got, [softmax_reading(rec, c) for c in canvases], exact=exact)
+
+
+def test_an_int8_bundle_calibrated_too_cold_for_the_exp_table_reads_through_the_softmax(converted, line_test,
+                                                                                          tmp_path):
+    """A confidence temperature so low that exp() of a tempered int8 score underflows (the table that decodes int8
+    scores would hold zeros): read(canvas) decodes the softmax instead, and reads what it gives, bit for bit."""
+    from lines_support import softmax_reading
+
+    out = tmp_path / "cold"
+    shutil.copytree(converted, out)
+    d = json.loads((out / "manifest.json").read_text())
+    d["lines"]["confidence_temperature"] = 1e-3
+    (out / "manifest.json").write_text(json.dumps(d))
+    rec = rt.load(out, backend="tflite", precision="int8")
+    canvases = list(line_test.test_x[:16])
+    got = [(r.text, r.confidence, r.characters) for r in (rec.read(c, preprocessed=True) for c in canvases)]
+    assert got == [softmax_reading(rec, c) for c in canvases]
+    assert sum(t != "" for t, _, _ in got) >= 12
 
 
 def _photo(canvas: np.ndarray, seed: int) -> np.ndarray:

@@ -13,10 +13,11 @@ from edgekd_runtime.ctc_decode import (
     beam_search,
     compile_constraint,
     decode,
+    exp_table,
     greedy,
     greedy_scores,
+    quantized_best_path,
     rescored,
-    scored_best_path,
 )
 from edgekd_runtime.errors import InputShapeError, PatternError, UserInputError
 
@@ -66,30 +67,64 @@ def _line_scores(rng: np.random.Generator, frames: int, classes: int, blank: int
     return s
 
 
-@pytest.mark.parametrize("blank", [0, 4])
-@pytest.mark.parametrize("temperature", [1.0, 1.7])
-def test_decoding_straight_from_scores_is_the_softmax_reading_bit_for_bit(blank, temperature):
-    """greedy_scores (float scores) and scored_best_path on 8-bit quantized scores (through the table of their
-    tempered values, as LineRecognizer keeps it) read exactly what greedy decoding on softmax(scores) gives, with the
-    probabilities and confidence of softmax(scores / T): lines with characters, all-blank lines, no frames."""
-    rng = np.random.default_rng(7)
-    t32 = np.float32(temperature)
-    scale, zp = np.float32(0.11), np.float32(5)
-    table = ((np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float32) - zp) * scale) / t32
-    shown = {"empty": 0, "read": 0}
+def _softmax_decoded(scores: np.ndarray, temperature: float, blank: int) -> Decoded:
+    return rescored(greedy(softmax(scores), DIGITS, blank), softmax(scores, temperature), DIGITS, blank)
+
+
+def _decoded_lines(rng: np.random.Generator, blank: int):
+    """300 lines of scores (T, C): with characters, all blank (every tenth), 0, 1, 3, 48 or 96 frames."""
     for i in range(300):
         frames = int(rng.choice([0, 1, 3, 48, 96]))
         scores = _line_scores(rng, frames, len(DIGITS) + 1, blank).astype(np.float32)
         if i % 10 == 0:
             scores[:, blank] += 30.0  # nothing written
-        q = np.clip(np.rint(scores / scale + zp), -128, 127).astype(np.int8)
-        for s, got in ((scores, greedy_scores(scores, DIGITS, temperature, blank)),
-                       ((q.astype(np.float32) - zp) * scale,
-                        Decoded(*scored_best_path(q, q.argmax(1), DIGITS, blank, table=table)))):
-            want = rescored(greedy(softmax(s), DIGITS, blank), softmax(s, temperature), DIGITS, blank)
-            assert got == want, (i, got, want)
-            shown["read" if want.text else "empty"] += 1
-    assert shown["empty"] >= 60 and shown["read"] >= 300
+        yield scores
+
+
+@pytest.mark.parametrize("blank", [0, 4])
+@pytest.mark.parametrize("temperature", [1.0, 1.7])
+def test_decoding_straight_from_scores_is_the_softmax_reading_bit_for_bit(blank, temperature):
+    """greedy_scores (float scores) reads exactly what greedy decoding on softmax(scores) gives, with the
+    probabilities and confidence of softmax(scores / T): lines with characters, all-blank lines, no frames."""
+    shown = {"empty": 0, "read": 0}
+    for scores in _decoded_lines(np.random.default_rng(7), blank):
+        want = _softmax_decoded(scores, temperature, blank)
+        assert greedy_scores(scores, DIGITS, temperature, blank) == want
+        shown["read" if want.text else "empty"] += 1
+    assert shown["empty"] >= 30 and shown["read"] >= 150
+
+
+@pytest.mark.parametrize("blank", [0, 4])
+@pytest.mark.parametrize("temperature", [1.0, 1.7, 0.3])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_decoding_8_bit_scores_through_their_exp_table_is_the_softmax_reading(blank, temperature, dtype):
+    """quantized_best_path on 8-bit scores (through the exp table of their tempered values, as LineRecognizer keeps
+    it) reads the text and frames greedy decoding on softmax(dequantized scores) gives, and its probabilities and
+    confidence within float32 rounding (1e-5 relative: the table computes in float64, the softmax in float32)."""
+    scale, zp = np.float32(0.11), np.float32(5 if dtype == np.int8 else 133)
+    info = np.iinfo(dtype)
+    values = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32)
+    table = exp_table(((values - zp) * scale) / np.float32(temperature))
+    assert table is not None
+    shown = {"empty": 0, "read": 0}
+    for scores in _decoded_lines(np.random.default_rng(7), blank):
+        q = np.clip(np.rint(scores / scale + zp), info.min, info.max).astype(dtype)
+        want = _softmax_decoded((q.astype(np.float32) - zp) * scale, temperature, blank)
+        got = Decoded(*quantized_best_path(q, q.argmax(1), DIGITS, blank, table))
+        assert (got.text, [c[::2] + c[3:] for c in got.characters]) == \
+            (want.text, [c[::2] + c[3:] for c in want.characters])  # (char, first frame, last frame)
+        assert got.confidence == pytest.approx(want.confidence, rel=1e-5)
+        assert [c[1] for c in got.characters] == pytest.approx([c[1] for c in want.characters], rel=1e-5)
+        shown["read" if want.text else "empty"] += 1
+    assert shown["empty"] >= 30 and shown["read"] >= 150
+
+
+def test_an_exp_table_that_underflows_is_refused():
+    """A temperature so low that exp() of a tempered 8-bit score underflows: no table (the recognizer then decodes
+    the softmax), rather than a frame of zeros read as 0 / 0."""
+    values = (np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float32) * np.float32(0.11))
+    assert exp_table(values / np.float32(1.0)) is not None
+    assert exp_table(values / np.float32(0.01)) is None
 
 
 def test_a_pattern_flips_the_greedy_reading_to_the_best_allowed_one():
