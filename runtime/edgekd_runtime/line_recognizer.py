@@ -80,14 +80,16 @@ class LineRecognizer(LoadedModel):
         self._charset = self.lines.charset
         self._divisor = None if self.lines.confidence_temperature == 1.0 else self._t32
         self._shape = (self.height, self.max_width)  # the canvases the hot path takes: this high, at most this wide
-        # the hot path of read(canvas, preprocessed=True): one line per call, a float32 or 8-bit quantized input,
-        # float32 or 8-bit quantized scores (the latter through a table of their tempered values)
+        # 8-bit quantized scores are decoded greedily through a table of their tempered exponentials (read() and
+        # read_batch() alike); None for other scores, and where the table underflows (the softmax decodes them)
         eight_bit = ("int8", "uint8")
+        self._exp_table = exp_table(self._tempered_scores(np.dtype(out.dtype))) \
+            if self._out_q is not None and out.dtype in eight_bit else None
+        # the hot path of read(canvas, preprocessed=True): one line per call, a float32 or 8-bit quantized input,
+        # float32 or 8-bit quantized scores
         self._hot = self.backend.fixed_batch in (1, None) and \
             (self._in_dtype == np.float32 or (self._quantizer is not None and inp.dtype in eight_bit)) and \
-            (out.dtype == "float32" or (self._out_q is not None and out.dtype in eight_bit))
-        self._exp_table = exp_table(self._tempered_scores(np.dtype(out.dtype))) if self._out_q and self._hot else None
-        self._hot = self._hot and (self._out_q is None or self._exp_table is not None)
+            (out.dtype == "float32" or self._exp_table is not None)
         self._hot_clip = self._hot and self._quantizer is not None and self._quantizer.clips(_CANVAS_MAX)
 
     # ---- what it is -------------------------------------------------------------------------------------------
@@ -223,15 +225,22 @@ class LineRecognizer(LoadedModel):
         batch = np.zeros((len(made), self.height, width), np.float32)
         for i, (c, _) in enumerate(made):
             batch[i, :, :c.shape[1]] = c
-        scores, ms = self._run(self.to_input(batch))
-        s, t, blank = self.lines.frame_stride, self.lines.confidence_temperature, self.lines.blank
+        scores, ms = self._run(self.to_input(batch), raw=constraint is None)
+        s = self.lines.frame_stride
         out = []
         for i, (row, (_, geom)) in enumerate(zip(scores, made)):
-            d = greedy_scores(row, self.charset, t, blank) if constraint is None else \
-                self._constrained(row, constraint)
+            d = self._greedy(row) if constraint is None else self._constrained(row, constraint)
             out.append(Reading(d.text, d.confidence, CharacterFrames((d.characters, geom, s)), ms / len(images),
                                prep_ms, describe(images[i])))
         return out
+
+    def _greedy(self, scores: np.ndarray) -> Decoded:
+        """Greedy decoding of one line's scores as `_run(raw=True)` gave them: 8-bit ones through `_exp_table`
+        (what the hot path reads), float32 ones straight (`ctc_decode.greedy_scores`)."""
+        if scores.dtype != np.float32:
+            assert self._exp_table is not None
+            return Decoded(*quantized_best_path(scores, scores.argmax(1), self._charset, self._blank, self._exp_table))
+        return greedy_scores(scores, self._charset, self.lines.confidence_temperature, self._blank)
 
     def _constrained(self, scores: np.ndarray, constraint: Any) -> Decoded:
         """Constrained decoding on the model's posteriors; character probabilities and confidence from the
@@ -322,7 +331,9 @@ class LineRecognizer(LoadedModel):
                                    f"{self.max_width} px at height {self.height}: split the line")
         return c
 
-    def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+    def _run(self, x: np.ndarray, raw: bool = False) -> tuple[np.ndarray, float]:
+        """(scores (N, T, C), inference ms): float32, dequantized, or (`raw`) 8-bit ones as the model gave them
+        where `_exp_table` decodes them."""
         t0 = time.perf_counter()
         y = self.backend.run(x)
         ms = (time.perf_counter() - t0) * 1e3
@@ -330,7 +341,7 @@ class LineRecognizer(LoadedModel):
             self.first_inference_ms = ms
         y = y.reshape(x.shape[0], -1, self.lines.num_classes)
         if self._out_q:
-            return self._dequantize(y), ms
+            return (y if raw and self._exp_table is not None else self._dequantize(y)), ms
         if not np.isfinite(y).all():  # NaN/inf CTC scores are no reading (never decoded into one)
             n = self.normalization
             raise ModelOutputError(f"{self.model_path.name}: the model returned non-finite scores, not a reading; its "

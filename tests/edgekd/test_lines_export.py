@@ -207,7 +207,8 @@ def test_read_of_canvases_is_the_softmax_reading_on_every_artifact(converted, li
     """read(canvas, preprocessed=True) decodes straight from the scores (an int8 input quantized in place, int8
     scores through a table of their tempered values): on every artifact the test lines, narrower and noisier copies
     read as the softmax decoding does (lines_support): the same text, characters and spans, the same probabilities
-    and confidence (bit for bit from float scores, within float32 rounding from int8 ones)."""
+    and confidence (bit for bit from float scores, within float32 rounding from int8 ones); read_batch reads
+    exactly what read does."""
     from lines_support import assert_same_readings, softmax_reading
 
     rng = np.random.default_rng(0)
@@ -220,6 +221,8 @@ def test_read_of_canvases_is_the_softmax_reading_on_every_artifact(converted, li
         got = [(r.text, r.confidence, r.characters) for r in (rec.read(c, preprocessed=True) for c in canvases)]
         exact = rec.backend.outputs[0].dtype == "float32"
         assert_same_readings(got, [softmax_reading(rec, c) for c in canvases], exact=exact)
+        general = [rec.read_batch([c], preprocessed=True)[0] for c in canvases]  # the general path: the same rule
+        assert [(r.text, r.confidence, r.characters) for r in general] == got, name
 
 
 def test_an_int8_bundle_calibrated_too_cold_for_the_exp_table_reads_through_the_softmax(converted, line_test,
