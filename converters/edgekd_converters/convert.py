@@ -102,7 +102,8 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
                  tolerances: Mapping[str, Tolerance] | None = None,
                  min_calib_samples: int = MIN_CALIBRATION_SAMPLES, max_calib_samples: int = MAX_CALIBRATION_SAMPLES,
                  strict: bool = True, scorer: SequenceScorer | None = None,
-                 int8_source: OnnxModelInfo | None = None) -> ConversionReport:
+                 int8_source: OnnxModelInfo | None = None, int8_float_end_convs: bool = False
+                 ) -> ConversionReport:
     """Write every requested artifact into `dest_dir` and check each against the reference.
 
     Args:
@@ -123,6 +124,8 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
             accuracy by its texts) instead of top-1 classes; its own tolerances apply (`tolerances` is ignored).
         int8_source: the model ONNX int8 is quantized from, when not `info` (a line model's dynamic-width
             original, while `info` is its fixed-width copy for onnx2tf).
+        int8_float_end_convs: ONNX int8 leaves the first and last convolutions in float (line models, see `onnx_int8`);
+            the report's `extra["onnx_int8_float_nodes"]` names the nodes left float.
 
     Raises:
         CalibrationDataError: too few, mis-shaped or out-of-range samples.
@@ -138,7 +141,8 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     if "onnx-int8" in targets:
         plan.append(("onnx", "int8"))
     paths = {k: dest_dir / FILE_NAMES[k].format(stem=stem) for k in plan}
-    timings, normalized, notes = _write_artifacts(info, paths, calib, mean, std, int8_source)
+    timings, normalized, notes, float_nodes = _write_artifacts(info, paths, calib, mean, std,
+                                                               int8_source, int8_float_end_convs)
 
     def accuracy(outputs: np.ndarray) -> float | None:
         if scorer is not None:
@@ -162,7 +166,8 @@ def convert_into(info: OnnxModelInfo, dest_dir: Path, targets: Sequence[str], ca
     return ConversionReport(info.path, tuple(artifacts), accuracy(ref), time.perf_counter() - start,
                             extra={"num_calibration_samples": len(calib), "num_eval_samples": len(x_eval),
                                    "num_classes": int(ref.shape[-1]), "output_kind": kind,
-                                   "normalized": normalized, "warnings": notes},
+                                   "normalized": normalized, "warnings": notes,
+                                   **({"onnx_int8_float_nodes": list(float_nodes)} if float_nodes else {})},
                             failed=tuple(failed))
 
 
@@ -200,16 +205,17 @@ def _check_parity(path: Path, fmt: str, precision: str, x_eval: np.ndarray, ref:
 
 
 def _write_artifacts(info: OnnxModelInfo, paths: dict[tuple[str, str], Path], calib: np.ndarray, mean: float,
-                     std: float, int8_source: OnnxModelInfo | None) -> tuple[dict[tuple[str, str], float], list[str],
-                                                                         list[str]]:
+                     std: float, int8_source: OnnxModelInfo | None, float_end_convs: bool
+                     ) -> tuple[dict[tuple[str, str], float], list[str], list[str], tuple[str, ...]]:
     """Convert to every (format, precision) in `paths`, from the model normalised by `normalize` when it needs it
-    (a foreign graph); returns (the seconds each took, the normalisation steps, warnings). onnx2tf writes all the
-    TFLite precisions in one run: its time is shared among them."""
+    (a foreign graph); returns (the seconds each took, the normalisation steps, warnings, the ONNX int8 nodes left
+    float). onnx2tf writes all the TFLite precisions in one run: its time is shared among them."""
     from .normalize import normalized_file
     from .staging import work_directory
 
     timings: dict[tuple[str, str], float] = {}
     notes: list[str] = []
+    float_nodes: tuple[str, ...] = ()
     tflite_paths = {p: path for (f, p), path in paths.items() if f == "tflite"}
     with work_directory(next(iter(paths.values())).parent, ".normalize-") as tmp:
         src_path, steps = normalized_file(info.path, tmp)
@@ -229,11 +235,12 @@ def _write_artifacts(info: OnnxModelInfo, paths: dict[tuple[str, str], Path], ca
             if int8_source is not None:
                 (tmp / "int8").mkdir()
             q_path = src_path if int8_source is None else normalized_file(q_info.path, tmp / "int8")[0]
-            note = convert_onnx_int8(replace(q_info, path=q_path), paths[("onnx", "int8")],
-                                     to_model_input(calib, info, mean, std), name=q_info.path)
+            note, float_nodes = convert_onnx_int8(replace(q_info, path=q_path), paths[("onnx", "int8")],
+                                                  to_model_input(calib, info, mean, std), q_info.path,
+                                                  float_end_convs)
             notes += [note] if note else []
             timings[("onnx", "int8")] = time.perf_counter() - t
-    return timings, steps, notes
+    return timings, steps, notes, float_nodes
 
 
 def convert_model(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, targets: Sequence[str],

@@ -51,7 +51,8 @@ def fixed_width_copy(src: Path, dst: Path, width: int, frame_stride: int) -> Pat
 
 def prepare_line_model(src: Path, stage: Path, targets: Sequence[str], lines: LinesSpec, texts: Any,
                        num_lines: int) -> tuple[OnnxModelInfo, dict[str, Any]]:
-    """(info of the fixed-width copy, the `convert_into` keywords for a line model: scorer and int8 source)."""
+    """(info of the fixed-width copy, the `convert_into` keywords for a line model: scorer, int8 source, and its
+    first and last convs left float in ONNX int8, see `onnx_int8`)."""
     from .convert import prepare
     from .parity import SequenceScorer
 
@@ -66,7 +67,8 @@ def prepare_line_model(src: Path, stage: Path, targets: Sequence[str], lines: Li
     if info.num_classes not in (-1, lines.num_classes):
         raise InputShapeError(f"{src}: outputs {info.num_classes} classes per frame; the charset has "
                               f"{len(lines.charset)} characters + blank: re-run `edgekd export`")
-    return info, {"scorer": SequenceScorer(lines.charset, texts), "int8_source": replace(info, path=str(src))}
+    return info, {"scorer": SequenceScorer(lines.charset, texts), "int8_source": replace(info, path=str(src)),
+                  "int8_float_end_convs": True}
 
 
 def runtime_line_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, texts: Sequence[str],

@@ -122,7 +122,7 @@ def test_per_tensor_fallback_is_not_taken_when_per_channel_works(tiny_models, di
 
     info = inspect_model(load_onnx(tiny_models["nchw"]), tiny_models["nchw"])
     x = to_model_input(digits[0][:50, :, :, None], info, 0.1307, 0.3081)
-    assert convert_onnx_int8(info, tmp_path / "q.onnx", x) is None and (tmp_path / "q.onnx").is_file()
+    assert convert_onnx_int8(info, tmp_path / "q.onnx", x) == (None, ()) and (tmp_path / "q.onnx").is_file()
 
 
 def _app():

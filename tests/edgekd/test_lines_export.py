@@ -157,6 +157,28 @@ def test_every_artifact_is_checked_for_sequence_parity_and_recorded(converted, t
     assert greedy_decode(torch_ref + rng.uniform(-1.0, 1.0, torch_ref.shape), "0123456789") == base
 
 
+def test_line_onnx_int8_keeps_its_first_and_last_conv_float_and_quantizes_the_others(converted):
+    """onnx_int8's rule for line models: the first and last Conv take float weights, every other Conv
+    dequantized int8 ones (7-bit: within -64..64, as onnxruntime's reduce_range maps them); the manifest names
+    the float nodes."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(converted / "student_int8.onnx")).graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    assert len(convs) >= 4
+    for conv in (convs[0], convs[-1]):
+        assert inits[conv.input[1]].dtype == np.float32, conv.name
+    for conv in convs[1:-1]:
+        dq = producer[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear", conv.name
+        w = inits[dq.input[0]]
+        assert w.dtype == np.int8 and np.abs(w.astype(int)).max() <= 64, conv.name
+    assert Manifest.load(converted).extra["conversion"]["onnx_int8_float_nodes"] == [convs[0].name, convs[-1].name]
+
+
 def test_lines_calibrate_int8_on_more_training_lines_than_digits(line_bundle, tmp_path, monkeypatch):
     """A line bundle is calibrated on LINE_CALIBRATION_SAMPLES training lines unless told otherwise (the fixture
     has 256: all of them); a digit bundle keeps the converters' 500."""
