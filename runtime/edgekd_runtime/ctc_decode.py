@@ -219,18 +219,16 @@ def scored_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: int =
 
 class ExpTable(NamedTuple):
     """For 8-bit quantized scores: per bit pattern (the score read as uint8), exp(z - max z) of its tempered value
-    z (dequantized, divided by the temperature), as float64 `array` and as the Python floats `values` (a list
-    lookup per frame costs less than a numpy call). Made by `exp_table`, read by `quantized_best_path`."""
+    z (dequantized, divided by the temperature), float64. Made by `exp_table`, read by `quantized_best_path`."""
 
     array: np.ndarray
-    values: list[float]
 
 
 def exp_table(tempered: np.ndarray) -> ExpTable | None:
     """The `ExpTable` of the 256 tempered values (indexed by the bits); None when one underflows to 0 (a
     temperature so low that a frame could hold only zeros: decode the softmax instead)."""
     e = np.exp(tempered.astype(np.float64) - float(tempered.max()))
-    return ExpTable(e, e.tolist()) if e.min() > 0.0 else None
+    return ExpTable(e) if e.min() > 0.0 else None
 
 
 def quantized_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: int, table: ExpTable
@@ -242,17 +240,24 @@ def quantized_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: in
     numpy calls more."""
     frames = (best.nonzero() if blank == 0 else (best != blank).nonzero())[0]
     if not len(frames):
-        return "", min(_table_peaks(y.view(np.uint8), best.tolist(), table)) if len(y) else 1.0, ()
-    cls = best.take(frames).tolist()
-    return _runs(frames.tolist(), cls, _table_peaks(y.take(frames, 0).view(np.uint8), cls, table),
+        return "", min(_table_peaks(y.view(np.uint8), best, table)) if len(y) else 1.0, ()
+    cls = best.take(frames)
+    return _runs(frames.tolist(), cls.tolist(), _table_peaks(y.take(frames, 0).view(np.uint8), cls, table),
                  _labels(charset, blank))
 
 
-def _table_peaks(bits: np.ndarray, cls: list[int], table: ExpTable) -> list[float]:
-    """Per row of 8-bit scores `bits` (n, C) (read as uint8), the tempered softmax at its class `cls`."""
-    sums = table.array.take(bits).dot(_ones(bits.shape[1])).tolist()
-    values = table.values
-    return [values[v[k]] / s for v, k, s in zip(bits.tolist(), cls, sums)]
+def _table_peaks(bits: np.ndarray, cls: np.ndarray, table: ExpTable) -> list[float]:
+    """Per row of 8-bit scores `bits` (n, C) (read as uint8), the tempered softmax at its class `cls` (n,)."""
+    e = table.array.take(bits)
+    return np.divide(e[_arange(len(cls)), cls], e.dot(_ones(bits.shape[1]))).tolist()
+
+
+@functools.lru_cache(maxsize=64)
+def _arange(n: int) -> np.ndarray:
+    """0 .. n-1 (read-only, cached)."""
+    r = np.arange(n)
+    r.flags.writeable = False
+    return r
 
 
 @functools.lru_cache(maxsize=64)

@@ -38,7 +38,7 @@ from .line_reading import CharacterFrames, Reading
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
-from .pixels import RANGE_TOLERANCE, as_canvases, plainly_in_range
+from .pixels import as_canvases, plainly_in_range
 from .quantize import InputQuantizer
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 _F32 = np.dtype(np.float32)
 _dot, _isfinite = np.dot, math.isfinite
-_CANVAS_MAX = np.float32(1.0 + RANGE_TOLERANCE)  # the largest canvas value the hot path takes
 
 
 @dataclass
@@ -90,7 +89,6 @@ class LineRecognizer(LoadedModel):
         self._hot = self.backend.fixed_batch in (1, None) and \
             (self._in_dtype == np.float32 or (self._quantizer is not None and inp.dtype in eight_bit)) and \
             (out.dtype == "float32" or self._exp_table is not None)
-        self._hot_clip = self._hot and self._quantizer is not None and self._quantizer.clips(_CANVAS_MAX)
 
     # ---- what it is -------------------------------------------------------------------------------------------
     task = "lines"
@@ -262,12 +260,12 @@ class LineRecognizer(LoadedModel):
         hot = getattr(self._tls, "hot", None)
         if hot is None or hot.used != w:
             hot = self._hot_line(w)
-        f, x = hot.views
+        x = hot.view
         quantize = self._quantizer
         if quantize is None:
-            self.normalization.apply(c, out=f)
+            self.normalization.apply(c, out=x)
         else:
-            quantize(c, x, f, self._hot_clip)
+            quantize(c, x)
         t0 = time.perf_counter()
         y = hot.call()
         latency_ms = (time.perf_counter() - t0) * 1e3
@@ -352,33 +350,30 @@ class LineRecognizer(LoadedModel):
 
 class _HotLine:
     """One thread's state for `LineRecognizer._read_canvas` at one input width: the input tensor the backend keeps
-    bound (`Backend.single_runner`) seen as an (H, W) plane, the float32 plane the canvas is normalised into (that
-    plane itself for a float32 input, a scratch plane for a quantized one), what a column without ink holds in the
-    input (the general path pads canvases with zeros), and the identity geometry and description of the last
-    canvas."""
+    bound (`Backend.single_runner`) seen as an (H, W) plane the canvas is normalised (or quantized) into, what a
+    column without ink holds in the input (the general path pads canvases with zeros), and the identity geometry
+    and description of the last canvas."""
 
-    __slots__ = ("width", "call", "geom", "used", "views", "_f", "_x", "_pad", "_src")
+    __slots__ = ("width", "call", "geom", "used", "view", "_x", "_pad", "_src")
 
     def __init__(self, rec: LineRecognizer, width: int) -> None:
         shape = list(rec.input_spec.shape)
         shape[0], shape[3 if rec.input_spec.layout == "NCHW" else 2] = 1, width
         x, self.call = rec.backend.single_runner(tuple(shape))
-        self._x = self._f = x.reshape(rec.height, width)  # a view: one channel
+        self._x = x.reshape(rec.height, width)  # a view: one channel
         empty = np.zeros((rec.height, 1), np.float32)
-        self._pad = rec.normalization.apply(empty)
-        if rec._quantizer is not None:
-            self._f = np.empty((rec.height, width), np.float32)
-            self._pad = rec._quantizer(empty, np.empty(empty.shape, rec._in_dtype))
+        self._pad = rec.normalization.apply(empty) if rec._quantizer is None else \
+            rec._quantizer(empty, np.empty(empty.shape, rec._in_dtype))
         self.width, self.used, self._src = width, -1, ((), "")
         self.geom = LineGeometry(image_width=width, x_origin=0.0, scale=1.0, left=0)
-        self.views = (self._f, self._x)
+        self.view = self._x
 
     def fit(self, w: int) -> None:
-        """Make `views` the float32 plane and the input plane (the same for a float32 input) for a canvas `w`
-        columns wide (`used`); the input's columns right of it hold the empty column."""
+        """Make `view` the input plane's first `w` columns, for a canvas `w` columns wide (`used`); the columns right
+        of it hold the empty column."""
         if w != self.used:
             self._x[:, w:] = self._pad
-            self.views = (self._f[:, :w], self._x[:, :w])
+            self.view = self._x[:, :w]
             self.geom = LineGeometry(image_width=w, x_origin=0.0, scale=1.0, left=0)
             self.used = w
 

@@ -29,20 +29,37 @@ def test_the_folded_map_is_the_two_step_rule_but_for_ties(dtype, scale, zp):
     want = _two_steps(c, norm, scale, zp, dtype)
     diff = np.abs(got.astype(np.int32) - want)
     assert got.dtype == dtype and diff.max() <= 1 and (diff > 0).mean() < 1e-3
-    ends = _two_steps(np.array([0.0, 1.0]), norm, scale, zp, dtype, clip=False)
-    assert quantize.clips(1.0) == bool(ends[0] < np.iinfo(dtype).min or ends[1] > np.iinfo(dtype).max)
+    assert quantize(c[3], np.empty(192, dtype)).tolist() == got[3].tolist()  # 1-D: through the 2-D copy
 
 
-def test_clipping_is_needed_where_the_range_overflows_and_skipped_only_there():
-    """A scale that maps white past 127 clips (and says so); the default-range map needs no clipping, and skipping
-    it changes nothing there."""
+def test_it_saturates_where_the_map_leaves_the_range_and_nowhere_else():
+    """A scale that maps white past 127 saturates to 127 as the rule clips; a map that fits changes nothing."""
     norm = Normalization(0.1307, 0.3081)
     tight = InputQuantizer.of(norm, 0.0125, -10, np.int8)  # white -> 245
-    assert tight.clips(1.0)
     c = np.array([[0.0, 0.5, 1.0]], np.float32)
     assert tight(c, np.empty(c.shape, np.int8)).tolist() == _two_steps(c, norm, 0.0125, -10, np.int8).tolist()
     assert _two_steps(c, norm, 0.0125, -10, np.int8)[0, -1] == 127
-    fits = InputQuantizer.of(norm, 1.0 / (255 * 0.3081), -95, np.int8)  # black -> -128.3, white -> 126.7
-    assert not fits.clips(1.0)
-    x = np.random.default_rng(1).random((24, 96), dtype=np.float32)
-    assert np.array_equal(fits(x, np.empty(x.shape, np.int8), clip=False), fits(x, np.empty(x.shape, np.int8)))
+    assert _two_steps(c, norm, 0.0125, -10, np.int8, clip=False)[0, -1] > 127
+    low = InputQuantizer.of(norm, 0.0125, 40, np.uint8)  # black -> 6, but mean -> 40: a wider map under 0
+    c = np.array([[-0.2, 0.0, 1.0]], np.float32)
+    assert low(c, np.empty(c.shape, np.uint8)).tolist() == _two_steps(c, norm, 0.0125, 40, np.uint8).tolist()
+
+
+def test_it_writes_into_a_strided_plane_and_any_batch_layout():
+    """The hot paths quantize into a view of the bound input tensor (the first w of W columns): only those
+    columns change. A batch (N, H, W, 1) is quantized as its planes are."""
+    norm = Normalization(0.1307, 0.3081)
+    q = InputQuantizer.of(norm, 1.0 / (255 * 0.3081), -95, np.int8)
+    rng = np.random.default_rng(1)
+    c = rng.random((24, 96), dtype=np.float32)
+    plane = np.full((24, 128), 7, np.int8)
+    assert q(c, plane[:, :96]) is not None and np.all(plane[:, 96:] == 7)
+    want = _two_steps(c, norm, 1.0 / (255 * 0.3081), -95, np.int8)
+    assert np.abs(plane[:, :96].astype(int) - want).max() <= 1
+    batch = np.stack([c, c[::-1]])[..., None]
+    got = q(batch, np.empty(batch.shape, np.int8))
+    assert got.shape == (2, 24, 96, 1) and np.array_equal(got[0, ..., 0], plane[:, :96])
+    assert np.array_equal(got[1, ..., 0], q(c[::-1].copy(), np.empty((24, 96), np.int8)))
+    assert q(np.empty((0, 24, 96), np.float32), np.empty((0, 24, 96), np.int8)).shape == (0, 24, 96)
+    with pytest.raises(ValueError, match="int8 or uint8"):
+        InputQuantizer.of(norm, 0.01, 0, np.int16)
