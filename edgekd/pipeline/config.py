@@ -36,6 +36,8 @@ QUICK = {"teacher_epochs": 3, "student_epochs": 5, "transfer_views": 2, "alpha":
 #: (edgekd.models.ensemble: 98.56 % -> 99.08 % on 5,000 held-out digits with 3; 99.24 % with final weights); 8 at
 #: most.
 MAX_TEACHER_MEMBERS = 8
+#: Per task, the config sections that belong to the other one (`data`, `augment`: digits; `lines`: lines).
+OTHER_TASK_SECTIONS = {"lines": ("data", "augment"), "digits": ("lines",)}
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,14 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "budget": self.budget.cli_units()}  # as a config file writes it
+
+    def file_dict(self) -> dict[str, Any]:
+        """`to_dict` without the other task's sections: what a run writes to its config.yaml, which `--config`
+        reads back as this configuration."""
+        d = self.to_dict()
+        for k in OTHER_TASK_SECTIONS[self.task]:
+            d.pop(k)
+        return d
 
     def fingerprint(self) -> str:
         """A hash of everything that changes outputs (stable across runs and machines)."""
@@ -146,8 +156,8 @@ def _check_teacher_members(cfg: PipelineConfig) -> None:
 
 
 def _check_task_sections(task: str, layer: dict[str, Any], where: str) -> None:
-    """Refuse the sections of the other task (`data` and `augment` are the digits', `lines` the lines')."""
-    other = [k for k in (("data", "augment") if task == "lines" else ("lines",)) if layer.get(k) is not None]
+    """Refuse the sections of the other task (`OTHER_TASK_SECTIONS`)."""
+    other = [k for k in OTHER_TASK_SECTIONS[task] if layer.get(k) is not None]
     if other:
         raise ConfigError(f"{where}: section(s) {other} are not for the {task} task (task: lines reads its data "
                           f"from `lines`, digits from `data`); remove them or set the task")

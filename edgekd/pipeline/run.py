@@ -53,7 +53,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, force: bool = Fals
     if cfg.teacher:
         _check_user_teacher(cfg, splits, log)
     resumed = prepare_run_dir(run_dir, cfg.fingerprint(), cfg_dict, force)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.file_dict(), sort_keys=False))
     state = StepState(run_dir)
     log(f"{'continuing' if resumed else 'starting'} run in {run_dir} (config {cfg.fingerprint()})")
     log(about)

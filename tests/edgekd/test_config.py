@@ -127,6 +127,19 @@ def test_a_lines_config_drives_run_with_the_line_defaults_and_refuses_digit_sect
         load_pipeline_config(_write(tmp_path, "task: lines\ndata: {seed: 1}\n"))
 
 
+@pytest.mark.parametrize("args", [{}, {"quick": True}, {"task": "lines"}, {"task": "lines", "quick": True,
+                                                                          "budget": {"flash_kb": 50}}])
+def test_the_config_yaml_a_run_writes_reads_back_as_the_same_configuration(tmp_path, args):
+    """A run's config.yaml (`PipelineConfig.file_dict`) is a config file `--config` takes: the same settings and
+    fingerprint, for either task (it used to carry the other task's section, which the loader refuses)."""
+    cfg = load_pipeline_config(overrides=args)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg.file_dict(), sort_keys=False))
+    back = load_pipeline_config(path)
+    assert back == cfg and back.fingerprint() == cfg.fingerprint()
+    assert ("lines" in cfg.file_dict()) == (cfg.task == "lines") != ("data" in cfg.file_dict())
+
+
 def test_a_run_yaml_drives_teacher_train(tmp_path):
     cfg = _write(tmp_path, RUN_YAML)
     r = CliRunner().invoke(app, ["teacher", "train", "--config", str(cfg), "--device", "cpu",
