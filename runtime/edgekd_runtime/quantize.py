@@ -3,10 +3,11 @@
 A full-int8 model takes q = clip(rint(x / scale + zero_point)) of its normalised input x = (c - mean) / std (the
 input tensor's quantization parameters, the bundle's `Normalization`). Both steps are affine, so they fold into
 one: q = saturate(rint(c * a + b)) with a = 1 / (std * scale) and b = zero_point - mean / (std * scale), which
-is OpenCV's `addWeighted` with an 8-bit output depth: one call, in float32 arithmetic, rounding half to even and
-saturating to the dtype as numpy's rint and clip do (the same integers as the three numpy calls it replaced, on
-a third of the time: a ufunc call costs about as much as its arithmetic on a 24 x 192 canvas). Folding can move
-a value that lies within float32 rounding of a .5 tie to the other integer: one step in 256, on a pixel.
+is OpenCV's `addWeighted` with an 8-bit output depth: one call that rounds half to even and saturates to the
+dtype as numpy's rint and clip do. It gave the same integers as the three float32 numpy calls it replaced on
+384k random values, in ~60 % of their time on a 24 x 192 canvas (1.7 vs 2.7 us: a ufunc call costs about as much
+as its arithmetic there). Folding can move a value that lies within float32 rounding of a .5 tie to the other
+integer: one step in 256, on a pixel.
 """
 
 from __future__ import annotations
