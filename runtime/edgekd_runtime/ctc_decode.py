@@ -249,15 +249,7 @@ def quantized_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: in
 def _table_peaks(bits: np.ndarray, cls: np.ndarray, table: ExpTable) -> list[float]:
     """Per row of 8-bit scores `bits` (n, C) (read as uint8), the tempered softmax at its class `cls` (n,)."""
     e = table.array.take(bits)
-    return np.divide(e[_arange(len(cls)), cls], e.dot(_ones(bits.shape[1]))).tolist()
-
-
-@functools.lru_cache(maxsize=64)
-def _arange(n: int) -> np.ndarray:
-    """0 .. n-1 (read-only, cached)."""
-    r = np.arange(n)
-    r.flags.writeable = False
-    return r
+    return np.divide(e[_row_starts(1, len(cls)), cls], e.dot(_ones(bits.shape[1]))).tolist()  # rows 0 .. n-1
 
 
 @functools.lru_cache(maxsize=64)
