@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd_runtime.manifest import Normalization
-from edgekd_runtime.quantize import InputQuantizer
+from edgekd_runtime.quantize import InputQuantizer, dequantize
 
 from .errors import ModelLoadError
 
@@ -90,20 +90,20 @@ def _invoke_chunks(it, inp, x: np.ndarray, model_shape: tuple[int, ...]):
     batch = int(inp["shape"][0]) if fixed else BATCH
     if fixed:
         it.allocate_tensors()
+    o = it.get_output_details()[0]  # resizing the batch keeps the tensors' indices, dtypes and quantization
+    quantize = InputQuantizer.of(Normalization(0.0, 1.0), *inp["quantization"], inp["dtype"]) \
+        if inp["dtype"] in (np.int8, np.uint8) else None  # the board's rule, on inputs normalised already
     for i in range(0, len(x), batch):
         n = len(x[i:i + batch])
         chunk = _pad(x[i:i + batch], batch if fixed else 0)
         if not fixed:
             it.resize_tensor_input(inp["index"], [len(chunk), *model_shape])
             it.allocate_tensors()
-        d, o = it.get_input_details()[0], it.get_output_details()[0]
-        if d["dtype"] in (np.int8, np.uint8):  # the board's rule, on inputs normalised already
-            quantize = InputQuantizer.of(Normalization(0.0, 1.0), *d["quantization"], d["dtype"])
-            chunk = quantize(chunk, np.empty(chunk.shape, d["dtype"]))
-        it.set_tensor(d["index"], chunk)
+        if quantize is not None:
+            chunk = quantize(chunk, np.empty(chunk.shape, inp["dtype"]))
+        it.set_tensor(inp["index"], chunk)
         it.invoke()
         y = it.get_tensor(o["index"])
         if o["dtype"] in (np.int8, np.uint8):
-            scale, zero = o["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
+            y = dequantize(y, *o["quantization"])
         yield np.asarray(y, dtype=np.float32).reshape(len(chunk), -1)[:n]

@@ -39,7 +39,7 @@ from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, l
 from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, LinesSpec, Manifest, Normalization
 from .pixels import as_canvases, plainly_in_range
-from .quantize import InputQuantizer
+from .quantize import InputQuantizer, dequantize
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
@@ -144,8 +144,7 @@ class LineRecognizer(LoadedModel):
     def _dequantize(self, y: np.ndarray) -> np.ndarray:
         """Quantized scores -> float32: (q - zp) * scale."""
         assert self._out_q is not None
-        scale, zp = self._out_q
-        return (y.astype(np.float32) - np.float32(zp)) * np.float32(scale)
+        return dequantize(y, *self._out_q)
 
     def _tempered_scores(self, dtype: np.dtype) -> np.ndarray:
         """For 8-bit quantized scores: the 256 values dequantized and divided by the confidence temperature, indexed

@@ -1,4 +1,5 @@
-"""Canvases -> a quantized model input in one pass: the recognizers' one home for the input quantization rule.
+"""Canvases -> a quantized model input in one pass (the recognizers' one home for the input quantization rule),
+and quantized outputs back to float32 (`dequantize`).
 
 A full-int8 model takes q = clip(rint(x / scale + zero_point)) of its normalised input x = (c - mean) / std (the
 input tensor's quantization parameters, the bundle's `Normalization`). Both steps are affine, so they fold into
@@ -58,3 +59,9 @@ class InputQuantizer:
             flat = np.ascontiguousarray(canvases).reshape(len(canvases), -1)
             out[...] = self._add(flat, self.a, flat, 0.0, self.b, None, self._depth).reshape(out.shape)
         return out
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Quantized outputs -> float32: (q - zero_point) * scale, in float32 (the recognizers' and the converters'
+    one home for the output rule)."""
+    return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)

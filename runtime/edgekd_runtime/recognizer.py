@@ -23,7 +23,7 @@ from .loaded import LoadedModel
 from .manifest import Artifact, InputSpec, Manifest, Normalization, PreprocessSpec
 from .pixels import as_canvases, plainly_in_range
 from .preprocess import WORK_SIDE_PX, preprocess
-from .quantize import InputQuantizer
+from .quantize import InputQuantizer, dequantize
 
 if TYPE_CHECKING:
     from .bench import LatencyReport
@@ -313,7 +313,7 @@ class Recognizer(LoadedModel):
         if y.ndim != 2:
             y = y.reshape(y.shape[0], -1)
         if self._out_scale:
-            y = (y.astype(np.float32) - np.float32(self._out_zp)) * np.float32(self._out_scale)
+            y = dequantize(y, self._out_scale, self._out_zp)
         elif y.dtype != np.float32:
             y = y.astype(np.float32)
         return y, ms

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgekd_runtime.manifest import Normalization
-from edgekd_runtime.quantize import InputQuantizer
+from edgekd_runtime.quantize import InputQuantizer, dequantize
 
 
 def _two_steps(c: np.ndarray, norm: Normalization, scale: float, zp: int, dtype, clip: bool = True) -> np.ndarray:
@@ -64,3 +64,14 @@ def test_it_writes_into_a_strided_plane_and_any_batch_layout():
     assert q(np.empty((0, 24, 96), np.float32), np.empty((0, 24, 96), np.int8)).shape == (0, 24, 96)
     with pytest.raises(ValueError, match="int8 or uint8"):
         InputQuantizer.of(norm, 0.01, 0, np.int16)
+
+
+@pytest.mark.parametrize("dtype, scale, zp", [(np.int8, 0.0625, -3), (np.uint8, 0.5, 128)])
+def test_dequantize_is_the_output_rule_in_float32(dtype, scale, zp):
+    """(q - zero_point) * scale over every 8-bit value, in float32 (exact here: the scales are powers of two)."""
+    info = np.iinfo(dtype)
+    q = np.arange(info.min, info.max + 1).astype(dtype).reshape(4, 64)
+    got = dequantize(q, scale, zp)
+    assert got.dtype == np.float32 and got.shape == q.shape
+    np.testing.assert_array_equal(got, (q.astype(np.float64) - zp) * scale)
+    assert got.min() == (info.min - zp) * scale and got.max() == (info.max - zp) * scale
