@@ -24,11 +24,11 @@ MAX_SKEW_DEG, SKEW_STEP_DEG = 6.0, 0.25
 DESK_SEARCH_SHARE, DESK_STEP, DESK_EDGE_SHARE = 0.4, 0.2, 0.25
 #: Text band: its core rows hold at least this share of the fullest row's ink; a band under MIN_BAND_PX rows or
 #: columns is specks; inked over less than MIN_BAND_FILL of its box, scattered specks (photos of composed lines:
-#: 0.084 at least over 8,000 val and test photos, median 0.36; the specks a blank photo leaves, mostly a sliver of
-#: the sheet's edge: 0.107 at most over 600, so the two overlap at the margin); over MAX_BAND_FILL, a solid region
-#: (composed lines: at most 0.55) unless UPRIGHT_STROKE times taller than wide (a lone '1'), a blot when smaller
-#: than BLOT_AREA_SHARE of the image.
+#: 0.084 at least over 2,000 val photos, median 0.36; the specks a blank photo leaves, mostly a sliver of the
+#: sheet's edge: 0.107 at most over 600, so the two overlap at the margin); over MAX_BAND_FILL, a solid region
+#: (composed lines: at most 0.55), a blot when smaller than BLOT_AREA_SHARE of the image.
 BAND_CORE_SHARE, MIN_BAND_PX, MIN_BAND_FILL, MAX_BAND_FILL, BLOT_AREA_SHARE = 0.15, 8, 0.09, 0.8, 0.005
+#: A solid region at least this many times taller than wide is one upright stroke (a lone '1'), not a solid region.
 UPRIGHT_STROKE = 2.5
 #: A run of inked columns at either end of a line holding less ink than this share of the median run's is a speck.
 SPECK_SHARE = 0.15
