@@ -5,8 +5,9 @@ the desk around the sheet, found per edge with a cut that uneven lighting does n
 (a coarse background map subtracted); a noise-robust ink threshold (median + MAD, the rule of `preprocess`); the
 text band with the most ink, without lines crossing it (sheet edges, rules) or specks at its ends; deskew up to
 MAX_SKEW_DEG by the sharpest row profile, as a vertical shear so that x (the geometry) is kept; faint stroke ends
-that hang on clear ink (hysteresis); strokes thinner than the training lines' thickened. Blank pages, specks and
-blots raise BlankImageError; a solid region or only lines across the image, ImageError ("no text line found").
+that hang on clear ink (hysteresis); strokes thinner than the training lines' thickened. Blank pages (a faint
+line along the sheet's edge included), specks and blots raise BlankImageError; a solid region (but one upright
+stroke, a lone '1') or only lines across the image (a ruled box, a frame), ImageError ("no text line found").
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ MAX_SKEW_DEG, SKEW_STEP_DEG = 6.0, 0.25
 DESK_SEARCH_SHARE, DESK_STEP, DESK_EDGE_SHARE = 0.4, 0.2, 0.25
 #: Text band: its core rows hold at least this share of the fullest row's ink; a band under MIN_BAND_PX rows or
 #: columns is specks; inked over less than MIN_BAND_FILL of its box, scattered specks (photos of composed lines:
-#: 0.084 at least over 2,000 val photos, median 0.36; the specks a blank photo leaves, mostly a sliver of the
-#: sheet's edge: 0.107 at most over 600, so the two overlap at the margin); over MAX_BAND_FILL, a solid region
+#: 0.084 at least over 2,000 val photos, median 0.36; the specks a blank photo leaves: 0.046 at most over 600, and
+#: 0.107 before the sliver of desk along a turned sheet's edge counted as desk); over MAX_BAND_FILL, a solid region
 #: (composed lines: at most 0.55), a blot when smaller than BLOT_AREA_SHARE of the image.
-BAND_CORE_SHARE, MIN_BAND_PX, MIN_BAND_FILL, MAX_BAND_FILL, BLOT_AREA_SHARE = 0.15, 8, 0.09, 0.8, 0.005
+BAND_CORE_SHARE, MIN_BAND_PX, MIN_BAND_FILL, MAX_BAND_FILL, BLOT_AREA_SHARE = 0.15, 8, 0.065, 0.8, 0.005
 #: A solid region at least this many times taller than wide is one upright stroke (a lone '1'), not a solid region.
 UPRIGHT_STROKE = 2.5
 #: A run of inked columns at either end of a line holding less ink than this share of the median run's is a speck.
@@ -39,6 +40,9 @@ EDGE_LINE_SHARE = 0.25
 #: crossing the band (a sheet's edge, a margin rule) when narrower than this share of that length, or when the core
 #: is a rule (under MIN_BAND_PX rows); a wider one is writing (a lone '2', whose core rows are its foot).
 CROSSING_SHARE = 0.5
+#: Ink that forms only lines across the image over less than this share of it is a sheet's edge showing through a
+#: blank page (BlankImageError); more is a ruled box or a frame (ImageError, no text line).
+EDGE_ONLY_SHARE = 0.005
 #: Faint stroke parts (above the paper's noise floor, under the ink threshold) are kept up to this share of the
 #: text band's height away from clear ink.
 FAINT_SHARE = 0.3
@@ -121,7 +125,8 @@ def _desk(d: np.ndarray) -> np.ndarray:
     DESK_SEARCH_SHARE of the image, so uneven lighting does not move it; a stretch of an edge counts as desk when
     its pixels stand DESK_STEP above that paper along at least DESK_EDGE_SHARE of the edge (a sheet turned a few
     degrees shows a thin wedge of desk along much of an edge; writing that merely touches an edge covers a
-    short stretch of it and is kept)."""
+    short stretch of it and is kept). Along an edge where desk stands, the edge's outermost pixels all count as
+    desk, so the grown mask takes the sliver the wedge thins out to, which no cut finds."""
     desk = np.zeros(d.shape, bool)
     halo = 3 + min(d.shape) // 40
     for flip in range(4):  # top, left, bottom, right as the "top" of a turned view
@@ -135,6 +140,7 @@ def _desk(d: np.ndarray) -> np.ndarray:
         bright = strip > ((edge + paper) / 2)[None, :]
         run = np.where(bright.all(axis=0), depth, bright.argmin(axis=0)) * stands
         out |= np.arange(view.shape[0])[:, None] < run[None, :]  # a view of `desk`: writes through
+        out[0] = True  # the whole edge: where the wedge thins out, its sliver lies within the halo of the edge
     return ops.dilate(desk, 2 * halo + 1) if desk.any() else desk
 
 
@@ -212,6 +218,9 @@ def _text_band(mask: np.ndarray, name: str) -> tuple[int, int, int, int]:
         c0, c1 = _line_span(np.where(keep, mask[r0:r1].sum(axis=0), 0))
         rows = np.flatnonzero(mask[r0:r1, c0:c1].any(axis=1))  # the band's height over its own columns
         r0, r1 = r0 + int(rows[0]), r0 + int(rows[-1]) + 1
+    if not keep.any() and np.count_nonzero(mask) < EDGE_ONLY_SHARE * mask.size:
+        raise BlankImageError(f"{name}: no writing found, only a faint line along the sheet's edge; the page looks "
+                              f"blank. Write darker or bigger, or check the image is the right one")
     if not keep.any():
         raise ImageError(f"{name}: no text line found: the ink forms only lines across the image (a rule, the "
                          f"sheet's edge), not writing; photograph the written line itself")
