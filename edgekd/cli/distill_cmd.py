@@ -11,7 +11,7 @@ from edgekd.train.kd_mode import KD_MODE_HELP
 from edgekd_runtime.cli_support import handle_errors
 
 from .budget_cmd import budget_options
-from .teacher_cmd import TASK_HELP, check_out, prepare_out, report, resolve_task_config, task_overrides, train_overrides
+from .teacher_cmd import RUN_OPTS, check_out, prepare_out, report, resolve_task_config, task_overrides, train_overrides
 
 BUDGET_OPTS = budget_options()  # the `edgekd budget` flags: --target/--profile/--latency-ms/.../--precision
 
@@ -79,10 +79,10 @@ def register(app: typer.Typer) -> None:
                                                     "0-1, 0-255 or MEAN,STD of pixels/255 (default MNIST's)."),
         student: Optional[str] = typer.Option(None, "--student", help="Student id, e.g. dscnn-w8-d3-r28."),
         out: Path = typer.Option(Path("runs/student"), "--out", help="Output directory."),
-        config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
+        config: Optional[Path] = RUN_OPTS["config"],
         teacher_arch: Optional[str] = typer.Option(None, "--teacher-arch",
                                                    help="Architecture of a state_dict teacher."),
-        task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
+        task: Optional[str] = RUN_OPTS["task"],
         loss: Optional[str] = typer.Option(None, help="KD loss spec: kd, mse, fitnet, dkd, none, 'kd+0.5*fitnet'; "
                                                       "lines: frame_kd, blank_kd, seq_kd, none, sums."),
         temperature: Optional[float] = typer.Option(None, help="KD temperature T."),
@@ -90,23 +90,23 @@ def register(app: typer.Typer) -> None:
         views: Optional[int] = typer.Option(None, "--views", help="Transfer-set views (fixed augmented copies)."),
         no_cache: bool = typer.Option(False, "--no-cache-teacher", help="Run the teacher on every batch."),
         kd_mode: Optional[str] = typer.Option(None, "--kd-mode", help=KD_MODE_HELP),
-        source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
-        data_path: Optional[str] = typer.Option(None, "--data-path", help="File/directory for the data source."),
-        data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Split seed."),
+        source: Optional[str] = RUN_OPTS["source"],
+        data_path: Optional[str] = RUN_OPTS["data_path"],
+        data_seed: Optional[int] = RUN_OPTS["data_seed"],
         epochs: Optional[int] = typer.Option(None, help="Epochs (default: edgekd run's, 60 for digits, 40 for "
                                                         "lines)."),
-        batch_size: Optional[int] = typer.Option(None, help="Global batch size."),
-        lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
-        device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),
-        amp: Optional[str] = typer.Option(None, help="auto, bf16, fp16, off."),
-        seed: Optional[int] = typer.Option(None, help="Training seed."),
-        patience: Optional[int] = typer.Option(None, help="Early stopping patience in epochs."),
-        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-        threads: Optional[int] = typer.Option(None, help="CPU threads."),
+        batch_size: Optional[int] = RUN_OPTS["batch_size"],
+        lr: Optional[float] = RUN_OPTS["lr"],
+        device: Optional[str] = RUN_OPTS["device"],
+        amp: Optional[str] = RUN_OPTS["amp"],
+        seed: Optional[int] = RUN_OPTS["seed"],
+        patience: Optional[int] = RUN_OPTS["patience"],
+        compile_: bool = RUN_OPTS["compile_"],
+        threads: Optional[int] = RUN_OPTS["threads"],
         init_from: Optional[str] = typer.Option(None, "--init-from", help="Warm-start from a student checkpoint."),
-        resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt exactly."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-        json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        resume: bool = RUN_OPTS["resume"],
+        quiet: bool = RUN_OPTS["quiet"],
+        json_out: bool = RUN_OPTS["json_out"],
         target: Optional[str] = BUDGET_OPTS["target"],
         profile: Optional[Path] = BUDGET_OPTS["profile"],
         latency_ms: Optional[float] = BUDGET_OPTS["latency_ms"],

@@ -20,6 +20,32 @@ def data_overrides(source: Optional[str], data_path: Optional[str], data_seed: O
 TASK_HELP = "digits (one digit per image) or lines (a string per image, CTC); default: digits or the config's."
 
 
+def run_options() -> dict[str, Any]:
+    """The task, config, data, training and output flags that `edgekd teacher train` and `edgekd distill` share
+    (parameter name -> typer.Option; --epochs is each command's own: their defaults differ)."""
+    return {
+        "task": typer.Option(None, "--task", help=TASK_HELP),
+        "config": typer.Option(None, "--config", help="YAML config; flags override it."),
+        "source": typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
+        "data_path": typer.Option(None, "--data-path", help="File/directory for the data source."),
+        "data_seed": typer.Option(None, "--data-seed", help="Split seed."),
+        "batch_size": typer.Option(None, help="Global batch size."),
+        "lr": typer.Option(None, help="Peak learning rate."),
+        "device": typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),
+        "amp": typer.Option(None, help="auto, bf16, fp16, off."),
+        "seed": typer.Option(None, help="Training seed."),
+        "patience": typer.Option(None, help="Early stopping patience in epochs."),
+        "compile_": typer.Option(False, "--compile", help="torch.compile the model."),
+        "threads": typer.Option(None, help="CPU threads."),
+        "resume": typer.Option(False, "--resume", help="Continue OUT/last.pt exactly."),
+        "quiet": typer.Option(False, "--quiet", help="No progress bar."),
+        "json_out": typer.Option(False, "--json", help="Machine-readable output."),
+    }
+
+
+RUN_OPTS = run_options()
+
+
 def task_overrides(task: Optional[str], source: Optional[str], data_path: Optional[str],
                    data_seed: Optional[int]) -> dict[str, Any]:
     """The task and the --data flags, which go to the `lines` section for --task lines and to `data` otherwise."""
@@ -118,23 +144,23 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/teacher"), "--out", help="Output directory."),
         arch: Optional[str] = typer.Option(None, help="Teacher architecture (edgekd teacher list); default: the "
                                                       "config's teacher_arch, else cnn (convctc for --task lines)."),
-        task: Optional[str] = typer.Option(None, "--task", help=TASK_HELP),
-        config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags override it."),
-        source: Optional[str] = typer.Option(None, "--data", help="Data source (embedded, idx, folder, npz)."),
-        data_path: Optional[str] = typer.Option(None, "--data-path", help="File/directory for the data source."),
-        data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Split seed."),
+        task: Optional[str] = RUN_OPTS["task"],
+        config: Optional[Path] = RUN_OPTS["config"],
+        source: Optional[str] = RUN_OPTS["source"],
+        data_path: Optional[str] = RUN_OPTS["data_path"],
+        data_seed: Optional[int] = RUN_OPTS["data_seed"],
         epochs: Optional[int] = typer.Option(None, help="Epochs (default 40; 60 for --task lines)."),
-        batch_size: Optional[int] = typer.Option(None, help="Global batch size."),
-        lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
-        device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps."),
-        amp: Optional[str] = typer.Option(None, help="auto, bf16, fp16, off."),
-        seed: Optional[int] = typer.Option(None, help="Training seed."),
-        patience: Optional[int] = typer.Option(None, help="Early stopping patience in epochs."),
-        compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-        threads: Optional[int] = typer.Option(None, help="CPU threads."),
-        resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt exactly."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-        json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        batch_size: Optional[int] = RUN_OPTS["batch_size"],
+        lr: Optional[float] = RUN_OPTS["lr"],
+        device: Optional[str] = RUN_OPTS["device"],
+        amp: Optional[str] = RUN_OPTS["amp"],
+        seed: Optional[int] = RUN_OPTS["seed"],
+        patience: Optional[int] = RUN_OPTS["patience"],
+        compile_: bool = RUN_OPTS["compile_"],
+        threads: Optional[int] = RUN_OPTS["threads"],
+        resume: bool = RUN_OPTS["resume"],
+        quiet: bool = RUN_OPTS["quiet"],
+        json_out: bool = RUN_OPTS["json_out"],
     ) -> None:
         from edgekd.config import RunConfig, read_yaml
         from edgekd.models.teachers import TEACHERS
