@@ -134,7 +134,8 @@ def test_photos_without_a_text_line_are_refused_clearly():
 def test_photos_of_lone_digits_are_read_not_refused():
     """A line of one character: a '1' is one solid upright stroke (not a solid region), a '2' or a '7' has its core
     rows in its foot or bar with the rest above or below (not a line crossing the band). 300 test digits, each
-    composed as a one-character line and photographed: 2 refused (faint ones), where 10 were before."""
+    composed as a one-character line and photographed: 2 refused (a faint '1', a '2' still taken for a line across
+    the band), where 10 were before."""
     from edgekd.data import DataSpec, load_data
     from edgekd.data.lines import compose_line
 
