@@ -35,7 +35,6 @@ import functools
 import heapq
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -217,21 +216,16 @@ def scored_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: int =
     return _runs(frames.tolist(), cls.tolist(), best_class_probabilities(z, cls).tolist(), _labels(charset, blank))
 
 
-class ExpTable(NamedTuple):
-    """For 8-bit quantized scores: per bit pattern (the score read as uint8), exp(z - max z) of its tempered value
-    z (dequantized, divided by the temperature), float64. Made by `exp_table`, read by `quantized_best_path`."""
-
-    array: np.ndarray
-
-
-def exp_table(tempered: np.ndarray) -> ExpTable | None:
-    """The `ExpTable` of the 256 tempered values (indexed by the bits); None when one underflows to 0 (a
-    temperature so low that a frame could hold only zeros: decode the softmax instead)."""
+def exp_table(tempered: np.ndarray) -> np.ndarray | None:
+    """For 8-bit quantized scores, the table `quantized_best_path` reads: per bit pattern (the score read as
+    uint8), exp(z - max z) of its tempered value z (the 256 `tempered` values: dequantized, divided by the
+    temperature), float64. None when one underflows to 0 (a temperature so low that a frame could hold only
+    zeros: decode the softmax instead)."""
     e = np.exp(tempered.astype(np.float64) - float(tempered.max()))
-    return ExpTable(e) if e.min() > 0.0 else None
+    return e if e.min() > 0.0 else None
 
 
-def quantized_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: int, table: ExpTable
+def quantized_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: int, table: np.ndarray
                         ) -> tuple[str, float, tuple[tuple[str, float, int, int], ...]]:
     """`scored_best_path` for 8-bit quantized scores y (T, C), `best` their argmax per frame (dequantizing does not
     move it): a frame's tempered softmax at its best class is table[y_best] / the sum of table[y] over its classes
@@ -246,9 +240,9 @@ def quantized_best_path(y: np.ndarray, best: np.ndarray, charset: str, blank: in
                  _labels(charset, blank))
 
 
-def _table_peaks(bits: np.ndarray, cls: np.ndarray, table: ExpTable) -> list[float]:
+def _table_peaks(bits: np.ndarray, cls: np.ndarray, table: np.ndarray) -> list[float]:
     """Per row of 8-bit scores `bits` (n, C) (read as uint8), the tempered softmax at its class `cls` (n,)."""
-    e = table.array.take(bits)
+    e = table.take(bits)
     return np.divide(e[_row_starts(1, len(cls)), cls], e.dot(_ones(bits.shape[1]))).tolist()  # rows 0 .. n-1
 
 
