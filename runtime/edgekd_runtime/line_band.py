@@ -208,22 +208,21 @@ def _text_band(mask: np.ndarray, name: str) -> tuple[int, int, int, int]:
     run = max(runs, key=lambda r: int(profile[r[0]:r[-1] + 1].sum()))
     k0, k1 = int(run[0]), int(run[-1]) + 1
     keep = _band_columns(mask, k0, k1)
-    inked = np.flatnonzero(mask[:, keep].any(axis=1)) if keep.any() else np.zeros(0, np.int64)
+    if not keep.any():
+        if np.count_nonzero(mask) < EDGE_ONLY_SHARE * mask.size:
+            raise BlankImageError(f"{name}: no writing found, only a faint line along the sheet's edge; the page "
+                                  f"looks blank. Write darker or bigger, or check the image is the right one")
+        raise ImageError(f"{name}: no text line found: the ink forms only lines across the image (a rule, the "
+                         f"sheet's edge), not writing; photograph the written line itself")
+    inked = np.flatnonzero(mask[:, keep].any(axis=1))
     r0, r1 = k0, k1
     while r0 > 0 and r0 - 1 in inked:
         r0 -= 1
     while r1 < mask.shape[0] and r1 in inked:
         r1 += 1
-    if keep.any():
-        c0, c1 = _line_span(np.where(keep, mask[r0:r1].sum(axis=0), 0))
-        rows = np.flatnonzero(mask[r0:r1, c0:c1].any(axis=1))  # the band's height over its own columns
-        r0, r1 = r0 + int(rows[0]), r0 + int(rows[-1]) + 1
-    if not keep.any() and np.count_nonzero(mask) < EDGE_ONLY_SHARE * mask.size:
-        raise BlankImageError(f"{name}: no writing found, only a faint line along the sheet's edge; the page looks "
-                              f"blank. Write darker or bigger, or check the image is the right one")
-    if not keep.any():
-        raise ImageError(f"{name}: no text line found: the ink forms only lines across the image (a rule, the "
-                         f"sheet's edge), not writing; photograph the written line itself")
+    c0, c1 = _line_span(np.where(keep, mask[r0:r1].sum(axis=0), 0))
+    rows = np.flatnonzero(mask[r0:r1, c0:c1].any(axis=1))  # the band's height over its own columns
+    r0, r1 = r0 + int(rows[0]), r0 + int(rows[-1]) + 1
     if r1 - r0 < MIN_BAND_PX or c1 - c0 < MIN_BAND_PX:
         raise BlankImageError(f"{name}: no writing found, only specks or thin lines ({c1 - c0}x{r1 - r0} px); the "
                               f"page looks blank. Write darker or bigger, or check the image is the right one")
