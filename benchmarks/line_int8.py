@@ -78,8 +78,9 @@ def ptq_rows(onnx_path: Path, calib_all: np.ndarray, x_test: np.ndarray, judge: 
              frame_stride: int, variants: tuple = PTQ_VARIANTS) -> list[tuple[str, Any]]:
     from dataclasses import replace
 
+    from edgekd.export.lines import LINE_CALIBRATION_SAMPLES
     from edgekd_converters.calibration import subsample
-    from edgekd_converters.line_bundle import fixed_width_copy
+    from edgekd_converters.line_bundle import INT8_FLOAT_END_CONVS, fixed_width_copy
     from edgekd_converters.model_info import inspect_model, load_onnx
     from edgekd_converters.onnx_int8 import convert_onnx_int8
     from edgekd_converters.quiet import captured_output
@@ -89,7 +90,8 @@ def ptq_rows(onnx_path: Path, calib_all: np.ndarray, x_test: np.ndarray, judge: 
     fixed = fixed_width_copy(onnx_path, tmp / "fixed.onnx", x_test.shape[-1], frame_stride)
     info = replace(inspect_model(load_onnx(str(fixed)), str(fixed)), path=str(onnx_path))
     with captured_output():
-        convert_onnx_int8(info, ours, subsample(calib_all, 2000), float_end_convs=True)
+        convert_onnx_int8(info, ours, subsample(calib_all, LINE_CALIBRATION_SAMPLES),
+                          float_end_convs=INT8_FLOAT_END_CONVS)
     rows = [("edgekd's ONNX int8 (as above, end convs float)", judge(run_onnx(ours, x_test)))]
     for i, (name, method, per_channel, lines, symmetric, seven_bit) in enumerate(variants):
         calib = calib_all if lines is None else subsample(calib_all, lines)

@@ -22,6 +22,8 @@ from .model_info import OnnxModelInfo
 
 FIXED_COPY_NAME = ".fixed-width.onnx"
 RUNTIME_ACCURACY_SLACK = 0.01  # runtime vs converters' string accuracy on the same artifact and lines
+#: A line model's ONNX int8 keeps its first and last convolutions in float (`onnx_int8` says why).
+INT8_FLOAT_END_CONVS = True
 
 
 def fixed_width_copy(src: Path, dst: Path, width: int, frame_stride: int) -> Path:
@@ -68,7 +70,7 @@ def prepare_line_model(src: Path, stage: Path, targets: Sequence[str], lines: Li
         raise InputShapeError(f"{src}: outputs {info.num_classes} classes per frame; the charset has "
                               f"{len(lines.charset)} characters + blank: re-run `edgekd export`")
     return info, {"scorer": SequenceScorer(lines.charset, texts), "int8_source": replace(info, path=str(src)),
-                  "int8_float_end_convs": True}
+                  "int8_float_end_convs": INT8_FLOAT_END_CONVS}
 
 
 def runtime_line_accuracy(stage: Path, manifest: Manifest, canvases: np.ndarray, texts: Sequence[str],
