@@ -19,7 +19,11 @@ character the model may have hidden in blank frames. Measured on 300 held-out li
 student (75 % string accuracy; clean canvases and photos alike): it separates right from wrong reads with an
 AUROC of 0.82, like the least sure character's probability (0.81-0.82) and above the mean character probability
 (0.81) and the best path's probability (0.73). An empty reading's confidence is the lowest blank
-probability over the frames (the chance that the least sure frame really holds nothing).
+probability over the frames (the chance that the least sure frame really holds nothing). A constrained reading
+that overrules the model (drops or replaces a character it saw: its frame's most probable class is a character
+the reading does not put there) is no surer than the class it puts at that frame (`Decoded.overruled`): a
+4-character line read under `max_len=2` is refused by its confidence, not reported at 0.99. A greedy reading
+overrules nothing, so this never changes it.
 
 Calibration: a bundle's `lines.confidence_temperature` T (fitted on the val split at export, see
 `edgekd_runtime.confidence`) makes the recognizer search and align on softmax(scores) as always, then read every
@@ -34,7 +38,9 @@ from __future__ import annotations
 import functools
 import heapq
 import math
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +52,11 @@ from .errors import InputShapeError, PatternError
 #: beam_prune_logp -10); when a constraint leaves no allowed reading in one pass (it needs characters the model
 #: hardly saw), the next, wider pass runs, the last one without cuts.
 SEARCH_PASSES = ((-5.0, 10.0), (-12.0, 20.0), (-math.inf, math.inf))
+#: Patterns whose bounded repeats allow readings longer than this are refused (their automaton has a state per
+#: character; no line holds that many).
+MAX_PATTERN_CHARS = 1000
+_LOOKAROUND = re.compile(r"(?<!\\)\(\?<?[=!]")  # an unescaped "(?=", "(?!", "(?<=", "(?<!"
+_SUPPORTED = "use literals, \\d, [classes], ., {n}, {n,m}, ?, *, +, groups and |"
 _NEG = -math.inf
 
 
@@ -57,11 +68,15 @@ class Decoded:
         text: the reading.
         confidence: string confidence in [0, 1] (see the module doc).
         characters: per character (char, probability, first frame, last frame), frames inclusive.
+        overruled: a constrained reading's frames (frame, aligned class) whose most probable class is a character
+            other than the one the reading puts there (a character dropped or replaced to satisfy the constraint);
+            the confidence is at most the aligned class's probability at each. Empty for greedy readings.
     """
 
     text: str
     confidence: float
     characters: tuple[tuple[str, float, int, int], ...]
+    overruled: tuple[tuple[int, int], ...] = ()
 
 
 NOTHING = Decoded("", 0.0, ())  # no allowed reading fits the frames
@@ -103,9 +118,9 @@ class Constraint:
         return self.accepting[s]
 
 
-@functools.lru_cache(maxsize=64)  # a reader given the same pattern line after line compiles it once
 def compile_constraint(charset: str, pattern: str | None = None, allowed: str | None = None,
-                       min_len: int | None = None, max_len: int | None = None) -> Constraint | None:
+                       min_len: int | None = None, max_len: int | None = None,
+                       max_chars: int | None = None) -> Constraint | None:
     """Compile what a reading must look like; None when nothing is constrained.
 
     Args:
@@ -113,21 +128,36 @@ def compile_constraint(charset: str, pattern: str | None = None, allowed: str | 
         pattern: a pattern the whole reading must match (see the module doc), e.g. `\\d{6}`.
         allowed: the characters the reading may use (a subset of `charset`).
         min_len, max_len: length limits of the reading.
+        max_chars: the most characters a reading can hold (a line model: its output frames at its widest input,
+            `LineRecognizer.max_chars`); a constraint that needs more is refused.
 
     Raises:
         PatternError: a malformed or unsupported pattern, allowed characters outside the charset, bad length
-            limits, or a constraint that no string over the charset within the length limits can satisfy.
+            limits, or a constraint that no string over the charset within the length limits (and max_chars) can
+            satisfy.
     """
+    for name, value, kind in (("pattern", pattern, str), ("allowed", allowed, str), ("min_len", min_len, int),
+                              ("max_len", max_len, int)):
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise PatternError(f"{name} must be {'a string' if kind is str else 'an integer'} or None, got "
+                               f"{type(value).__name__} {value!r}")
+    return _compiled(charset, pattern, allowed, min_len, max_len, max_chars)
+
+
+@functools.lru_cache(maxsize=64)  # a reader given the same pattern line after line compiles it once
+def _compiled(charset: str, pattern: str | None, allowed: str | None, min_len: int | None, max_len: int | None,
+              max_chars: int | None) -> Constraint | None:
+    """`compile_constraint` on arguments of the right types."""
     if pattern is None and allowed is None and min_len is None and max_len is None:
         return None
-    lo, hi = _check_lengths(min_len, max_len)
+    lo, hi = _check_lengths(min_len, max_len, max_chars)
     letters = _allowed_letters(charset, allowed)
     if pattern is None:
         table: tuple[tuple[int, ...], ...] = (tuple(0 if ok else -1 for ok in letters),)
         accepting: tuple[bool, ...] = (True,)
         start = 0
     else:
-        table, accepting, start = _pattern_automaton(pattern, charset, letters)
+        table, accepting, start = _pattern_automaton(pattern, charset, letters, max_chars)
     to_accept = _distances_to_accept(table, accepting)
     what = f"pattern {pattern!r}" if pattern is not None else f"allowed characters {allowed!r}"
     if to_accept[start] < 0:
@@ -170,7 +200,15 @@ def rescored(d: Decoded, probs: np.ndarray, charset: str, blank: int = 0) -> Dec
     cls = [charset.index(ch) for ch, _, _, _ in d.characters]
     chars = tuple((ch, float(probs[a:b + 1, c + (c >= blank)].max()), a, b)
                   for (ch, _, a, b), c in zip(d.characters, cls))
-    return Decoded(d.text, float(np.prod([c[1] for c in chars], dtype=np.float64)), chars)
+    return Decoded(d.text, _confidence(chars, probs, d.overruled), chars, d.overruled)
+
+
+def _confidence(chars: tuple[tuple[str, float, int, int], ...], probs: np.ndarray,
+                overruled: tuple[tuple[int, int], ...]) -> float:
+    """The string confidence of a non-empty reading (the module doc): its characters' probabilities multiplied,
+    and no more than the aligned class's probability at any frame the reading overrules."""
+    conf = float(np.prod([c[1] for c in chars], dtype=np.float64))
+    return min(conf, *(float(probs[t, k]) for t, k in overruled)) if overruled else conf
 
 
 def greedy(probs: np.ndarray, charset: str, blank: int = 0) -> Decoded:
@@ -399,7 +437,12 @@ def _aligned(probs: np.ndarray, logp: np.ndarray, charset: str, prefix: tuple[in
     for k, (i, c) in enumerate(zip(prefix, labels)):
         frames = np.flatnonzero(states == 2 * k + 1)
         chars.append((charset[i], float(probs[frames, c].max()), int(frames[0]), int(frames[-1])))
-    return Decoded("".join(charset[i] for i in prefix), float(np.prod([p for _, p, _, _ in chars])), tuple(chars))
+    aligned = np.where(states % 2 == 1, np.asarray([*labels, blank])[states // 2], blank)  # state 2k+1: label k
+    best = probs.argmax(1)
+    over = np.flatnonzero((best != aligned) & (best != blank))
+    overruled = tuple(zip(over.tolist(), aligned[over].tolist()))
+    return Decoded("".join(charset[i] for i in prefix), _confidence(tuple(chars), probs, overruled), tuple(chars),
+                   overruled)
 
 
 def _viterbi(logp: np.ndarray, labels: list[int], blank: int) -> np.ndarray:
@@ -442,12 +485,20 @@ def _check_probs(probs: np.ndarray, charset: str, blank: int) -> np.ndarray:
     return probs
 
 
-def _check_lengths(min_len: int | None, max_len: int | None) -> tuple[int, int | None]:
+def _check_lengths(min_len: int | None, max_len: int | None, max_chars: int | None) -> tuple[int, int | None]:
+    """(min, max) length of a reading: the limits given, checked, and max_len capped at max_chars."""
     lo = 0 if min_len is None else int(min_len)
     if lo < 0 or (max_len is not None and int(max_len) < max(lo, 1)):
         raise PatternError(f"length limits must satisfy 0 <= min_len <= max_len and max_len >= 1 "
                            f"(got min_len {min_len}, max_len {max_len})")
-    return lo, None if max_len is None else int(max_len)
+    if max_chars is not None and lo > max_chars:
+        raise PatternError(f"min_len {lo}: {_holds(max_chars)}; lower it")
+    hi = None if max_len is None else int(max_len)
+    return lo, hi if max_chars is None or (hi is not None and hi <= max_chars) else max_chars
+
+
+def _holds(max_chars: int) -> str:
+    return f"a line read by this model holds at most {max_chars} characters (its output frames at its widest input)"
 
 
 def _allowed_letters(charset: str, allowed: str | None) -> list[bool]:
@@ -460,25 +511,17 @@ def _allowed_letters(charset: str, allowed: str | None) -> list[bool]:
     return [ch in allowed for ch in charset]
 
 
-def _pattern_automaton(pattern: str, charset: str, letters: list[bool]
+def _pattern_automaton(pattern: str, charset: str, letters: list[bool], max_chars: int | None
                        ) -> tuple[tuple[tuple[int, ...], ...], tuple[bool, ...], int]:
     """The pattern's DFA restricted to the allowed charset letters: (table, accepting, start), states numbered
     in breadth-first order from the start."""
-    import re
-
     import interegular
 
-    if not pattern:
-        raise PatternError("the pattern is empty; give one (e.g. '\\d{6}') or leave it out")
-    try:  # Python's parser says clearly what is wrong and where
-        re.compile(pattern)
-    except re.error as e:
-        raise PatternError(f"pattern {pattern!r} is not a valid regular expression: {e}") from None
     try:
-        fsm = interegular.parse_pattern(pattern).to_fsm()
+        fsm = _parsed(pattern, max_chars).to_fsm()
     except (interegular.InvalidSyntax, interegular.Unsupported) as e:
         raise PatternError(f"pattern {pattern!r} uses a feature the decoder does not support ({e or 'syntax'}); "
-                           f"use literals, \\d, [classes], ., {{n}}, {{n,m}}, ?, *, +, groups and |") from None
+                           f"{_SUPPORTED}") from None
     symbols = [fsm.alphabet[ch] for ch in charset]
     number, order = {fsm.initial: 0}, [fsm.initial]
     rows: list[tuple[int, ...]] = []
@@ -493,6 +536,34 @@ def _pattern_automaton(pattern: str, charset: str, letters: list[bool]
             row.append(-1 if nxt is None else number[nxt])
         rows.append(tuple(row))
     return tuple(rows), tuple(s in fsm.finals for s in order), 0
+
+
+def _parsed(pattern: str, max_chars: int | None) -> Any:
+    """The pattern parsed by interegular, refused when Python would read it otherwise (lookarounds) or when its
+    readings cannot fit (max_chars) or its automaton would be huge (bounded repeats past MAX_PATTERN_CHARS)."""
+    import interegular
+
+    if not pattern:
+        raise PatternError("the pattern is empty; give one (e.g. '\\d{6}') or leave it out")
+    try:  # Python's parser says clearly what is wrong and where
+        re.compile(pattern)
+    except re.error as e:
+        raise PatternError(f"pattern {pattern!r} is not a valid regular expression: {e}") from None
+    if _LOOKAROUND.search(pattern):
+        raise PatternError(f"pattern {pattern!r} uses a lookahead or lookbehind, which the decoder does not "
+                           f"support; {_SUPPORTED}")
+    try:
+        parsed = interegular.parse_pattern(pattern)
+        shortest, longest = parsed.lengths
+    except (interegular.InvalidSyntax, interegular.Unsupported) as e:
+        raise PatternError(f"pattern {pattern!r} uses a feature the decoder does not support ({e or 'syntax'}); "
+                           f"{_SUPPORTED}") from None
+    if max_chars is not None and shortest > max_chars:
+        raise PatternError(f"pattern {pattern!r} needs at least {shortest} characters, but {_holds(max_chars)}")
+    if longest is not None and longest > MAX_PATTERN_CHARS:
+        raise PatternError(f"pattern {pattern!r} allows readings of up to {longest} characters (its automaton would "
+                           f"have as many states); bound its repeats to {MAX_PATTERN_CHARS} or fewer, or use + or *")
+    return parsed
 
 
 def _distances_to_accept(table: tuple[tuple[int, ...], ...], accepting: tuple[bool, ...]) -> tuple[int, ...]:

@@ -111,6 +111,17 @@ class LineRecognizer(LoadedModel):
         return self.fixed_width or self.lines.max_width
 
     @property
+    def max_chars(self) -> int:
+        """The most characters one reading can hold: the output frames at `max_width`."""
+        return self.max_width // self.lines.frame_stride
+
+    def constraint(self, pattern: str | None = None, allowed: str | None = None, min_len: int | None = None,
+                   max_len: int | None = None) -> Any:
+        """`ctc_decode.compile_constraint` for this model (its charset, `max_chars`): check a pattern before
+        reading anything (PatternError); cached, so the read that follows does not compile it again."""
+        return compile_constraint(self.charset, pattern, allowed, min_len, max_len, self.max_chars)
+
+    @property
     def canvas_shape(self) -> tuple[int, int]:
         """(height, reference width): the canvas benchmarks time."""
         return self.lines.height, self.fixed_width or self.lines.width
@@ -214,7 +225,7 @@ class LineRecognizer(LoadedModel):
         """Read several line images in one model call (canvases padded to the widest); see `read`."""
         if len(images) == 0:
             return []
-        constraint = compile_constraint(self.charset, pattern, allowed, min_len, max_len)
+        constraint = self.constraint(pattern, allowed, min_len, max_len)
         t0 = time.perf_counter()
         made = [self._as_canvas(im) if preprocessed else self.canvas(im) for im in images]
         prep_ms = (time.perf_counter() - t0) * 1e3 / len(images)

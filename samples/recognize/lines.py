@@ -47,10 +47,8 @@ class LineTally:
 def check_pattern(rec: Any, pattern: Optional[str]) -> None:
     """Refuse a malformed pattern, or one no string of the bundle's characters can match, before any image is
     read (errors.PatternError, exit 2)."""
-    from edgekd_runtime.ctc_decode import compile_constraint
-
     if pattern is not None:
-        compile_constraint(rec.charset, pattern)
+        rec.constraint(pattern)
 
 
 def refuse_pattern_for_digits(model: Any, pattern: Optional[str]) -> None:

@@ -97,11 +97,9 @@ def _digit_query(rec: Any, query: dict[str, str]) -> None:
 # ---- lines -------------------------------------------------------------------------------------------------------
 def _line_query(rec: Any, query: dict[str, str]) -> None:
     """A pattern no string of the charset can match is refused here, before the image is even decoded."""
-    from edgekd_runtime.ctc_decode import compile_constraint
-
     if "pattern" in query:
         try:
-            compile_constraint(rec.charset, query["pattern"])  # cached: the read below does not compile it again
+            rec.constraint(query["pattern"])  # cached: the read below does not compile it again
         except PatternError as e:
             raise RequestRejected(400, str(e)) from None
 

@@ -142,7 +142,20 @@ def test_a_pattern_flips_the_greedy_reading_to_the_best_allowed_one():
     p1 = probs([{"7": 0.6, "1": 0.3}], DIGITS)
     assert greedy(p1, DIGITS).text == "7"
     d1 = decode(p1, DIGITS, compile_constraint(DIGITS, allowed="0123456"))
-    assert d1 == Decoded("1", pytest.approx(0.3), (("1", pytest.approx(0.3), 0, 0),))
+    assert d1 == Decoded("1", pytest.approx(0.3), (("1", pytest.approx(0.3), 0, 0),), ((0, 2),))  # '1' is class 2
+
+
+def test_a_constrained_reading_that_drops_what_the_model_saw_is_not_sure_of_itself():
+    # "1234", each digit sure (0.95): read under max_len=2, two digits the model saw go to blank frames
+    p = probs([{"1": 0.95}, {"_": 0.95}, {"2": 0.95}, {"_": 0.95}, {"3": 0.95}, {"_": 0.95}, {"4": 0.95}], DIGITS)
+    d = decode(p, DIGITS, compile_constraint(DIGITS, max_len=2))
+    assert len(d.text) == 2 and all(c[1] == pytest.approx(0.95) for c in d.characters)
+    assert len(d.overruled) == 2 and all(k == 0 for _, k in d.overruled)  # two digit frames put to the blank
+    assert d.confidence == pytest.approx(0.05 / 10)  # the blank's probability there, not 0.95 ** 2
+    hot = rescored(d, softmax(np.log(p), 2.0), DIGITS)  # calibrated probabilities: the same rule
+    assert hot.overruled == d.overruled and hot.confidence < 0.1 < hot.characters[0][1]
+    same = decode(p, DIGITS, compile_constraint(DIGITS, r"\d+"))  # the greedy reading allowed: nothing overruled
+    assert same.text == "1234" and same.overruled == () and same.confidence == pytest.approx(0.95 ** 4)
 
 
 def test_the_beam_sums_alignments_where_the_best_path_does_not():
@@ -200,6 +213,8 @@ def test_constraints_compile_to_automata_that_match_whole_readings():
     assert [few.matches(s) for s in ("0", "01", "101", "1010", "012")] == [False, True, True, False, False]
     alt = compile_constraint(DIGITS, "(19|20)\\d\\d")
     assert alt.matches("1999") and alt.matches("2024") and not alt.matches("2124")
+    wide = compile_constraint(DIGITS, r"\d{1,100}", max_chars=48)  # a bound past the model's is no error
+    assert wide.matches("1" * 48) and not wide.matches("1" * 49) and wide.max_len == 48
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -211,6 +226,15 @@ def test_constraints_compile_to_automata_that_match_whole_readings():
     (dict(pattern="\\d\\d?", min_len=3), "no reading of 3..any characters"),
     (dict(allowed="12x"), "\\['x'\\] are not in the model's charset"),
     (dict(min_len=3, max_len=2), "length limits"),
+    (dict(pattern="\\d{49}", max_chars=48), "needs at least 49 characters, but a line .* holds at most 48"),
+    (dict(pattern="\\d{100000}", max_chars=48), "needs at least 100000 characters"),
+    (dict(min_len=60, max_chars=48), "min_len 60: a line read by this model holds at most 48"),
+    (dict(pattern="\\d{0,100000}"), "up to 100000 characters .* bound its repeats to 1000 or fewer"),
+    (dict(pattern="\\d{4}(?=1)"), "lookahead or lookbehind"),
+    (dict(pattern="(?<!1)\\d"), "lookahead or lookbehind"),
+    (dict(pattern=5), "pattern must be a string or None, got int 5"),
+    (dict(allowed=["1"]), "allowed must be a string or None, got list"),
+    (dict(max_len=2.5), "max_len must be an integer or None, got float"),
 ])
 def test_bad_constraints_are_refused_before_decoding(kwargs, message):
     with pytest.raises(PatternError, match=message):

@@ -184,6 +184,10 @@ def test_a_pattern_constrains_the_reading_and_a_bad_one_is_refused_before_decodi
     assert r.exit_code == 0 and "(empty)" in r.stdout  # the likeliest reading using only "b" is the empty one
     r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(line_bundle), "--pattern", "c+"])
     assert r.exit_code == 2 and "error: " in r.stderr and "'c+'" in r.stderr
+    too_long = "a{%d}" % (rec.max_chars + 1)  # more characters than the model's frames hold: refused, not ""
+    for args in (["--pattern", too_long], ["--pattern", "a{100000}"], ["--min-len", str(rec.max_chars + 1)]):
+        r = CliRunner().invoke(app, ["read", str(tmp_path / "l.png"), "--model", str(line_bundle), *args])
+        assert r.exit_code == 2 and f"holds at most {rec.max_chars} characters" in r.stderr, args
 
 
 def _with_temperature(bundle: Path, out: Path, temperature: float) -> Path:

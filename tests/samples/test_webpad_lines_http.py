@@ -94,6 +94,7 @@ def test_a_pattern_constrains_the_reading(server):
 @pytest.mark.parametrize("pattern, says", [
     ("[a-z]+", "no reading over the model's characters '0123456789' can match pattern '[a-z]+'"),
     ("(", "pattern '('"),
+    (r"\d{100000}", "needs at least 100000 characters"),  # refused at once, not an automaton of 100,000 states
     (r"\d{3}", None),  # a good pattern: the body is then decoded, and refused as not an image
 ])
 def test_a_bad_pattern_is_a_400_before_the_image_is_even_decoded(server, pattern, says):
