@@ -21,6 +21,7 @@ from .errors import (  # noqa: E402
     InputShapeError,
     ManifestError,
     ModelLoadError,
+    MultipleLinesError,
     UserInputError,
     WrongTaskError,
 )
@@ -32,6 +33,6 @@ from .recognizer import Prediction, Recognizer  # noqa: E402
 __all__ = [
     "load", "Recognizer", "Prediction", "LineRecognizer", "Reading", "WrongTaskError", "resize_canvas", "EdgekdError",
     "UserInputError",
-    "ModelLoadError", "ManifestError", "ChecksumMismatchError", "ImageError", "BlankImageError",
+    "ModelLoadError", "ManifestError", "ChecksumMismatchError", "ImageError", "BlankImageError", "MultipleLinesError",
     "InputShapeError", "BackendUnavailableError", "__version__",
 ]

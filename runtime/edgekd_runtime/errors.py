@@ -58,6 +58,11 @@ class BlankImageError(ImageError):
     """An image with no ink on it: refusing to guess."""
 
 
+class MultipleLinesError(ImageError):
+    """A line image holding more than one line of writing, one above the other: reading one of them would drop the
+    others silently."""
+
+
 class InputShapeError(UserInputError):
     """An input array whose shape or dtype does not fit the model."""
 

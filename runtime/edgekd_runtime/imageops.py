@@ -334,6 +334,14 @@ def components_touching(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return hit[labels]
 
 
+def component_boxes(mask: np.ndarray) -> np.ndarray:
+    """The bounding boxes (x, y, width, height), int32 (n, 4), of the 8-connected components of `mask` (bool)."""
+    cv2 = cv()
+
+    _, _, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(mask).view(np.uint8), connectivity=8)
+    return stats[1:, :4]
+
+
 def pil_float(a: np.ndarray) -> Any:
     """A float32 array as a Pillow "F" image (for Pillow's geometric transforms)."""
     from PIL import Image

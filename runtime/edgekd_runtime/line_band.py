@@ -7,7 +7,8 @@ text band with the most ink, without lines crossing it (sheet edges, rules) or s
 MAX_SKEW_DEG by the sharpest row profile, as a vertical shear so that x (the geometry) is kept; faint stroke ends
 that hang on clear ink (hysteresis); strokes thinner than the training lines' thickened. Blank pages (a faint
 line along the sheet's edge included), specks and blots raise BlankImageError; a solid region (but one upright
-stroke, a lone '1') or only lines across the image (a ruled box, a frame), ImageError ("no text line found").
+stroke, a lone '1') or only lines across the image (a ruled box, a frame), ImageError ("no text line found");
+another line of writing above or below the band (not a stray character), MultipleLinesError.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import imageops as ops
-from .errors import BlankImageError, ImageError
+from .errors import BlankImageError, ImageError, MultipleLinesError
 from .preprocess import MIN_INK_CONTRAST, MIN_INK_SNR, drop_border_blobs, to_light_on_dark
 
 #: Deskew: rotations searched (degrees, either way) and the search step.
@@ -43,6 +44,13 @@ CROSSING_SHARE = 0.5
 #: Ink that forms only lines across the image over less than this share of it is a sheet's edge showing through a
 #: blank page (BlankImageError); more is a ruled box or a frame (ImageError, no text line).
 EDGE_ONLY_SHARE = 0.005
+#: A connected stroke at least CHAR_SHARE of a text band's height tall is a character (or most of one).
+CHAR_SHARE = 0.3
+#: Outside the text band, another band of writing with at least two strokes OTHER_LINE_HEIGHT of the band's
+#: character height tall (a stroke wider than TOUCHING_WIDTH x its height is two characters touching) is a second
+#: line of text (MultipleLinesError: one line is read, the others would be dropped silently); a lone character there
+#: is a stray mark, the specks along a sheet's edge are no text, and writing cut by the image's edge is not judged.
+OTHER_LINE_HEIGHT, TOUCHING_WIDTH = 0.65, 1.5
 #: Faint stroke parts (above the paper's noise floor, under the ink threshold) are kept up to this share of the
 #: text band's height away from clear ink.
 FAINT_SHARE = 0.3
@@ -63,13 +71,15 @@ def photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, 
         raise BlankImageError(f"{name}: only a dark band along the edges (the desk around the sheet?), no "
                               f"writing found; crop the photo to the paper")
     image_px, x_off = mask.size, 0
-    r0, r1, c0, c1 = _text_band(mask, name)
+    r0, r1, c0, c1 = _refuse_other_lines(mask, _text_band(mask, name), image_px, name)
     angle = _skew_deg(mask[r0:r1, c0:c1])
     if angle:  # level the band and its surroundings (a band height around it) only
         m = r1 - r0
         y0, y1, x_off, x1 = max(r0 - m, 0), min(r1 + m, mask.shape[0]), max(c0 - m, 0), min(c1 + m, mask.shape[1])
-        d, mask = _shear(d[y0:y1, x_off:x1], angle), _shear(mask[y0:y1, x_off:x1].astype(np.float32), angle) > 0.5
-        r0, r1, c0, c1 = _text_band(mask, name)
+        ink = np.zeros((y1 - y0, x1 - x_off), np.float32)  # the band's ink: the marks around it were judged above
+        ink[r0 - y0:r1 - y0] = mask[r0:r1, x_off:x1]
+        d, mask = _shear(d[y0:y1, x_off:x1], angle), _shear(ink, angle) > 0.5
+        r0, r1, c0, c1 = _refuse_other_lines(mask, _text_band(mask, name), image_px, name)  # lines close together
     _check_text_like(_thicken(mask[r0:r1, c0:c1].astype(np.float32)) > 0.5, image_px, name)  # at training width
     floor = med + 0.5 * (thresh - med)
     top = float(np.percentile(d[r0:r1, c0:c1][mask[r0:r1, c0:c1]], 75))
@@ -77,6 +87,40 @@ def photo_band(gray: np.ndarray, polarity: str, name: str) -> tuple[np.ndarray, 
     vals = np.clip((d[r0:r1, c0:c1] - floor) / max(top - floor, 1e-6), 0.0, 1.0).astype(np.float32)
     vals *= ops.dilate(keep, 3)  # noise away from the strokes -> 0
     return _thicken(vals), int(c0) + x_off
+
+
+def _refuse_other_lines(mask: np.ndarray, band: tuple[int, int, int, int], image_px: int, name: str
+                        ) -> tuple[int, int, int, int]:
+    """`band` (r0, r1, c0, c1), the text band `_text_band` found in `mask`, unless the rows above or below it hold
+    another line of writing (OTHER_LINE_HEIGHT, TOUCHING_WIDTH): then MultipleLinesError. Rules, frames, specks
+    and stray marks there are not writing (`_text_band`, `_check_text_like`) and are left to the band's crop."""
+    r0, r1, c0, c1 = band
+    rest = mask.copy()
+    rest[r0:r1] = False
+    if not rest.any():
+        return band
+    try:
+        s0, s1, d0, d1 = _text_band(rest, name)
+        _check_text_like(_thicken(rest[s0:s1, d0:d1].astype(np.float32)) > 0.5, image_px, name)
+    except ImageError:
+        return band
+    _, y, w, h = ops.component_boxes(rest[s0:s1, d0:d1]).T
+    whole = (s0 + y > 0) & (s0 + y + h < len(rest))  # not cut by the image's (or the levelled region's) edge
+    tall = whole & (h >= OTHER_LINE_HEIGHT * _char_height(mask[r0:r1, c0:c1]))
+    if np.count_nonzero(tall) + np.count_nonzero(w[tall] > TOUCHING_WIDTH * h[tall]) < 2:
+        return band
+    where = "above" if s0 < r0 else "below"
+    raise MultipleLinesError(f"{name}: more than one line of writing: another line stands {where} the one with "
+                             f"the most ink; a line model reads one line per image. Crop the photo to each line and "
+                             f"read the crops")
+
+
+def _char_height(band: np.ndarray) -> float:
+    """The median height of the characters in a text band's ink mask: of its connected components at least
+    CHAR_SHARE of the band's height tall (not specks, dots or detached bars)."""
+    heights = ops.component_boxes(band)[:, 3]
+    chars = heights[heights >= CHAR_SHARE * band.shape[0]]
+    return float(np.median(chars)) if len(chars) else float(band.shape[0])
 
 
 def _with_faint_ends(d: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], floor: float

@@ -14,6 +14,7 @@ import sys
 import threading
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 from samples_support import (
     WEBPAD,
@@ -109,6 +110,8 @@ def test_a_bad_pattern_is_a_400_before_the_image_is_even_decoded(server, pattern
     (lambda: line_image([]), 422, "no ink found"),  # a blank pad
     (blank_paper_photo, 422, "no ink found"),  # a photo of a blank page
     (blob_photo, 422, "no text line found: the largest dark region"),  # a photo without a text line
+    (lambda: np.concatenate([line_image(line_strokes("171")), line_image(line_strokes("1234"))]), 422,
+     "more than one line of writing"),  # two lines on one image: not the one with the most ink, silently
     (lambda: very_wide_line(20_000, 200), 413, "20000x200 px; the limit is 2048 px a side"),
     (lambda: very_wide_line(2000, 60, stroke_px=16), 422, "split it into shorter lines"),  # too wide for the model
 ])
