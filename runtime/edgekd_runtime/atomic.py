@@ -8,20 +8,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it is renamed onto `path`, on error removed."""
-    import tempfile  # here, not at import: a board process that only reads (predict, bench) never loads it
+    """Yield a temporary path next to `path`; on success it is renamed onto `path`, on error removed.
 
+    The new file gets the mode of the file it replaces, or for a new file what `open()` would give (0666 less
+    the umask), never the temporary file's private 0600. A symbolic link at `path` is replaced by the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp(path)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -30,6 +30,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _new_temp(path: Path) -> Path:
+    """An empty, new file next to `path` (a hidden, random name) with the mode `atomic_path` promises."""
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # the file (a link's target) replaced
+    except OSError:
+        mode = None
+    for _ in range(100):  # (not tempfile.mkstemp: it makes 0600 files, and a read-only process never loads it)
+        tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0666 less the umask
+        except FileExistsError:
+            continue
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name next to {path}")
 
 
 def check_writable(path: str | os.PathLike, what: str, directory: bool = False) -> Path:
@@ -42,7 +63,7 @@ def check_writable(path: str | os.PathLike, what: str, directory: bool = False) 
     if p.exists() and p.is_dir() != directory:
         kind = "is not a directory" if directory else "is a directory"
         raise UserInputError(f"{what} {p}: exists and {kind}; choose another path")
-    anc = p if p.exists() else p.parent
+    anc = p if p.exists() and directory else p.parent  # a file is written (replaced) in its folder
     while not anc.exists():
         anc = anc.parent
     if not anc.is_dir():

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .line_recognizer import LineRecognizer
     from .recognizer import Recognizer
 
+#: The most measured (or warm-up) runs and the largest batch a benchmark takes: the samples are kept in memory
+#: (~16 bytes a run), and a batch is one input tensor built at once (~0.2 MiB of working memory a line of a
+#: 24 x 192 line bundle: --batch 10000 took 2.2 GB).
+MAX_RUNS, MAX_BATCH = 1_000_000, 1024
 #: The stages of the image path, in order, and their total (the keys of `ImagePathReport.stages`).
 IMAGE_STAGES = ("decode", "preprocess", "inference")
 
@@ -194,12 +198,14 @@ def _uniform(shape: tuple[int, ...], seed: int) -> np.ndarray:
 
 
 def _check_counts(runs: int, warmup: int, batch: int = 1) -> None:
-    if runs < 1:
-        raise UserInputError(f"runs={runs}: need at least 1 measured run")
-    if warmup < 0:
-        raise UserInputError(f"warmup={warmup}: must be >= 0")
-    if batch < 1:
-        raise UserInputError(f"batch={batch}: must be >= 1")
+    """The one home of the limits on a benchmark's counts (the CLI's options declare the same MAX_* bounds)."""
+    if not 1 <= runs <= MAX_RUNS:
+        raise UserInputError(f"runs={runs}: need 1 to {MAX_RUNS:,} measured runs (each keeps its sample)")
+    if not 0 <= warmup <= MAX_RUNS:
+        raise UserInputError(f"warmup={warmup}: must be 0 to {MAX_RUNS:,}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise UserInputError(f"batch={batch}: must be 1 to {MAX_BATCH} (the whole batch is one input tensor in "
+                             f"memory); time larger workloads as several runs")
 
 
 def image_stages(rec: Any) -> tuple[Callable[[Any], Any], ...]:
@@ -221,7 +227,7 @@ def run_image_benchmark(rec: Any, image: Any, runs: int = 100, warmup: int = 10,
 
     Raises:
         ImageError: the image cannot be decoded, or holds nothing to read (BlankImageError).
-        UserInputError: runs < 1 or warmup < 0.
+        UserInputError: runs or warmup outside 1..MAX_RUNS / 0..MAX_RUNS.
     """
     _check_counts(runs, warmup)
     stages = image_stages(rec)
@@ -245,7 +251,7 @@ def run_benchmark(rec: "Recognizer | LineRecognizer", runs: int = 100, warmup: i
     """Time `runs` interpreter calls after `warmup`; see the module docstring.
 
     Raises:
-        UserInputError: runs < 1, warmup < 0 or batch < 1.
+        UserInputError: runs, warmup or batch outside 1..MAX_RUNS, 0..MAX_RUNS, 1..MAX_BATCH.
     """
     _check_counts(runs, warmup, batch)
     x = benchmark_input(rec, batch, seed)

@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from .bench import MAX_BATCH, MAX_RUNS
 from .cli_support import EXIT_USAGE, LeanCommand, LeanGroup, handle_errors, print_json
 from .errors import ImageError, UserInputError
 
@@ -128,12 +129,13 @@ def _print_predictions(rec: Any, results: List[dict], top_k: int) -> None:
 @handle_errors
 def bench_cmd(
     model: Path = typer.Argument(..., help=MODEL_HELP),
-    runs: int = typer.Option(100, "--runs", "-n", min=1, help="Measured runs."),
-    warmup: int = typer.Option(10, "--warmup", "-w", min=0, help="Warm-up runs (not measured)."),
+    runs: int = typer.Option(100, "--runs", "-n", min=1, max=MAX_RUNS, help=f"Measured runs (1 to {MAX_RUNS:,})."),
+    warmup: int = typer.Option(10, "--warmup", "-w", min=0, max=MAX_RUNS,
+                               help=f"Warm-up runs, not measured (0 to {MAX_RUNS:,})."),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="Interpreter threads."),
     backend: str = typer.Option("auto", "--backend", "-b", help=BACKEND_HELP),
     precision: Optional[str] = typer.Option(None, "--precision", help="In a bundle: fp32, fp16 or int8."),
-    batch: int = typer.Option(1, "--batch", min=1, help="Batch size per run."),
+    batch: int = typer.Option(1, "--batch", min=1, max=MAX_BATCH, help=f"Batch size per run (1 to {MAX_BATCH})."),
     mean: Optional[float] = typer.Option(None, "--mean", help=MEAN_HELP),
     std: Optional[float] = typer.Option(None, "--std", help=STD_HELP),
     image: Optional[Path] = typer.Option(None, "--image", "-i", help=(

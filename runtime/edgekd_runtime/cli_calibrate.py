@@ -8,6 +8,7 @@ Then on the workstation: ``edgekd budget --profile my-board.json --latency-ms 5 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -36,10 +37,10 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the profile as JSON on stdout."),
     ) -> None:
         from .calibrate import CalibrationConfig, calibrate
-        from .errors import ProfileError
 
-        if out.exists() and out.is_dir():
-            raise ProfileError(f"--out {out} is a directory; give a file name such as {out / 'board.json'}")
+        target = profile_target(out)  # before any measuring
+        here = target.parent.resolve()
+        flash_dir = next(d for d in (here, *here.parents) if d.is_dir())  # a folder --out makes is not there yet
         precs = tuple(dict.fromkeys(precision)) if precision else ("fp32", "int8")
         kw: dict[str, Any] = dict(backend=backend, threads=threads, precisions=precs)
         config = CalibrationConfig.full(**kw) if full else CalibrationConfig(**kw)
@@ -47,17 +48,17 @@ def register(app: typer.Typer) -> None:
 
         n_total = len(load_suite(config.quick)) * len(precs) * config.rounds
         if json_out:
-            profile = calibrate(config, name=name or out.stem, out_dir_for_flash=out.parent.resolve())
+            profile = calibrate(config, name=name or out.stem, out_dir_for_flash=flash_dir)
         else:
             from rich.console import Console
             from rich.progress import Progress
 
             with Progress(console=Console(stderr=True), transient=True) as bar:
                 task = bar.add_task(f"calibrating ({backend})", total=n_total)
-                profile = calibrate(config, name=name or out.stem, out_dir_for_flash=out.parent.resolve(),
+                profile = calibrate(config, name=name or out.stem, out_dir_for_flash=flash_dir,
                                     progress=lambda p, m, ms: bar.update(task, advance=1,
                                                                          description=f"{p} {m}"))
-        profile.save(out)
+        profile.save(profile_target(out))  # again: the measuring took a while
         if json_out:
             print_json(profile.to_dict())
             return
@@ -87,3 +88,48 @@ def register(app: typer.Typer) -> None:
         con.print(t)
         con.print(f"note: {profile.sources[-1]}; `edgekd budget --profile` adds them to its predictions")
         con.print(f"wrote {out}  (use it on the workstation: edgekd budget --profile {out.name} ...)")
+
+
+#: A device profile is a few KiB; a larger file at --out is not one (and is not read to find out).
+MAX_PROFILE_BYTES = 16 << 20
+
+
+def profile_target(out: Path) -> Path:
+    """The file to write for `--out`, checked before any measuring: a new file in a writable folder, or a device
+    profile edgekd wrote (replaced, keeping its mode). Anything else there is refused, never overwritten. A
+    symbolic link is written through: its target must be such a file (the link stays a link).
+
+    Raises:
+        ProfileError: `--out` is a folder, a dangling link, or a file that is not an edgekd device profile.
+        UserInputError: the folder cannot be written (permission, a file where a folder must be).
+    """
+    from .atomic import check_writable
+    from .errors import ProfileError
+
+    target = Path(os.path.realpath(out)) if out.is_symlink() else out
+    if out.is_symlink() and not target.exists():
+        raise ProfileError(f"--out {out} is a symbolic link to {target}, which does not exist; give the path to "
+                           f"write, not a dangling link")
+    if target.is_dir():
+        raise ProfileError(f"--out {out} is a directory; give a file name such as {out / 'board.json'}")
+    check_writable(target, "--out")
+    if target.exists() and not is_device_profile(target):
+        shown = f"{out} (a link to {target})" if target != out else str(out)
+        raise ProfileError(f"--out {shown} exists and is not an edgekd device profile; refusing to overwrite it: "
+                           f"choose another path such as {out.with_name(out.stem + '-profile.json')}")
+    return target
+
+
+def is_device_profile(path: Path) -> bool:
+    """Whether `path` is a regular file holding a device profile's JSON (its "format" is edgekd's)."""
+    import json
+
+    from .profile import FORMAT
+
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_PROFILE_BYTES:
+            return False
+        d = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(d, dict) and d.get("format") == FORMAT

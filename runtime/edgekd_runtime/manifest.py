@@ -57,6 +57,9 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 PREPROCESS_KINDS = ("mnist", "resize")
 POLARITIES = ("auto", "light-on-dark", "dark-on-light")
 LINE_TASK = "line-recognition"
+#: The largest line canvas a lines block may ask for (pixels): edgekd trains lines 8..128 px high and lets a dynamic
+#: width reach 8x the reference width; a canvas this size is 64 MiB of float32, a corrupt one must not be allocated.
+LINE_MAX_HEIGHT_PX, LINE_MAX_WIDTH_PX = 512, 32_768
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,9 @@ class LinesSpec:
         for k, v in ints.items():
             if type(v) is not int:
                 raise bad(f"{k} must be an integer, got {v!r}")
+        for k, cap in (("height", LINE_MAX_HEIGHT_PX), ("width", LINE_MAX_WIDTH_PX), ("max_width", LINE_MAX_WIDTH_PX)):
+            if ints[k] > cap:
+                raise bad(f"{k} {ints[k]} is more than the runtime takes ({cap} px)")
         if not isinstance(self.charset, str) or not self.charset or len(set(self.charset)) != len(self.charset):
             raise bad(f"charset {self.charset!r} must be a non-empty string of distinct characters")
         if self.blank != 0:
@@ -290,12 +296,14 @@ class Manifest:
                 output=dict(d.get("output") or {"name": "logits", "kind": "logits"}),
                 normalization=Normalization(**(d.get("normalization") or {})),
                 preprocessing=PreprocessSpec(**(d.get("preprocessing") or {})),
-                artifacts=[Artifact(**a) for a in d.get("artifacts", [])],
+                artifacts=_artifacts(d.get("artifacts", []), source),
                 deployed=d.get("deployed"),
                 task=d.get("task", "image-classification"),
                 budget=d.get("budget"), profile=d.get("profile"), versions=d.get("versions") or {},
-                created=d.get("created"), report=d.get("report"), extra=d.get("extra") or {},
+                created=d.get("created"), report=d.get("report"), extra=_extra(d.get("extra"), source),
             )
+        except ManifestError:
+            raise
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"{source}: malformed manifest ({type(e).__name__}: {e}); "
                                 f"re-create it with `edgekd export`") from None
@@ -347,6 +355,63 @@ class Manifest:
     def set_artifact(self, art: Artifact) -> None:
         """Add or replace (by path) an artifact entry."""
         self.artifacts = [a for a in self.artifacts if a.path != art.path] + [art]
+
+
+#: What a JSON value must be, by the Python types json.load gives (None: null is allowed); bool is not an int here.
+_JSON_KINDS = {str: "a string", int: "an integer", float: "a number", dict: "an object", bool: "true or false",
+               None: "null"}
+ARTIFACT_TYPES: dict[str, tuple[Any, ...]] = {
+    "path": (str,), "format": (str,), "precision": (str,), "size_bytes": (int,), "sha256": (str,),
+    "parity": (dict, None), "accuracy": (int, float, None), "budget_ok": (bool, None), "extra": (dict, None)}
+#: The parts of an artifact's parity and of extra.confidence that the runtime reads (`edgekd-rt info`, `load`).
+PARITY_TYPES: dict[str, tuple[Any, ...]] = {"passed": (bool, None), "cer": (int, float, None)}
+THRESHOLD_TYPES: dict[str, tuple[Any, ...]] = {"threshold": (int, float), "coverage": (int, float)}
+
+
+def _check_types(d: dict[str, Any], types: dict[str, tuple[Any, ...]], where: str, source: str) -> None:
+    """Refuse a value of `d` (the object at `where` in the manifest) whose JSON type is not one `types` allows."""
+    for key, allowed in types.items():
+        v = d.get(key)
+        if key not in d or (v is None and None in allowed):
+            continue
+        kinds = tuple(t for t in allowed if t is not None)
+        if isinstance(v, bool) == (bool in kinds) and isinstance(v, kinds):
+            continue
+        shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+        names = [_JSON_KINDS[t] for t in allowed if not (t is int and float in allowed)]  # int or float: a number
+        raise ManifestError(f"{source}: {where + '.' if where else ''}{key} is {shown}; expected {' or '.join(names)}"
+                            f": re-create the bundle with `edgekd export` / `edgekd convert`")
+
+
+def _artifacts(raw: Any, source: str) -> list[Artifact]:
+    """The artifacts list, each entry's fields of the right JSON type (missing or unknown ones: TypeError)."""
+    if not isinstance(raw, list) or not all(isinstance(a, dict) for a in raw):
+        raise ManifestError(f"{source}: artifacts must be a list of objects (path, format, precision, size_bytes, "
+                            f"sha256, ...); re-create the bundle with `edgekd export`")
+    for i, a in enumerate(raw):
+        _check_types(a, ARTIFACT_TYPES, f"artifacts[{i}]", source)
+        _check_types(a.get("parity") or {}, PARITY_TYPES, f"artifacts[{i}].parity", source)
+        if not a.get("path", "-") or a.get("size_bytes", 0) < 0:
+            raise ManifestError(f"{source}: artifacts[{i}] has path {a.get('path')!r} and size_bytes "
+                                f"{a.get('size_bytes')!r}; expected a file name and a size >= 0: re-create the bundle "
+                                f"with `edgekd export`")
+    return [Artifact(**{**a, "extra": a.get("extra") or {}}) for a in raw]
+
+
+def _extra(raw: Any, source: str) -> dict[str, Any]:
+    """The manifest's `extra` object (null: empty); its `confidence` block as `edgekd-rt info` reads it."""
+    extra = {} if raw is None else raw
+    _check_types({"extra": extra}, {"extra": (dict,)}, "", source)
+    _check_types(extra, {"confidence": (dict, None)}, "extra", source)
+    conf = extra.get("confidence") or {}
+    for key in ("threshold_99", "threshold_95"):
+        _check_types(conf, {key: (dict, None)}, "extra.confidence", source)
+        th = conf.get(key) or {}
+        if th and not set(THRESHOLD_TYPES) <= set(th):
+            raise ManifestError(f"{source}: extra.confidence.{key} lacks {sorted(set(THRESHOLD_TYPES) - set(th))}; "
+                                f"re-create the bundle with `edgekd export`")
+        _check_types(th, THRESHOLD_TYPES, f"extra.confidence.{key}", source)
+    return extra
 
 
 def _check_preprocessing(p: PreprocessSpec, source: str) -> None:
