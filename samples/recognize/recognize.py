@@ -54,6 +54,13 @@ def _human(res: dict[str, Any], width: int) -> str:
             f"top-{len(res['top_k'])}: {top}  {res['latency_ms']:7.2f} ms")
 
 
+def _share(value: float) -> float:
+    """--crop: a share of the frame, in (0, 1]."""
+    if not 0.0 < value <= 1.0:
+        raise typer.BadParameter(f"{value} is not a share of the frame in (0, 1] (1 keeps the whole frame)")
+    return value
+
+
 def _model_facts(rec: Any) -> dict[str, Any]:
     """Which file was loaded, and whether it is the bundle's deployed (budget-fitting) artifact (None: not recorded)."""
     return {"artifact": rec.artifact.path if rec.artifact else rec.model_path.name, "precision": rec.precision,
@@ -71,8 +78,8 @@ def recognize(
     new_only: bool = typer.Option(False, help="With --watch: skip the images already in the folder."),
     recursive: bool = typer.Option(False, help="Include images in sub-folders."),
     interval_s: float = typer.Option(0.5, min=0.01, help="Watch poll period / camera frame period."),
-    crop: float = typer.Option(1.0, help="Camera: share of the frame kept around its centre, in (0, 1] (a "
-                                         "square for digits, the whole shape for lines)."),
+    crop: float = typer.Option(1.0, callback=_share, help="Camera: share of the frame kept around its centre, in "
+                                                          "(0, 1] (a square for digits, the whole shape for lines)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Stop after this many images."),
     duration_s: Optional[float] = typer.Option(None, min=0.0, help="Stop watching / filming after this long."),
     top_k: int = typer.Option(3, min=1, help="Digit bundles: how many classes to list per image (a line is read "

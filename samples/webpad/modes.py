@@ -59,13 +59,17 @@ def pick_mode(recognizer: Any, asked: str, model_name: str) -> Mode:
 
 
 def parse_query(path: str) -> dict[str, str]:
-    """`?pattern=%5Cd%7B3%7D` -> {"pattern": "\\d{3}"} (the last value of each key; blank values dropped)."""
+    """`?pattern=%5Cd%7B3%7D` -> {"pattern": "\\d{3}"} (blank values dropped; a key given twice is refused: which
+    one was meant is a guess)."""
     query = path.split("?", 1)[1] if "?" in path else ""
     try:
         parsed = parse_qs(query, keep_blank_values=False, strict_parsing=False, errors="strict")
     except (UnicodeDecodeError, ValueError) as e:
         raise RequestRejected(400, f"cannot parse the query string ({e}); URL-encode it as UTF-8") from None
-    return {k: v[-1] for k, v in parsed.items()}
+    twice = sorted(k for k, v in parsed.items() if len(v) > 1)
+    if twice:
+        raise RequestRejected(400, f"?{twice[0]}= is given {len(parsed[twice[0]])} times; give it once")
+    return {k: v[0] for k, v in parsed.items()}
 
 
 def wrong_endpoint(mode: Mode, route: str, model_name: str) -> RequestRejected:

@@ -275,6 +275,9 @@ def test_camera_frames_via_opencv_are_recognised(digit_model, tmp_path):
 
     done = _run(digit_model.bundle, "--camera", "3", env=env)  # a device the fake cannot open
     assert done.returncode == 2 and "OpenCV cannot open it" in done.stderr
+    for crop in ("0", "5"):  # outside (0, 1]: refused before the camera opens
+        done = _run(digit_model.bundle, "--camera", "0", "--crop", crop, env=env)
+        assert done.returncode == 2 and "--crop" in done.stderr and "Traceback" not in done.stderr, crop
 
 
 def test_camera_without_opencv_or_picamera2_says_what_to_install(digit_model, tmp_path):

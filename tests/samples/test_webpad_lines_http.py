@@ -106,6 +106,11 @@ def test_a_bad_pattern_is_a_400_before_the_image_is_even_decoded(server, pattern
         assert status == 400 and says in res["error"] and res["status"] == 400
 
 
+def test_a_pattern_given_twice_is_a_400_not_a_guess(server):
+    status, res = _post(server, "/api/read?pattern=1&pattern=2", b"not an image at all")
+    assert status == 400 and "?pattern= is given 2 times; give it once" in res["error"]
+
+
 @pytest.mark.parametrize("image, status, says", [
     (lambda: line_image([]), 422, "no ink found"),  # a blank pad
     (blank_paper_photo, 422, "no ink found"),  # a photo of a blank page
