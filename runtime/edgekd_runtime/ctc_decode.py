@@ -504,10 +504,13 @@ def _holds(max_chars: int) -> str:
 def _allowed_letters(charset: str, allowed: str | None) -> list[bool]:
     if allowed is None:
         return [True] * len(charset)
+    if not allowed:
+        raise PatternError("allowed characters: none given (an empty string); give the characters a reading may "
+                           "use, or leave them out")
     extra = sorted(set(allowed) - set(charset))
-    if extra or not allowed:
-        raise PatternError(f"allowed characters {allowed!r}: {'none given' if not allowed else f'{extra} are'} "
-                           f"not in the model's charset {charset!r}; allow only characters it knows")
+    if extra:
+        raise PatternError(f"allowed characters {allowed!r}: {extra} are not in the model's charset {charset!r}; "
+                           f"allow only characters it knows")
     return [ch in allowed for ch in charset]
 
 

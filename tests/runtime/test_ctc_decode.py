@@ -225,6 +225,7 @@ def test_constraints_compile_to_automata_that_match_whole_readings():
     (dict(pattern="\\d{6}", max_len=4), "no reading of 0..4 characters can match pattern"),
     (dict(pattern="\\d\\d?", min_len=3), "no reading of 3..any characters"),
     (dict(allowed="12x"), "\\['x'\\] are not in the model's charset"),
+    (dict(allowed=""), "allowed characters: none given \\(an empty string\\)"),
     (dict(min_len=3, max_len=2), "length limits"),
     (dict(pattern="\\d{49}", max_chars=48), "needs at least 49 characters, but a line .* holds at most 48"),
     (dict(pattern="\\d{100000}", max_chars=48), "needs at least 100000 characters"),
