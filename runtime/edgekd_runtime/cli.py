@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 import typer
 
 from .bench import MAX_BATCH, MAX_RUNS
-from .cli_support import EXIT_USAGE, LeanCommand, LeanGroup, handle_errors, print_json
+from .cli_support import EXIT_USAGE, LeanCommand, LeanGroup, handle_errors, print_json, table_names
 from .errors import ImageError, UserInputError
 
 app = typer.Typer(
@@ -108,19 +108,19 @@ def predict_cmd(
 
 
 def _print_predictions(rec: Any, results: List[dict], top_k: int) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"{rec.model_path.name} ({rec.backend_name} {rec.backend_version}, {rec.precision})")
     for col in ("image", "label", "probability", f"top-{top_k}", "latency"):
         t.add_column(col, justify="right" if col in ("probability", "latency") else "left",
                      overflow="fold" if col == "image" else "ellipsis")
-    for r in results:
-        r = {**r, "image": Path(r["image"]).name}  # full paths are in --json
+    for r, name in zip(results, table_names([r["image"] for r in results])):  # full paths are in --json
         if "error" in r:
-            t.add_row(r["image"], "[red]error[/]", "-", r["error_type"], "-")
+            t.add_row(name, "[red]error[/]", "-", r["error_type"], "-")
             continue
-        top = ", ".join(f"{c['label']} {c['probability']:.2f}" for c in r["top_k"])
-        t.add_row(r["image"], f"[bold]{r['label']}[/]", f"{r['probability']:.3f}", top,
+        top = escape(", ".join(f"{c['label']} {c['probability']:.2f}" for c in r["top_k"]))
+        t.add_row(name, f"[bold]{escape(str(r['label']))}[/]", f"{r['probability']:.3f}", top,
                   f"{r['latency_ms']:.2f} ms (+{r['preprocess_ms']:.1f} prep)")
     rich_console().print(t)
 

@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .cli_support import EXIT_USAGE, LeanCommand, handle_errors, print_json
+from .cli_support import EXIT_USAGE, LeanCommand, handle_errors, print_json, table_names
 from .errors import PatternError, UserInputError
 
 
@@ -75,19 +75,19 @@ def _progress(files: List[Path], quiet: bool) -> Any:
 
 def _print_readings(rec: Any, results: List[dict]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"{rec.model_path.name} ({rec.backend_name} {rec.backend_version}, {rec.precision})")
     for col in ("image", "text", "confidence", "characters (p)", "latency"):
         t.add_column(col, justify="right" if col in ("confidence", "latency") else "left",
                      overflow="fold" if col == "image" else "ellipsis")
-    for r in results:
-        name = Path(r["image"]).name
+    for r, name in zip(results, table_names([r["image"] for r in results])):
         if "error" in r:
             t.add_row(name, "[red]error[/]", "-", r["error_type"], "-")
             continue
-        chars = " ".join(f"{c['char']}:{c['probability']:.2f}" for c in r["characters"])
-        t.add_row(name, f"[bold]{r['text'] or '(empty)'}[/]", f"{r['confidence']:.3f}", chars,
+        chars = escape(" ".join(f"{c['char']}:{c['probability']:.2f}" for c in r["characters"]))
+        t.add_row(name, f"[bold]{escape(r['text']) or '(empty)'}[/]", f"{r['confidence']:.3f}", chars,
                   f"{r['latency_ms']:.2f} ms (+{r['preprocess_ms']:.1f} prep)")
     Console(highlight=False).print(t)
 

@@ -68,6 +68,16 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(text + "\n")
 
 
+def table_names(paths: List[str]) -> List[str]:
+    """How a results table names each image: its file name, or the path as given where two images share a file name;
+    escaped, so that a name like `[red]x.png` is shown as it is, not read as rich markup."""
+    from rich.markup import escape
+
+    names = [Path(p).name for p in paths]
+    shared = {n for n in names if names.count(n) > 1}
+    return [escape(p if n in shared else n) for p, n in zip(paths, names)]
+
+
 def _finite_or_null(obj: Any) -> Any:
     """`obj` with every NaN/inf float (numpy ones included) replaced by None."""
     if isinstance(obj, float):

@@ -274,3 +274,11 @@ def test_no_private_name_is_imported_from_another_module():
                 bad += [f"{path.relative_to(root)}:{node.lineno} {a.name}" for a in node.names
                         if a.name.startswith("_") and not a.name.startswith("__")]
     assert not bad, bad
+
+
+def test_results_tables_name_images_as_given_when_names_clash_and_never_as_markup():
+    from edgekd_runtime.cli_support import table_names
+
+    assert table_names(["x/a.png", "b.png"]) == ["a.png", "b.png"]
+    assert table_names(["good.png", "sub/good.png", "c.png"]) == ["good.png", "sub/good.png", "c.png"]
+    assert table_names(["[red]evil.png"]) == ["\\[red]evil.png"]  # rich prints it as "[red]evil.png"
