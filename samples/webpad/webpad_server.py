@@ -10,9 +10,11 @@ refusal, the ones http.server itself makes included (400, 414, 431, 501), is a 4
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -329,8 +331,10 @@ def make_server(recognizer: Any, host: str = "127.0.0.1", port: int = 8000,
     try:
         server = BoundedThreadingHTTPServer((host, port), handler, limits)
     except OSError as e:
-        raise UserInputError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port or "
-                             f"stop what is using it") from None
+        fix = "pick another --port or stop what is using it" if e.errno == errno.EADDRINUSE else \
+            "give --host an address of this machine (127.0.0.1 for this machine only, 0.0.0.0 for every interface)" \
+            if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL else "check --host and --port"
+        raise UserInputError(f"cannot listen on {host}:{port} ({e.strerror or e}); {fix}") from None
     server.app = app
     return server
 

@@ -401,7 +401,13 @@ def test_cli_bad_model_and_busy_port_exit_2_without_traceback(digit_model, tmp_p
         port = busy.getsockname()[1]
         done = _webpad_cli(digit_model.bundle, "--port", port)
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr and "pick another --port" in done.stderr
+    import edgekd_runtime
+    from edgekd_runtime.errors import UserInputError
+
+    for host in ("256.1.1.1", "192.0.2.1"):  # no such address / not one of this machine's
+        with pytest.raises(UserInputError, match="give --host an address of this machine"):
+            make_server(edgekd_runtime.load(digit_model.bundle), host, 0, LIMITS)
 
 
 def test_cli_threads_over_the_cores_are_capped_with_a_one_line_warning(digit_model, tmp_path):
