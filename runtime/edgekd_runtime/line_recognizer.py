@@ -32,7 +32,7 @@ from .ctc_decode import (
     rescored,
     scored_best_path,
 )
-from .errors import InputShapeError, ModelLoadError, ModelOutputError, WrongTaskError
+from .errors import InputShapeError, ModelLoadError, ModelOutputError, UserInputError, WrongTaskError
 from .images import ImageLike, describe
 from .line_reading import CharacterFrames, Reading
 from .lines import LineGeometry, LineTooWideError, greedy_decode, line_canvas, load_line_image
@@ -174,6 +174,10 @@ class LineRecognizer(LoadedModel):
 
         if len(canvases) != len(texts) or not len(texts):
             raise InputShapeError(f"evaluate: {len(canvases)} canvases and {len(texts)} texts; pass one text each")
+        foreign = sorted({ch for t in texts for ch in str(t)} - set(self.charset))
+        if foreign:  # those strings could never be read right: the numbers would blame the model for the labels
+            raise UserInputError(f"evaluate: the texts use {foreign}, which {self.model_path.name} cannot read (its "
+                                 f"characters: {self.charset!r}); fix the labels or pass a model trained on them")
         hyps: list[str] = []
         for i in range(0, len(texts), batch_size):
             hyps += greedy_decode(self.forward(canvases[i:i + batch_size]), self.charset)

@@ -105,6 +105,9 @@ def test_load_returns_a_line_recognizer_whose_forward_takes_any_width(line_bundl
         assert np.array_equal(y[..., :24, :].argmax(-1), rec.forward(c).argmax(-1))
     with pytest.raises(LineTooWideError, match="at most 384"):
         rec.forward(np.zeros((1, 24, 388), np.float32))
+    assert rec.evaluate(c, ["", ""])["cer"] >= 0.0
+    with pytest.raises(rt.UserInputError, match=r"the texts use \['c', 'x'\], which .* cannot read"):
+        rec.evaluate(c, ["ab", "cx"])  # the fixture's model reads "ab"
 
 
 def test_line_canvases_outside_0_1_are_refused_like_digit_canvases(line_bundle):
