@@ -48,7 +48,8 @@ def convert(
     preprocess: Preprocess = typer.Option(Preprocess.mnist, "--preprocess",
                                           help="How images in a folder become canvases: mnist (handwriting "
                                                "procedure, 1 channel) or resize."),
-    force: bool = typer.Option(False, "--force", help="Replace the output directory if it exists."),
+    force: bool = typer.Option(False, "--force", help="Replace the output directory if edgekd wrote it (never a "
+                               "folder holding the inputs or files of yours)."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Write the artifacts that pass and list the ones "
                                     "that miss their tolerance (still exit 1), instead of writing none."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -68,7 +69,7 @@ def convert(
     check_normalization(mean, std, "--mean/--std", CalibrationDataError)
     targets = [t.value for t in dict.fromkeys(to)]
     out = out or model.with_name(f"{model.stem}_converted")
-    check_output_dir(out, force)
+    check_output_dir(out, force, inputs=[p for p in (model, calib, eval_data, labels) if p is not None])
     info = prepare(model, targets)
     calib_x = load_samples(calib, info, preprocess.value)
     eval_x = load_samples(eval_data, info, preprocess.value) if eval_data else None

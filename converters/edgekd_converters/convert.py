@@ -254,7 +254,7 @@ def convert_model(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, targ
     (the directory, or any one artifact in it)."""
     from .staging import check_output_dir
 
-    check_output_dir(out_dir, force)
+    check_output_dir(out_dir, force, inputs=[onnx_path])
     check_normalization(mean, std, "input normalisation (--mean/--std)", CalibrationDataError)
     info = prepare(onnx_path, targets)
     stem = kw.pop("stem", None) or Path(onnx_path).stem

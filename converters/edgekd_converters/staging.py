@@ -13,19 +13,48 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .errors import OutputExistsError
 
 
-def check_output_dir(out_dir: str | os.PathLike, force: bool) -> Path:
-    """Refuse an existing output path unless `force` (and never replace a file with a directory)."""
+def check_output_dir(out_dir: str | os.PathLike, force: bool, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Refuse an existing output path unless `force` (and never replace a file with a directory). With `force`,
+    only a bundle edgekd wrote is replaced: never a folder holding one of the command's `inputs` or any file that
+    is not the bundle's own (`Manifest.own_files`); edgekd does not delete files it did not make."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a directory; pass a new directory for --out")
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: already exists; pass --force to replace it, or choose another --out")
+    if out.exists():
+        _refuse_foreign(out, inputs)
     return out
+
+
+def _refuse_foreign(out: Path, inputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse to replace `out` unless it is empty or a bundle holding only its own files and none of `inputs`."""
+    from edgekd_runtime.errors import ManifestError
+    from edgekd_runtime.manifest import Manifest
+
+    keep = "choose another --out (nothing was deleted; edgekd does not delete files it did not make, even with " \
+           "--force)"
+    root = out.resolve()
+    for p in inputs:
+        if root == Path(p).resolve() or root in Path(p).resolve().parents:
+            raise OutputExistsError(f"{out}: holds {p}, an input of this command, which --force would delete with "
+                                    f"the folder; {keep}")
+    entries = list(out.iterdir())
+    if not entries:
+        return
+    try:
+        own = Manifest.load(out).own_files()
+    except ManifestError:
+        raise OutputExistsError(f"{out}: is not a bundle edgekd wrote (no readable manifest.json); {keep}") from None
+    foreign = sorted(e.name for e in entries if e.name not in own or e.is_symlink() or not e.is_file())
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputExistsError(f"{out}: holds {shown}, which edgekd did not write there; move them out or {keep}")
 
 
 @contextlib.contextmanager

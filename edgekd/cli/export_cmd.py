@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
         opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
         max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1,
                                                   help="Check parity on at most this many test samples."),
-        force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+        force: bool = typer.Option(False, "--force", help="Replace --out if it is a bundle edgekd wrote (never a "
+                                   "folder holding the checkpoint or files of yours)."),
         json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
     ) -> None:
         from rich.console import Console

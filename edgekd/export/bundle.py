@@ -41,7 +41,7 @@ def export_bundle(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
     from edgekd.train.checkpoint import load_student_checkpoint
     from edgekd_converters.staging import check_output_dir
 
-    check_output_dir(out_dir, force)
+    check_output_dir(out_dir, force, inputs=[checkpoint])
     model, ck = load_student_checkpoint(checkpoint, task=None)
     if ck.get("task", "digits") == "lines":
         return _export_lines(model, ck, checkpoint, out_dir, force, opset, max_samples)

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekd_runtime.lines import TEXT_HEIGHT_SHARE
-from edgekd_runtime.manifest import LINE_TASK, Artifact, InputSpec, LinesSpec, Manifest, Normalization, PreprocessSpec
+from edgekd_runtime.manifest import (
+    COVERAGE_PNG,
+    LINE_TASK,
+    Artifact,
+    InputSpec,
+    LinesSpec,
+    Manifest,
+    Normalization,
+    PreprocessSpec,
+)
 from edgekd_runtime.pixels import as_canvases
 
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, export_line_onnx, torch_logits
@@ -24,7 +33,6 @@ from .samples import eval_split, normalise
 if TYPE_CHECKING:
     import torch
 
-COVERAGE_PNG = "coverage.png"  # the bundle's coverage-accuracy plot
 MAX_WIDTH_FACTOR = 8  # a dynamic-width ONNX model takes lines up to 8x the reference width
 WIDTH_CHECK_FACTORS = (0.5, 1.0, 2.0)  # widths (x the reference) where the dynamic ONNX must match torch
 # Training lines int8 is calibrated on (the digits' 500 left rarer, larger activations out of the ranges): the default

@@ -52,7 +52,7 @@ def export_teacher_bundle(teacher_file: str | os.PathLike, out_dir: str | os.Pat
     from edgekd.models.teachers import TEACHER_INPUT_SIZE, load_teacher
     from edgekd_converters.staging import check_output_dir
 
-    check_output_dir(out_dir, force)
+    check_output_dir(out_dir, force, inputs=[teacher_file])
     t = load_teacher(str(teacher_file), len(labels), arch, scale)
     extra = {"data": data, "metrics": metrics or {}, "deployed_model": "teacher",
              "checkpoint": {**_files_record(str(teacher_file)),

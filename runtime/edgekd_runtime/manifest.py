@@ -49,6 +49,9 @@ from .atomic import atomic_write_json, sha256_file
 from .errors import ChecksumMismatchError, ManifestError, UserInputError
 
 MANIFEST_NAME = "manifest.json"
+COVERAGE_PNG = "coverage.png"  # a line bundle's coverage-accuracy plot
+#: Files a bundle holds besides its manifest and its artifacts.
+BUNDLE_EXTRA_FILES = (COVERAGE_PNG,)
 FORMAT = "edgekd-bundle"
 FORMAT_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -339,6 +342,11 @@ class Manifest:
         return cls.from_dict(d, source=str(path))
 
     # ---- queries -------------------------------------------------------------------------------------------
+    def own_files(self) -> set[str]:
+        """The names of the files edgekd writes in this bundle's directory: the manifest, its artifacts and
+        BUNDLE_EXTRA_FILES (what `--force` may replace; anything else there is the user's)."""
+        return {MANIFEST_NAME, *BUNDLE_EXTRA_FILES, *(a.path for a in self.artifacts)}
+
     def artifact(self, format: str | None = None, precision: str | None = None) -> Artifact:
         """The first artifact matching format/precision (the manifest lists the preferred one first)."""
         for a in self.artifacts:

@@ -4,6 +4,7 @@ int8), parity and accuracy numbers, altered artifacts caught, all-or-nothing out
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -145,6 +146,13 @@ def test_cli_converts_and_reports_json(tiny_models, digits, tmp_path):
     again = CliRunner().invoke(app, args)  # the output exists now
     assert again.exit_code == 2 and "already exists; pass --force" in again.output
     assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
+    (out / "notes.txt").write_text("mine")  # --force replaces edgekd's own output, never a file of the user's
+    r = CliRunner().invoke(app, [*args, "--force"])
+    assert r.exit_code == 2 and "holds notes.txt, which edgekd did not write there" in r.output
+    assert (out / "notes.txt").read_text() == "mine" and (out / "tiny_int8.onnx").is_file()
+    shutil.copy(tiny_models["nchw"], tmp_path / "own.onnx")  # the model itself in --out
+    r = CliRunner().invoke(app, [str(tmp_path / "own.onnx"), *args[1:-2], "--out", str(tmp_path), "--force"])
+    assert r.exit_code == 2 and "an input of this command" in r.output and (tmp_path / "own.onnx").is_file()
 
 
 def test_cli_bad_inputs_exit_2_without_traceback(tiny_models, digits, tmp_path):

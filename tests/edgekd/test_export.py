@@ -4,6 +4,7 @@ torch on the test split; refusals and failures leave nothing behind."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -81,6 +82,28 @@ def test_existing_output_is_refused_then_replaced_with_force(bundle, student_ckp
     assert (out / "manifest.json").read_bytes() == before
     m = export_bundle(student_ckpt, out, force=True, max_samples=30)
     assert m.artifacts[0].parity["num_samples"] == 30 and not list(out.parent.glob(".bundle.*"))
+
+
+def test_force_never_deletes_the_checkpoint_or_files_edgekd_did_not_write(student_ckpt, tmp_path):
+    from edgekd_converters import OutputExistsError
+
+    own = tmp_path / "d"
+    own.mkdir()
+    ck = shutil.copy(student_ckpt, own / "student.pt")
+    (own / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="holds .*student.pt, an input of this command.*nothing was deleted"):
+        export_bundle(ck, own, force=True, max_samples=30)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="is not a bundle edgekd wrote"):
+        export_bundle(student_ckpt, other, force=True, max_samples=30)
+    export_bundle(student_ckpt, tmp_path / "b", max_samples=30)
+    (tmp_path / "b" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="holds notes.txt, which edgekd did not write there"):
+        export_bundle(student_ckpt, tmp_path / "b", force=True, max_samples=30)
+    assert sorted(p.name for p in own.iterdir()) == ["notes.txt", "student.pt"]
+    assert (other / "notes.txt").is_file() and (tmp_path / "b" / "notes.txt").is_file()
 
 
 def test_parity_failure_writes_nothing(student_ckpt, tmp_path, monkeypatch):
