@@ -32,7 +32,7 @@ from edgekd_runtime.sysinfo import utc_timestamp
 from . import tasks
 from .config import PipelineConfig, digest, file_digest
 from .deploy_choice import TEACHER, DeployChoice, check_policy, compare_on_val, cost_teacher, decide, plan
-from .state import StepState, prepare_run_dir
+from .state import StepState, prepare_run_dir, refuse_foreign
 
 Log = Callable[[str], None]
 
@@ -108,6 +108,7 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     task), the built-in teacher's name, the teacher scale, the deploy_teacher policy, the KD loss and its settings,
     the transfer views, and the run directory."""
     from edgekd.models.foreign_teachers import parse_teacher_scale
+    from edgekd.train.device import resolve_amp, resolve_device
     from edgekd_runtime.atomic import check_writable
     from edgekd_runtime.errors import UserInputError
 
@@ -118,6 +119,8 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
             raise UserInputError(f"teacher scale {cfg.teacher_scale!r} is for a teacher file (--teacher FILE); the "
                                  f"built-in teacher trains on edgekd's own normalisation: leave it out")
     check_policy(cfg.deploy_teacher)
+    for t in (cfg.teacher_train, cfg.student_train):  # a device that is not here is refused before --force clears
+        resolve_amp(t.amp, resolve_device(t.device))
     d = cfg.distill
     if d.transfer_views < 1:
         raise UserInputError(f"distill.transfer_views must be >= 1, got {d.transfer_views}")
@@ -125,7 +128,9 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
 
 
 def _fresh_dir(d: Path) -> None:
+    """Empty a step's folder for its redo: only what edgekd wrote there (`state.refuse_foreign`)."""
     if d.exists():
+        refuse_foreign(d, "--out")
         shutil.rmtree(d)
     d.mkdir(parents=True)
 

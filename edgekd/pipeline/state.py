@@ -8,6 +8,7 @@ resumes an unfinished training from its `last.pt`; a step whose inputs changed i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,38 @@ RUN_FILES = ("state.json", "config.yaml", "budget.json", "budget.png", "bench.js
 RUN_DIRS = ("teacher", "distilled", "scratch", "bundle")
 
 
+#: What edgekd writes inside its own folders (a run's RUN_DIRS, the --out of `teacher train` and `distill`):
+#: checkpoints, metrics, configs, models and plots, a teacher's member<N>/ folders, and the hidden temporaries of
+#: atomic writes and staged folders. Anything else there is the user's: edgekd refuses to delete such a folder.
+OWN_SUFFIXES = (".pt", ".jsonl", ".json", ".yaml", ".onnx", ".tflite", ".png")
+_HIDDEN_OWN = re.compile(r"^\.(.+\.(tmp|old)|convert-.*)$")
+
+
 class RunDirError(UserInputError):
     """The output directory holds something else (another configuration, or not a run at all)."""
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """The entries of `folder` (and of its member<N>/ folders) that edgekd does not write there (OWN_SUFFIXES),
+    as paths relative to `folder`; symbolic links are never edgekd's."""
+    out = []
+    for child in sorted(folder.iterdir()):
+        if child.is_symlink():
+            out.append(child.name)
+        elif child.is_dir() and re.fullmatch(r"member\d+", child.name):
+            out += [f"{child.name}/{n}" for n in foreign_entries(child)]
+        elif not (_HIDDEN_OWN.match(child.name) or (child.is_file() and child.suffix in OWN_SUFFIXES)):
+            out.append(child.name)
+    return out
+
+
+def refuse_foreign(folder: Path, what: str) -> None:
+    """RunDirError, before anything is deleted, when `folder` holds files edgekd did not write (`foreign_entries`)."""
+    foreign = foreign_entries(folder) if folder.is_dir() else []
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RunDirError(f"{what} {folder}: holds {shown}, which edgekd did not write; move them out or choose "
+                          f"another --out (nothing was deleted: edgekd does not delete files it did not make)")
 
 
 def prepare_run_dir(run_dir: Path, fingerprint: str, config: dict[str, Any], force: bool) -> bool:
@@ -94,6 +125,8 @@ def clear_run_dir(run_dir: Path) -> None:
         if p.is_dir() != want_dir:
             raise RunDirError(f"--out {run_dir}: {p.name} is a {'folder' if p.is_dir() else 'file'}, which edgekd "
                               f"does not make there; move it or choose another --out (nothing was deleted)")
+        if p.name in RUN_DIRS:
+            refuse_foreign(p, "--out")
     owned.sort(key=lambda p: p.name != "state.json")  # first: a half-cleared run never claims finished steps
     for p in owned:
         try:

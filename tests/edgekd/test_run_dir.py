@@ -66,7 +66,9 @@ def test_force_removes_what_edgekd_wrote_and_nothing_else(tmp_path):
     outside.mkdir()
     (outside / "data.bin").write_bytes(b"elsewhere")
     (d / "link").symlink_to(outside, target_is_directory=True)  # the user's link, at the top
-    (d / "bundle" / "link").symlink_to(outside, target_is_directory=True)  # and inside a folder edgekd owns
+    (d / "teacher" / "member1").mkdir()  # a teacher's members and what atomic writes leave inside edgekd's folders
+    (d / "teacher" / "member1" / "teacher.pt").write_bytes(b"x")
+    (d / "distilled" / ".student.pt.5f3a.tmp").write_bytes(b"half")
     assert prepare_run_dir(d, "bbb", {}, force=True) is False
     assert json.loads((d / "run.json").read_text())["fingerprint"] == "bbb"
     _assert_kept(d, files)
@@ -97,6 +99,24 @@ def test_force_refuses_entries_edgekd_never_makes_before_deleting_anything(tmp_p
     assert (outside / "data.bin").read_bytes() == b"elsewhere"
 
 
+@pytest.mark.parametrize("inside", ["bundle/my_notes.txt", "teacher/mine.txt", "teacher/member1/plot.jpg",
+                                    "scratch/link"])
+def test_force_refuses_files_of_yours_inside_edgekds_folders_and_deletes_nothing(tmp_path, inside):
+    """The folders a run writes (teacher/, distilled/, scratch/, bundle/) are emptied with --force or when a step
+    is redone; a file there that edgekd does not write (not a checkpoint, metrics, config, model or plot) stops
+    it, before anything is deleted."""
+    d = tmp_path / "run"
+    _edgekd_run(d)
+    path = d / inside
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(tmp_path) if inside.endswith("link") else path.write_text("mine")
+    before = sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+    with pytest.raises(RunDirError, match=f"holds {inside.split('/', 1)[1]}, which edgekd did not write.*nothing "
+                                          f"was deleted"):
+        prepare_run_dir(d, "bbb", {}, force=True)
+    assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == before
+
+
 def test_a_file_that_cannot_be_removed_is_an_error_not_a_traceback(tmp_path, monkeypatch):
     import edgekd.pipeline.state as state
 
@@ -123,3 +143,12 @@ def test_cli_run_force_on_a_folder_that_is_not_a_run_exits_2_and_deletes_nothing
     assert "not an edgekd run directory" in r.output and "Traceback" not in r.output
     assert r.output.strip().count("\n") == 0 and r.output.startswith("error: ")
     _assert_kept(d, files)
+
+
+def test_cli_run_force_checks_every_input_before_clearing_the_earlier_run(tmp_path):
+    d = tmp_path / "run"
+    _edgekd_run(d)
+    before = sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+    r = CliRunner().invoke(app, ["run", "--quick", "--out", str(d), "--device", "cuda:7", "--force"])
+    assert r.exit_code == 2 and "not available here" in r.output, r.output
+    assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == before  # the earlier run is still whole
