@@ -10,6 +10,7 @@ Exit codes: 0 ok, 1 failure (e.g. no interpreter installed), 2 bad input (messag
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
@@ -49,8 +50,11 @@ def expand_images(paths: List[Path]) -> List[Path]:
 
     out: List[Path] = []
     for p in paths:
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and has_image_suffix(f))
+        if os.path.isdir(p):  # (Path.is_dir raises where a folder above it cannot be searched)
+            try:
+                found = sorted(f for f in p.iterdir() if os.path.isfile(f) and has_image_suffix(f))
+            except OSError as e:
+                raise ImageError(f"{p}: cannot list the folder ({e.strerror or e}); check its permissions") from None
             if not found:
                 raise ImageError(f"{p}: directory has no image files ({', '.join(IMAGE_SUFFIXES)})")
             out.extend(found)

@@ -12,15 +12,16 @@ Every failure is an `ImageError` naming the image and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, UserInputError
 from .pixels import full_scale
 
 ImageLike = Union[str, os.PathLike, "Any", np.ndarray]  # path, PIL.Image.Image or array
@@ -62,6 +63,9 @@ def describe(image: Any) -> str:
         return str(image)
     if isinstance(image, np.ndarray):
         return f"array{tuple(image.shape)} {image.dtype}"
+    size = getattr(image, "size", None)
+    if isinstance(size, tuple) and len(size) == 2:  # a PIL image: "PNG image 960x160", not "PngImageFile image"
+        return f"{getattr(image, 'format', None) or 'PIL'} image {size[0]}x{size[1]}"
     return f"{type(image).__name__} image"
 
 
@@ -103,8 +107,8 @@ def _load(image: ImageLike, max_side_px: int) -> np.ndarray:
     elif hasattr(image, "mode") and hasattr(image, "size") and hasattr(image, "convert"):
         gray = _from_pil(image, describe(image), max_side_px)
     else:
-        raise ImageError(f"cannot use a {type(image).__name__} as an image; pass a file path, a PIL image or "
-                         f"a numpy array (HxW or HxWxC)")
+        raise ImageError(f"cannot use a value of type {type(image).__name__} as an image; pass a file path, a PIL "
+                         f"image or a numpy array (HxW or HxWxC)")
     h, w = gray.shape
     if min(h, w) < MIN_SIDE_PX:
         raise ImageError(f"{describe(image)}: image is {w}x{h} px, too small to hold handwriting; "
@@ -113,31 +117,52 @@ def _load(image: ImageLike, max_side_px: int) -> np.ndarray:
 
 
 def _from_path(path: Path, max_side_px: int) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
-    if not path.exists():
-        raise ImageError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory; pass image files (the CLI expands directories)")
-    if path.stat().st_size == 0:
+    with _opened(path, max_side_px) as (im, _):
+        im.load()
+        if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # phone photos: turn them upright
+            upright = ImageOps.exif_transpose(im)  # (a copy: only made when there is something to turn)
+            return _from_pil(upright, str(path), max_side_px)
+        return _from_pil(im, str(path), max_side_px)
+
+
+def upright_size(path: Union[str, "os.PathLike[str]"]) -> tuple[int, int]:
+    """The (width, height) in pixels of the image file at `path` as `load_gray` turns it (EXIF orientation
+    applied), from its header; refused as `load_gray` refuses it (`ImageError`) before any pixel is decoded when
+    decoding would exceed the budget. Reading a PNG's EXIF decodes it (Pillow looks past the pixel data for an
+    eXIf chunk): that happens only within the budget."""
+    with _opened(Path(path), MAX_WORK_SIDE_PX) as (im, (width_px, height_px)):
+        turned = im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    return (height_px, width_px) if turned else (width_px, height_px)
+
+
+@contextlib.contextmanager
+def _opened(path: Path, max_side_px: int) -> Iterator[tuple[Any, tuple[int, int]]]:
+    """`(im, (width, height))`: the image file at `path` opened with Pillow, its size as its header declares it, and
+    nothing decoded yet: a readable regular file (`check_readable`), within MAX_PIXELS and the decode budget (judged
+    at the JPEG draft scale for `max_side_px`). Pillow's errors, raised here or in the `with` body, become
+    ImageErrors naming the file; library warnings are silenced (the two limits are the guards)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if check_readable(path, ImageError, "image").st_size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes); re-save or re-copy the image")
     try:
         with _PIL_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # set before Image.open: its DecompressionBombWarning must not escape
             old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS
             try:
                 im = Image.open(path)
             finally:
                 Image.MAX_IMAGE_PIXELS = old
             with im:
+                size = im.size
                 if im.format in ("JPEG", "MPO"):  # libjpeg decodes at 1/2..1/8 scale: no full-size buffer
                     im.draft("L", (max_side_px, max_side_px))
                 _check_decode_memory(im, path)  # from the header (and the draft scale): nothing decoded yet
-                im.load()
-                if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # phone photos: turn them upright
-                    upright = ImageOps.exif_transpose(im)  # (a copy: only made when there is something to turn)
-                    return _from_pil(upright, str(path), max_side_px)
-                return _from_pil(im, str(path), max_side_px)
+                yield im, size
+    except UserInputError:  # ours (the decode budget, an ImageError from the body): already says what to do
+        raise
     except Image.DecompressionBombError:
         raise ImageError(f"{path}: more than {MAX_PIXELS:,} pixels; downscale the image first") from None
     except UnidentifiedImageError:
@@ -145,6 +170,46 @@ def _from_path(path: Path, max_side_px: int) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise ImageError(f"{path}: cannot decode the image ({e}); the file is truncated or corrupt, "
                          f"re-save or re-copy it") from None
+
+
+def check_readable(path: Union[str, "os.PathLike[str]"], error: type[UserInputError], what: str
+                   ) -> os.stat_result:
+    """The `os.stat` of `path`, an input file (`what`: "image", "model", ...) about to be read, once it is known
+    to be a regular file this process may read; else `error` saying why not and what to do: no such file, a
+    dangling symbolic link or a loop of them, permission denied, or not a regular file (a directory, a named pipe
+    that would block the read forever, a device, a socket). Every file the runtime reads goes through it."""
+    import stat
+
+    p = Path(path)
+    try:
+        st = p.stat()
+        if stat.S_ISREG(st.st_mode):
+            os.close(os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))  # read permission (also for root)
+            return st
+    except OSError as e:
+        raise error(f"{p}: {_unreadable(p, e, what)}") from None
+    kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode)
+            else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+    raise error(f"{p}: is {kind}, not a regular file; pass the {what} file itself")
+
+
+def _unreadable(path: Path, e: OSError, what: str) -> str:
+    """Why `check_readable` cannot stat or open `path` (`e`), and what to do."""
+    import errno
+
+    if e.errno == errno.ENOENT and os.path.islink(path):
+        return f"a symbolic link to {os.readlink(path)}, which does not exist; fix the link or pass the {what} " \
+               f"file itself"
+    if e.errno == errno.ENOENT:
+        return "no such file; check the path"
+    if e.errno == errno.ENOTDIR:
+        return "no such file (a part of its path is a file, not a folder); check the path"
+    if e.errno == errno.ELOOP:
+        return f"a symbolic link loop (links that lead back to each other): it cannot be resolved; point the link " \
+               f"at the {what} file itself"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "cannot be read: permission denied; check its permissions and those of the folders above it (ls -l)"
+    return f"cannot be read ({e.strerror}); check the path"
 
 
 def decode_budget_bytes() -> int:

@@ -14,13 +14,14 @@ CTC convention: class 0 is the blank, class i + 1 is `charset[i]`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import BlankImageError, ImageError, UserInputError
 from .imageops import resize
-from .images import MAX_WORK_SIDE_PX, ImageLike, describe, load_gray
+from .images import MAX_WORK_SIDE_PX, ImageLike, describe, load_gray, upright_size
 from .line_band import photo_band
 from .preprocess import MIN_INK_CONTRAST, POLARITIES, to_light_on_dark
 
@@ -203,25 +204,18 @@ def _work_side_px(size: tuple[int, int] | None) -> int:
 
 
 def _source_size(image: ImageLike) -> tuple[int, int] | None:
-    """The input image's (width, height) in pixels as `load_gray` turns it, or None when it cannot be told
-    (then `load_gray` says what is wrong with the image)."""
+    """The input image's (width, height) in pixels as `load_gray` turns it, or None when it cannot be told (then
+    `load_gray` says what is wrong with the image). A file is refused here as `load_gray` refuses it (ImageError),
+    from its header when its decoding would exceed the budget (`images.upright_size`)."""
     if isinstance(image, np.ndarray):
         if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] not in (1, 2, 3, 4):
             return int(image.shape[2]), int(image.shape[1])  # CHW, as the loader reads it
         return (int(image.shape[1]), int(image.shape[0])) if image.ndim >= 2 else None
     if hasattr(image, "size") and hasattr(image, "mode"):
         return int(image.size[0]), int(image.size[1])
-    import warnings
-
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings(), Image.open(image) as im:  # the header only
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            w, h = im.size
-            return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)  # turned upright by the loader
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
+    if isinstance(image, (str, os.PathLike)):
+        return upright_size(image)
+    return None
 
 
 def greedy_decode(logits: np.ndarray, charset: str) -> list[str]:

@@ -21,6 +21,7 @@ from .errors import (
     UnknownNameError,
     UserInputError,
 )
+from .images import check_readable
 from .manifest import (
     FORMAT,
     MANIFEST_NAME,
@@ -74,11 +75,12 @@ def load(path: str | os.PathLike, backend: str = "auto", threads: int | None = N
     threads = resolve_threads(threads)
     norm = _given_normalization(mean, std)
     p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"{p}: no such file or directory; pass a bundle directory (with manifest.json) or a "
-                             f".onnx/.tflite file")
+    is_bundle = os.path.isdir(p)  # (Path.is_dir raises where a folder above cannot be searched)
+    if not is_bundle:  # a model file: missing, unreadable or not a regular file -> ModelLoadError saying which
+        check_readable(p, ModelLoadError, "model")
     t0 = time.perf_counter()
-    if p.is_dir():
+    if is_bundle:
+        _check_bundle_file(p / MANIFEST_NAME, ManifestError, "manifest")
         bundle_manifest = Manifest.load(p)
         be, bundle_art, model_path = _open_bundle_artifact(p, bundle_manifest, backend, precision, threads)
         manifest: Manifest | None = bundle_manifest
@@ -132,6 +134,8 @@ def _manifest_beside(path: Path) -> tuple[Manifest | None, Artifact | None]:
     import json
 
     mpath = path.parent / MANIFEST_NAME
+    if not os.path.isfile(mpath):  # (a named pipe there would block the read)
+        return None, None
     try:
         d = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
@@ -152,12 +156,25 @@ def _open_file(path: Path, fmt: str, threads: int | None) -> Backend:
     return open_backend(path, fmt, threads)
 
 
+def _check_bundle_file(path: Path, error: type[UserInputError], what: str) -> None:
+    """`check_readable` for a bundle's manifest or artifact before manifest.py reads it (its OSError would escape as
+    a traceback); a file that is plainly missing is left to manifest.py's message, which says what the bundle lacks."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass  # permission denied, a loop ...: check_readable says which
+    check_readable(path, error, what)
+
+
 def _open_bundle_artifact(bundle: Path, m: Manifest, backend: str, precision: str | None,
                           threads: int | None) -> tuple[Backend, Artifact, Path]:
     """Open the first candidate artifact; with backend="auto", an interpreter that is installed but cannot
     be imported (e.g. tflite_runtime under numpy 2) moves on to the next artifact instead of failing."""
     cands = _candidate_artifacts(m, backend, precision)
     for i, art in enumerate(cands):
+        _check_bundle_file(bundle / art.path, ModelLoadError, "model")
         path = verify_artifact(bundle, art)
         try:
             opened = _open_file(path, art.format, threads)

@@ -313,7 +313,7 @@ def test_pil_image_and_batch_misuse(lin_onnx):
     photo = handwriting_photo(digit_canvas())
     a, b = rec.predict(Image.fromarray(photo)), rec.predict(photo)
     assert a.index == b.index and a.probability == pytest.approx(b.probability)
-    assert a.source == "Image image"
+    assert a.source == f"PIL image {photo.shape[1]}x{photo.shape[0]}"  # a PNG read by PIL: "PNG image WxH"
     with pytest.raises(InputShapeError, match="predict_batch"):
         rec.predict(canvases(2), preprocessed=True)
 
