@@ -7,6 +7,7 @@ Checks run cheapest first: body size (before reading it), magic bytes, then the 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 from edgekd_runtime.errors import ImageError
@@ -71,7 +72,8 @@ def decode_image(body: bytes, limits: IntakeLimits, too_big_hint: str = "scale i
     except Image.DecompressionBombError as e:
         raise RequestRejected(413, f"image refused as a decompression bomb ({e})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise RequestRejected(400, f"cannot read the image header ({e}); the PNG/JPEG is malformed") from None
+        why = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", " the body", str(e))  # Pillow names its buffer
+        raise RequestRejected(400, f"cannot read the image header ({why}); the PNG/JPEG is malformed") from None
     width_px, height_px = image.size
     if width_px > limits.max_side_px or height_px > limits.max_side_px or width_px * height_px > limits.max_pixels:
         raise RequestRejected(413, f"image is {width_px}x{height_px} px; the limit is {limits.max_side_px} px "
