@@ -59,7 +59,8 @@ ARTIFACT_FORMATS = ("onnx", "tflite")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 PREPROCESS_KINDS = ("mnist", "resize")
 POLARITIES = ("auto", "light-on-dark", "dark-on-light")
-LINE_TASK = "line-recognition"
+IMAGE_TASK, LINE_TASK = "image-classification", "line-recognition"
+TASKS = (IMAGE_TASK, LINE_TASK)
 #: The largest line canvas a lines block may ask for (pixels): edgekd trains lines 8..128 px high and lets a dynamic
 #: width reach 8x the reference width; a canvas this size is 64 MiB of float32, a corrupt one must not be allocated.
 LINE_MAX_HEIGHT_PX, LINE_MAX_WIDTH_PX = 512, 32_768
@@ -253,7 +254,7 @@ class Manifest:
     preprocessing: PreprocessSpec = field(default_factory=PreprocessSpec)
     artifacts: list[Artifact] = field(default_factory=list)
     deployed: str | None = None  # path of the artifact chosen for the board; None: the first usable one
-    task: str = "image-classification"
+    task: str = IMAGE_TASK
     budget: dict[str, Any] | None = None
     profile: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -301,7 +302,7 @@ class Manifest:
                 preprocessing=PreprocessSpec(**(d.get("preprocessing") or {})),
                 artifacts=_artifacts(d.get("artifacts", []), source),
                 deployed=d.get("deployed"),
-                task=d.get("task", "image-classification"),
+                task=d.get("task", IMAGE_TASK),
                 budget=d.get("budget"), profile=d.get("profile"), versions=d.get("versions") or {},
                 created=d.get("created"), report=d.get("report"), extra=_extra(d.get("extra"), source),
             )
@@ -399,6 +400,10 @@ def _artifacts(raw: Any, source: str) -> list[Artifact]:
     for i, a in enumerate(raw):
         _check_types(a, ARTIFACT_TYPES, f"artifacts[{i}]", source)
         _check_types(a.get("parity") or {}, PARITY_TYPES, f"artifacts[{i}].parity", source)
+        name = a.get("path", "-")
+        if name != os.path.basename(name) or name in (".", ".."):
+            raise ManifestError(f"{source}: artifacts[{i}].path {name!r} leaves the bundle; an artifact is a file "
+                                f"name inside the bundle directory: re-create the bundle with `edgekd export`")
         if not a.get("path", "-") or a.get("size_bytes", 0) < 0:
             raise ManifestError(f"{source}: artifacts[{i}] has path {a.get('path')!r} and size_bytes "
                                 f"{a.get('size_bytes')!r}; expected a file name and a size >= 0: re-create the bundle "
@@ -439,7 +444,11 @@ def _check_preprocessing(p: PreprocessSpec, source: str) -> None:
 
 
 def _check_line_task(m: Manifest, source: str) -> None:
-    """A line-recognition manifest has a lines block whose charset is its labels; no other task has one."""
+    """The task is one the runtime knows; a line-recognition manifest has a lines block whose charset is its
+    labels; no other task has one."""
+    if m.task not in TASKS:
+        raise ManifestError(f"{source}: task {m.task!r} is not one the runtime knows ({', '.join(TASKS)}); "
+                            f"re-create the bundle with `edgekd export`")
     if (m.task == LINE_TASK) != (m.lines is not None):
         raise ManifestError(f"{source}: task {m.task!r} " + ("needs a \"lines\" block (charset, height, width, ...)"
                             if m.task == LINE_TASK else f"cannot have a \"lines\" block (only {LINE_TASK!r})")

@@ -157,6 +157,9 @@ BAD_TYPES = {
                                  "extra.confidence.threshold_95 lacks ['coverage']"),
     "max_width 1e12": (lambda d: d["lines"].update(max_width=10**12), "lines.max_width 1000000000000 is more than"),
     "height 1e9": (lambda d: d["lines"].update(height=10**9), "lines.height 1000000000 is more than"),
+    "path out of the bundle": (_art("path", "../../../etc/passwd"), "artifacts[0].path '../../../etc/passwd' "
+                                                                     "leaves the bundle"),
+    "unknown task": (lambda d: d.update(task="bogus"), "task 'bogus' is not one the runtime knows"),
 }
 
 
