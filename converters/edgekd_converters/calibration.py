@@ -41,10 +41,7 @@ def load_samples(path: str | os.PathLike, info: OnnxModelInfo, preprocess: str =
     if p.is_dir():
         x = _load_folder(p, info, preprocess)
     elif p.suffix == ".npy" and p.is_file():
-        try:
-            x = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise CalibrationDataError(f"{p}: not a readable .npy array ({e}); save it with numpy.save") from None
+        x = _load_npy(p, "array")
     elif not p.exists():
         raise CalibrationDataError(f"{p}: no such file or folder; pass a .npy array of images or an image folder")
     else:
@@ -99,14 +96,32 @@ def subsample(x: np.ndarray, max_samples: int, seed: int = 0) -> np.ndarray:
 def load_labels(path: str | os.PathLike, num_samples: int) -> np.ndarray:
     """Integer labels from a `.npy` file, one per sample."""
     p = Path(path)
-    try:
-        y = np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise CalibrationDataError(f"{p}: not a readable .npy array of labels ({e})") from None
+    y = _load_npy(p, "array of labels")
     if y.ndim != 1 or len(y) != num_samples or not np.issubdtype(y.dtype, np.integer):
         raise CalibrationDataError(f"{p}: labels must be a 1-D integer array with one entry per sample "
                                    f"({num_samples}); got dtype {y.dtype}, shape {list(y.shape)}")
     return y.astype(np.int64)
+
+
+def _load_npy(p: Path, what: str) -> np.ndarray:
+    """A numeric array from a .npy file; a file that is not one, or that holds pickled Python objects (never
+    loaded: unpickling runs code), is a CalibrationDataError saying so."""
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise CalibrationDataError(f"{p}: cannot be read ({e.strerror or e}); check the path") from None
+    if magic != b"\x93NUMPY":
+        raise CalibrationDataError(f"{p}: not a .npy file (no NUMPY header); save the {what} with numpy.save")
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise CalibrationDataError(f"{p}: holds Python objects (a pickled object array), which edgekd does not "
+                                       f"load; save a numeric {what} with numpy.save") from None
+        raise CalibrationDataError(f"{p}: not a readable .npy {what} ({e}); save it with numpy.save") from None
+    except OSError as e:
+        raise CalibrationDataError(f"{p}: cannot be read ({e.strerror or e}); check the path") from None
 
 
 def _load_folder(folder: Path, info: OnnxModelInfo, preprocess: str) -> np.ndarray:

@@ -145,8 +145,16 @@ def test_npy_file_and_bad_sources(tmp_path):
     assert load_samples(good, NCHW).shape == (3, 28, 28, 1)
     bad = tmp_path / "broken.npy"
     bad.write_bytes(b"garbage")
-    with pytest.raises(CalibrationDataError, match="broken.npy: not a readable .npy"):
-        load_samples(bad, NCHW)
+    with pytest.raises(CalibrationDataError, match="broken.npy: not a .npy file \\(no NUMPY header\\)"):
+        load_samples(bad, NCHW)  # not numpy's "contains pickled data ... load it unsafely with allow_pickle"
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(CalibrationDataError, match="cut.npy: not a readable .npy array"):
+        load_samples(cut, NCHW)
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CalibrationDataError, match="holds Python objects .* which edgekd does not load"):
+        load_samples(objects, NCHW)
     with pytest.raises(CalibrationDataError, match="no such file"):
         load_samples(tmp_path / "missing.npy", NCHW)
     txt = tmp_path / "calib.txt"
