@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edgekd_runtime.loader import load
 from edgekd_runtime.manifest import Artifact, Manifest, verify_artifact
 from edgekd_runtime.pixels import as_canvases
 from edgekd_runtime.sysinfo import package_versions
@@ -60,6 +61,8 @@ def convert_bundle(bundle_dir: str | os.PathLike, calib_canvases: np.ndarray, ev
     manifest = Manifest.load(bundle)
     src = manifest.artifact("onnx", "fp32")
     src_path = verify_artifact(bundle, src)
+    load(bundle, backend="onnx", precision="fp32")  # read as the board reads it: a manifest that does not fit the
+    # model (labels, input, lines block) is refused here, naming the bundle, not a staged copy after converting
     stem = Path(src.path).stem
     wanted = _planned_names(targets, stem)
     _refuse_existing(manifest, bundle, wanted, force)

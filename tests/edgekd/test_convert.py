@@ -178,6 +178,14 @@ def test_cli_convert_bad_bundles_exit_2(tmp_path, converted):
         f.write(b"\x00")
     r = CliRunner().invoke(app, ["convert", str(tampered), "--force"])
     assert r.exit_code == 2 and "sha256" in r.output
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(src, relabelled)
+    d = json.loads((relabelled / "manifest.json").read_text())
+    d["labels"] = d["labels"][:-1]
+    (relabelled / "manifest.json").write_text(json.dumps(d))
+    r = CliRunner().invoke(app, ["convert", str(relabelled), "--force"])  # named against the bundle, not a stage
+    assert r.exit_code == 2 and f"{relabelled / 'student.onnx'}: the model outputs" in r.output, r.output
+    assert ".convert-" not in r.output
     assert CliRunner().invoke(app, ["convert", "--help"]).exit_code == 0
 
 
