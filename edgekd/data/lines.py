@@ -5,9 +5,9 @@ Two sources (a registry, like the digit sources):
 * `embedded`: digit strings composed from the embedded MNIST digits, no download. The digits are first split
   (the digit task's stratified split, same seed); strings of the train split use train digits only and the val/test
   strings their own split's digits, so no digit image is in two splits. See `compose_line` for the composition.
-* `folder`: a directory of line images and a `labels.tsv` (file, text per row); the character set is inferred.
-  Images go through the runtime's line preprocessing (`edgekd_runtime.lines.preprocess_line`), the one the board
-  uses.
+* `folder`: a directory of line images and a `labels.tsv` (file, text per row, read by `line_labels`); the
+  character set is inferred. Images go through the runtime's line preprocessing
+  (`edgekd_runtime.lines.preprocess_line`), the one the board uses.
 
 A line is a "line canvas": uint8 (H, W) light ink on dark, the text left-aligned, zero-padded on the right to the
 fixed width W (the width policy of the models: fixed width with padding).
@@ -15,19 +15,21 @@ fixed width W (the width policy of the models: fixed width with padding).
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edgekd.models.line_models import FRAME_STRIDE
+from edgekd.models.students import INPUT_SIZE_RANGE
 from edgekd_runtime.errors import UserInputError
-from edgekd_runtime.images import IMAGE_SUFFIXES, has_image_suffix
 from edgekd_runtime.pixels import to_uint8
 from edgekd_runtime.registry import Registry
 
 from .idx import DataFileError
+from .line_labels import LABELS_FILE, LabelRow, check_fits_frames, folder_split_sizes, read_labels_tsv
+from .spec import path_hint
 
 DIGIT_CHARSET = "0123456789"
 
@@ -64,9 +66,11 @@ class LineSpec:
     test_fraction: float = 0.2
 
     def __post_init__(self) -> None:
-        if not 8 <= self.height <= 128 or self.width < self.height or self.width % 4:
-            raise UserInputError(f"line height must be 8..128 and width >= height and a multiple of 4 "
-                                 f"(got height {self.height}, width {self.width})")
+        lo, hi = INPUT_SIZE_RANGE
+        if not lo <= self.height <= hi or self.width < self.height or self.width % FRAME_STRIDE:
+            raise UserInputError(f"line height must be {lo}..{hi} px (the heights the line students take) and width "
+                                 f">= height and a multiple of {FRAME_STRIDE} (got height {self.height}, width "
+                                 f"{self.width})")
         if not 1 <= self.min_len <= self.max_len or not 1 <= self.test_min_len <= self.test_max_len:
             raise UserInputError(f"line lengths must satisfy 1 <= min <= max (got {self.min_len}..{self.max_len}, "
                                  f"test {self.test_min_len}..{self.test_max_len})")
@@ -75,6 +79,17 @@ class LineSpec:
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
                 and self.val_fraction + self.test_fraction < 1):
             raise UserInputError("val_fraction and test_fraction must be in [0, 1) and sum to < 1")
+        if self.source == "embedded":
+            self._check_composed_lengths()
+
+    def _check_composed_lengths(self) -> None:
+        """Composed strings of up to max_len digits (a digit may repeat: 2 * max_len - 1 frames) fit the frames."""
+        longest = max(self.max_len, self.test_max_len)
+        if 2 * longest - 1 > self.frames:
+            raise UserInputError(f"composed lines of up to {longest} digits need up to {2 * longest - 1} CTC frames "
+                                 f"(a repeated digit takes a blank between), but a line {self.width} px wide has "
+                                 f"{self.frames}: set max_len and test_max_len <= {(self.frames + 1) // 2}, or width "
+                                 f">= {(2 * longest - 1) * FRAME_STRIDE}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,8 +103,8 @@ class LineSpec:
 
     @property
     def frames(self) -> int:
-        """CTC frames per line: every line model downsamples the width by 4."""
-        return self.width // 4
+        """CTC frames per line: every line model downsamples the width by FRAME_STRIDE."""
+        return self.width // FRAME_STRIDE
 
 
 @dataclass(frozen=True)
@@ -260,64 +275,43 @@ def embedded_lines(spec: LineSpec) -> LineSplits:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# A folder of line images with labels.tsv
+# A folder of line images with labels.tsv (its rows: line_labels)
 # ---------------------------------------------------------------------------------------------------------------
-
-def read_labels_tsv(root: Path) -> list[tuple[Path, str]]:
-    """Rows (image path, text) of `root/labels.tsv`; refuses missing images, empty texts and bad rows."""
-    tsv = root / "labels.tsv"
-    if not tsv.is_file():
-        raise DataFileError(f"line folder {root} has no labels.tsv (one row per image: file<TAB>text)")
-    rows: list[tuple[Path, str]] = []
-    with tsv.open(newline="", encoding="utf-8") as f:
-        for n, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-            if not row or (n == 1 and row[0].strip().lower() in ("file", "filename", "image", "path")):
-                continue
-            if len(row) < 2:
-                raise DataFileError(f"{tsv}:{n}: expected file<TAB>text, got {row!r}")
-            name, text = row[0].strip(), "\t".join(row[1:]).strip()
-            if not text:
-                raise DataFileError(f"{tsv}:{n}: {name} has an empty transcription; give its text or drop the row")
-            path = root / name
-            if not path.is_file():
-                raise DataFileError(f"{tsv}:{n}: image {path} does not exist")
-            if not has_image_suffix(path):
-                raise DataFileError(f"{tsv}:{n}: {path} is not an image ({', '.join(IMAGE_SUFFIXES)})")
-            rows.append((path, text))
-    if len(rows) < 3:
-        raise DataFileError(f"{tsv} lists {len(rows)} line(s); at least 3 are needed for train/val/test")
-    return rows
-
 
 @LINE_SOURCES.register(key="folder")
 def folder_lines(spec: LineSpec) -> LineSplits:
     """Line images listed in `labels.tsv`, preprocessed like on the board, split at random by `spec.seed`."""
-    from edgekd_runtime.errors import ImageError
-    from edgekd_runtime.lines import preprocess_line
-
     if not spec.path:
-        raise UserInputError("line data source 'folder' needs a path (--data-path DIR with labels.tsv)")
+        raise UserInputError(f"line data source 'folder' needs a folder with {LABELS_FILE}: {path_hint('lines')}")
     root = Path(spec.path).expanduser()
     if not root.is_dir():
         raise DataFileError(f"line folder {root} is not a directory")
     rows = read_labels_tsv(root)
-    xs = []
-    for path, _ in rows:
-        try:
-            xs.append(preprocess_line(path, spec.height, spec.width))
-        except ImageError as e:
-            raise DataFileError(f"line folder: cannot use {path} ({e})") from None
-    x = to_uint8(np.stack(xs))
-    texts = [t for _, t in rows]
+    check_fits_frames(root / LABELS_FILE, rows, spec)
+    x = _preprocess_rows(rows, spec)
+    texts = [r.text for r in rows]
     charset = "".join(sorted(set("".join(texts))))
     order = np.random.default_rng(spec.seed).permutation(len(rows))
-    n_test = max(1, int(round(spec.test_fraction * len(rows))))
-    n_val = max(1, int(round(spec.val_fraction * len(rows))))
+    n_test, n_val, _ = folder_split_sizes(len(rows), spec)
     parts = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
     pick = lambda i: LineSplit(x[np.sort(i)], [texts[j] for j in np.sort(i)])  # noqa: E731
     train = pick(parts[2])
     return LineSplits(train, pick(parts[1]), pick(parts[0]), charset, spec,
                       lambda view: rerender_split(train, [spec.seed, 3, view]))
+
+
+def _preprocess_rows(rows: list[LabelRow], spec: LineSpec) -> np.ndarray:
+    """The rows' images as line canvases uint8 (N, height, width), preprocessed as the board does."""
+    from edgekd_runtime.errors import ImageError
+    from edgekd_runtime.lines import preprocess_line
+
+    xs = []
+    for r in rows:
+        try:
+            xs.append(preprocess_line(r.path, spec.height, spec.width))
+        except ImageError as e:
+            raise DataFileError(f"line folder: cannot use {r.path} (row {r.line} of {LABELS_FILE}: {e})") from None
+    return to_uint8(np.stack(xs))
 
 
 def rerender_split(split: LineSplit, seed: Any) -> LineSplit:

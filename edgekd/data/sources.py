@@ -15,7 +15,7 @@ from edgekd_runtime.pixels import full_scale, to_uint8
 from edgekd_runtime.registry import Registry
 
 from .idx import DataFileError, find_idx_pairs, read_idx, read_mapping
-from .spec import DataSpec
+from .spec import DataSpec, path_hint
 from .split import check_num_classes, label_classes
 
 
@@ -34,7 +34,7 @@ SOURCES: Registry[Callable[[DataSpec], RawData]] = Registry("data source")
 
 def _need_path(spec: DataSpec) -> Path:
     if not spec.path:
-        raise UserInputError(f"data source {spec.source!r} needs a path (--data-path)")
+        raise UserInputError(f"data source {spec.source!r} needs a path: {path_hint('data')}")
     p = Path(spec.path).expanduser()
     if not p.exists():
         raise DataFileError(f"data path {p} does not exist")

@@ -10,6 +10,12 @@ import numpy as np
 from edgekd_runtime.errors import UserInputError
 
 
+def path_hint(section: str) -> str:
+    """How to give a data source its path, for every command (the one wording: an error cannot tell which ran)."""
+    return (f"give it with --data PATH (edgekd run), --data-path PATH (teacher train, distill), --path PATH "
+            f"(data info), or {section}.path in the YAML")
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """Everything that rebuilds the same splits: source name, path, seed and split fractions.

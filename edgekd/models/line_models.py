@@ -59,14 +59,37 @@ def check_task(arch: str, task: str, height: int | None = None) -> None:
         if h != height:
             raise UserInputError(f"student {arch} takes lines {h} px high but the data's lines are {height} px; use "
                                  f"-r{height} or set the line height (lines: {{height: {h}}})")
+        check_stages_fit(arch)
+
+
+def stage_pools(depth: int) -> list[tuple[int, int]]:
+    """The max-pool (height, width) of each of `depth` conv stages: the first two 2x2, later ones 2x1."""
+    return [(2, 2) if i < 2 else (2, 1) for i in range(depth)]
+
+
+def collapsed_height(height: int, depth: int) -> int:
+    """The feature map's height after `depth` stages on lines `height` px high (0: the stages do not fit)."""
+    for pool in stage_pools(depth):
+        height //= pool[0]
+    return height
+
+
+def check_stages_fit(student_id: str) -> None:
+    """Refuse a line student whose stages pool its line height away (e.g. 4 stages on lines 8 px high)."""
+    from .students import StudentIdError, parse_student_id
+
+    spec = parse_student_id(student_id)
+    if spec.family in LINE_FAMILIES and spec.depth and collapsed_height(spec.input_size, spec.depth) < 1:
+        raise StudentIdError(f"student id {spec.id!r}: {spec.depth} stages do not fit a line of height "
+                             f"{spec.input_size}; use fewer stages or taller lines")
 
 
 def line_search_space(height: int = 24) -> list[str]:
-    """The line student ids the budget search enumerates, small to large."""
+    """The line student ids the budget search enumerates, small to large (those whose stages fit `height`)."""
     ctx = ("-c1", "-c2")  # every searched student has context (see the module doc); a third gained nothing
     ids = [f"ctc-w{w}-d{d}{c}-r{height}" for w in (4, 8, 12, 16, 24, 32) for d in (2, 3) for c in ctx]
     ids += [f"dsctc-w{w}-d{d}{c}-r{height}" for w in (8, 16, 24, 32) for d in (2, 3, 4) for c in ctx]
-    return ids
+    return [i for i in ids if collapsed_height(height, int(i.split("-d")[1][0])) >= 1]
 
 
 def load_line_teacher(ref: str, num_classes: int, height: int, width: int, arch: str | None = None):

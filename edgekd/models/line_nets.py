@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from .ensemble import ProbabilityEnsemble
-from .students import STUDENTS, StudentIdError, StudentSpec
+from .line_models import check_stages_fit, collapsed_height, stage_pools
+from .students import STUDENTS, StudentSpec
 from .teachers import TEACHERS
 
 
@@ -43,7 +44,7 @@ class CRNN(nn.Module):
     def __init__(self, widths: tuple[int, ...], hidden: int, height: int, num_classes: int) -> None:
         super().__init__()
         layers, c_in, h = [], 1, height
-        for c_out, pool in zip(widths, _stage_pools(len(widths))):
+        for c_out, pool in zip(widths, stage_pools(len(widths))):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
                        nn.ReLU(inplace=True), nn.MaxPool2d(pool)]
             c_in, h = c_out, h // pool[0]
@@ -66,23 +67,14 @@ class LineEnsemble(ProbabilityEnsemble):
     """An ensemble of line models: the mean of their per-frame CTC posteriors (`ensemble.ProbabilityEnsemble`)."""
 
 
-def _stage_pools(depth: int) -> list[tuple[int, int]]:
-    return [(2, 2) if i < 2 else (2, 1) for i in range(depth)]
-
-
 def _conv(c_in: int, c_out: int, k: int = 3, groups: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out),
             nn.ReLU(inplace=True)]
 
 
 def _check_height(spec: StudentSpec) -> int:
-    h = spec.input_size
-    for pool in _stage_pools(spec.depth):
-        h //= pool[0]
-    if h < 1:
-        raise StudentIdError(f"student id {spec.id!r}: {spec.depth} stages do not fit a line of height "
-                             f"{spec.input_size}; use fewer stages or taller lines")
-    return h
+    check_stages_fit(spec.id)
+    return collapsed_height(spec.input_size, spec.depth)
 
 
 @STUDENTS.register(key="ctc")
@@ -90,7 +82,7 @@ def _ctc(spec: StudentSpec, num_classes: int) -> nn.Module:
     h = _check_height(spec)
     layers: list[nn.Module] = []
     c_in, c = 1, spec.width
-    for pool in _stage_pools(spec.depth):
+    for pool in stage_pools(spec.depth):
         layers += _conv(c_in, c) + [nn.MaxPool2d(pool)]
         c_in, c = c, c * 2
     return LineNet(nn.Sequential(*layers), c_in, h, num_classes, 2 * c_in, spec.context)
@@ -101,7 +93,7 @@ def _dsctc(spec: StudentSpec, num_classes: int) -> nn.Module:
     h = _check_height(spec)
     layers: list[nn.Module] = _conv(1, spec.width)
     c = spec.width
-    for i, pool in enumerate(_stage_pools(spec.depth)):
+    for i, pool in enumerate(stage_pools(spec.depth)):
         c_out = c * 2 if i < 3 else c
         layers += [nn.MaxPool2d(pool)] + _conv(c, c, groups=c) + _conv(c, c_out, k=1)
         c = c_out
@@ -126,7 +118,7 @@ def convctc(num_classes: int, height: int = 24) -> nn.Module:
     from local evidence like the students', so frame-level KD does not have to move them."""
     layers: list[nn.Module] = []
     c_in, h = 1, height
-    for c, pool in zip((32, 64, 128), _stage_pools(3)):
+    for c, pool in zip((32, 64, 128), stage_pools(3)):
         layers += _conv(c_in, c) + [nn.MaxPool2d(pool)]
         c_in, h = c, h // pool[0]
     return LineNet(nn.Sequential(*layers), c_in, h, num_classes, 192, context=2)

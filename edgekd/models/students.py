@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # torch is imported lazily so `edgekd --help` stays fast
     from torch import nn
 
 RESOLUTIONS = (28, 20, 16)
+#: The input sizes in px every student takes (a digit canvas's side, a line's height): the one rule, which the line
+#: data (`edgekd.data.lines.LineSpec`) checks its height against too
+INPUT_SIZE_RANGE = (8, 64)
 STUDENTS: Registry[Callable[..., "nn.Module"]] = Registry("student")
 
 _ID_RE = re.compile(r"^(?P<family>[a-z]+)(?:-w(?P<w>\d+)-d(?P<d>\d+)(?:-c(?P<c>\d+))?)?-r(?P<r>\d+)$")
@@ -63,13 +66,14 @@ def parse_student_id(student_id: str) -> StudentSpec:
     m = _ID_RE.match(student_id.strip())
     fam = m.group("family") if m else None
     hint = ("valid forms: linear-r{R}, mlp-w{W}-d{D}-r{R}, cnn-w{W}-d{D}-r{R}, dscnn-w{W}-d{D}-r{R} "
-            "with R in 8..64 (e.g. dscnn-w16-d3-r28); for text lines ctc-w{W}-d{D}[-c{C}]-r{H}, "
+            f"with R in {INPUT_SIZE_RANGE[0]}..{INPUT_SIZE_RANGE[1]} (e.g. dscnn-w16-d3-r28); "
+            "for text lines ctc-w{W}-d{D}[-c{C}]-r{H}, "
             "dsctc-w{W}-d{D}[-c{C}]-r{H} (H = line height, "
             f"C = 1..{MAX_CONTEXT} context convolutions); known families: {', '.join(STUDENTS.names())}")
     if not m or fam not in STUDENTS:
         raise StudentIdError(f"bad student id {student_id!r}; {hint}")
     r = int(m.group("r"))
-    if not 8 <= r <= 64:
+    if not INPUT_SIZE_RANGE[0] <= r <= INPUT_SIZE_RANGE[1]:
         raise StudentIdError(f"student id {student_id!r}: input resolution r{r} out of range; {hint}")
     if fam == "linear":
         if m.group("w") is not None:

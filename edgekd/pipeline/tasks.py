@@ -116,6 +116,7 @@ def load_splits(cfg: PipelineConfig) -> tuple[Any, str]:
         from edgekd.data.lines import load_lines
 
         s = load_lines(cfg.lines)
+        check_calibration_data(cfg, s)
         return s, (f"data: lines ({cfg.lines.source}) — {len(s.train)} train lines per view / {len(s.val)} val / "
                    f"{len(s.test)} test, charset {s.charset!r}, {s.spec.height}x{s.spec.width} px canvases")
     from edgekd.data import load_data
@@ -123,6 +124,30 @@ def load_splits(cfg: PipelineConfig) -> tuple[Any, str]:
     s = load_data(cfg.data)
     return s, (f"data: {cfg.data.source} — {len(s.train)} train / {len(s.val)} val / {len(s.test)} test, "
                f"{s.num_classes} classes")
+
+
+def check_calibration_data(cfg: PipelineConfig, splits: Any) -> None:
+    """Refuse, before anything trains, line splits too small to calibrate int8 on: the run converts the deployed
+    model to every precision (int8 TFLite/ONNX besides fp32/fp16, whatever the budget's precision), and the
+    converters calibrate int8 on the training lines (edgekd_converters' MIN_CALIBRATION_SAMPLES at least)."""
+    from edgekd.data.line_labels import folder_lines_for_train
+    from edgekd_converters.calibration import MIN_CALIBRATION_SAMPLES
+
+    n = len(splits.train)
+    if n >= MIN_CALIBRATION_SAMPLES:
+        return
+    spec = cfg.lines
+    if spec.source == "embedded":
+        what, fix = f"lines.train_lines is {n}", f"set it to at least {MIN_CALIBRATION_SAMPLES}"
+    else:
+        total = n + len(splits.val) + len(splits.test)
+        what = f"line folder {spec.path}: {n} training lines (of the {total} listed; the rest are val/test)"
+        fix = (f"list at least {folder_lines_for_train(MIN_CALIBRATION_SAMPLES, spec)} lines in labels.tsv (or "
+               f"lower lines.val_fraction/test_fraction)")
+    raise UserInputError(f"{what}, but `edgekd run` converts the student to int8 too (every precision goes into the "
+                         f"bundle; --precision only picks the deployed one) and int8 calibration needs at least "
+                         f"{MIN_CALIBRATION_SAMPLES} training lines: {fix}; or train without converting with "
+                         f"`edgekd teacher train` / `edgekd distill --task lines`")
 
 
 def search_key(cfg: PipelineConfig) -> dict[str, Any]:
