@@ -37,16 +37,17 @@ A command resolves the file into its own view: `RunConfig` here (one training st
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, get_args, get_type_hints
 
 from edgekd.budget.search import Budget
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.lines import LineSpec
 from edgekd.data.spec import DataSpec
 from edgekd.train.pipeline import DistillOptions
-from edgekd.train.trainer import TrainConfig
+from edgekd.train.trainer import TrainConfig, check_seed
 from edgekd_runtime.atomic import atomic_write_text
 from edgekd_runtime.errors import BudgetError, UserInputError
 
@@ -59,6 +60,7 @@ SCALARS: dict[str, type] = {"task": str, "teacher": str, "teacher_scale": str, "
 BUDGET_KEYS = ("latency_ms", "flash_kb", "ram_kb", "macs", "params", "precision")
 KEYS = (*SECTIONS, *SCALARS, "budget")
 TASKS = ("digits", "lines")
+CLI = "command line"  # the `where` of the flags' layer (a file's is "config file PATH")
 
 
 class ConfigError(UserInputError):
@@ -116,12 +118,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         obj = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        raise ConfigError(f"config file {p} is not valid YAML: {_yaml_problem(e)}; fix the syntax there") from None
     if not isinstance(obj, dict):
         raise ConfigError(f"config file {p} must hold a mapping of sections (data, train, ...), "
                           f"got {type(obj).__name__}")
     check_keys(obj, f"config file {p}")
     return obj
+
+
+def _yaml_problem(e: Exception) -> str:
+    """A YAML parser error in one line: where (line, column of the file) and what (PyYAML's words)."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    return where + (f"{what} ({context})" if context else what)
 
 
 def check_keys(layer: Mapping[str, Any], where: str) -> None:
@@ -173,13 +184,10 @@ def _section_targets(key: str, stage: str | None, names: set[str]) -> list[str]:
 
 def _scalar(key: str, value: Any, where: str) -> Any:
     kind = SCALARS[key]
-    if kind is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        what = {int: "a whole number", float: "a number", str: "a string"}.get(kind, kind.__name__)
-        raise ConfigError(f"{where}: {key} must be {what}, got {value!r}") from None
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # a name or path that YAML read as a number (teacher_arch: 1)
+    check_value_type(value, kind, f"{where}: {key}")
+    return value
 
 
 def merge_section(current: Any, key: str, value: Mapping[str, Any], where: str) -> Any:
@@ -188,10 +196,56 @@ def merge_section(current: Any, key: str, value: Mapping[str, Any], where: str) 
     None values mean "not given"; unknown keys and bad values are ConfigErrors naming `where` and the known keys.
     """
     _check_section(key, value, where)
+    given = {k: v for k, v in value.items() if v is not None}
+    cli = where == CLI  # a flag's message names no section (but data.seed and train.seed are told apart)
+    at = where if cli else f"{where}, section {key}"
+    hints = get_type_hints(SECTIONS[key])
+    for name, v in given.items():
+        what = f"{where}: {key}.{name}" if cli else f"{at}: {name}"
+        check_value_type(v, hints[name], what)
+        if name == "seed":
+            check_seed(v, what)
     try:
-        return replace(current or SECTIONS[key](), **{k: v for k, v in value.items() if v is not None})
-    except TypeError as e:
-        raise ConfigError(f"{where}: bad {key} value: {e}") from None
+        return replace(current or SECTIONS[key](), **given)
+    except (TypeError, UserInputError) as e:
+        raise ConfigError(f"{at}: {e}") from None
+
+
+#: How a message names what a value should be, per Python type of the schema.
+KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def check_value_type(value: Any, hint: Any, what: str) -> None:
+    """Refuse a value whose type the schema's annotation `hint` (int, float, str, bool, X | None) does not allow:
+    a bool is no number, 1.5 no whole number, and a string no number (YAML reads 1e-3 as the string '1e-3').
+    Annotations of other types are not checked here."""
+    kinds = [k for k in (get_args(hint) or (hint,)) if k is not type(None)]
+    if not kinds or any(k not in KIND_WORDS for k in kinds):
+        return
+    if isinstance(value, bool):
+        ok = bool in kinds
+    else:
+        ok = any(isinstance(value, k) for k in kinds) or (float in kinds and isinstance(value, int))
+    if not ok:
+        raise ConfigError(f"{what} must be {' or '.join(KIND_WORDS[k] for k in kinds)}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A wrong value as a message shows it; a string that reads as a number says why YAML kept it text."""
+    if isinstance(value, bool):
+        return str(value).lower()  # as YAML writes it
+    if not isinstance(value, str):
+        return repr(value)
+    m = re.fullmatch(r"([+-]?\d+)(\.\d*)?[eE]([+-]?)(\d+)", value.strip())
+    if m and not (m[2] and m[3]):  # YAML 1.1 floats need a dot and a signed exponent: 1e-3 and 1.0e3 are text
+        why = "without a dot" if not m[2] else "without a sign in the exponent"
+        fixed = f"{m[1]}{m[2] if m[2] and len(m[2]) > 1 else '.0'}e{m[3] or '+'}{m[4]}"
+        return f"the string {value!r} (YAML reads {value} {why} as text: write {fixed})"
+    try:
+        float(value)
+    except ValueError:
+        return f"the string {value!r}"
+    return f"the string {value!r} (a number in quotes is text in YAML: write it without the quotes)"
 
 
 def merge_budget(current: Budget | None, value: Mapping[str, Any], where: str, none_removes_limit: bool) -> Budget:
@@ -211,7 +265,7 @@ def resolve_config(file_values: dict[str, Any] | None = None,
     cfg = base or RunConfig()
     cfg = apply_layer(cfg, file_values or {}, f"config file {path}" if path else "config file",
                       none_removes_limit=True, stage=stage)
-    return apply_layer(cfg, overrides or {}, "command line", none_removes_limit=False, stage=stage)
+    return apply_layer(cfg, overrides or {}, CLI, none_removes_limit=False, stage=stage)
 
 
 def budget_request(cfg: RunConfig, **flags: Any) -> dict[str, Any] | None:

@@ -342,6 +342,9 @@ def student_resolution(student_id: str) -> int:
 
 #: Line students are costed per line of this many pixel columns (192 px at height 24: about 12 digits).
 REFERENCE_LINE_WIDTH = 192
+#: The widest line a line student is costed on (the cost model builds and exports the student at that width):
+#: at the tallest line height, 64 px, some 100 handwritten characters.
+MAX_LINE_WIDTH = 4096
 
 
 @lru_cache(maxsize=512)

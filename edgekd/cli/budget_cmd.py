@@ -46,6 +46,7 @@ def run_search(target: Optional[str], profile: Optional[Path], latency_ms: Optio
     budget = Budget.from_cli(latency_ms=latency_ms, flash_kb=flash_kb, ram_kb=ram_kb, macs=macs, params=params,
                              precision=precision)
     if task == "lines":
+        check_line_size(line_height, line_width)
         from functools import partial
 
         from edgekd.budget.cost import student_cost
@@ -59,6 +60,23 @@ def run_search(target: Optional[str], profile: Optional[Path], latency_ms: Optio
 
         proxy = proxy_ranker(proxy_epochs, log=log)
     return search(budget, prof, num_classes=num_classes, proxy=proxy)
+
+
+def check_line_size(line_height: int, line_width: int) -> None:
+    """Refuse a line size no line student is costed on, before any is built: the lines config's rule (LineSpec:
+    the heights the line students take, a width of whole CTC frames) and the cost model's widest line."""
+    from edgekd.budget.cost import MAX_LINE_WIDTH
+    from edgekd.data.lines import LineSpec
+    from edgekd_runtime.errors import UserInputError
+
+    flags = f"--line-height {line_height}, --line-width {line_width}"
+    try:
+        LineSpec(source="folder", height=line_height, width=line_width)  # folder: no composed digit strings to fit
+    except UserInputError as e:
+        raise UserInputError(f"{flags}: {e}") from None
+    if line_width > MAX_LINE_WIDTH:
+        raise UserInputError(f"{flags}: lines are costed up to {MAX_LINE_WIDTH} px wide; pass a smaller --line-width "
+                             f"(latency is per line of that width)")
 
 
 def _class_count(value: float) -> int:

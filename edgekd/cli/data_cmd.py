@@ -52,8 +52,10 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         from edgekd.config import check_task_name
+        from edgekd.train.trainer import check_seed
         from edgekd_runtime.atomic import check_writable
 
+        check_seed(seed, "--seed")
         if grid is not None and not no_grid:
             check_writable(grid, "--grid")  # before the data is read
         if check_task_name(task) == "lines":

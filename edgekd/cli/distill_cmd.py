@@ -11,7 +11,17 @@ from edgekd.train.kd_mode import KD_MODE_HELP
 from edgekd_runtime.cli_support import handle_errors
 
 from .budget_cmd import budget_options
-from .teacher_cmd import RUN_OPTS, check_out, prepare_out, report, resolve_task_config, task_overrides, train_overrides
+from .teacher_cmd import (
+    RUN_OPTS,
+    check_out,
+    prepare_out,
+    report,
+    resolve_task_config,
+    resumable,
+    resume_hint,
+    task_overrides,
+    train_overrides,
+)
 
 BUDGET_OPTS = budget_options()  # the `edgekd budget` flags: --target/--profile/--latency-ms/.../--precision
 
@@ -41,7 +51,8 @@ def choose_student(student: Optional[str], budget_request: Optional[dict[str, An
 
 def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
     """What `edgekd distill` refuses before reading any data or teacher: a bad --student (grammar, family, task,
-    line height), a bad or other-task KD loss, a KD loss without --teacher, and an --out it cannot use."""
+    line height), a bad or other-task KD loss, a KD loss without --teacher or with one that is no readable file
+    of the task's kinds, and an --out it cannot use."""
     from edgekd.kd import check_loss
     from edgekd.models.line_models import check_task
     from edgekd.models.students import parse_student_id
@@ -65,7 +76,30 @@ def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
             raise UserInputError("--teacher-scale is for digit teacher files; line teachers take edgekd's "
                                  "normalisation")
         parse_teacher_scale(cfg.teacher_scale)
+    if d.loss.strip() != "none":
+        check_teacher_files(cfg.teacher, cfg.task)
     check_out(out, resume)
+
+
+def check_teacher_files(ref: str, task: str) -> None:
+    """Refuse, before any data is read, a teacher (one file, or an ensemble's separated by commas) that is no
+    readable file (missing, a directory, ...), and for the lines task an ONNX / TFLite file: line teachers are
+    edgekd line checkpoints (or TorchScript / ExportedProgram files), the runtime formats are for digits."""
+    from edgekd.models.foreign_teachers import RUNTIME_SUFFIXES
+    from edgekd.models.teachers import teacher_files
+    from edgekd_runtime.errors import ModelLoadError, UserInputError
+    from edgekd_runtime.images import check_readable
+
+    for part in teacher_files(ref):
+        path = Path(part).expanduser()
+        try:
+            check_readable(path, ModelLoadError, "teacher")
+        except ModelLoadError as e:
+            raise ModelLoadError(f"teacher {e}") from None
+        if task == "lines" and path.suffix.lower() in RUNTIME_SUFFIXES:
+            raise UserInputError(f"teacher {path}: {path.suffix} files are digit teachers only; a line teacher is an "
+                                 f"edgekd line checkpoint (`edgekd teacher train --task lines` writes teacher.pt) "
+                                 f"or a TorchScript / ExportedProgram file")
 
 
 def register(app: typer.Typer) -> None:
@@ -128,7 +162,8 @@ def register(app: typer.Typer) -> None:
                                          ram_kb=ram_kb, macs=macs, params=params, precision=precision)
         check_distill_inputs(cfg, out, resume)
         run = _distill_lines if cfg.task == "lines" else _distill_digits
-        run(cfg, budget_request, out, resume, quiet, json_out)
+        with resumable(lambda: resume_hint(out)):
+            run(cfg, budget_request, out, resume, quiet, json_out)
 
 
 def _distill_digits(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path, resume: bool, quiet: bool,
@@ -164,7 +199,7 @@ def _distill_lines(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path
     from edgekd.data.lines import load_lines
     from edgekd.models.line_models import check_task, load_line_teacher
     from edgekd.models.students import parse_student_id
-    from edgekd.train.line_pipeline import distill_lines
+    from edgekd.train.line_pipeline import check_teacher_charset, distill_lines
 
     splits = load_lines(cfg.lines)
     if budget_request:
@@ -175,6 +210,7 @@ def _distill_lines(cfg: Any, budget_request: Optional[dict[str, Any]], out: Path
     check_task(student_id, "lines", splits.spec.height)  # before anything is written
     t = None
     if cfg.distill.loss.strip() != "none":
+        check_teacher_charset(cfg.teacher, splits.charset)
         t = load_line_teacher(cfg.teacher, splits.num_classes, splits.spec.height, splits.spec.width,
                               arch=cfg.teacher_arch)
     prepare_out(out, resume)

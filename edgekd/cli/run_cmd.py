@@ -68,7 +68,10 @@ def register(app: typer.Typer) -> None:
         finished steps and resumes an interrupted training.
         """
         from edgekd.cli.data_cmd import guess_source
+        from edgekd.cli.distill_cmd import check_teacher_files
+        from edgekd.cli.teacher_cmd import resumable
         from edgekd.pipeline import load_pipeline_config, run_pipeline
+        from edgekd.pipeline.run import check_inputs
 
         over: dict = {"task": task, "teacher": str(teacher) if teacher else None, "teacher_scale": teacher_scale,
                       "target": target,
@@ -84,8 +87,12 @@ def register(app: typer.Typer) -> None:
             src, path = guess_source(data, None) if data is not None else (None, None)
             over["data"] = {"source": src, "path": path, "seed": seed}
         cfg = load_pipeline_config(config, over)
+        check_inputs(cfg, out)  # the settings first (run_pipeline checks them again: cheap), then the files
+        if cfg.teacher:
+            check_teacher_files(cfg.teacher, cfg.task)
         log = (lambda s: None) if json_out else (lambda s: typer.echo(s))
-        rep = run_pipeline(cfg, out, force=force, progress=not json_out, log=log)
+        with resumable(lambda: "re-run the same command to resume (finished steps are kept)"):
+            rep = run_pipeline(cfg, out, force=force, progress=not json_out, log=log)
         if isinstance(rep, dict):  # a lines run's report (edgekd.pipeline.lines_report)
             return _lines_summary(rep, json_out)
         if json_out:

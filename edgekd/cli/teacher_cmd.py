@@ -5,8 +5,9 @@ Also home of the option helpers that `edgekd distill` shares (data/train overrid
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -111,6 +112,23 @@ def prepare_out(out: Path, resume: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+@contextmanager
+def resumable(hint: Callable[[], str]) -> Iterator[None]:
+    """Ctrl-C (SIGINT) during resumable work: `interrupted; <hint()>` on stderr (how to resume), exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; {hint()}", err=True)
+        raise typer.Exit(130) from None
+
+
+def resume_hint(out: Path) -> str:
+    """How to go on after an interrupted `teacher train` / `distill` in `out` (--resume needs a finished epoch)."""
+    if (out / "last.pt").is_file():
+        return f"re-run the same command with --resume to continue from {out / 'last.pt'}"
+    return "no epoch had finished: re-run the same command to start again"
+
+
 def report(metrics: dict[str, Any], title: str, json_out: bool) -> None:
     if json_out:
         print_json(metrics)
@@ -182,7 +200,8 @@ def register(app: typer.Typer) -> None:
 
         check_task(arch, cfg.task)  # before anything is written
         check_out(out, resume)  # before the data is read
-        m = _train_teacher(cfg, arch, out, resume, progress=not (quiet or json_out))
+        with resumable(lambda: resume_hint(out)):
+            m = _train_teacher(cfg, arch, out, resume, progress=not (quiet or json_out))
         report(m, f"teacher {arch} -> {m['checkpoint']}", json_out)
 
 

@@ -10,6 +10,7 @@ Specs: a name (`kd`), or a weighted sum (`kd+0.5*fitnet`, `0.7*kd+0.3*mse`). `no
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -36,10 +37,13 @@ class LossConfig:
     fitnet_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise UserInputError(f"KD temperature must be > 0, got {self.temperature}")
+        if not math.isfinite(self.temperature) or self.temperature <= 0:
+            raise UserInputError(f"KD temperature must be > 0 (a finite number), got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise UserInputError(f"KD alpha must be in [0, 1], got {self.alpha}")
+        for name in ("dkd_alpha", "dkd_beta", "fitnet_weight"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise UserInputError(f"KD {name} must be a finite number >= 0, got {getattr(self, name)}")
 
 
 @dataclass

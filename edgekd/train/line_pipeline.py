@@ -47,6 +47,35 @@ def line_task_fields(splits: LineSplits) -> dict[str, Any]:
             "max_len": splits.spec.width // FRAME_STRIDE // 2}
 
 
+def check_teacher_charset(ref: str, charset: str) -> None:
+    """Refuse a line teacher (one file, or an ensemble's separated by commas) whose edgekd checkpoint records
+    another charset than the data's, naming the characters that differ. Files that record none (TorchScript,
+    ExportedProgram) are left to the loader, which checks their output size."""
+    from edgekd.models.teachers import TeacherMismatchError, teacher_files
+
+    from .checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_torch
+
+    for part in teacher_files(ref):
+        try:
+            ck = load_torch(Path(part).expanduser())
+        except CheckpointError:
+            continue  # no torch checkpoint: the loader says what it is
+        theirs = ck.get("charset") if isinstance(ck, dict) and ck.get("format") == CHECKPOINT_FORMAT else None
+        if isinstance(theirs, str) and theirs != charset:
+            raise TeacherMismatchError(f"line teacher {part} reads the characters {theirs!r}, the data's lines "
+                                       f"{charset!r}: {_charset_difference(theirs, charset)}; distill from a teacher "
+                                       f"trained on these lines (edgekd teacher train --task lines with the same "
+                                       f"--data), or use lines of the teacher's characters")
+
+
+def _charset_difference(teacher: str, data: str) -> str:
+    """What differs between two charsets, in words: the characters only one has, or the order (the class index)."""
+    unread, unused = [c for c in data if c not in teacher], [c for c in teacher if c not in data]
+    said = ([f"the teacher cannot read {''.join(unread)!r}"] if unread else []) + \
+        ([f"the data has no {''.join(unused)!r}"] if unused else [])
+    return "; ".join(said) or "the same characters in another order (each character's class index differs)"
+
+
 class LineSource:
     """Batches of line canvases + CTC targets (+ the teacher's logits and strings) from views of the training set.
 

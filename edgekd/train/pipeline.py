@@ -30,6 +30,9 @@ class DistillOptions:
     cache_teacher: bool = True
     kd_mode: str = "auto"  # online | cached | auto (edgekd.train.kd_mode; digits: lines keep their transfer set)
 
+    def __post_init__(self) -> None:
+        self.loss_config()  # the loss's numbers (temperature, alpha, weights) are LossConfig's to check
+
     def loss_config(self) -> LossConfig:
         """The KD loss's settings (the one place DistillOptions maps onto LossConfig)."""
         return LossConfig(spec=self.loss, temperature=self.temperature, alpha=self.alpha, dkd_alpha=self.dkd_alpha,

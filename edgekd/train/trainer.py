@@ -9,6 +9,7 @@ returned are the final epoch's, or the best validation epoch's (`TrainConfig.sel
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,27 @@ if TYPE_CHECKING:
 
 
 SELECT = ("auto", "best", "last")  # TrainConfig.select
+#: Seeds are whole numbers in [0, MAX_SEED]: numpy's generators refuse negative ones, its legacy global one larger.
+MAX_SEED = 2**32 - 1
+
+
+def is_real(value: Any) -> bool:
+    """An int or float that is not a bool (True is no learning rate or epoch count)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_whole(name: str, value: Any, lo: int, about: str = "") -> int:
+    """`value`, or a UserInputError: `name` must be a whole number >= `lo` (not a bool, not 1.5)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise UserInputError(f"{name} must be a whole number >= {lo}{' ' + about if about else ''}, got {value!r}")
+    return value
+
+
+def check_seed(seed: Any, name: str) -> int:
+    """`seed`, or a UserInputError naming it (`name`: the option or config key): a whole number 0..MAX_SEED."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise UserInputError(f"{name} must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    return seed
 
 
 @dataclass(frozen=True)
@@ -58,15 +80,30 @@ class TrainConfig:
     select: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise UserInputError(f"epochs, batch_size must be >= 1 and lr > 0 (got {self.epochs}, "
-                                 f"{self.batch_size}, {self.lr})")
+        self._check_numbers()
         if self.optimizer not in ("adamw", "sgd"):
             raise UserInputError(f"unknown optimizer {self.optimizer!r}; choose adamw or sgd")
         if self.scheduler not in ("onecycle", "cosine", "none"):
             raise UserInputError(f"unknown scheduler {self.scheduler!r}; choose onecycle, cosine or none")
         if self.select not in SELECT:
             raise UserInputError(f"unknown select {self.select!r}; choose {', '.join(SELECT)}")
+
+    def _check_numbers(self) -> None:
+        """Whole numbers where training counts (a bool is no count), finite rates; `patience` is the epochs
+        without a better validation score after which training stops: 0 would stop after the first epoch."""
+        check_whole("epochs", self.epochs, 1)
+        check_whole("batch_size", self.batch_size, 1)
+        check_seed(self.seed, "seed")
+        if self.patience is not None:
+            check_whole("patience", self.patience, 1, "(epochs without a better validation score before training "
+                                                      "stops; leave it out for no early stopping)")
+        if self.num_threads is not None:
+            check_whole("num_threads (--threads)", self.num_threads, 1, "(CPU threads; leave it out for torch's "
+                                                                        "default)")
+        if not is_real(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise UserInputError(f"lr (the peak learning rate) must be a finite number > 0, got {self.lr!r}")
+        if not is_real(self.weight_decay) or not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise UserInputError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
 
     def selects_best(self, evaluator: bool = False) -> bool:
         """Whether fit() returns the best validation epoch's weights (else the final epoch's)."""

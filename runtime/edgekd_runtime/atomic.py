@@ -55,7 +55,8 @@ def _new_temp(path: Path) -> Path:
 
 def check_writable(path: str | os.PathLike, what: str, directory: bool = False) -> Path:
     """Refuse, before any work is done, an output `path` (a file, or a `directory`) that cannot be written: the
-    wrong kind of thing already there, a file where a parent folder must be, or a folder without write access.
+    wrong kind of thing already there, a file where a parent folder must be, or a folder where no file can be made
+    (its permissions, or a read-only mount or /proc, which permission bits do not show to root).
     `what` names it for the message (e.g. "--grid")."""
     from .errors import UserInputError
 
@@ -70,6 +71,10 @@ def check_writable(path: str | os.PathLike, what: str, directory: bool = False) 
         raise UserInputError(f"{what} {p}: {anc} is a file, not a directory; choose another path")
     if not os.access(anc, os.W_OK | os.X_OK):
         raise UserInputError(f"{what} {p}: cannot write in {anc} (permission denied); choose a writable path")
+    try:  # permission bits do not stop root, but /proc or a read-only mount does: a file made and removed there
+        os.unlink(_new_temp(anc / ".edgekd-probe"))
+    except OSError as e:
+        raise UserInputError(f"{what} {p}: cannot write in {anc} ({e.strerror or e}); choose a writable path") from None
     return p
 
 

@@ -1,0 +1,50 @@
+"""An output path that cannot be written (`/proc/x`: not even root may make a file there) is refused with one
+`error:` line and exit 2 before any data is read or trained on: `run --out`, `teacher train --out`,
+`distill --out`, `data info --grid`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgekd.cli import app
+
+UNWRITABLE = Path("/proc/edgekd-x")  # /proc takes no new files, whatever the permission bits say
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    import edgekd.data
+    import edgekd.train.pipeline
+
+    def fail(*a, **k):
+        raise AssertionError("work started before the output was checked")
+
+    for mod, name in ((edgekd.train.pipeline, "train_teacher"), (edgekd.train.pipeline, "distill"),
+                      (edgekd.data, "load_data")):
+        monkeypatch.setattr(mod, name, fail)
+
+
+@pytest.mark.parametrize("args, what", [
+    (["run", "--quick", "--out", UNWRITABLE], "--out"),
+    (["teacher", "train", "--out", UNWRITABLE], "--out"),
+    (["distill", "--loss", "none", "--student", "linear-r16", "--out", UNWRITABLE], "--out"),
+    (["data", "info", "--grid", UNWRITABLE.with_suffix(".png")], "--grid"),
+])
+def test_an_unwritable_output_is_refused_before_any_work(no_work, args, what):
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 2 and "Traceback" not in r.output, (r.output, r.exception)
+    errors = [line for line in r.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"{what} /proc/edgekd-x" in errors[0] and "cannot write in /proc" in errors[0], \
+        r.output
+
+
+def test_check_writable_makes_a_file_to_know_and_leaves_nothing_behind(tmp_path):
+    from edgekd_runtime.atomic import check_writable
+
+    assert check_writable(tmp_path / "a" / "b", "--out", directory=True) == tmp_path / "a" / "b"
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone, no folder was made
