@@ -97,14 +97,22 @@ def train_overrides(epochs, batch_size, lr, device, amp, seed, patience, compile
             "patience": patience, "compile": compile_ or None, "num_threads": threads}
 
 
+#: What `teacher train` and `distill` write in their --out (the checkpoint is teacher.pt or student.pt).
+TRAIN_OUTPUTS = ("last.pt", "config.yaml", "metrics.jsonl", "teacher.pt", "student.pt")
+
+
 def check_out(out: Path, resume: bool) -> None:
-    """Refuse an --out that cannot be written, or that holds a run when not resuming (nothing is created)."""
+    """Refuse an --out that cannot be written, or, when not resuming, one that holds any file training writes
+    (TRAIN_OUTPUTS: an earlier run, or files of the user's that would be overwritten). Nothing is created."""
     from edgekd_runtime.atomic import check_writable
     from edgekd_runtime.errors import UserInputError
 
     check_writable(out, "--out", directory=True)
-    if not resume and (out / "last.pt").exists():
-        raise UserInputError(f"{out} already holds a run (last.pt); pass --resume to continue it or pick another --out")
+    taken = [n for n in TRAIN_OUTPUTS if (out / n).exists()] if not resume else []
+    if taken:
+        raise UserInputError(f"{out} already holds {', '.join(taken)}, which this command writes: pass --resume to "
+                             f"continue the run there{'' if 'last.pt' in taken else ' (it has no last.pt)'}, or pick "
+                             f"another --out (edgekd does not overwrite files it did not write)")
 
 
 def prepare_out(out: Path, resume: bool) -> None:

@@ -48,3 +48,20 @@ def test_check_writable_makes_a_file_to_know_and_leaves_nothing_behind(tmp_path)
 
     assert check_writable(tmp_path / "a" / "b", "--out", directory=True) == tmp_path / "a" / "b"
     assert list(tmp_path.iterdir()) == []  # the probe file is gone, no folder was made
+
+
+@pytest.mark.parametrize("args, mine", [
+    (["teacher", "train"], "config.yaml"),
+    (["distill", "--loss", "none", "--student", "linear-r16"], "student.pt"),
+    (["teacher", "train"], "metrics.jsonl"),
+])
+def test_training_into_a_folder_never_overwrites_files_there(no_work, tmp_path, args, mine):
+    """`teacher train` / `distill` write config.yaml, metrics.jsonl, last.pt and their checkpoint in --out: a
+    folder already holding one of them (the user's own config, an earlier student) is refused unless --resume."""
+    (tmp_path / mine).write_text("# mine")
+    (tmp_path / "notes.txt").write_text("mine")  # other files are no obstacle
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path)])
+    assert r.exit_code == 2 and f"already holds {mine}, which this command writes: pass --resume" in r.output, \
+        r.output
+    assert (tmp_path / mine).read_text() == "# mine" and sorted(p.name for p in tmp_path.iterdir()) == \
+        sorted([mine, "notes.txt"])
