@@ -10,12 +10,21 @@ import typer
 from edgekd_runtime.cli_support import handle_errors, print_json
 
 
-def guess_source(source: str, path: Optional[str]) -> tuple[str, Optional[str]]:
-    """SOURCE is a source name, or a path whose kind is guessed (.npz, IDX directory, class folders)."""
+def guess_source(source: str, path: Optional[str], task: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """SOURCE is a source name, or a path whose kind is guessed (.npz, IDX directory, class folders; a folder with
+    labels.tsv for the lines task)."""
     from edgekd.data import SOURCES
+    from edgekd.data.lines import LINE_SOURCES
 
-    if source in SOURCES:
+    if source in SOURCES or (task == "lines" and source in LINE_SOURCES):
         return source, path
+    if task == "lines":
+        if Path(source).expanduser().is_dir():
+            return "folder", str(Path(source).expanduser())
+        from edgekd_runtime.errors import UserInputError
+
+        raise UserInputError(f"{source!r} is neither a line data source ({', '.join(LINE_SOURCES.names())}) nor an "
+                             f"existing folder of line images with a labels.tsv")
     p = Path(source).expanduser()
     if p.suffix == ".npz":
         return "npz", str(p)

@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
                       "student_train": {"epochs": epochs, "seed": seed, "device": device},
                       "teacher_train": {"epochs": teacher_epochs, "seed": seed, "device": device}}
         if data is not None or seed is not None:
-            src, path = guess_source(data, None) if data is not None else (None, None)
+            src, path = guess_source(data, None, task) if data is not None else (None, None)
             over["data"] = {"source": src, "path": path, "seed": seed}
         cfg = load_pipeline_config(config, over)
         check_inputs(cfg, out)  # the settings first (run_pipeline checks them again: cheap), then the files

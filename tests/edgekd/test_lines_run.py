@@ -182,6 +182,7 @@ def test_other_configuration_is_refused_without_force(finished_run, tiny_config)
     (["--task", "lines", "--student", "ctc-w8-d2-r32"], "takes lines 32 px high"),
     (["--student", "ctc-w8-d2-r24"], "reads text lines (CTC); pass --task lines"),
     (["--task", "lines", "--data", "npz"], "unknown line data source 'npz'"),
+    (["--task", "lines", "--data", "/nonexistent"], "nor an existing folder of line images with a labels.tsv"),
     (["--task", "lines", "--teacher-scale", "0-1"], "teacher_scale is for digit teacher files"),
     (["--task", "lines", "--kd-mode", "online"], "--kd-mode online is for the digits task"),
     (["--task", "lines", "--deploy-teacher", "never"], "deploy_teacher never is for the digits task"),
