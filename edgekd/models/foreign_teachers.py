@@ -113,6 +113,8 @@ def load_runtime_teacher(path: Path, num_classes: int, scale: TeacherScale) -> "
     probe = np.random.default_rng(0).random((3, TEACHER_INPUT_SIZE, TEACHER_INPUT_SIZE), dtype=np.float32)
     try:
         y = rec.forward(probe)
+    except UserInputError:  # ours already says what is wrong and what to do (NaN scores, ...): whole, not cut
+        raise
     except Exception as e:  # noqa: BLE001 - a foreign model fails in many ways at run time
         raise ModelLoadError(f"teacher {path} does not run on a batch of 3 28x28 canvases ({first_line(e, 160)}); "
                              f"it must take one image batch (N, 1, 28, 28), (N, 28, 28, 1) or (N, 784)") from None

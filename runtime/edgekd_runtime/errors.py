@@ -27,7 +27,8 @@ class UnknownNameError(UserInputError, KeyError):
 
     def __init__(self, family: str, name: str, known: Sequence[str]) -> None:
         self.family, self.name, self.known = family, name, list(known)
-        super().__init__(f"unknown {family} {name!r}; known {family}s: {', '.join(self.known) or '(none)'}")
+        plural = family + ("es" if family.endswith(("s", "x", "ch", "sh")) else "s")  # KD losses, not "losss"
+        super().__init__(f"unknown {family} {name!r}; known {plural}: {', '.join(self.known) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]
@@ -87,7 +88,10 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     """`Type: first line of the message` of an exception from a library, for a typed error's message (just the
     type when the message is empty, as many of torch's and pickle's are)."""
     lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0][:limit]}" if lines else type(e).__name__
+    if not lines:
+        return type(e).__name__
+    text = lines[0] if len(lines[0]) <= limit else lines[0][:limit].rsplit(" ", 1)[0] + " ..."  # whole words
+    return f"{type(e).__name__}: {text}"
 
 
 class PatternError(UserInputError):
