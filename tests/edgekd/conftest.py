@@ -37,3 +37,18 @@ def write_idx(path: Path, arr: np.ndarray, gz: bool = False) -> Path:
 @pytest.fixture
 def idx_writer():
     return write_idx
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """Training, or reading the data, from here on fails the test: what a refusal must come before."""
+    import edgekd.data
+    import edgekd.data.lines
+    import edgekd.train.pipeline
+
+    def fail(*a, **k):
+        raise AssertionError("work started before the inputs were checked")
+
+    for mod, name in ((edgekd.train.pipeline, "train_teacher"), (edgekd.train.pipeline, "distill"),
+                      (edgekd.data, "load_data"), (edgekd.data.lines, "load_lines")):
+        monkeypatch.setattr(mod, name, fail)

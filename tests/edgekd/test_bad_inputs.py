@@ -8,9 +8,8 @@ import re
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_checks import refused
 
-from edgekd.cli import app
 from edgekd.kd import LossConfig, check_loss
 from edgekd.models.teachers import TEACHERS, load_teacher
 from edgekd_runtime.errors import ModelLoadError, UnknownNameError, UserInputError
@@ -18,35 +17,13 @@ from edgekd_runtime.errors import ModelLoadError, UnknownNameError, UserInputErr
 SMALL_DATA = "data: {limit_per_class: 20}\n"
 
 
-def _refused(args, needle: str) -> None:
-    r = CliRunner().invoke(app, [str(a) for a in args])
-    assert r.exit_code == 2, (args, r.output, r.exception)
-    errors = [line for line in r.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in r.output, r.output
-
-
-@pytest.fixture()
-def no_training(monkeypatch):
-    """Any training (or, for distill, any data reading) from here on fails the test."""
-    import edgekd.data
-    import edgekd.data.lines
-    import edgekd.train.pipeline
-
-    def fail(*a, **k):
-        raise AssertionError("work started before the inputs were checked")
-
-    for mod, name in ((edgekd.train.pipeline, "train_teacher"), (edgekd.train.pipeline, "distill"),
-                      (edgekd.data, "load_data"), (edgekd.data.lines, "load_lines")):
-        monkeypatch.setattr(mod, name, fail)
-
-
 @pytest.mark.parametrize("extra, needle", [
     (["--student", "cnn-w16-d9-r28"], "depth 1..4 for cnn"),
     (["--student", "resnet-w8-d2-r28"], "bad student id 'resnet-w8-d2-r28'"),
     (["--student", "ctc-w8-d2-r24"], "reads text lines (CTC)"),
 ])
-def test_run_refuses_a_bad_student_before_reading_data(tmp_path, no_training, extra, needle):
-    _refused(["run", "--quick", "--out", tmp_path / "run", *extra], needle)
+def test_run_refuses_a_bad_student_before_reading_data(tmp_path, no_work, extra, needle):
+    refused(["run", "--quick", "--out", tmp_path / "run", *extra], needle)
     assert not (tmp_path / "run").exists()
 
 
@@ -57,14 +34,14 @@ def test_run_refuses_a_bad_student_before_reading_data(tmp_path, no_training, ex
     ("distill: {transfer_views: 0}", "transfer_views must be >= 1"),
     ("teacher_arch: resnet", "unknown teacher 'resnet'"),
 ])
-def test_run_refuses_bad_settings_before_reading_data(tmp_path, no_training, yaml, needle):
+def test_run_refuses_bad_settings_before_reading_data(tmp_path, no_work, yaml, needle):
     (tmp_path / "c.yaml").write_text(yaml + "\n")
-    _refused(["run", "--quick", "--config", tmp_path / "c.yaml", "--out", tmp_path / "run"], needle)
+    refused(["run", "--quick", "--config", tmp_path / "c.yaml", "--out", tmp_path / "run"], needle)
 
 
-def test_run_refuses_an_output_it_cannot_write(tmp_path, no_training):
+def test_run_refuses_an_output_it_cannot_write(tmp_path, no_work):
     (tmp_path / "file").write_text("x")
-    _refused(["run", "--quick", "--out", tmp_path / "file" / "run"], "is a file, not a directory")
+    refused(["run", "--quick", "--out", tmp_path / "file" / "run"], "is a file, not a directory")
 
 
 def test_run_refuses_a_student_over_budget_before_the_teacher_trains(tmp_path, monkeypatch):
@@ -73,7 +50,7 @@ def test_run_refuses_a_student_over_budget_before_the_teacher_trains(tmp_path, m
     monkeypatch.setattr(edgekd.train.pipeline, "train_teacher",
                         lambda *a, **k: pytest.fail("the teacher trained before the budget was checked"))
     (tmp_path / "c.yaml").write_text(SMALL_DATA)
-    _refused(["run", "--quick", "--config", tmp_path / "c.yaml", "--student", "cnn-w128-d3-r28",
+    refused(["run", "--quick", "--config", tmp_path / "c.yaml", "--student", "cnn-w128-d3-r28",
               "--out", tmp_path / "run"], "no student fits this budget")
 
 
@@ -84,20 +61,20 @@ def test_run_refuses_a_student_over_budget_before_the_teacher_trains(tmp_path, m
     (["--task", "lines", "--student", "ctc-w8-d2-r32", "--loss", "none"], "takes lines 32 px high"),
     (["--task", "lines", "--student", "ctc-w8-d2-r24", "--loss", "kd", "--teacher", "t.pt"], "is for digits"),
 ])
-def test_distill_refuses_bad_inputs_before_reading_data(tmp_path, no_training, extra, needle):
-    _refused(["distill", "--out", tmp_path / "o", *extra], needle)
+def test_distill_refuses_bad_inputs_before_reading_data(tmp_path, no_work, extra, needle):
+    refused(["distill", "--out", tmp_path / "o", *extra], needle)
     assert not (tmp_path / "o").exists()
 
 
-def test_distill_refuses_an_output_it_cannot_write(tmp_path, no_training):
+def test_distill_refuses_an_output_it_cannot_write(tmp_path, no_work):
     (tmp_path / "o").write_text("a file")
-    _refused(["distill", "--student", "dscnn-w8-d3-r28", "--loss", "none", "--out", tmp_path / "o"],
+    refused(["distill", "--student", "dscnn-w8-d3-r28", "--loss", "none", "--out", tmp_path / "o"],
              "exists and is not a directory")
 
 
 def test_teacher_train_reads_the_data_before_writing_anything(tmp_path):
     np.savez(tmp_path / "one.npz", x=np.zeros((6, 28, 28), np.uint8), y=np.zeros(6, np.int64))
-    _refused(["teacher", "train", "--data", "npz", "--data-path", tmp_path / "one.npz", "--out", tmp_path / "t"],
+    refused(["teacher", "train", "--data", "npz", "--data-path", tmp_path / "one.npz", "--out", tmp_path / "t"],
              "needs at least 2 classes")
     assert not (tmp_path / "t").exists()
 
@@ -128,7 +105,7 @@ def _bad_checkpoints(d):
 def test_export_refuses_damaged_checkpoints(tmp_path):
     needles = _bad_checkpoints(tmp_path)
     for name in ("empty.pt", "text.pt", "student_noarch.pt", "student_ten.pt"):
-        _refused(["export", tmp_path / name, "--out", tmp_path / "b"], needles[name.split("_")[-1]])
+        refused(["export", tmp_path / name, "--out", tmp_path / "b"], needles[name.split("_")[-1]])
         assert not (tmp_path / "b").exists()
 
 
@@ -153,20 +130,20 @@ def test_bad_exported_program_teacher_fails_quietly_with_the_cause(tmp_path, cap
 # ---- data -----------------------------------------------------------------------------------------------------
 def test_data_info_grid_to_an_unwritable_path(tmp_path):
     (tmp_path / "file").write_text("x")
-    _refused(["data", "info", "embedded", "--grid", tmp_path / "file" / "grid.png"], "is a file, not a directory")
-    _refused(["data", "info", "embedded", "--grid", tmp_path], "exists and is a directory")
+    refused(["data", "info", "embedded", "--grid", tmp_path / "file" / "grid.png"], "is a file, not a directory")
+    refused(["data", "info", "embedded", "--grid", tmp_path], "exists and is a directory")
 
 
-def test_npz_float_labels_must_be_whole_and_one_class_is_refused(tmp_path):
+def test_npz_float_labels_must_be_whole_and_one_class_isrefused(tmp_path):
     from edgekd.data import DataSpec, load_data
 
     x = np.zeros((20, 28, 28), np.uint8)
     np.savez(tmp_path / "half.npz", x=x, y=np.array([0.5, 1.0] * 10))
-    _refused(["data", "info", tmp_path / "half.npz", "--no-grid"], "labels must be whole class numbers 0..C-1; "
+    refused(["data", "info", tmp_path / "half.npz", "--no-grid"], "labels must be whole class numbers 0..C-1; "
              "found 0.5 (10 such label(s))")
     np.savez(tmp_path / "text.npz", x=x, y=np.array(["a", "b"] * 10))
-    _refused(["data", "info", tmp_path / "text.npz", "--no-grid"], "labels must be integer class numbers")
+    refused(["data", "info", tmp_path / "text.npz", "--no-grid"], "labels must be integer class numbers")
     np.savez(tmp_path / "whole.npz", x=x, y=np.array([0.0, 1.0] * 10))
     assert load_data(DataSpec("npz", str(tmp_path / "whole.npz"))).num_classes == 2
     np.savez(tmp_path / "one.npz", x=x, y=np.zeros(20, np.int64))
-    _refused(["data", "info", tmp_path / "one.npz", "--no-grid"], "needs at least 2 classes to learn to tell apart")
+    refused(["data", "info", tmp_path / "one.npz", "--no-grid"], "needs at least 2 classes to learn to tell apart")

@@ -4,38 +4,13 @@ not YAML. Each is one `error: ...` line naming the file / section / value, exit 
 
 from __future__ import annotations
 
-import pytest
-from typer.testing import CliRunner
+import functools
 
-from edgekd.cli import app
+import pytest
+from cli_checks import refused
 
 TEACHER = "teacher.pt"  # distill's --teacher: never read, the settings are refused first
-
-
-def _refused(args, *needles: str) -> str:
-    r = CliRunner().invoke(app, [str(a) for a in args])
-    assert r.exit_code == 2, (args, r.output, r.exception)
-    errors = [line for line in r.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in r.output, r.output
-    assert len(r.output.strip().splitlines()) == 1, r.output  # one line: no parser dump after it
-    for needle in needles:
-        assert needle in errors[0], (needle, errors[0])
-    return errors[0]
-
-
-@pytest.fixture()
-def no_work(monkeypatch):
-    """Reading data or training from here on fails the test."""
-    import edgekd.data
-    import edgekd.data.lines
-    import edgekd.train.pipeline
-
-    def fail(*a, **k):
-        raise AssertionError("work started before the inputs were checked")
-
-    for mod, name in ((edgekd.train.pipeline, "train_teacher"), (edgekd.train.pipeline, "distill"),
-                      (edgekd.data, "load_data"), (edgekd.data.lines, "load_lines")):
-        monkeypatch.setattr(mod, name, fail)
+_refused = functools.partial(refused, one_line=True)
 
 
 @pytest.mark.parametrize("yaml, needles", [

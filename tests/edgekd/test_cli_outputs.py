@@ -16,19 +16,6 @@ UNWRITABLE = Path("/proc/edgekd-x")  # /proc takes no new files, whatever the pe
 pytestmark = pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
 
 
-@pytest.fixture()
-def no_work(monkeypatch):
-    import edgekd.data
-    import edgekd.train.pipeline
-
-    def fail(*a, **k):
-        raise AssertionError("work started before the output was checked")
-
-    for mod, name in ((edgekd.train.pipeline, "train_teacher"), (edgekd.train.pipeline, "distill"),
-                      (edgekd.data, "load_data")):
-        monkeypatch.setattr(mod, name, fail)
-
-
 @pytest.mark.parametrize("args, what", [
     (["run", "--quick", "--out", UNWRITABLE], "--out"),
     (["teacher", "train", "--out", UNWRITABLE], "--out"),

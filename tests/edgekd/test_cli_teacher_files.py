@@ -7,38 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
-from edgekd.cli import app
-
-
-def _refused(args, *needles: str) -> str:
-    r = CliRunner().invoke(app, [str(a) for a in args])
-    assert r.exit_code == 2 and "Traceback" not in r.output, (args, r.output, r.exception)
-    errors = [line for line in r.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, r.output
-    for needle in needles:
-        assert needle in errors[0], (needle, errors[0])
-    return errors[0]
-
-
-@pytest.fixture()
-def no_work(monkeypatch):
-    import edgekd.data
-    import edgekd.data.lines
-    import edgekd.train.pipeline
-
-    def fail(*a, **k):
-        raise AssertionError("work started before the teacher file was checked")
-
-    for mod, name in ((edgekd.train.pipeline, "distill"), (edgekd.data, "load_data"),
-                      (edgekd.data.lines, "load_lines")):
-        monkeypatch.setattr(mod, name, fail)
+from cli_checks import refused
 
 
 @pytest.mark.parametrize("command", [["distill", "--student", "linear-r16"], ["run", "--quick"]])
 def test_a_directory_as_teacher_is_a_directory_not_missing(tmp_path, no_work, command):
-    line = _refused([*command, "--teacher", tmp_path, "--out", tmp_path / "o"], f"teacher {tmp_path}",
+    line = refused([*command, "--teacher", tmp_path, "--out", tmp_path / "o"], f"teacher {tmp_path}",
                     "is a directory")
     assert "not found" not in line and not (tmp_path / "o").exists()
 
@@ -47,7 +21,7 @@ def test_a_directory_as_teacher_is_a_directory_not_missing(tmp_path, no_work, co
 def test_an_onnx_line_teacher_is_refused_as_a_kind_not_as_corrupt(tmp_path, no_work, command):
     onnx = tmp_path / "t.onnx"
     onnx.write_bytes(b"\x08\x07")  # any ONNX file: the kind is refused by its name, before it is read
-    line = _refused([*command, "--task", "lines", "--teacher", onnx, "--out", tmp_path / "o"],
+    line = refused([*command, "--task", "lines", "--teacher", onnx, "--out", tmp_path / "o"],
                     ".onnx files are digit teachers only", "edgekd line checkpoint")
     assert "corrupt" not in line and not (tmp_path / "o").exists()
 
@@ -68,7 +42,7 @@ def test_a_line_teacher_of_another_charset_names_the_characters(tmp_path):
     teacher = tmp_path / "teacher.pt"
     torch.save({"format": "edgekd-checkpoint", "kind": "teacher", "task": "lines", "charset": "0123456789"}, teacher)
     data = _line_folder(tmp_path / "lines", ["A1", "B2", "C3", "12", "A3", "B1", "C2", "31", "AB", "C0"] * 2)
-    line = _refused(["distill", "--task", "lines", "--teacher", teacher, "--data", "folder", "--data-path", data,
+    line = refused(["distill", "--task", "lines", "--teacher", teacher, "--data", "folder", "--data-path", data,
                      "--student", "ctc-w8-d2-c1-r24", "--out", tmp_path / "o"],
                     "reads the characters '0123456789'", "the teacher cannot read 'ABC'")
     assert "shape" not in line and not (tmp_path / "o").exists()

@@ -119,3 +119,32 @@ def bars_image(spans: list[tuple[int, int]], height: int = 100, width: int = 400
         img[top:bottom, x0:x1] = 20
         img[top + 3:bottom - 3, x0 + 3:x1 - 3] = 230
     return img
+
+
+def png_header_only(path: Path, width_px: int, height_px: int, bit_depth: int = 8, color_type: int = 0) -> Path:
+    """A PNG that declares its size but carries almost no pixel data (a few hundred bytes on disk): decoding it
+    would fail as truncated, so an error that names the size shows it was refused before decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width_px, height_px, bit_depth, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def make_line_bundle(d: Path) -> Path:
+    """A text-line bundle in `d` around the hand-made CTC line model (`make_line_onnx`: reads each dark box as 'a')."""
+    from edgekd_runtime.manifest import LINE_TASK, Artifact, InputSpec, LinesSpec, Manifest
+
+    d.mkdir(parents=True, exist_ok=True)
+    make_line_onnx(d / "student.onnx", 3)
+    spec = LinesSpec(charset="ab", height=24, width=96, max_width=384, dynamic_formats=("onnx",), max_len=12)
+    m = Manifest(name="ctc-hand", labels=["a", "b"], input=InputSpec("input", (1, 1, 24, 96)),
+                 output={"name": "logits", "kind": "logits"}, task=LINE_TASK, lines=spec)
+    m.artifacts = [Artifact.from_file(d, "student.onnx", "fp32")]
+    m.save(d)
+    return d

@@ -8,16 +8,14 @@ import builtins
 import errno
 import io
 import os
-import struct
 import threading
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
-from rt_support import bars_image, make_line_onnx
+from rt_support import bars_image, make_line_bundle, png_header_only
 from typer.testing import CliRunner
 
 import edgekd_runtime as rt
@@ -27,17 +25,6 @@ from edgekd_runtime.lines import _source_size, load_line_image
 
 runner = CliRunner()
 DENIED = "cannot be read: permission denied; check its permissions"
-
-
-def _png_header_only(path: Path, width_px: int, height_px: int, bit_depth: int = 8, color_type: int = 0) -> Path:
-    """A PNG declaring a size but holding almost no pixel data (a few hundred bytes on disk)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width_px, height_px, bit_depth, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
 
 
 @pytest.fixture()
@@ -51,18 +38,7 @@ def no_decoding(monkeypatch):
 
 @pytest.fixture()
 def line_bundle(tmp_path) -> Path:
-    """A text-line bundle around the hand-made CTC line model (reads each dark box as 'a')."""
-    from edgekd_runtime.manifest import LINE_TASK, Artifact, InputSpec, LinesSpec, Manifest
-
-    d = tmp_path / "lines"
-    d.mkdir()
-    make_line_onnx(d / "student.onnx", 3)
-    spec = LinesSpec(charset="ab", height=24, width=96, max_width=384, dynamic_formats=("onnx",), max_len=12)
-    m = Manifest(name="ctc-hand", labels=["a", "b"], input=InputSpec("input", (1, 1, 24, 96)),
-                 output={"name": "logits", "kind": "logits"}, task=LINE_TASK, lines=spec)
-    m.artifacts = [Artifact.from_file(d, "student.onnx", "fp32")]
-    m.save(d)
-    return d
+    return make_line_bundle(tmp_path / "lines")
 
 
 def _exit_2(args: list[str], says: str) -> None:
@@ -77,7 +53,7 @@ def test_a_huge_line_image_is_refused_from_its_header_before_any_pixel_is_decode
                                                                                  color_type, mode):
     """The probe's 10000x10000 PNGs: reading a line's size used to decode the whole image looking for EXIF (459 MB
     peak for RGBA) before the decode budget refused it."""
-    path = _png_header_only(tmp_path / "huge.png", 10000, 10000, bit_depth, color_type)
+    path = png_header_only(tmp_path / "huge.png", 10000, 10000, bit_depth, color_type)
     with pytest.raises(rt.ImageError, match=rf"a 10000x10000 px PNG image \({mode}\) would take about"):
         load_line_image(path)
     with pytest.raises(rt.ImageError, match="over the 128 MiB limit"):
@@ -87,7 +63,7 @@ def test_a_huge_line_image_is_refused_from_its_header_before_any_pixel_is_decode
 def test_a_huge_image_raises_no_library_warning(tmp_path):
     """100 million pixels is over Pillow's DecompressionBombWarning threshold: the runtime's own limits judge it,
     and no raw library warning reaches the user."""
-    path = _png_header_only(tmp_path / "huge.png", 10000, 10000, 16, 0)
+    path = png_header_only(tmp_path / "huge.png", 10000, 10000, 16, 0)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         with pytest.raises(rt.ImageError, match="MiB to decode"):
@@ -100,7 +76,7 @@ def test_a_huge_image_raises_no_library_warning(tmp_path):
 @pytest.mark.parametrize("load", [load_gray, load_levels, load_line_image])
 def test_the_decode_budget_error_is_not_rewrapped(tmp_path, load):
     """Our own ImageError (a ValueError) passes through as it is: the file named once, no 'truncated' advice."""
-    path = _png_header_only(tmp_path / "gray.png", 15000, 15000)
+    path = png_header_only(tmp_path / "gray.png", 15000, 15000)
     with pytest.raises(rt.ImageError) as e:
         load(path)
     message = str(e.value)
@@ -109,7 +85,7 @@ def test_the_decode_budget_error_is_not_rewrapped(tmp_path, load):
 
 
 def test_cli_read_of_a_huge_image_is_one_clear_error(tmp_path, line_bundle):
-    path = _png_header_only(tmp_path / "gray.png", 15000, 15000)
+    path = png_header_only(tmp_path / "gray.png", 15000, 15000)
     _exit_2(["read", str(path), "-m", str(line_bundle)], "would take about 257 MiB to decode")
     r = runner.invoke(app, ["read", str(path), "-m", str(line_bundle)])
     assert "truncated" not in r.stderr and r.stderr.count(str(path)) == 1

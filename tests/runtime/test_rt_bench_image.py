@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from rt_support import bars_image, digit_canvas, handwriting_photo, make_line_onnx
+from rt_support import bars_image, digit_canvas, handwriting_photo, make_line_bundle
 from typer.testing import CliRunner
 
 import edgekd_runtime as rt
@@ -72,16 +72,7 @@ def test_the_timed_chain_is_what_predict_reads(lin_onnx, photo):
 
 
 def test_a_line_bundle_times_line_preprocessing_and_the_model(tmp_path):
-    from edgekd_runtime.manifest import LINE_TASK, Artifact, InputSpec, LinesSpec, Manifest
-
-    d = tmp_path / "lines"
-    d.mkdir()
-    make_line_onnx(d / "student.onnx", 3)
-    spec = LinesSpec(charset="ab", height=24, width=96, max_width=384, dynamic_formats=("onnx",), max_len=12)
-    m = Manifest(name="ctc-hand", labels=["a", "b"], input=InputSpec("input", (1, 1, 24, 96)),
-                 output={"name": "logits", "kind": "logits"}, task=LINE_TASK, lines=spec)
-    m.artifacts = [Artifact.from_file(d, "student.onnx", "fp32")]
-    m.save(d)
+    d = make_line_bundle(tmp_path / "lines")
     img = tmp_path / "line.png"
     Image.fromarray(bars_image([(50, 80), (200, 230)])).save(img)
     rec = rt.load(d)

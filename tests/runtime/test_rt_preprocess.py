@@ -11,7 +11,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from PIL import Image
-from rt_support import digit_canvas, handwriting_photo
+from rt_support import digit_canvas, handwriting_photo, png_header_only
 
 from edgekd_runtime.errors import BlankImageError, ImageError, ManifestError
 from edgekd_runtime.manifest import PreprocessSpec
@@ -204,26 +204,11 @@ print(int((c > 0.5).sum()), hwm // 1024)
     assert peak_mib < 400, peak_mib
 
 
-def _png_header_only(path, width_px: int, height_px: int, bit_depth: int, color_type: int):
-    """A PNG that declares its size but carries no real pixel data: decoding it would fail as truncated, so
-    an error that names the size shows that it was refused before decoding."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width_px, height_px, bit_depth, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
-
-
 @pytest.mark.parametrize("bit_depth, color_type, mode, mib", [(8, 2, "RGB", 1755), (1, 0, "1", 801)])
 def test_huge_png_is_refused_from_its_header_before_decoding(tmp_path, bit_depth, color_type, mode, mib):
     """The issue's 20000x20000 PNGs (RGB: 1.64 GB peak; 1-bit, a 77 KB file: 851 MB) would be OOM kills on a
     512 MB board: they are ImageErrors naming the file, its size and the limit, before any pixel is decoded."""
-    path = _png_header_only(tmp_path / f"huge-{mode}.png", 20000, 20000, bit_depth, color_type)
+    path = png_header_only(tmp_path / f"huge-{mode}.png", 20000, 20000, bit_depth, color_type)
     with pytest.raises(ImageError, match=rf"huge-{mode}.png: a 20000x20000 px PNG image \({mode}\) would take about "
                                          rf"{mib:,} MiB to decode, over the 128 MiB limit .*downscale it to at most"):
         preprocess(path)
