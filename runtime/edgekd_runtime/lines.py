@@ -147,6 +147,8 @@ def _line_band(image: ImageLike, polarity: str) -> _Band:
         ink, x0 = photo_band(gray, polarity, name)
     else:
         ink, x0 = _digital_band(gray, polarity, name)
+    if size and (size[0] > size[1]) != (gray.shape[1] > gray.shape[0]) and size[0] != size[1]:
+        size = (size[1], size[0])  # turned upright by an orientation the header did not show (`upright_size`)
     src_w = size[0] if size else gray.shape[1]
     return _Band(name, ink, x0, gray.shape[1] / src_w, src_w)
 

@@ -102,6 +102,37 @@ def test_exif_orientation_still_turns_a_line_image_of_allowed_size(tmp_path, suf
     assert load_line_image(path).shape == size[::-1]
 
 
+def _exif_after_pixels(png: bytes) -> bytes:
+    """The PNG with its eXIf chunk moved after the pixel data (allowed by the PNG 1.5 extensions; Pillow writes it
+    before), where reading it would mean decoding the image."""
+    chunks, at = [], 8
+    while at < len(png):
+        n = int.from_bytes(png[at:at + 4], "big")
+        chunks.append(png[at:at + 12 + n])
+        at += 12 + n
+    exif = [c for c in chunks if c[4:8] == b"eXIf"]
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    return png[:8] + b"".join(rest[:-1] + exif + rest[-1:])  # ... IDAT, eXIf, IEND
+
+
+def test_a_png_turned_by_exif_after_its_pixels_still_maps_characters_to_its_upright_pixels(tmp_path):
+    """The size comes from the header without decoding (no second decode of every PNG line photo): an orientation
+    stored after the pixel data is not seen there, and the line's geometry follows the loaded, upright image."""
+    from edgekd_runtime.lines import line_canvas
+
+    upright = bars_image([(50, 80), (200, 230)])  # 100 x 400, a line of two bars
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: stored turned back
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))).save(buf, format="PNG", exif=exif)
+    path = tmp_path / "late-exif.png"
+    path.write_bytes(_exif_after_pixels(buf.getvalue()))
+    assert _source_size(path) == (100, 400)  # the header: stored size, orientation unseen
+    assert load_line_image(path).shape == upright.shape  # the loader turns it upright
+    _, geom = line_canvas(path, 24, 192)
+    assert geom.image_width == upright.shape[1]
+
+
 # ---- 3: files this process may not read ----------------------------------------------------------------------------
 def _deny(monkeypatch, path: Path, *calls: str) -> None:
     """Make `os.<call>` (and Python's `open` for "open") raise PermissionError for `path`, as for a user without
