@@ -56,6 +56,7 @@ def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
     from edgekd.kd import check_loss
     from edgekd.models.line_models import check_task
     from edgekd.models.students import parse_student_id
+    from edgekd.models.teachers import check_teacher_files
     from edgekd.train.kd_mode import check_kd_mode
     from edgekd_runtime.errors import UserInputError
 
@@ -79,27 +80,6 @@ def check_distill_inputs(cfg: Any, out: Path, resume: bool) -> None:
     if d.loss.strip() != "none":
         check_teacher_files(cfg.teacher, cfg.task)
     check_out(out, resume)
-
-
-def check_teacher_files(ref: str, task: str) -> None:
-    """Refuse, before any data is read, a teacher (one file, or an ensemble's separated by commas) that is no
-    readable file (missing, a directory, ...), and for the lines task an ONNX / TFLite file: line teachers are
-    edgekd line checkpoints (or TorchScript / ExportedProgram files), the runtime formats are for digits."""
-    from edgekd.models.foreign_teachers import RUNTIME_SUFFIXES
-    from edgekd.models.teachers import teacher_files
-    from edgekd_runtime.errors import ModelLoadError, UserInputError
-    from edgekd_runtime.images import check_readable
-
-    for part in teacher_files(ref):
-        path = Path(part).expanduser()
-        try:
-            check_readable(path, ModelLoadError, "teacher")
-        except ModelLoadError as e:
-            raise ModelLoadError(f"teacher {e}") from None
-        if task == "lines" and path.suffix.lower() in RUNTIME_SUFFIXES:
-            raise UserInputError(f"teacher {path}: {path.suffix} files are digit teachers only; a line teacher is an "
-                                 f"edgekd line checkpoint (`edgekd teacher train --task lines` writes teacher.pt) "
-                                 f"or a TorchScript / ExportedProgram file")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -68,10 +68,7 @@ def register(app: typer.Typer) -> None:
         finished steps and resumes an interrupted training.
         """
         from edgekd.cli.data_cmd import guess_source
-        from edgekd.cli.distill_cmd import check_teacher_files
-        from edgekd.cli.teacher_cmd import resumable
-        from edgekd.pipeline import load_pipeline_config, run_pipeline
-        from edgekd.pipeline.run import check_inputs
+        from edgekd.pipeline import load_pipeline_config
 
         over: dict = {"task": task, "teacher": str(teacher) if teacher else None, "teacher_scale": teacher_scale,
                       "target": target,
@@ -86,21 +83,26 @@ def register(app: typer.Typer) -> None:
         if data is not None or seed is not None:
             src, path = guess_source(data, None, task) if data is not None else (None, None)
             over["data"] = {"source": src, "path": path, "seed": seed}
-        cfg = load_pipeline_config(config, over)
-        check_inputs(cfg, out)  # the settings first (run_pipeline checks them again: cheap), then the files
-        if cfg.teacher:
-            check_teacher_files(cfg.teacher, cfg.task)
-        log = (lambda s: None) if json_out else (lambda s: typer.echo(s))
-        with resumable(lambda: "re-run the same command to resume (finished steps are kept)"):
-            rep = run_pipeline(cfg, out, force=force, progress=not json_out, log=log)
-        if isinstance(rep, dict):  # a lines run's report (edgekd.pipeline.lines_report)
-            return _lines_summary(rep, json_out)
-        if json_out:
-            print_json(rep.to_dict())
-        else:
-            _summary(rep)
-        if rep.failed_checks:
-            raise typer.Exit(1)  # the report is written; something in it is not deployable as asked
+        _run_and_report(load_pipeline_config(config, over), out, force, json_out)
+
+
+def _run_and_report(cfg: Any, out: Path, force: bool, json_out: bool) -> None:
+    """Run the pipeline (its `check_inputs` refuses bad settings and files before the run directory is touched),
+    then print the summary or report.json; exit 1 when a check of the written report failed."""
+    from edgekd.cli.teacher_cmd import resumable
+    from edgekd.pipeline import run_pipeline
+
+    log = (lambda s: None) if json_out else (lambda s: typer.echo(s))
+    with resumable(lambda: "re-run the same command to resume (finished steps are kept)"):
+        rep = run_pipeline(cfg, out, force=force, progress=not json_out, log=log)
+    if isinstance(rep, dict):  # a lines run's report (edgekd.pipeline.lines_report)
+        return _lines_summary(rep, json_out)
+    if json_out:
+        print_json(rep.to_dict())
+    else:
+        _summary(rep)
+    if rep.failed_checks:
+        raise typer.Exit(1)  # the report is written; something in it is not deployable as asked
 
 
 def _summary(rep: Report) -> None:

@@ -122,6 +122,24 @@ def teacher_files(ref: str) -> list[str]:
     return [part.strip() for part in ref.split(",") if part.strip()]
 
 
+def check_teacher_files(ref: str, task: str) -> None:
+    """Refuse, before any data is read, a teacher (one file, or an ensemble's separated by commas) that is no
+    readable file (missing, a directory, ...), and for the lines task an ONNX / TFLite file: line teachers are
+    edgekd line checkpoints (or TorchScript / ExportedProgram files), the runtime formats are for digits."""
+    from edgekd_runtime.images import check_readable
+
+    for part in teacher_files(ref):
+        path = Path(part).expanduser()
+        try:
+            check_readable(path, ModelLoadError, "teacher")
+        except ModelLoadError as e:
+            raise ModelLoadError(f"teacher {e}") from None
+        if task == "lines" and path.suffix.lower() in RUNTIME_SUFFIXES:
+            raise UserInputError(f"teacher {path}: {path.suffix} files are digit teachers only; a line teacher is an "
+                                 f"edgekd line checkpoint (`edgekd teacher train --task lines` writes teacher.pt) "
+                                 f"or a TorchScript / ExportedProgram file")
+
+
 def _ensemble(members: list[Teacher]) -> Teacher:
     """Teachers as one (the mean of their posteriors); members that carry their own normalisation must agree."""
     from .ensemble import ProbabilityEnsemble

@@ -106,8 +106,9 @@ def _profile_and_budget(cfg: PipelineConfig):
 def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     """Refuse what would otherwise fail only after the teacher has trained: the student id (grammar, family,
     task), the built-in teacher's name, the teacher scale, the deploy_teacher policy, the KD loss and its settings,
-    the transfer views, and the run directory."""
+    the transfer views, the run directory and the teacher file."""
     from edgekd.models.foreign_teachers import parse_teacher_scale
+    from edgekd.models.teachers import check_teacher_files
     from edgekd.train.device import resolve_amp, resolve_device
     from edgekd_runtime.atomic import check_writable
     from edgekd_runtime.errors import UserInputError
@@ -125,6 +126,8 @@ def check_inputs(cfg: PipelineConfig, run_dir: Path) -> None:
     if d.transfer_views < 1:
         raise UserInputError(f"distill.transfer_views must be >= 1, got {d.transfer_views}")
     check_writable(run_dir, "--out", directory=True)
+    if cfg.teacher:
+        check_teacher_files(cfg.teacher, cfg.task)  # a file that is no teacher, before the data is read
 
 
 def _fresh_dir(d: Path) -> None:
