@@ -404,8 +404,8 @@ def _artifacts(raw: Any, source: str) -> list[Artifact]:
         if name != os.path.basename(name) or name in (".", ".."):
             raise ManifestError(f"{source}: artifacts[{i}].path {name!r} leaves the bundle; an artifact is a file "
                                 f"name inside the bundle directory: re-create the bundle with `edgekd export`")
-        if not a.get("path", "-") or a.get("size_bytes", 0) < 0:
-            raise ManifestError(f"{source}: artifacts[{i}] has path {a.get('path')!r} and size_bytes "
+        if not name or a.get("size_bytes", 0) < 0:
+            raise ManifestError(f"{source}: artifacts[{i}] has path {name!r} and size_bytes "
                                 f"{a.get('size_bytes')!r}; expected a file name and a size >= 0: re-create the bundle "
                                 f"with `edgekd export`")
     return [Artifact(**{**a, "extra": a.get("extra") or {}}) for a in raw]
